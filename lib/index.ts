@@ -1,0 +1,10 @@
+export { createFileServer } from './server.js';
+export type { FileServer, FileServerOptions, DirMapping, ListenOptions, BoundAddress } from './server.js';
+export { parseMultipart } from './multipart.js';
+export type { Part, ParseOptions, MultipartLimits } from './multipart.js';
+export { WharfError } from './errors.js';
+export { DEFAULT_LIMITS } from './limits.js';
+export type { Limits } from './limits.js';
+export type { Site, Progress, TransferOptions } from './site.js';
+export type { UploadEvent, UploadedFile } from './uploads.js';
+export type { StreamStats } from './streams.js';

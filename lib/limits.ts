@@ -1,0 +1,80 @@
+import { WharfError } from './errors.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+
+/**
+ * Every limit wharf enforces, in one place. Each has a safe default; pass a partial object to
+ * `createFileServer({ limits })` (or the CLI's `--limit-*` flags) to change some.
+ */
+export interface Limits {
+  /** Bytes in one uploaded file. Past it: 413 `LIMIT_FILE_SIZE`. Default 8 GiB. */
+  fileSize: number;
+  /** Files in one upload request. Default 1,000. */
+  files: number;
+  /** Bytes in one upload request body, all parts and framing included. Default 16 GiB. */
+  requestSize: number;
+  /** Parts (files and fields) in one multipart body. Default 2,000. */
+  parts: number;
+  /** Non-file fields in one multipart body. Default 100. */
+  fields: number;
+  /** Bytes in one non-file field's value. Default 1 MiB. */
+  fieldSize: number;
+  /** Bytes in one part's header block. Default 16 KiB. */
+  headerSize: number;
+  /** Bytes in one image-stream frame (Wave's own limit is 5 MiB). Default 5 MiB. */
+  frameSize: number;
+  /** Image streams alive at once. Default 1,000. */
+  streams: number;
+  /** Viewers of one image stream. Default 1,000. */
+  viewersPerStream: number;
+  /** ms a viewer may leave a frame unread before it is dropped. Default 10 s. */
+  viewerStallTimeout: number;
+  /** ms without a frame after which a stream is ended (an app that forgot `unlink`). Default 10 min. */
+  streamIdleTimeout: number;
+  /** ms an upload body may go without receiving a byte. Replaces Node's whole-request timeout on upload routes, so a slow but live 2 GiB upload is never killed. Default 60 s. */
+  uploadIdleTimeout: number;
+  /** ms a client has to send its request headers (slowloris). Default 10 s. */
+  headersTimeout: number;
+  /** ms for a whole non-upload request. Default 5 min. */
+  requestTimeout: number;
+  /** Files up to this size are kept in the static engine's memory cache (revalidated by `stat` on every request). 0 turns the cache off. Default 64 KiB. */
+  cacheFileSize: number;
+  /** Total bytes in the static engine's memory cache. Default 32 MiB. */
+  cacheSize: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
+  fileSize: 8 * GiB,
+  files: 1000,
+  requestSize: 16 * GiB,
+  parts: 2000,
+  fields: 100,
+  fieldSize: 1 * MiB,
+  headerSize: 16 * KiB,
+  frameSize: 5 * MiB,
+  streams: 1000,
+  viewersPerStream: 1000,
+  viewerStallTimeout: 10_000,
+  streamIdleTimeout: 600_000,
+  uploadIdleTimeout: 60_000,
+  headersTimeout: 10_000,
+  requestTimeout: 300_000,
+  cacheFileSize: 64 * KiB,
+  cacheSize: 32 * MiB,
+});
+
+/** Merges `partial` over the defaults; an unknown key or a value that is not a non-negative finite integer fails fast. */
+export function resolveLimits(partial: Partial<Limits> = {}): Limits {
+  const out: Limits = { ...DEFAULT_LIMITS };
+  for (const [key, value] of Object.entries(partial)) {
+    if (!(key in DEFAULT_LIMITS)) throw new WharfError('INVALID_OPTION', `limits.${key}: unknown limit`);
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+      throw new WharfError('INVALID_OPTION', `limits.${key}: expected a non-negative integer, got ${String(value)}`);
+    }
+    out[key as keyof Limits] = value;
+  }
+  return out;
+}

@@ -1,0 +1,30 @@
+/** Progress of one transfer: `total` is undefined when the size is not known in advance. */
+export interface Progress {
+  loaded: number;
+  total: number | undefined;
+}
+
+/** Options every transfer of `Site` accepts. */
+export interface TransferOptions {
+  onProgress?: (progress: Progress) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * Wave's `q.site` file API. The in-process `files.site` and the HTTP client from `wharf/client`
+ * both implement it, with the same results, so an app can switch between them.
+ */
+export interface Site {
+  /** Stores each file under a new id; resolves with their URL paths (`{base}_f/<id>/<name>`), in order. */
+  upload(paths: string[], options?: TransferOptions): Promise<string[]>;
+  /** Stores a directory tree under one new id; resolves with `[{base}_f/<id>]`. */
+  uploadDir(dir: string, options?: TransferOptions): Promise<string[]>;
+  /** Fetches `url` into `fileOrDir` (an existing directory keeps the file's name); resolves with the local path written. */
+  download(url: string, fileOrDir: string, options?: TransferOptions): Promise<string>;
+  /** Deletes the upload that `url` points into. */
+  unload(url: string, options?: Pick<TransferOptions, 'signal'>): Promise<void>;
+  /** Publishes one frame to image stream `name`; resolves with the path viewers open (`{base}_m/<name>`). */
+  uplink(name: string, contentType: string, data: Uint8Array, options?: Pick<TransferOptions, 'signal'>): Promise<string>;
+  /** Ends image stream `name`. */
+  unlink(name: string, options?: Pick<TransferOptions, 'signal'>): Promise<void>;
+}
