@@ -43,6 +43,8 @@ export interface Limits {
   cacheFileSize: number;
   /** Total bytes in the static engine's memory cache. Default 32 MiB. */
   cacheSize: number;
+  /** ms `close()` lets in-flight downloads finish before it cuts them off. Default 5 s. */
+  closeGrace: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -63,6 +65,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   requestTimeout: 300_000,
   cacheFileSize: 64 * KiB,
   cacheSize: 32 * MiB,
+  closeGrace: 5_000,
 });
 
 /** Merges `partial` over the defaults; an unknown key or a value that is not a non-negative finite integer fails fast. */
