@@ -68,6 +68,31 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   closeGrace: 5_000,
 });
 
+/**
+ * What each limit counts, so the CLI's `--limit-*` flags can take `512MiB` or `30s`. Keyed by
+ * `keyof Limits`: a new limit does not compile until it says which it is.
+ */
+export const LIMIT_UNITS: Readonly<Record<keyof Limits, 'bytes' | 'ms' | 'count'>> = Object.freeze({
+  fileSize: 'bytes',
+  files: 'count',
+  requestSize: 'bytes',
+  parts: 'count',
+  fields: 'count',
+  fieldSize: 'bytes',
+  headerSize: 'bytes',
+  frameSize: 'bytes',
+  streams: 'count',
+  viewersPerStream: 'count',
+  viewerStallTimeout: 'ms',
+  streamIdleTimeout: 'ms',
+  uploadIdleTimeout: 'ms',
+  headersTimeout: 'ms',
+  requestTimeout: 'ms',
+  cacheFileSize: 'bytes',
+  cacheSize: 'bytes',
+  closeGrace: 'ms',
+});
+
 /** Merges `partial` over the defaults; an unknown key or a value that is not a non-negative finite integer fails fast. */
 export function resolveLimits(partial: Partial<Limits> = {}): Limits {
   const out: Limits = { ...DEFAULT_LIMITS };
