@@ -1,7 +1,15 @@
-// STUB — owned by the static/server helper; the exported names and types below are the contract.
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
+// The static engine: answers GET/HEAD for one file of a `FileSource` — conditionals, ranges,
+// content type, downloads — from a small revalidated memory cache or streamed from disk.
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { close as closeFd, constants, createReadStream, fstat, open as openFd } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
+import { basename, resolve, sep } from 'node:path';
+import { pipeline, type Readable } from 'node:stream';
+import { attachment } from './disposition.js';
+import { WharfError, fromFsError, sendError } from './errors.js';
 import type { Limits } from './limits.js';
+import { contentTypeFor } from './mime.js';
+import { hasDotSegment, toRelPath } from './urlpath.js';
 
 /** What the static engine needs to know of a file to answer conditionals and ranges. */
 export interface FileInfo {
@@ -39,10 +47,425 @@ export interface StaticEngine {
   serve(req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string): Promise<void>;
 }
 
-export function createStatic(_options: StaticOptions): StaticEngine {
-  throw new Error('not implemented');
+export const DEFAULT_CACHE_CONTROL = 'public, max-age=0, must-revalidate';
+
+/** Read size of file streams: fewer, larger reads mean fewer thread-pool round trips per MiB (measured in bench/static). */
+const STREAM_CHUNK = 256 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Directory source
+
+const GONE = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG']);
+const isGone = (err: unknown): boolean => GONE.has((err as NodeJS.ErrnoException).code ?? '');
+
+// O_NONBLOCK: opening a FIFO planted in a root must not park a thread-pool thread forever (it is
+// then refused as "not a regular file"); it changes nothing for regular files. O_NOFOLLOW: the path
+// opened is a real path, so its last component being a symlink means it was swapped in since.
+const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0);
+
+function openFile(path: string): Promise<number> {
+  return new Promise((ok, fail) => openFd(path, OPEN_FLAGS, (err, fd) => (err ? fail(err) : ok(fd))));
 }
 
-export function createDirectorySource(_root: string, _options?: { dotfiles?: boolean }): FileSource {
-  throw new Error('not implemented');
+function closeQuietly(fd: number): Promise<void> {
+  return new Promise((ok) => closeFd(fd, () => ok()));
+}
+
+function fstatFile(fd: number): Promise<{ size: number; mtimeMs: number; ino: number; isFile(): boolean }> {
+  return new Promise((ok, fail) => fstat(fd, (err, st) => (err ? fail(err) : ok(st))));
+}
+
+/**
+ * Serves the regular files under `root`.
+ *
+ * Containment: every request resolves the requested path with `realpath` (symlinks followed) and
+ * accepts it only if it lies inside the root's own real path — so a symlinked root works, and a
+ * symlink inside the root that leads out of it is a 404. The file is then opened by that real
+ * path with `O_NOFOLLOW`. Nothing is cached between requests except the root's real path (re-resolved
+ * when a result falls outside it, so a root that is re-pointed is followed): a cached per-file
+ * real path would let a directory swapped for a symlink after the first request escape the root.
+ * What remains is the usual window between `realpath` and `open` in which a concurrent local
+ * attacker able to rename directories inside the root could swap one for a symlink; closing it
+ * needs `openat2(RESOLVE_BENEATH)`, which Node does not offer.
+ */
+export function createDirectorySource(root: string, options: { dotfiles?: boolean } = {}): FileSource {
+  const absRoot = resolve(root);
+  const dotfiles = options.dotfiles ?? false;
+  let realRoot: string | undefined;
+
+  async function resolveRoot(): Promise<string | undefined> {
+    try {
+      const r = await realpath(absRoot);
+      realRoot = r.endsWith(sep) ? r : r + sep;
+    } catch (err) {
+      if (!isGone(err)) throw err;
+      realRoot = undefined;
+    }
+    return realRoot;
+  }
+
+  /** The real path of `rel` if it is inside the root and allowed, else null. */
+  async function locate(rel: string): Promise<string | null> {
+    if (!dotfiles && hasDotSegment(rel)) return null;
+    let real: string;
+    try {
+      real = await realpath(absRoot + sep + rel);
+    } catch (err) {
+      if (isGone(err)) return null;
+      throw err;
+    }
+    let r = realRoot ?? (await resolveRoot());
+    if (r === undefined) return null;
+    if (!real.startsWith(r)) {
+      r = await resolveRoot();
+      if (r === undefined || !real.startsWith(r)) return null;
+    }
+    // A symlink named `visible` pointing at `.secret` inside the root is still a dotfile.
+    if (!dotfiles && hasDotSegment(real.slice(r.length))) return null;
+    return real;
+  }
+
+  return {
+    async stat(rel) {
+      const real = await locate(rel);
+      if (real === null) return null;
+      try {
+        const st = await stat(real);
+        return st.isFile() ? { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino } : null;
+      } catch (err) {
+        if (isGone(err)) return null;
+        throw err;
+      }
+    },
+    async open(rel) {
+      const real = await locate(rel);
+      if (real === null) return null;
+      let fd: number;
+      try {
+        fd = await openFile(real);
+      } catch (err) {
+        if (isGone(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') return null;
+        throw err;
+      }
+      let st;
+      try {
+        st = await fstatFile(fd);
+      } catch (err) {
+        await closeQuietly(fd);
+        throw err;
+      }
+      if (!st.isFile()) {
+        await closeQuietly(fd);
+        return null;
+      }
+      let used = false;
+      return {
+        size: st.size,
+        mtimeMs: st.mtimeMs,
+        ino: st.ino,
+        stream(start, end) {
+          if (used) throw new Error('OpenFile already used');
+          used = true;
+          return createReadStream('', { fd, start, end, autoClose: true, emitClose: true, highWaterMark: STREAM_CHUNK });
+        },
+        close() {
+          if (used) return Promise.resolve();
+          used = true;
+          return closeQuietly(fd);
+        },
+      };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validators and conditionals (RFC 9110 §8.8, §13)
+
+/** Strong: changes whenever size, mtime (µs) or inode do, i.e. whenever the bytes are rewritten. */
+function etagOf(info: FileInfo): string {
+  return `"${info.ino.toString(36)}-${info.size.toString(36)}-${Math.round(info.mtimeMs * 1000).toString(36)}"`;
+}
+
+const opaque = (tag: string): string => (tag.startsWith('W/') ? tag.slice(2) : tag);
+
+/** Does the `If-Match`/`If-None-Match` list `header` match `etag` (`*` matches any)? */
+function tagListMatches(header: string, etag: string, weak: boolean): boolean {
+  if (header === etag) return true;
+  const want = weak ? opaque(etag) : etag;
+  for (const raw of header.split(',')) {
+    const tag = raw.trim();
+    if (tag === '*') return true;
+    if (weak ? opaque(tag) === want : tag === want) return true;
+  }
+  return false;
+}
+
+const seconds = (ms: number): number => Math.floor(ms / 1000);
+
+/** 0 to go on, else 304 or 412, in the order of RFC 9110 §13.2.2. */
+function precondition(h: IncomingHttpHeaders, etag: string, mtimeMs: number): number {
+  const ifMatch = h['if-match'];
+  if (ifMatch !== undefined) {
+    if (!tagListMatches(ifMatch, etag, false)) return 412;
+  } else {
+    const ius = h['if-unmodified-since'];
+    if (ius !== undefined) {
+      const t = Date.parse(ius);
+      if (!Number.isNaN(t) && seconds(mtimeMs) > seconds(t)) return 412;
+    }
+  }
+  const inm = h['if-none-match'];
+  if (inm !== undefined) return tagListMatches(inm, etag, true) ? 304 : 0;
+  const ims = h['if-modified-since'];
+  if (ims !== undefined) {
+    const t = Date.parse(ims);
+    if (!Number.isNaN(t) && seconds(mtimeMs) <= seconds(t)) return 304;
+  }
+  return 0;
+}
+
+type Span = readonly [start: number, end: number];
+const UNSATISFIABLE = 'unsatisfiable';
+
+/**
+ * One `Range: bytes=a-b` (RFC 9110 §14.1.2). `null` means "answer 200 with the whole file": no or
+ * an unparsable Range, another unit, several ranges (allowed by §14.2; multipart/byteranges is not
+ * worth its weight here), or an empty file (nothing a range could select).
+ */
+function parseRange(header: string, size: number): Span | typeof UNSATISFIABLE | null {
+  const eq = header.indexOf('=');
+  if (eq < 0 || header.slice(0, eq).trim().toLowerCase() !== 'bytes' || size === 0) return null;
+  const m = /^\s*(\d*)\s*-\s*(\d*)\s*$/.exec(header.slice(eq + 1));
+  if (!m) return null;
+  const [, first = '', last = ''] = m;
+  if (first === '') {
+    if (last === '') return null;
+    const n = Number(last);
+    return n === 0 ? UNSATISFIABLE : [Math.max(0, size - n), size - 1];
+  }
+  const start = Number(first);
+  const end = last === '' ? size - 1 : Number(last);
+  if (end < start) return null;
+  if (start >= size) return UNSATISFIABLE;
+  return [start, Math.min(end, size - 1)];
+}
+
+/** `If-Range` (§13.1.5): the range applies only if the representation is still the one the client has. */
+function ifRangeHolds(value: string, etag: string, mtimeMs: number): boolean {
+  if (value.startsWith('"') || value.startsWith('W/')) return value === etag; // strong comparison
+  const t = Date.parse(value);
+  return !Number.isNaN(t) && seconds(t) === seconds(mtimeMs);
+}
+
+/** `?download` → the file's own name, `?download=name` → that name; undefined when absent. */
+function downloadName(url: string, rel: string): string | undefined {
+  const q = url.indexOf('?');
+  if (q < 0 || !url.includes('download', q)) return undefined;
+  const value = new URLSearchParams(url.slice(q + 1)).get('download');
+  if (value === null) return undefined;
+  return value || basename(rel);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine
+
+/** A file as answered: validators and type computed once, body cached when small. */
+interface Entry {
+  size: number;
+  mtimeMs: number;
+  ino: number;
+  etag: string;
+  lastModified: string;
+  type: string;
+  /** The whole file, or null for a file too big to cache (its validators still answer 304s cheaply). */
+  data: Buffer | null;
+  /** Bytes this entry is charged against `limits.cacheSize`. */
+  cost: number;
+}
+
+/** Bookkeeping charged per entry on top of its bytes, so many tiny or data-less entries stay bounded too. */
+const ENTRY_OVERHEAD = 256;
+
+function entryOf(info: FileInfo, rel: string, data: Buffer | null): Entry {
+  return {
+    size: info.size,
+    mtimeMs: info.mtimeMs,
+    ino: info.ino,
+    etag: etagOf(info),
+    lastModified: new Date(info.mtimeMs).toUTCString(),
+    type: contentTypeFor(rel),
+    data,
+    cost: ENTRY_OVERHEAD + rel.length + (data?.length ?? 0),
+  };
+}
+
+const sameFile = (a: FileInfo, b: FileInfo): boolean => a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino;
+
+function readWhole(file: OpenFile): Promise<Buffer> {
+  if (file.size === 0) return file.close().then(() => Buffer.alloc(0));
+  return new Promise((ok, fail) => {
+    const chunks: Buffer[] = [];
+    const s = file.stream(0, file.size - 1);
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.once('error', fail);
+    s.once('end', () => ok(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+  });
+}
+
+const notFound = (): WharfError => new WharfError('NOT_FOUND', 'file not found', 404);
+
+export function createStatic(options: StaticOptions): StaticEngine {
+  const { limits } = options;
+  const cacheControl = options.cacheControl ?? DEFAULT_CACHE_CONTROL;
+  const cacheOn = limits.cacheFileSize > 0 && limits.cacheSize > 0;
+  // One LRU for every source: Map keeps insertion order, and a hit re-inserts its key.
+  const cache = new Map<string, Entry>();
+  let cached = 0;
+  const sourceIds = new WeakMap<FileSource, number>();
+  let nextSourceId = 0;
+
+  function keyOf(source: FileSource, rel: string): string {
+    let id = sourceIds.get(source);
+    if (id === undefined) sourceIds.set(source, (id = nextSourceId++));
+    return `${id}\0${rel}`;
+  }
+
+  function forget(key: string): void {
+    const e = cache.get(key);
+    if (e === undefined) return;
+    cache.delete(key);
+    cached -= e.cost;
+  }
+
+  function remember(key: string, e: Entry): void {
+    forget(key);
+    if (e.cost > limits.cacheSize) return;
+    cache.set(key, e);
+    cached += e.cost;
+    for (const [k, old] of cache) {
+      if (cached <= limits.cacheSize) break;
+      cache.delete(k);
+      cached -= old.cost;
+    }
+  }
+
+  /** Writes the answer for `e`, its body from `e.data` or from `file` (which this then owns). */
+  function answer(req: IncomingMessage, res: ServerResponse, e: Entry, rel: string, file: OpenFile | null): void {
+    const h = req.headers;
+    const cond = h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['if-match'] !== undefined || h['if-unmodified-since'] !== undefined
+      ? precondition(h, e.etag, e.mtimeMs)
+      : 0;
+    if (cond === 304) {
+      void file?.close();
+      // §15.4.5: the validators and Cache-Control a 200 would have carried.
+      res.writeHead(304, ['ETag', e.etag, 'Last-Modified', e.lastModified, 'Cache-Control', cacheControl]);
+      res.end();
+      return;
+    }
+    if (cond === 412) {
+      void file?.close();
+      sendError(res, new WharfError('PRECONDITION_FAILED', 'precondition failed', 412), { ETag: e.etag });
+      return;
+    }
+    let start = 0;
+    let end = e.size - 1;
+    let status = 200;
+    const range = req.method === 'GET' ? h.range : undefined; // §14.2: Range is defined for GET only
+    const ifRange = h['if-range'] as string | undefined;
+    if (range !== undefined && (ifRange === undefined || ifRangeHolds(ifRange, e.etag, e.mtimeMs))) {
+      const span = parseRange(range, e.size);
+      if (span === UNSATISFIABLE) {
+        void file?.close();
+        sendError(res, new WharfError('RANGE_NOT_SATISFIABLE', 'range not satisfiable', 416), { 'Content-Range': `bytes */${e.size}` });
+        return;
+      }
+      if (span !== null) {
+        [start, end] = span;
+        status = 206;
+      }
+    }
+    const headers = [
+      'Content-Type', e.type,
+      'Content-Length', String(end - start + 1),
+      'ETag', e.etag,
+      'Last-Modified', e.lastModified,
+      'Cache-Control', cacheControl,
+      'Accept-Ranges', 'bytes',
+      'X-Content-Type-Options', 'nosniff',
+    ];
+    if (status === 206) headers.push('Content-Range', `bytes ${start}-${end}/${e.size}`);
+    const name = downloadName(req.url ?? '', rel);
+    if (name !== undefined) headers.push('Content-Disposition', attachment(name));
+    res.writeHead(status, headers);
+    if (req.method === 'HEAD' || end < start) {
+      void file?.close();
+      res.end();
+      return;
+    }
+    if (file === null) {
+      res.end(start === 0 && end === e.size - 1 ? e.data : e.data!.subarray(start, end + 1));
+      return;
+    }
+    const body = file.stream(start, end);
+    const want = end - start + 1;
+    pipeline(body, res, (err) => {
+      // A file truncated while it was being sent ends the stream early: cut the connection so the
+      // client sees a short body as the failure it is, not as a complete response.
+      const sent = (body as { bytesRead?: number }).bytesRead;
+      if (!err && sent !== undefined && sent !== want) res.destroy();
+    });
+  }
+
+  async function serve(req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string): Promise<void> {
+    let file: OpenFile | null = null;
+    try {
+      const rel = toRelPath(rawPath);
+      const key = cacheOn ? keyOf(source, rel) : '';
+      const hit = cacheOn ? cache.get(key) : undefined;
+      // Revalidate a cached entry with one stat; for a big file only when that can spare the open
+      // (a conditional request or HEAD), since a full download needs the open anyway.
+      if (hit !== undefined && (hit.data !== null || req.method === 'HEAD' || req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined)) {
+        const info = await source.stat(rel);
+        if (info === null) {
+          forget(key);
+          sendError(res, notFound());
+          return;
+        }
+        if (sameFile(info, hit)) {
+          cache.delete(key);
+          cache.set(key, hit);
+          if (hit.data !== null || req.method === 'HEAD' || precondition(req.headers, hit.etag, hit.mtimeMs) !== 0) {
+            answer(req, res, hit, rel, null);
+            return;
+          }
+        }
+        forget(key);
+      }
+      file = await source.open(rel);
+      if (file === null) {
+        if (cacheOn) forget(key);
+        sendError(res, notFound());
+        return;
+      }
+      if (cacheOn && file.size <= limits.cacheFileSize) {
+        const f = file;
+        file = null;
+        const data = await readWhole(f);
+        const e = entryOf(data.length === f.size ? f : { ...f, size: data.length }, rel, data);
+        if (data.length === f.size) remember(key, e);
+        answer(req, res, e, rel, null);
+        return;
+      }
+      const e = entryOf(file, rel, null);
+      if (cacheOn) remember(key, e);
+      const f = file;
+      file = null;
+      answer(req, res, e, rel, f);
+    } catch (err) {
+      if (file !== null) void file.close();
+      sendError(res, fromFsError(err));
+    }
+  }
+
+  return { serve };
 }

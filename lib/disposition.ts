@@ -1,0 +1,27 @@
+// `Content-Disposition: attachment` per RFC 6266, with the name in both forms: an ASCII `filename`
+// for old clients and an RFC 8187 `filename*` (UTF-8, percent-encoded) that modern browsers prefer.
+
+// RFC 8187 attr-char: everything else is percent-encoded.
+const ATTR_CHAR = /[A-Za-z0-9!#$&+\-.^_`|~]/;
+
+function encodeExtValue(name: string): string {
+  let out = '';
+  for (const byte of Buffer.from(name, 'utf8')) {
+    const ch = String.fromCharCode(byte);
+    out += byte < 128 && ATTR_CHAR.test(ch) ? ch : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/**
+ * The header value for downloading a file as `name`. Path separators, control characters (so no
+ * CR/LF header injection), quotes, backslashes and `%` never reach the quoted ASCII fallback.
+ */
+export function attachment(name: string): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = name.replace(/[\u0000-\u001f\u007f/\\]/g, '_') || 'download';
+  const fallback = clean.replace(/[^\x20-\x7e]|["%]/g, '_');
+  return fallback === clean
+    ? `attachment; filename="${fallback}"`
+    : `attachment; filename="${fallback}"; filename*=UTF-8''${encodeExtValue(clean)}`;
+}
