@@ -1,9 +1,17 @@
-// STUB — owned by the server helper; the exported names and types below are the contract.
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Limits } from './limits.js';
+// createFileServer: options, the one route table (with each route's auth), and the lifecycle
+// (listen / handle / close). Everything a route does lives in its own module.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
+import { createKeyCheck, isLoopback } from './auth.js';
+import { WharfError, sendError } from './errors.js';
+import { resolveLimits, type Limits } from './limits.js';
+import { missingDirWarnings, parseMappings } from './mappings.js';
 import type { Site } from './site.js';
-import type { StreamStats } from './streams.js';
-import type { UploadEvent } from './uploads.js';
+import { createDirectorySource, createStatic } from './static.js';
+import { createStreams, type StreamStats } from './streams.js';
+import { createUploads, type UploadEvent } from './uploads.js';
+import { canonicalPrefix } from './urlpath.js';
 
 /** A directory mapping: files under `path` are served at `url`. Wave writes it as `URL@PATH`. */
 export interface DirMapping {
@@ -11,12 +19,37 @@ export interface DirMapping {
   path: string;
 }
 
+/**
+ * Options of `createFileServer`. Invalid values throw `WharfError` `INVALID_OPTION` at once.
+ *
+ * Who may do what (PROTOCOL §4), per route:
+ * - `POST {base}_f/` (upload): a valid access key, or `authorize(req)` true, or `anonymousUploads`.
+ * - `GET/HEAD {base}_f/…`, `GET/HEAD {base}_m/…`: anyone, unless `authorize` is set; then it must
+ *   return true, or the request must carry a valid access key.
+ * - `DELETE {base}_f/…`, `POST/DELETE {base}_m/…`: a valid access key, always.
+ * - public mappings: anyone. Private mappings: a valid access key or `authorize(req)` true.
+ * A request that is refused gets 401 with `WWW-Authenticate: Basic realm="wharf"` — whether it
+ * carried no credentials, wrong ones, or the hook said no: a valid key would always be let in. A
+ * hook that throws gets 500 `AUTHORIZE_FAILED` (the error goes to `warn`, never to the client).
+ *
+ * Timeouts: standalone (`listen`), the server waits `limits.headersTimeout` for request headers and
+ * never limits a whole request (a slow but live upload is not killed; upload and frame bodies have
+ * their own idle timeout, `limits.uploadIdleTimeout`); idle keep-alive connections close after 5 s.
+ * In middleware mode (`handle`) the host server's timeouts apply, and it answers `Expect:
+ * 100-continue` itself (Node sends `100 Continue` before wharf sees the request), so a too-large
+ * body is refused only after the client started sending it.
+ */
 export interface FileServerOptions {
-  /** Where uploads live (`<dataDir>/f/<id>/<name>`). Default `./data`. */
+  /** Where uploads live (`<dataDir>/f/<id>/<name>`). Default `./data`, resolved against the working directory. */
   dataDir?: string;
-  /** URL prefix of `_f/` and `_m/`. Default `/`. */
+  /** URL prefix of `_f/` and `_m/`. Default `/`. Mapping URLs are absolute, not under it. */
   baseUrl?: string;
-  /** Mappings served to anyone: `'/datasets/@/srv/data'` or `{ url, path }`. */
+  /**
+   * Mappings served to anyone: `'/datasets/@/srv/data'` or `{ url, path }`. `/datasets` and
+   * `/datasets/` are the same URL; a relative path is resolved against the working directory; the
+   * longest matching URL wins; `{base}_f/` and `{base}_m/` always go to uploads and streams. A
+   * directory that does not exist yet is a warning and answers 404 until it appears.
+   */
   publicDirs?: Array<string | DirMapping>;
   /** Mappings served only to a valid access key or `authorize(req)`; closed when neither is configured. */
   privateDirs?: Array<string | DirMapping>;
@@ -28,7 +61,7 @@ export interface FileServerOptions {
   anonymousUploads?: boolean;
   /** Serve dotfiles from mappings. Default false. */
   dotfiles?: boolean;
-  /** `Cache-Control` for served files. */
+  /** `Cache-Control` for served files. Default `public, max-age=0, must-revalidate`. */
   cacheControl?: string;
   limits?: Partial<Limits>;
   /** Called after an upload is committed. */
@@ -54,7 +87,11 @@ export interface FileServer {
   listen(options?: ListenOptions): Promise<BoundAddress>;
   /** Middleware for `node:http`, Express, Connect: calls `next()` for URLs that are not wharf's, else 404s. */
   handle(req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void;
-  /** Stops accepting; resolves once in-flight work is finished or cleanly aborted and streams are ended. */
+  /**
+   * Stops accepting (new requests get 503), aborts in-flight uploads, ends image streams, lets
+   * in-flight downloads finish for up to `limits.closeGrace` ms and then cuts them off (the client
+   * sees a truncated body, the file is closed), closes idle keep-alive connections, and resolves.
+   */
   close(): Promise<void>;
   /** Wave's `q.site`, in-process (no HTTP). */
   site: Site;
@@ -62,6 +99,341 @@ export interface FileServer {
   streamStats(): StreamStats[];
 }
 
-export function createFileServer(_options: FileServerOptions = {}): FileServer {
-  throw new Error('not implemented');
+export const DEFAULT_PORT = 10101;
+export const DEFAULT_HOST = '127.0.0.1';
+/** Room for multipart framing around one image-stream frame when refusing early by `Content-Length`. */
+const FRAME_FRAMING = 64 * 1024;
+const KEEP_ALIVE_TIMEOUT = 5_000;
+
+/** Who may use a route (see FileServerOptions). */
+type Access = 'open' | 'upload' | 'read' | 'private' | 'key';
+
+interface Method {
+  access: Access;
+  /** Largest `Content-Length` accepted before any body byte is read. */
+  maxBody?: number;
+  /** Needs upload storage started. */
+  storage?: boolean;
+  run(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void>;
+}
+
+interface Route {
+  prefix: string;
+  /** Matches only the prefix itself (`{base}_f/`), not what is under it. */
+  exact?: boolean;
+  methods: Record<string, Method>;
+  allow: string;
+}
+
+const KNOWN_OPTIONS = new Set([
+  'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads',
+  'dotfiles', 'cacheControl', 'limits', 'onUpload', 'warn',
+]);
+
+const invalid = (message: string): WharfError => new WharfError('INVALID_OPTION', message);
+
+function checkOptions(o: FileServerOptions): void {
+  if (o === null || typeof o !== 'object') throw invalid('options must be an object');
+  for (const k of Object.keys(o)) if (!KNOWN_OPTIONS.has(k)) throw invalid(`unknown option "${k}"`);
+  if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === '')) throw invalid('dataDir: expected a non-empty path');
+  if (o.baseUrl !== undefined && typeof o.baseUrl !== 'string') throw invalid('baseUrl: expected a string such as "/"');
+  for (const f of ['authorize', 'onUpload', 'warn'] as const) {
+    if (o[f] !== undefined && typeof o[f] !== 'function') throw invalid(`${f}: expected a function`);
+  }
+  for (const f of ['anonymousUploads', 'dotfiles'] as const) {
+    if (o[f] !== undefined && typeof o[f] !== 'boolean') throw invalid(`${f}: expected true or false`);
+  }
+  if (o.cacheControl !== undefined && (typeof o.cacheControl !== 'string' || /[\r\n\0]/.test(o.cacheControl))) {
+    throw invalid('cacheControl: expected a header value on one line');
+  }
+  if (o.accessKeys !== undefined) {
+    if (o.accessKeys === null || typeof o.accessKeys !== 'object' || Array.isArray(o.accessKeys)) throw invalid('accessKeys: expected { [id]: secret }');
+    for (const [id, secret] of Object.entries(o.accessKeys)) {
+      if (id === '' || id.includes(':')) throw invalid('accessKeys: an id must be non-empty and contain no ":"');
+      if (typeof secret !== 'string' || secret === '') throw invalid(`accessKeys: the secret of "${id}" must be a non-empty string`);
+    }
+  }
+}
+
+const isOriginForm = (url: string): boolean => url.charCodeAt(0) === 47; // starts with "/"
+
+/** The path part of `req.url` (origin-form; an absolute-form URL from a proxy is reduced to its path). */
+function pathOf(url: string): string {
+  if (!isOriginForm(url)) {
+    try {
+      const u = new URL(url);
+      return u.pathname;
+    } catch {
+      return '';
+    }
+  }
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
+/** Does the request carry a body we have not read (so refusing it should also close the connection)? */
+function hasBody(req: IncomingMessage): boolean {
+  const len = req.headers['content-length'];
+  return (len !== undefined && len !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
+export function createFileServer(options: FileServerOptions = {}): FileServer {
+  checkOptions(options);
+  const warn = options.warn ?? ((message: string) => console.warn(message));
+  const limits = resolveLimits(options.limits);
+  const base = canonicalPrefix(options.baseUrl ?? '/', 'baseUrl');
+  const dataDir = resolve(options.dataDir ?? './data');
+  const mappings = parseMappings(options.publicDirs, options.privateDirs, base);
+  for (const w of missingDirWarnings(mappings)) warn(w);
+  const keyCheck = createKeyCheck(options.accessKeys);
+  const authorize = options.authorize;
+  const anonymousUploads = options.anonymousUploads ?? false;
+
+  const statics = createStatic(options.cacheControl === undefined ? { limits } : { limits, cacheControl: options.cacheControl });
+  const uploads = createUploads(options.onUpload === undefined
+    ? { dataDir, base, limits, statics }
+    : { dataDir, base, limits, statics, onUpload: options.onUpload });
+  const streams = createStreams({ base, limits });
+
+  // ---- the route table: every URL wharf answers, and who may use it -------------------------
+  const uploadSource = uploads.source;
+  const routes: Route[] = [
+    {
+      prefix: `${base}_f/`,
+      exact: true,
+      methods: { POST: { access: 'upload', maxBody: limits.requestSize, storage: true, run: (req, res) => uploads.receive(req, res) } },
+      allow: 'POST',
+    },
+    {
+      prefix: `${base}_f/`,
+      methods: {
+        GET: { access: 'read', storage: true, run: (req, res, rest) => statics.serve(req, res, uploadSource, rest) },
+        HEAD: { access: 'read', storage: true, run: (req, res, rest) => statics.serve(req, res, uploadSource, rest) },
+        DELETE: { access: 'key', storage: true, run: (req, res, rest) => uploads.remove(req, res, rest) },
+      },
+      allow: 'GET, HEAD, DELETE',
+    },
+    {
+      prefix: `${base}_m/`,
+      methods: {
+        GET: { access: 'read', run: (req, res, rest) => streams.view(req, res, rest) },
+        HEAD: { access: 'read', run: (req, res, rest) => streams.view(req, res, rest) },
+        POST: { access: 'key', maxBody: limits.frameSize + FRAME_FRAMING, run: (req, res, rest) => streams.publish(req, res, rest) },
+        DELETE: { access: 'key', run: (req, res, rest) => streams.end(req, res, rest) },
+      },
+      allow: 'GET, HEAD, POST, DELETE',
+    },
+    ...mappings.map((m): Route => {
+      const source = createDirectorySource(m.path, { dotfiles: options.dotfiles ?? false });
+      const get: Method = { access: m.private ? 'private' : 'open', run: (req, res, rest) => statics.serve(req, res, source, rest) };
+      return { prefix: m.prefix, methods: { GET: get, HEAD: get }, allow: 'GET, HEAD' };
+    }),
+  ];
+
+  function match(path: string): { route: Route; rest: string } | null {
+    for (const route of routes) {
+      const p = route.prefix;
+      if (path.startsWith(p)) {
+        if (route.exact && path.length !== p.length) continue;
+        return { route, rest: path.slice(p.length) };
+      }
+      // `/datasets` is the mapping `/datasets/` itself (a directory: 404), `{base}_f` is `{base}_f/`.
+      if (path.length === p.length - 1 && p.startsWith(path)) return { route, rest: '' };
+    }
+    return null;
+  }
+
+  // ---- lifecycle state ------------------------------------------------------------------------
+  let started: Promise<void> | undefined;
+  let storageReady = false;
+  function ready(): Promise<void> {
+    started ??= uploads.start().then(
+      () => { storageReady = true; },
+      (err: unknown) => { started = undefined; throw err; },
+    );
+    return started;
+  }
+  let server: Server | undefined;
+  let closing = false;
+  let closed: Promise<void> | undefined;
+  const inflight = new Set<ServerResponse>();
+
+  function fail(res: ServerResponse, err: unknown): void {
+    if (!(err instanceof WharfError)) warn(`wharf: request failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    sendError(res, err);
+  }
+
+  function refuse(req: IncomingMessage, res: ServerResponse, err: WharfError, headers: Record<string, string> = {}): void {
+    // Closing the connection stops the client sending (and us draining) a body nobody will read.
+    if (hasBody(req)) headers['Connection'] = 'close';
+    sendError(res, err, headers);
+  }
+
+  const unauthorized = (req: IncomingMessage, res: ServerResponse): void =>
+    refuse(req, res, new WharfError('UNAUTHORIZED', 'a valid access key or an authorized session is required', 401), { 'WWW-Authenticate': 'Basic realm="wharf"' });
+
+  function run(req: IncomingMessage, res: ServerResponse, method: Method, rest: string, expectContinue: boolean): void {
+    if (method.maxBody !== undefined) {
+      const len = req.headers['content-length'];
+      if (len !== undefined && Number(len) > method.maxBody) {
+        refuse(req, res, new WharfError(method.maxBody === limits.requestSize ? 'LIMIT_REQUEST_SIZE' : 'LIMIT_FRAME_SIZE', `request body of ${len} bytes is over the limit of ${method.maxBody}`, 413));
+        return;
+      }
+    }
+    if (expectContinue) res.writeContinue();
+    inflight.add(res);
+    res.once('close', () => inflight.delete(res));
+    if (method.storage && !storageReady) {
+      ready().then(() => method.run(req, res, rest)).catch((err: unknown) => fail(res, err));
+      return;
+    }
+    method.run(req, res, rest).catch((err: unknown) => fail(res, err));
+  }
+
+  function dispatch(req: IncomingMessage, res: ServerResponse, next: ((err?: unknown) => void) | undefined, expectContinue: boolean): void {
+    const found = match(pathOf(req.url ?? ''));
+    if (found === null) {
+      if (next) return next();
+      if (expectContinue) res.shouldKeepAlive = false;
+      refuse(req, res, new WharfError('NOT_FOUND', 'no such route', 404));
+      return;
+    }
+    const { route, rest } = found;
+    const method = route.methods[req.method ?? ''];
+    if (method === undefined) {
+      refuse(req, res, new WharfError('METHOD_NOT_ALLOWED', `${req.method} is not allowed here`, 405), { Allow: route.allow });
+      return;
+    }
+    if (closing) {
+      res.shouldKeepAlive = false;
+      refuse(req, res, new WharfError('SHUTTING_DOWN', 'the file server is shutting down', 503), { Connection: 'close' });
+      return;
+    }
+    const access = method.access;
+    if (access === 'open' || (access === 'read' && authorize === undefined) || (access === 'upload' && anonymousUploads)) {
+      run(req, res, method, rest, expectContinue);
+      return;
+    }
+    if (keyCheck(req) === 'valid') {
+      run(req, res, method, rest, expectContinue);
+      return;
+    }
+    // Wrong or foreign credentials still fall through to the hook: a browser behind the host
+    // app's own Basic auth sends an Authorization header that is not a wharf key.
+    if (access === 'key' || authorize === undefined) {
+      unauthorized(req, res);
+      return;
+    }
+    let verdict: boolean | Promise<boolean>;
+    try {
+      verdict = authorize(req);
+    } catch (err) {
+      authorizeFailed(req, res, err);
+      return;
+    }
+    if (verdict === true) {
+      run(req, res, method, rest, expectContinue);
+      return;
+    }
+    if (verdict === false || typeof (verdict as Promise<boolean> | undefined)?.then !== 'function') {
+      unauthorized(req, res);
+      return;
+    }
+    verdict.then(
+      (ok) => (ok === true ? run(req, res, method, rest, expectContinue) : unauthorized(req, res)),
+      (err: unknown) => authorizeFailed(req, res, err),
+    ).catch((err: unknown) => fail(res, err));
+  }
+
+  function authorizeFailed(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+    warn(`wharf: the authorize hook threw: ${err instanceof Error ? err.message : String(err)}`);
+    refuse(req, res, new WharfError('AUTHORIZE_FAILED', 'authorization check failed', 500));
+  }
+
+  function handle(req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void {
+    try {
+      dispatch(req, res, next, false);
+    } catch (err) {
+      fail(res, err);
+    }
+  }
+
+  async function listen(opts: ListenOptions = {}): Promise<BoundAddress> {
+    const host = opts.host ?? DEFAULT_HOST;
+    const port = opts.port ?? DEFAULT_PORT;
+    if (closing) throw new WharfError('CLOSED', 'this file server has been closed', 500);
+    if (server) throw new WharfError('ALREADY_LISTENING', 'this file server is already listening', 500);
+    if (keyCheck.defaults && !isLoopback(host)) {
+      throw new WharfError('DEFAULT_KEYS_OFF_LOOPBACK',
+        `refusing to listen on ${host} with Wave's well-known default access key; pass accessKeys (CLI: --access-key-id/--access-key-secret) or listen on 127.0.0.1`, 500);
+    }
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalid(`port: expected 0..65535, got ${String(port)}`);
+    await ready();
+    const srv = createServer({
+      requestTimeout: 0, // uploads and frames have their own idle timeout; a slow live upload is fine
+      headersTimeout: limits.headersTimeout,
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT,
+      // Node checks header timeouts on this interval; its 30 s default would let slowloris connections linger.
+      connectionsCheckingInterval: Math.max(250, Math.min(1000, limits.headersTimeout)),
+    }, (req, res) => handle(req, res));
+    // Answer `Expect: 100-continue` ourselves, so auth and size refusals go out instead of `100 Continue`.
+    srv.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+      try {
+        dispatch(req, res, undefined, true);
+      } catch (err) {
+        fail(res, err);
+      }
+    });
+    server = srv;
+    try {
+      await new Promise<void>((ok, bad) => {
+        srv.once('error', bad);
+        srv.listen(port, host, () => {
+          srv.off('error', bad);
+          ok();
+        });
+      });
+    } catch (err) {
+      server = undefined;
+      const code = (err as NodeJS.ErrnoException).code ?? 'ERROR';
+      throw new WharfError('LISTEN_FAILED', `cannot listen on ${host}:${port}: ${code}`, 500, { cause: err });
+    }
+    const addr = srv.address() as AddressInfo;
+    const shown = addr.family === 'IPv6' || addr.address.includes(':') ? `[${addr.address}]` : addr.address;
+    return { host: addr.address, port: addr.port, url: `http://${shown}:${addr.port}` };
+  }
+
+  function close(): Promise<void> {
+    closed ??= (async () => {
+      closing = true;
+      const srv = server;
+      const serverClosed = srv ? new Promise<void>((ok) => srv.close(() => ok())) : Promise.resolve();
+      srv?.closeIdleConnections();
+      for (const res of inflight) if (!res.headersSent) res.shouldKeepAlive = false;
+      await Promise.allSettled([uploads.close(), streams.close()]);
+      if (inflight.size > 0) {
+        await new Promise<void>((ok) => {
+          const timer = setTimeout(ok, limits.closeGrace);
+          const check = (): void => {
+            if (inflight.size > 0) return;
+            clearTimeout(timer);
+            ok();
+          };
+          for (const res of inflight) res.once('close', () => setImmediate(check));
+        });
+      }
+      for (const res of inflight) res.destroy();
+      srv?.closeAllConnections();
+      await serverClosed;
+    })();
+    return closed;
+  }
+
+  return {
+    listen,
+    handle,
+    close,
+    site: { ...uploads.site, ...streams.site },
+    streamStats: () => streams.stats(),
+  };
 }
