@@ -1,0 +1,251 @@
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { WharfError } from '../lib/errors.js';
+import { createLocalStorage, storageError, TEMP_DIR } from '../lib/storage.js';
+
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+const fds = (): number => readdirSync('/proc/self/fd').length;
+
+async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'wharf-storage-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Everything under `dir`, as sorted relative paths (directories end in `/`). */
+async function tree(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    for (const e of await readdir(join(dir, rel), { withFileTypes: true })) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) {
+        out.push(`${r}/`);
+        await walk(r);
+      } else out.push(r);
+    }
+  };
+  await walk('');
+  return out.sort();
+}
+
+/** A stream of `size` bytes in chunks of `chunk`, the way a socket hands them over. */
+function chunked(data: Buffer, chunk = 64 * 1024): Readable {
+  let at = 0;
+  return new Readable({
+    read() {
+      this.push(at < data.length ? data.subarray(at, (at += chunk)) : null);
+    },
+  });
+}
+
+test('storage: start() creates the layout and sweeps only dead runs\' temp files', async (t) => {
+  const dataDir = await tempDir(t);
+  const temp = join(dataDir, TEMP_DIR);
+  await mkdir(temp, { recursive: true });
+  const live = createLocalStorage(dataDir, { writeBatch: 16 * 1024 });
+  const staging = live.stage();
+  const w = staging.file(randomUUID(), 'keep.txt');
+  await new Promise((resolve) => w.write(randomBytes(20_000), resolve)); // one batch on disk: the staging directory exists
+  assert.equal((await readdir(temp)).length, 1);
+  // Leftovers: junk, a process that cannot exist, this process under an instance nobody owns, another live process.
+  for (const name of ['junk', '999999999.0badcafe.1', `${process.pid}.deadbeef.3`]) {
+    await mkdir(join(temp, name, randomUUID()), { recursive: true });
+    await writeFile(join(temp, name, 'x'), 'x');
+  }
+  await mkdir(join(temp, `${process.ppid}.0badcafe.1`));
+  await createLocalStorage(dataDir).start();
+  const left = await readdir(temp);
+  assert.ok(left.includes(`${process.ppid}.0badcafe.1`), 'a live process keeps its temp area');
+  assert.deepEqual(left.filter((n) => ['junk', '999999999.0badcafe.1', `${process.pid}.deadbeef.3`].includes(n)), []);
+  assert.ok((await stat(join(dataDir, 'f'))).isDirectory());
+  await new Promise<void>((resolve, reject) => w.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  await staging.commit();
+  assert.equal((await tree(join(dataDir, 'f'))).filter((p) => p.endsWith('keep.txt')).length, 1, 'a live instance of this process kept its staging');
+});
+
+test('storage: files stream in in batches, stay invisible until commit, then appear whole', async (t) => {
+  const dataDir = await tempDir(t);
+  const storage = createLocalStorage(dataDir, { writeBatch: 64 * 1024 });
+  await storage.start();
+  const before = fds();
+  const big = randomBytes(3 * 1024 * 1024 + 123);
+  const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+  const staging = storage.stage();
+  const wa = staging.file(a, 'big.bin');
+  await pipeline(chunked(big, 10_000), wa);
+  const wb = staging.file(b, 'empty');
+  await pipeline(Readable.from([]), wb);
+  const wc = staging.file(c, 'deep/er/small.txt');
+  await pipeline(Readable.from([Buffer.from('hello '), Buffer.from('world')]), wc);
+  assert.deepEqual([wa.bytes, wb.bytes, wc.bytes], [big.length, 0, 11]);
+  assert.deepEqual(await readdir(join(dataDir, 'f')), [], 'nothing visible before commit');
+  assert.equal(await storage.source.stat(`${a}/big.bin`), null);
+  await staging.commit();
+  assert.equal(sha(await readFile(join(dataDir, 'f', a, 'big.bin'))), sha(big));
+  assert.equal((await readFile(join(dataDir, 'f', b, 'empty'))).length, 0);
+  assert.equal(await readFile(join(dataDir, 'f', c, 'deep/er/small.txt'), 'utf8'), 'hello world');
+  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), [], 'the staging area is gone');
+  const info = await storage.source.stat(`${a}/big.bin`);
+  assert.equal(info?.size, big.length);
+  const open = await storage.source.open(`${c}/deep/er/small.txt`);
+  assert.ok(open);
+  const chunks: Buffer[] = [];
+  for await (const chunk of open.stream(6, 10)) chunks.push(chunk as Buffer);
+  assert.equal(Buffer.concat(chunks).toString(), 'world');
+  assert.equal(fds(), before, 'no descriptor left open');
+  await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError, 'a staging commits once');
+});
+
+test('storage: the read side refuses anything that is not under an upload id', async (t) => {
+  const dataDir = await tempDir(t);
+  const storage = createLocalStorage(dataDir);
+  await storage.start();
+  await mkdir(join(dataDir, 'f', 'not-an-id'), { recursive: true });
+  await writeFile(join(dataDir, 'f', 'not-an-id', 'x'), 'x');
+  await writeFile(join(dataDir, 'f', 'top'), 'x');
+  assert.equal(await storage.source.stat('not-an-id/x'), null);
+  assert.equal(await storage.source.open('not-an-id/x'), null);
+  assert.equal(await storage.source.stat('top'), null);
+  const id = randomUUID();
+  await mkdir(join(dataDir, 'f', id));
+  await writeFile(join(dataDir, 'f', id, '.hidden'), 'dotfiles are ordinary uploads');
+  assert.equal((await storage.source.stat(`${id}/.hidden`))?.size, 29);
+  assert.equal(await storage.source.stat(id), null, 'an upload directory is not a file');
+});
+
+test('storage: abort removes every staged byte, also while a batch is on its way to disk', async (t) => {
+  const dataDir = await tempDir(t);
+  const storage = createLocalStorage(dataDir, { writeBatch: 16 * 1024 });
+  await storage.start();
+  const before = fds();
+  const staging = storage.stage();
+  const done = staging.file(randomUUID(), 'done.bin');
+  await pipeline(chunked(randomBytes(100_000)), done);
+  const busy = staging.file(randomUUID(), 'busy.bin');
+  busy.write(randomBytes(40_000)); // past a batch: a writev is in flight now
+  const errored = new Promise((resolve) => busy.once('error', resolve).once('close', resolve));
+  await staging.abort();
+  await errored;
+  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+  assert.deepEqual(await readdir(join(dataDir, 'f')), []);
+  assert.equal(fds(), before);
+  await staging.abort(); // idempotent
+  assert.throws(() => staging.file(randomUUID(), 'late'), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
+  await assert.rejects(staging.copy(randomUUID(), 'late', '/etc/hostname'), (e: unknown) => e instanceof WharfError);
+  await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
+  // A staging that never wrote a byte creates nothing at all.
+  const idle = storage.stage();
+  await idle.abort();
+  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+});
+
+test('storage: a commit that fails half-way publishes nothing', async (t) => {
+  const dataDir = await tempDir(t);
+  const storage = createLocalStorage(dataDir);
+  await storage.start();
+  const [ok, taken] = [randomUUID(), randomUUID()];
+  await mkdir(join(dataDir, 'f', taken));
+  await writeFile(join(dataDir, 'f', taken, 'someone-else'), 'x'); // a non-empty directory: rename fails ENOTEMPTY
+  const staging = storage.stage();
+  await pipeline(Readable.from([Buffer.from('a')]), staging.file(ok, 'a.txt'));
+  await pipeline(Readable.from([Buffer.from('b')]), staging.file(taken, 'b.txt'));
+  await assert.rejects(staging.commit(), (e: unknown) => ['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? ''));
+  assert.deepEqual(await tree(join(dataDir, 'f')), [`${taken}/`, `${taken}/someone-else`]);
+  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+  await staging.abort(); // after a failed commit: nothing left to do
+});
+
+test('storage: a commit waits for nothing but refuses files still being written', async (t) => {
+  const dataDir = await tempDir(t);
+  const storage = createLocalStorage(dataDir);
+  await storage.start();
+  const staging = storage.stage();
+  const w = staging.file(randomUUID(), 'open.txt');
+  w.write('x');
+  await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError && e.code === 'INTERNAL');
+  await staging.abort();
+  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+});
+
+test('storage: copy in, copy out (via a temp file next to the target), remove', async (t) => {
+  const dataDir = await tempDir(t);
+  const work = await tempDir(t);
+  const storage = createLocalStorage(dataDir);
+  await storage.start();
+  const data = randomBytes(200_000);
+  await writeFile(join(work, 'src.bin'), data);
+  const id = randomUUID();
+  const staging = storage.stage();
+  assert.equal(await staging.copy(id, 'dir/copy.bin', join(work, 'src.bin')), data.length);
+  await staging.commit();
+  const failing = storage.stage();
+  await assert.rejects(failing.copy(randomUUID(), 'x', join(work, 'missing')), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT');
+  await assert.rejects(failing.commit(), (e: unknown) => e instanceof WharfError && e.code === 'INTERNAL', 'a failed file can only be aborted');
+  await failing.abort();
+  assert.equal(sha(await readFile(join(dataDir, 'f', id, 'dir/copy.bin'))), sha(data));
+
+  assert.equal(await storage.copyOut(id, 'dir/copy.bin', join(work, 'out.bin')), data.length);
+  assert.equal(sha(await readFile(join(work, 'out.bin'))), sha(data));
+  await writeFile(join(work, 'old.bin'), 'replaced atomically');
+  await storage.copyOut(id, 'dir/copy.bin', join(work, 'old.bin'));
+  assert.equal(sha(await readFile(join(work, 'old.bin'))), sha(data));
+  await assert.rejects(storage.copyOut(id, 'nope', join(work, 'x')), (e: unknown) => e instanceof WharfError && e.status === 404);
+  await assert.rejects(storage.copyOut(id, 'dir/copy.bin', join(work, 'no-such-dir', 'x')), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT');
+  assert.deepEqual((await readdir(work)).sort(), ['old.bin', 'out.bin', 'src.bin'], 'no temp file left next to a target');
+
+  assert.equal(await storage.remove('not-an-id'), false);
+  assert.equal(await storage.remove(randomUUID()), false);
+  assert.equal(await storage.remove(id), true);
+  assert.equal(await storage.remove(id), false);
+  assert.deepEqual(await readdir(join(dataDir, 'f')), []);
+  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+});
+
+test('storage: write failures are storage errors with the right status', () => {
+  const errno = (code: string): NodeJS.ErrnoException => Object.assign(new Error(code), { code, syscall: 'write' });
+  const cases: Array<[string, string, number]> = [
+    ['ENOSPC', 'STORAGE_FULL', 507],
+    ['EDQUOT', 'STORAGE_FULL', 507],
+    ['EROFS', 'READ_ONLY', 503],
+    ['EMFILE', 'BUSY', 503],
+    ['EACCES', 'STORAGE_DENIED', 500],
+    ['EPERM', 'STORAGE_DENIED', 500],
+    ['EEXIST', 'DUPLICATE_FILENAME', 400],
+    ['ENOTDIR', 'DUPLICATE_FILENAME', 400],
+    ['ENAMETOOLONG', 'BAD_FILENAME', 400],
+    ['EIO', 'STORAGE_ERROR', 500],
+  ];
+  for (const [code, want, status] of cases) {
+    const e = storageError(errno(code));
+    assert.equal(e.code, want, code);
+    assert.equal(e.status, status, code);
+  }
+  const own = new WharfError('X', 'y', 418);
+  assert.equal(storageError(own), own);
+  assert.equal(storageError(new Error('no code')).code, 'STORAGE_ERROR');
+});
+
+test('storage: a disk that fills up mid-file fails the write, and abort leaves nothing', { skip: process.getuid?.() !== 0 ? 'mounting a tmpfs needs root' : false }, async (t) => {
+  const dataDir = join(await tempDir(t), 'mnt');
+  await mkdir(dataDir);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dataDir]);
+  try {
+    const storage = createLocalStorage(dataDir, { writeBatch: 512 * 1024 });
+    await storage.start();
+    const staging = storage.stage();
+    const w = staging.file(randomUUID(), 'too-big.bin');
+    await assert.rejects(pipeline(chunked(randomBytes(3 * 1024 * 1024)), w), (e: unknown) => storageError(e).status === 507);
+    await staging.abort();
+    assert.deepEqual(await tree(dataDir), [`${TEMP_DIR}/`, 'f/']);
+  } finally {
+    execFileSync('umount', ['-l', dataDir]);
+  }
+});
