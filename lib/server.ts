@@ -155,20 +155,20 @@ function checkOptions(o: FileServerOptions): void {
   }
 }
 
-const isOriginForm = (url: string): boolean => url.charCodeAt(0) === 47; // starts with "/"
-
-/** The path part of `req.url` (origin-form; an absolute-form URL from a proxy is reduced to its path). */
+/**
+ * The path part of `req.url`, still percent-encoded. An absolute-form target (`http://host/p`, sent
+ * to proxies) is cut to its path by hand: `new URL()` would resolve `..` and `%2e%2e` first, and
+ * paths must reach the route table exactly as sent.
+ */
 function pathOf(url: string): string {
-  if (!isOriginForm(url)) {
-    try {
-      const u = new URL(url);
-      return u.pathname;
-    } catch {
-      return '';
-    }
+  let path = url;
+  if (url.charCodeAt(0) !== 47) {
+    const authority = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(url);
+    if (authority === null) return '';
+    path = url.slice(authority[0].length);
   }
-  const q = url.indexOf('?');
-  return q < 0 ? url : url.slice(0, q);
+  const q = path.indexOf('?');
+  return q < 0 ? path : path.slice(0, q);
 }
 
 /** Does the request carry a body we have not read (so refusing it should also close the connection)? */

@@ -245,7 +245,7 @@ function parseRange(header: string, size: number): Span | typeof UNSATISFIABLE |
   }
   const start = Number(first);
   const end = last === '' ? size - 1 : Number(last);
-  if (end < start) return null;
+  if (last !== '' && end < start) return null; // invalid, so ignored (§14.1.1)
   if (start >= size) return UNSATISFIABLE;
   return [start, Math.min(end, size - 1)];
 }

@@ -1,0 +1,467 @@
+// The static engine over real HTTP: headers, types, conditionals, ranges, downloads, the memory
+// cache's freshness and bounds, dotfiles, directories, fs errors and descriptor hygiene.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import { mkdir, rename, rm, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { createFileServer, type FileServer } from '../lib/server.js';
+import { createDirectorySource, createStatic, type FileSource, type OpenFile } from '../lib/static.js';
+import { resolveLimits } from '../lib/limits.js';
+import { contentTypeFor } from '../lib/mime.js';
+import { attachment } from '../lib/disposition.js';
+import { eventually, fdsOn, rawGet, request, tempDir } from './server-util.js';
+
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+describe('static engine over HTTP', () => {
+  let files: FileServer;
+  let url: string;
+  let port: number;
+  let root: string;
+  let cleanup: () => Promise<void>;
+  const big = randomBytes(1024 * 1024 + 17); // streamed (over cacheFileSize)
+  const warnings: string[] = [];
+
+  before(async () => {
+    ({ dir: root, cleanup } = await tempDir());
+    await mkdir(join(root, 'pub', 'sub'), { recursive: true });
+    await mkdir(join(root, 'pub', 'sub', '.git'), { recursive: true });
+    await writeFile(join(root, 'pub', 'hello.txt'), 'hello, world\n');
+    await writeFile(join(root, 'pub', 'digits.txt'), '0123456789abcdefghij');
+    await writeFile(join(root, 'pub', 'big.bin'), big);
+    await writeFile(join(root, 'pub', 'empty.txt'), '');
+    await writeFile(join(root, 'pub', '.env'), 'SECRET=1');
+    await writeFile(join(root, 'pub', '.secret'), 'hidden');
+    await symlink('.secret', join(root, 'pub', 'visible'));
+    await writeFile(join(root, 'pub', 'sub', '.git', 'config'), 'x');
+    await writeFile(join(root, 'pub', 'sub', 'ünï cödé.txt'), 'unicode');
+    files = createFileServer({
+      dataDir: join(root, 'data'),
+      publicDirs: [{ url: '/pub/', path: join(root, 'pub') }, `/later@${join(root, 'later')}`],
+      warn: (m) => warnings.push(m),
+    });
+    ({ url, port } = await files.listen({ port: 0 }));
+  });
+  after(async () => {
+    await files.close();
+    await cleanup();
+  });
+
+  test('GET: body, type, validators and safety headers', async () => {
+    const r = await request(url, '/pub/hello.txt');
+    assert.equal(r.status, 200);
+    assert.equal(r.text, 'hello, world\n');
+    assert.equal(r.headers['content-type'], 'text/plain; charset=utf-8');
+    assert.equal(r.headers['content-length'], '13');
+    assert.equal(r.headers['x-content-type-options'], 'nosniff');
+    assert.equal(r.headers['accept-ranges'], 'bytes');
+    assert.equal(r.headers['cache-control'], 'public, max-age=0, must-revalidate');
+    assert.match(r.headers.etag ?? '', /^"[0-9a-z]+-[0-9a-z]+-[0-9a-z]+"$/);
+    assert.ok(!Number.isNaN(Date.parse(r.headers['last-modified'] ?? '')));
+    // the second answer comes from the cache and must be the same
+    const again = await request(url, '/pub/hello.txt');
+    assert.equal(again.text, r.text);
+    assert.equal(again.headers.etag, r.headers.etag);
+  });
+
+  test('GET of a streamed file returns every byte', async () => {
+    const r = await request(url, '/pub/big.bin');
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['content-length'], String(big.length));
+    assert.equal(r.headers['content-type'], 'application/octet-stream');
+    assert.equal(sha(r.body), sha(big));
+  });
+
+  test('percent-encoded UTF-8 names are served', async () => {
+    const r = await request(url, `/pub/sub/${encodeURIComponent('ünï cödé.txt')}`);
+    assert.equal(r.status, 200);
+    assert.equal(r.text, 'unicode');
+  });
+
+  test('HEAD: the same headers, no body', async () => {
+    for (const path of ['/pub/hello.txt', '/pub/big.bin']) {
+      const g = await request(url, path);
+      const h = await request(url, path, { method: 'HEAD' });
+      assert.equal(h.status, 200);
+      assert.equal(h.body.length, 0);
+      for (const k of ['content-type', 'content-length', 'etag', 'last-modified']) assert.equal(h.headers[k], g.headers[k], k);
+    }
+  });
+
+  test('Content-Type table', () => {
+    const cases: Array<[string, string]> = [
+      ['a.pdf', 'application/pdf'], ['A.PDF', 'application/pdf'], ['x.png', 'image/png'], ['x.jpg', 'image/jpeg'],
+      ['x.svg', 'image/svg+xml'], ['x.json', 'application/json; charset=utf-8'], ['x.js', 'text/javascript; charset=utf-8'],
+      ['x.mjs', 'text/javascript; charset=utf-8'], ['x.css', 'text/css; charset=utf-8'], ['x.html', 'text/html; charset=utf-8'],
+      ['x.csv', 'text/csv; charset=utf-8'], ['x.md', 'text/markdown; charset=utf-8'], ['x.txt', 'text/plain; charset=utf-8'],
+      ['x.wasm', 'application/wasm'], ['x.zip', 'application/zip'], ['x.woff2', 'font/woff2'], ['x.mp4', 'video/mp4'],
+      ['x.webp', 'image/webp'], ['noext', 'application/octet-stream'], ['x.unknownext', 'application/octet-stream'],
+      ['dir.d/file', 'application/octet-stream'], ['x.toString', 'application/octet-stream'], ['x.__proto__', 'application/octet-stream'],
+    ];
+    for (const [name, type] of cases) assert.equal(contentTypeFor(name), type, name);
+  });
+
+  test('the Content-Type reaches the wire', async () => {
+    await writeFile(join(root, 'pub', 'doc.pdf'), '%PDF-1.4');
+    const r = await request(url, '/pub/doc.pdf');
+    assert.equal(r.headers['content-type'], 'application/pdf');
+  });
+
+  for (const path of ['/pub/hello.txt', '/pub/big.bin']) {
+    test(`conditionals, RFC 9110 §13.2.2 order (${path})`, async () => {
+      const first = await request(url, path);
+      const etag = first.headers.etag!;
+      const lm = first.headers['last-modified']!;
+      const future = new Date(Date.now() + 86_400_000).toUTCString();
+      const past = new Date(Date.parse(lm) - 86_400_000).toUTCString();
+      const cases: Array<[Record<string, string>, number]> = [
+        [{ 'if-none-match': etag }, 304],
+        [{ 'if-none-match': `W/${etag}` }, 304], // weak comparison
+        [{ 'if-none-match': `"nope", ${etag}` }, 304],
+        [{ 'if-none-match': '*' }, 304],
+        [{ 'if-none-match': '"nope"' }, 200],
+        [{ 'if-modified-since': lm }, 304],
+        [{ 'if-modified-since': future }, 304],
+        [{ 'if-modified-since': past }, 200],
+        [{ 'if-modified-since': 'not a date' }, 200],
+        [{ 'if-none-match': '"nope"', 'if-modified-since': future }, 200], // If-None-Match wins
+        [{ 'if-match': '"nope"' }, 412],
+        [{ 'if-match': `W/${etag}` }, 412], // If-Match compares strongly
+        [{ 'if-match': etag }, 200],
+        [{ 'if-match': '*' }, 200],
+        [{ 'if-unmodified-since': past }, 412],
+        [{ 'if-unmodified-since': lm }, 200],
+        [{ 'if-unmodified-since': 'garbage' }, 200],
+        [{ 'if-match': etag, 'if-unmodified-since': past }, 200], // If-Match present: IUS ignored
+      ];
+      for (const [headers, status] of cases) {
+        const r = await request(url, path, { headers });
+        assert.equal(r.status, status, JSON.stringify(headers));
+        if (status === 304) {
+          assert.equal(r.body.length, 0);
+          assert.equal(r.headers.etag, etag);
+          assert.equal(r.headers['last-modified'], lm);
+          assert.equal(r.headers['cache-control'], 'public, max-age=0, must-revalidate');
+        }
+        if (status === 412) assert.equal(JSON.parse(r.text).error, 'PRECONDITION_FAILED');
+      }
+      const head = await request(url, path, { method: 'HEAD', headers: { 'if-none-match': etag } });
+      assert.equal(head.status, 304);
+    });
+  }
+
+  test('single ranges: 206, 416 and the cases answered with the whole file', async () => {
+    const whole = '0123456789abcdefghij';
+    const cases: Array<[string, number, string | null, string | null]> = [
+      ['bytes=0-9', 206, '0123456789', 'bytes 0-9/20'],
+      ['bytes=10-', 206, 'abcdefghij', 'bytes 10-19/20'],
+      ['bytes=-5', 206, 'fghij', 'bytes 15-19/20'],
+      ['bytes=-500', 206, whole, 'bytes 0-19/20'],
+      ['bytes=5-1000000', 206, '56789abcdefghij', 'bytes 5-19/20'],
+      ['bytes = 3 - 4', 206, '34', 'bytes 3-4/20'],
+      ['BYTES=19-19', 206, 'j', 'bytes 19-19/20'],
+      ['bytes=0-99999999999999999999999', 206, whole, 'bytes 0-19/20'],
+      ['bytes=20-', 416, null, 'bytes */20'],
+      ['bytes=99999999999999999999-', 416, null, 'bytes */20'],
+      ['bytes=-0', 416, null, 'bytes */20'],
+      ['bytes=0-1,3-4', 200, whole, null], // several ranges: the whole file (documented)
+      ['bytes=5-2', 200, whole, null], // invalid: ignored (§14.2)
+      ['bytes=abc', 200, whole, null],
+      ['bytes=-', 200, whole, null],
+      ['items=0-1', 200, whole, null],
+      ['0-1', 200, whole, null],
+    ];
+    for (const [range, status, body, contentRange] of cases) {
+      const r = await request(url, '/pub/digits.txt', { headers: { range } });
+      assert.equal(r.status, status, range);
+      if (body !== null) assert.equal(r.text, body, range);
+      assert.equal(r.headers['content-range'], contentRange ?? undefined, range);
+      if (status === 416) assert.equal(JSON.parse(r.text).error, 'RANGE_NOT_SATISFIABLE');
+    }
+  });
+
+  test('ranges of a streamed file', async () => {
+    const r = await request(url, '/pub/big.bin', { headers: { range: 'bytes=1000-300000' } });
+    assert.equal(r.status, 206);
+    assert.equal(r.headers['content-length'], String(300000 - 1000 + 1));
+    assert.equal(sha(r.body), sha(big.subarray(1000, 300001)));
+    const tail = await request(url, '/pub/big.bin', { headers: { range: 'bytes=-7' } });
+    assert.deepEqual(tail.body, big.subarray(big.length - 7));
+    const bad = await request(url, '/pub/big.bin', { headers: { range: `bytes=${big.length}-` } });
+    assert.equal(bad.status, 416);
+    assert.equal(bad.headers['content-range'], `bytes */${big.length}`);
+  });
+
+  test('Range is ignored on HEAD and on an empty file', async () => {
+    const h = await request(url, '/pub/digits.txt', { method: 'HEAD', headers: { range: 'bytes=0-1' } });
+    assert.equal(h.status, 200);
+    assert.equal(h.headers['content-length'], '20');
+    const e = await request(url, '/pub/empty.txt', { headers: { range: 'bytes=0-1' } });
+    assert.equal(e.status, 200);
+    assert.equal(e.body.length, 0);
+    assert.equal(e.headers['content-length'], '0');
+  });
+
+  test('If-Range: the range only while the representation is unchanged', async () => {
+    const { headers } = await request(url, '/pub/digits.txt');
+    const cases: Array<[string, number]> = [
+      [headers.etag!, 206],
+      ['"other"', 200],
+      [`W/${headers.etag!}`, 200], // weak never matches (§13.1.5 needs a strong comparison)
+      [headers['last-modified']!, 206],
+      [new Date(Date.parse(headers['last-modified']!) - 60_000).toUTCString(), 200],
+      ['not a date', 200],
+    ];
+    for (const [ifRange, status] of cases) {
+      const r = await request(url, '/pub/digits.txt', { headers: { range: 'bytes=0-0', 'if-range': ifRange } });
+      assert.equal(r.status, status, ifRange);
+      assert.equal(r.text, status === 206 ? '0' : '0123456789abcdefghij');
+    }
+  });
+
+  test('?download and ?download=name: RFC 6266 Content-Disposition', async () => {
+    const plain = await request(url, '/pub/hello.txt?download');
+    assert.equal(plain.headers['content-disposition'], 'attachment; filename="hello.txt"');
+    assert.equal(plain.text, 'hello, world\n');
+    const empty = await request(url, '/pub/hello.txt?x=1&download=');
+    assert.equal(empty.headers['content-disposition'], 'attachment; filename="hello.txt"');
+    const named = await request(url, `/pub/hello.txt?download=${encodeURIComponent('résumé €.txt')}`);
+    assert.equal(named.headers['content-disposition'], `attachment; filename="r_sum_ _.txt"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%E2%82%AC.txt`);
+    const evil = await request(url, `/pub/hello.txt?download=${encodeURIComponent('a"b\r\nSet-Cookie: x=1\\..%2F.txt')}`);
+    const cd = evil.headers['content-disposition']!;
+    assert.equal(evil.headers['set-cookie'], undefined);
+    assert.doesNotMatch(cd, /[\r\n]/);
+    assert.match(cd, /^attachment; filename="a_b__Set-Cookie: x=1_.._2F.txt"; filename\*=UTF-8''/);
+    const noParam = await request(url, '/pub/hello.txt?downloaded=1');
+    assert.equal(noParam.headers['content-disposition'], undefined);
+    assert.equal(attachment(''), 'attachment; filename="download"');
+  });
+
+  test('a file rewritten on disk is served fresh on the very next request', async () => {
+    const p = join(root, 'pub', 'fresh.txt');
+    await writeFile(p, 'version 1');
+    assert.equal((await request(url, '/pub/fresh.txt')).text, 'version 1');
+    assert.equal((await request(url, '/pub/fresh.txt')).text, 'version 1'); // now cached
+    await writeFile(p, 'version 2 is longer');
+    assert.equal((await request(url, '/pub/fresh.txt')).text, 'version 2 is longer');
+    await writeFile(p, 'VERSION 2 IS LONGER'); // same size, same inode: the mtime tells
+    const t = new Date(Date.now() + 5000);
+    await utimes(p, t, t);
+    assert.equal((await request(url, '/pub/fresh.txt')).text, 'VERSION 2 IS LONGER');
+    await writeFile(`${p}.new`, 'replaced by rename');
+    await rename(`${p}.new`, p);
+    assert.equal((await request(url, '/pub/fresh.txt')).text, 'replaced by rename');
+    await rm(p);
+    assert.equal((await request(url, '/pub/fresh.txt')).status, 404);
+  });
+
+  test('a big file whose validators are cached still answers fresh after a rewrite', async () => {
+    const p = join(root, 'pub', 'bigfresh.bin');
+    await writeFile(p, Buffer.alloc(200_000, 1));
+    const a = await request(url, '/pub/bigfresh.bin');
+    const cond = await request(url, '/pub/bigfresh.bin', { headers: { 'if-none-match': a.headers.etag! } });
+    assert.equal(cond.status, 304);
+    await writeFile(p, Buffer.alloc(200_001, 2));
+    const b = await request(url, '/pub/bigfresh.bin', { headers: { 'if-none-match': a.headers.etag! } });
+    assert.equal(b.status, 200);
+    assert.equal(b.body.length, 200_001);
+    assert.notEqual(b.headers.etag, a.headers.etag);
+    const miss = await request(url, '/pub/bigfresh.bin', { headers: { 'if-none-match': '"stale"' } });
+    assert.equal(miss.status, 200);
+    assert.equal(miss.body.length, 200_001);
+    const head = await request(url, '/pub/bigfresh.bin', { method: 'HEAD' });
+    assert.equal(head.headers['content-length'], '200001');
+    await rm(p);
+    assert.equal((await request(url, '/pub/bigfresh.bin', { method: 'HEAD' })).status, 404);
+  });
+
+  test('directories, the mapping root, dotfiles: 404', async () => {
+    for (const path of ['/pub/sub', '/pub/sub/', '/pub/', '/pub', '/pub/.env', '/pub/sub/.git/config', '/pub/visible', '/pub/nope.txt', '/pub/hello.txt/x']) {
+      const r = await request(url, path);
+      assert.equal(r.status, 404, path);
+      assert.equal(JSON.parse(r.text).error, 'NOT_FOUND', path);
+      assert.equal(r.headers['content-type'], 'application/json; charset=utf-8');
+    }
+  });
+
+  test('malformed percent-encoding: 400 BAD_PATH', async () => {
+    const r = await rawGet(port, '/pub/%zz');
+    assert.equal(r.status, 400);
+    assert.match(r.text, /BAD_PATH/);
+  });
+
+  test('a FIFO in the root is refused without hanging', async () => {
+    execFileSync('mkfifo', [join(root, 'pub', 'pipe')]);
+    assert.equal((await request(url, '/pub/pipe')).status, 404);
+    assert.equal((await request(url, '/pub/pipe', { method: 'HEAD' })).status, 404);
+  });
+
+  test('a mapped directory that does not exist yet: warned, 404, then served once it appears', async () => {
+    assert.ok(warnings.some((w) => w.includes(join(root, 'later')) && w.includes('/later/')), warnings.join('\n'));
+    assert.equal((await request(url, '/later/x.txt')).status, 404);
+    await mkdir(join(root, 'later'));
+    await writeFile(join(root, 'later', 'x.txt'), 'arrived');
+    const r = await request(url, '/later/x.txt');
+    assert.equal(r.status, 200);
+    assert.equal(r.text, 'arrived');
+  });
+
+  test('a client that disconnects mid-download: the file descriptor is closed', async () => {
+    const p = join(root, 'pub', 'huge.bin');
+    await writeFile(p, Buffer.alloc(0));
+    await truncate(p, 64 * 1024 * 1024);
+    await new Promise<void>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port, path: '/pub/huge.bin', agent: false }, (res) => {
+        res.once('data', async () => {
+          try {
+            assert.equal(await fdsOn(p), 1, 'the file is open while it is sent');
+            res.destroy();
+            req.destroy();
+            resolve();
+          } catch (err) {
+            reject(err);
+          }
+        });
+      });
+      req.on('error', () => {});
+      req.end();
+    });
+    await eventually(async () => (await fdsOn(p)) === 0, 'the descriptor of huge.bin is closed');
+  });
+
+  test('custom Cache-Control', async () => {
+    const other = createFileServer({ dataDir: join(root, 'data2'), publicDirs: [`/p/@${join(root, 'pub')}`], cacheControl: 'public, max-age=60', warn: () => {} });
+    const a = await other.listen({ port: 0 });
+    try {
+      const r = await request(a.url, '/p/hello.txt');
+      assert.equal(r.headers['cache-control'], 'public, max-age=60');
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+describe('static engine: cache bounds and errors', () => {
+  /** A plain node:http server that serves `source` with `engine` at `/x/…`. */
+  async function serveWith(engine: ReturnType<typeof createStatic>, source: FileSource): Promise<{ url: string; server: Server }> {
+    const server = createServer((req, res) => void engine.serve(req, res, source, (req.url ?? '').slice(3).split('?')[0]!));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+  }
+  const stop = (s: Server): Promise<void> => new Promise((r) => s.close(() => r()));
+
+  test('a small LRU stays correct while it evicts, and no cache at all works too', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const bodies: string[] = [];
+      for (let i = 0; i < 12; i++) {
+        bodies.push(`${i}:`.padEnd(900, String.fromCharCode(97 + i)));
+        await writeFile(join(dir, `f${i}.txt`), bodies[i]!);
+      }
+      await writeFile(join(dir, 'toobig.txt'), 'z'.repeat(5000));
+      for (const limits of [resolveLimits({ cacheFileSize: 1024, cacheSize: 3000 }), resolveLimits({ cacheFileSize: 0 }), resolveLimits({ cacheFileSize: 4096, cacheSize: 100 })]) {
+        const { url, server } = await serveWith(createStatic({ limits }), createDirectorySource(dir));
+        try {
+          for (let round = 0; round < 3; round++) {
+            for (let i = 0; i < 12; i++) assert.equal((await request(url, `/x/f${i}.txt`)).text, bodies[i]);
+            assert.equal((await request(url, '/x/toobig.txt')).text.length, 5000);
+          }
+          await writeFile(join(dir, 'f0.txt'), 'changed');
+          assert.equal((await request(url, '/x/f0.txt')).text, 'changed');
+          await writeFile(join(dir, 'f0.txt'), bodies[0]!);
+        } finally {
+          await stop(server);
+        }
+      }
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test('fs errors map to statuses with a JSON reason; none leaves the response hanging', async () => {
+    const fail = (code: string): never => {
+      throw Object.assign(new Error(`${code}: /secret/path`), { code });
+    };
+    const cases: Array<[string, number, string]> = [['EACCES', 403, 'FORBIDDEN'], ['EMFILE', 503, 'BUSY'], ['EIO', 500, 'INTERNAL'], ['ENOENT', 404, 'NOT_FOUND']];
+    for (const [code, status, error] of cases) {
+      const source: FileSource = { stat: async () => fail(code), open: async () => fail(code) };
+      const { url, server } = await serveWith(createStatic({ limits: resolveLimits() }), source);
+      try {
+        const r = await request(url, '/x/a.txt');
+        assert.equal(r.status, status, code);
+        assert.equal(JSON.parse(r.text).error, error);
+        assert.doesNotMatch(r.text, /secret/, 'no path in the message');
+      } finally {
+        await stop(server);
+      }
+    }
+  });
+
+  test('a stat that fails on the cached path is answered too', async () => {
+    let broken = false;
+    const { dir, cleanup } = await tempDir();
+    await writeFile(join(dir, 'a.txt'), 'ok');
+    const real = createDirectorySource(dir);
+    const source: FileSource = {
+      stat: async (rel) => (broken ? Promise.reject(Object.assign(new Error('x'), { code: 'EACCES' })) : real.stat(rel)),
+      open: (rel) => real.open(rel),
+    };
+    const { url, server } = await serveWith(createStatic({ limits: resolveLimits() }), source);
+    try {
+      assert.equal((await request(url, '/x/a.txt')).text, 'ok');
+      broken = true;
+      assert.equal((await request(url, '/x/a.txt')).status, 403);
+      assert.equal(await real.stat('nothing'), null);
+    } finally {
+      await stop(server);
+      await cleanup();
+    }
+  });
+
+  /** A source of one big "file" whose stream misbehaves as `make` says. */
+  function oddSource(size: number, make: () => Readable): FileSource {
+    const info = { size, mtimeMs: 1_700_000_000_000, ino: 7 };
+    return {
+      stat: async () => info,
+      open: async (): Promise<OpenFile> => ({ ...info, stream: make, close: async () => {} }),
+    };
+  }
+
+  for (const [what, make] of [
+    ['a stream that errors mid-way', () => {
+      let n = 0;
+      return new Readable({
+        read() {
+          if (n++ < 3) this.push(Buffer.alloc(65536, 1));
+          else this.destroy(new Error('EIO'));
+        },
+      });
+    }],
+    ['a file truncated while it is sent', () => Object.assign(Readable.from([Buffer.alloc(65536, 1)]), { bytesRead: 65536 })],
+  ] as const) {
+    test(`${what}: the client sees a cut connection, not a complete-looking body`, async () => {
+      const { url, server } = await serveWith(createStatic({ limits: resolveLimits() }), oddSource(1 << 20, make));
+      try {
+        const outcome = await new Promise<string>((resolve) => {
+          const req = httpRequest(`${url}/x/f.bin`, { agent: false }, (res) => {
+            let got = 0;
+            res.on('data', (c: Buffer) => { got += c.length; });
+            res.on('end', () => resolve(`complete ${got}`));
+            res.on('error', () => resolve('cut'));
+            res.on('aborted', () => resolve('cut'));
+          });
+          req.on('error', () => resolve('cut'));
+          req.end();
+        });
+        assert.equal(outcome, 'cut');
+      } finally {
+        await stop(server);
+      }
+    });
+  }
+});
