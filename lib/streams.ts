@@ -1,19 +1,40 @@
-// STUB — owned by the image-streams helper; the exported names and types below are the contract.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+// Image streams, `{base}_m/<name>` (PROTOCOL.md §2): frames are published by POST (Wave's one-part
+// multipart form, or a raw body) and relayed to every GET as `multipart/x-mixed-replace`.
+//
+// Fan-out cost per frame and viewer: two or three `res.write`s of Buffers that already exist. The
+// frame's bytes are one Buffer shared by every viewer. The bytes that follow each frame (delimiter and
+// the next part's header block) contain the response's own boundary — random per response, so one
+// publisher cannot predict it and embed it in a frame — so they cannot be shared between viewers;
+// each viewer builds them once when it subscribes and again only when the frame type changes, never
+// per frame. A viewer whose socket has not drained keeps one pending frame, replaced by the newest,
+// and is dropped after `limits.viewerStallTimeout`: memory per stream is the latest frame plus what
+// each stalled viewer's socket is still sending, never a queue.
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { WharfError, sendError } from './errors.js';
 import type { Limits } from './limits.js';
+import { parseMultipart } from './multipart.js';
 import type { Site } from './site.js';
+import { createLocalHub } from './hub.js';
+import type { Frame, Hub, Subscriber } from './hub.js';
 
 export interface StreamStats {
   name: string;
   viewers: number;
   framesPublished: number;
   framesSkipped: number;
+  /** Viewers holding a frame their socket has not taken yet (each holds at most one). */
+  framesPending: number;
+  /** Bytes written to this stream's viewers that their sockets have not taken yet (frames are shared, so this bounds, not sums, the memory). */
+  bytesQueued: number;
 }
 
 export interface StreamsConfig {
   /** Normalised base URL, always starting and ending with `/`. */
   base: string;
   limits: Limits;
+  /** The fan-out behind the HTTP layer. Default: in-process. */
+  hub?: Hub;
 }
 
 export interface Streams {
@@ -29,14 +50,369 @@ export interface Streams {
   close(): Promise<void>;
 }
 
-export function createStreams(_config: StreamsConfig): Streams {
-  const notYet = (): never => { throw new Error('not implemented'); };
-  return {
-    publish: async () => notYet(),
-    view: async () => notYet(),
-    end: async () => notYet(),
-    site: { uplink: async () => notYet(), unlink: async () => notYet() },
-    stats: () => [],
-    close: async () => {},
+/** Longest stream name, in UTF-8 bytes once decoded. */
+export const MAX_STREAM_NAME = 256;
+const MAX_TYPE = 256;
+const MAX_TIMER = 2 ** 31 - 1;
+
+// RFC 9110 §8.3.1 media type: token "/" token *( OWS ";" OWS parameter ), parameter values a token
+// or a quoted-string. No CR or LF can get through, so the type is safe to echo in a part's headers.
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+const MEDIA_TYPE = new RegExp(`^${TOKEN}/${TOKEN}(?:[ \\t]*;[ \\t]*${TOKEN}=(?:${TOKEN}|"(?:[^"\\\\\\x00-\\x1f\\x7f]|\\\\[\\t\\x20-\\x7e])*"))*$`);
+// C0, DEL and C1 controls, and the backslash some clients treat as a separator.
+const BAD_NAME_CHAR = /[\x00-\x1f\x7f-\x9f\\]/;
+
+interface Viewer extends Subscriber {
+  readonly name: string;
+  readonly res: ServerResponse;
+  /** `Date.now()` when a write was last refused by a full socket; 0 once drained. */
+  busySince: number;
+  pending: Frame | undefined;
+}
+
+export function createStreams(config: StreamsConfig): Streams {
+  const { base, limits } = config;
+  const hub = config.hub ?? createLocalHub(limits);
+  const viewers = new Set<Viewer>();
+  let sweeper: NodeJS.Timeout | undefined;
+
+  function track(v: Viewer): void {
+    viewers.add(v);
+    if (sweeper || limits.viewerStallTimeout === 0) return;
+    // One sweep for all viewers instead of a timer per viewer armed on every frame: a stall is
+    // noticed between 1 and 1.25 stall timeouts after the socket stopped taking bytes.
+    const every = Math.max(10, Math.min(1000, Math.floor(limits.viewerStallTimeout / 4)));
+    sweeper = setInterval(sweep, every);
+    sweeper.unref();
+  }
+
+  function untrack(v: Viewer): void {
+    viewers.delete(v);
+    if (viewers.size === 0 && sweeper) {
+      clearInterval(sweeper);
+      sweeper = undefined;
+    }
+  }
+
+  function sweep(): void {
+    const now = Date.now();
+    for (const v of viewers) {
+      if (v.busySince !== 0 && now - v.busySince >= limits.viewerStallTimeout) v.res.destroy();
+    }
+  }
+
+  async function publish(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void> {
+    try {
+      const name = decodeStreamName(rest);
+      const frame = await readFrame(req, limits);
+      await hub.publish(name, frame);
+      res.writeHead(200, { 'Content-Length': 0, 'Cache-Control': 'no-store' }).end();
+    } catch (err) {
+      fail(req, res, err);
+    }
+  }
+
+  async function view(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void> {
+    try {
+      const name = decodeStreamName(rest);
+      const boundary = randomBytes(16).toString('hex');
+      if (req.method === 'HEAD') {
+        if (!hub.has(name)) throw noSuchStream();
+        res.writeHead(200, viewHeaders(boundary)).end();
+        return;
+      }
+      const v = createViewer(name, res, boundary);
+      const subscription = hub.subscribe(name, v);
+      if (!subscription) throw noSuchStream();
+      track(v);
+      res.once('close', () => {
+        subscription.unsubscribe();
+        v.pending = undefined;
+        untrack(v);
+      });
+      res.writeHead(200, viewHeaders(boundary));
+      v.start(subscription.latest);
+    } catch (err) {
+      sendError(res, err);
+    }
+  }
+
+  async function end(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void> {
+    try {
+      const name = decodeStreamName(rest);
+      if (!(await hub.end(name))) throw noSuchStream();
+      res.writeHead(200, { 'Content-Length': 0, 'Cache-Control': 'no-store' }).end();
+    } catch (err) {
+      fail(req, res, err);
+    }
+  }
+
+  const site: Streams['site'] = {
+    async uplink(name, contentType, data, options) {
+      options?.signal?.throwIfAborted();
+      const path = streamPath(base, checkStreamName(name));
+      const type = checkFrameType(contentType);
+      if (data.byteLength > limits.frameSize) throw frameTooLarge(limits.frameSize);
+      if (data.byteLength === 0) throw emptyFrame();
+      // A copy: the caller may reuse its buffer while sockets are still sending this frame.
+      await hub.publish(name, { type, data: Buffer.from(data) });
+      return path;
+    },
+    async unlink(name, options) {
+      options?.signal?.throwIfAborted();
+      if (!(await hub.end(checkStreamName(name)))) throw noSuchStream();
+    },
   };
+
+  function stats(): StreamStats[] {
+    const perStream = new Map<string, { pending: number; queued: number }>();
+    for (const v of viewers) {
+      const s = perStream.get(v.name) ?? { pending: 0, queued: 0 };
+      if (v.pending) s.pending++;
+      s.queued += v.res.writableLength;
+      perStream.set(v.name, s);
+    }
+    return hub.stats().map((s) => ({
+      ...s,
+      framesPending: perStream.get(s.name)?.pending ?? 0,
+      bytesQueued: perStream.get(s.name)?.queued ?? 0,
+    }));
+  }
+
+  async function close(): Promise<void> {
+    hub.close();
+    const open = [...viewers];
+    if (open.length > 0) {
+      // Give each viewer the stall timeout to take its closing delimiter, then cut what is left.
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, Math.min(limits.viewerStallTimeout || 1000, MAX_TIMER));
+      });
+      await Promise.race([Promise.all(open.map(closed)), grace]);
+      clearTimeout(timer);
+      for (const v of viewers) v.res.destroy();
+    }
+    if (sweeper) clearInterval(sweeper);
+    sweeper = undefined;
+  }
+
+  return { publish, view, end, site, stats, close };
+}
+
+function viewHeaders(boundary: string): OutgoingHttpHeaders {
+  return {
+    'Content-Type': `multipart/x-mixed-replace; boundary=${boundary}`,
+    'Cache-Control': 'no-store',
+    'X-Content-Type-Options': 'nosniff',
+    // nginx buffers proxied responses by default, which would hold frames back.
+    'X-Accel-Buffering': 'no',
+  };
+}
+
+/**
+ * One GET of a stream. Browsers show a part of `multipart/x-mixed-replace` only once the next part's
+ * header block has arrived (Chromium), so every frame is followed at once by the delimiter and the
+ * header block of the part that the next frame will fill (no `Content-Length`: its size is unknown).
+ */
+function createViewer(name: string, res: ServerResponse, boundary: string): Viewer & { start(first: Frame): void } {
+  let type = '';
+  let header = Buffer.alloc(0);
+  let done = false;
+
+  const announce = (t: string): void => {
+    type = t;
+    header = Buffer.from(`\r\n--${boundary}\r\nContent-Type: ${t}\r\n\r\n`, 'latin1');
+  };
+
+  const send = (frame: Frame): void => {
+    if (frame.type !== type) {
+      // The announced part has another type: close it empty and open one of this frame's type.
+      announce(frame.type);
+      res.write(header);
+    }
+    res.write(frame.data);
+    if (!res.write(header)) v.busySince = Date.now();
+  };
+
+  const v = {
+    name,
+    res,
+    busySince: 0,
+    pending: undefined as Frame | undefined,
+
+    start(first: Frame): void {
+      announce(first.type);
+      // The body opens with the dash-boundary itself, without a preamble (RFC 2046 §5.1.1).
+      res.write(header.subarray(2));
+      res.write(first.data);
+      if (!res.write(header)) v.busySince = Date.now();
+    },
+
+    deliver(frame: Frame): boolean {
+      if (done) return true;
+      if (v.busySince === 0) {
+        send(frame);
+        return true;
+      }
+      const fresh = v.pending === undefined;
+      v.pending = frame;
+      return fresh;
+    },
+
+    end(): void {
+      if (done) return;
+      done = true;
+      v.pending = undefined;
+      // The close-delimiter ends the announced part, which stays empty.
+      res.end(`\r\n--${boundary}--\r\n`);
+      if (res.writableNeedDrain && v.busySince === 0) v.busySince = Date.now();
+    },
+  };
+
+  res.on('drain', () => {
+    v.busySince = 0;
+    const next = v.pending;
+    if (next === undefined || done) return;
+    v.pending = undefined;
+    send(next);
+  });
+  res.once('close', () => {
+    done = true;
+  });
+  return v;
+}
+
+function closed(v: Viewer): Promise<void> {
+  return v.res.closed ? Promise.resolve() : new Promise((resolve) => v.res.once('close', resolve));
+}
+
+/** Answers an error on a request whose body may be unread: closing the connection is then the only way to stop the upload. */
+function fail(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  const h = req.headers;
+  const bodyless = h['transfer-encoding'] === undefined && (h['content-length'] ?? '0') === '0';
+  sendError(res, err, req.complete || bodyless ? undefined : { Connection: 'close' });
+}
+
+/** `{base}_m/<name>`, each segment percent-encoded. */
+function streamPath(base: string, name: string): string {
+  return `${base}_m/${name.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+/** The name in a request path (still percent-encoded); `%2F` is a slash like any other. */
+function decodeStreamName(rest: string): string {
+  if (rest.length > MAX_STREAM_NAME * 3) throw badName(`longer than ${MAX_STREAM_NAME} bytes`);
+  let name: string;
+  try {
+    name = decodeURIComponent(rest);
+  } catch {
+    throw badName('bad percent-encoding');
+  }
+  return checkStreamName(name);
+}
+
+function checkStreamName(name: string): string {
+  if (typeof name !== 'string' || name === '') throw badName('empty');
+  if (Buffer.byteLength(name) > MAX_STREAM_NAME) throw badName(`longer than ${MAX_STREAM_NAME} bytes`);
+  if (BAD_NAME_CHAR.test(name)) throw badName('control character or backslash');
+  try {
+    encodeURIComponent(name);
+  } catch {
+    throw badName('not valid Unicode (a lone surrogate)');
+  }
+  for (const segment of name.split('/')) {
+    if (segment === '' || segment === '.' || segment === '..') throw badName('empty, "." or ".." segment');
+  }
+  return name;
+}
+
+function checkFrameType(type: string | undefined): string {
+  if (!type) throw new WharfError('INVALID_CONTENT_TYPE', 'a frame needs a Content-Type such as image/jpeg', 400);
+  if (type.length > MAX_TYPE || !MEDIA_TYPE.test(type)) {
+    throw new WharfError('INVALID_CONTENT_TYPE', 'the frame\'s Content-Type is not a media type (type/subtype)', 400);
+  }
+  return type;
+}
+
+/** Wave's client posts `multipart/form-data` with one part; anything else is the frame itself. */
+async function readFrame(req: IncomingMessage, limits: Limits): Promise<Frame> {
+  const header = req.headers['content-type'];
+  const essence = header?.split(';', 1)[0]?.trim().toLowerCase();
+  if (essence === 'multipart/form-data') return readFormFrame(req, header as string, limits);
+  const type = checkFrameType(header);
+  const data = await collect(bodyOf(req, limits.frameSize, limits), limits.frameSize);
+  return { type, data };
+}
+
+async function readFormFrame(req: IncomingMessage, contentType: string, limits: Limits): Promise<Frame> {
+  // Room for the delimiters and one part's header block around the frame.
+  const cap = limits.frameSize + limits.headerSize + 1024;
+  const parts = parseMultipart(bodyOf(req, cap, limits), {
+    contentType,
+    limits: { parts: 1, files: 1, fields: 1, fileSize: cap, fieldSize: cap, headerSize: limits.headerSize },
+  });
+  let frame: Frame | undefined;
+  for await (const part of parts) {
+    // The parser defaults a missing type; a frame's type must be the sender's.
+    const type = checkFrameType(part.headers['content-type']);
+    frame = { type, data: await collect(part.body, limits.frameSize) };
+  }
+  if (!frame) throw emptyFrame();
+  return frame;
+}
+
+/**
+ * The request body with a byte cap and an idle timeout. `destroyOnReturn: false`: stopping early
+ * (413) must not destroy the socket before the answer is written.
+ */
+async function* bodyOf(req: IncomingMessage, cap: number, limits: Limits): AsyncGenerator<Buffer> {
+  const idleMs = limits.uploadIdleTimeout;
+  const it = req.iterator({ destroyOnReturn: false }) as AsyncIterator<Buffer>;
+  let timer: NodeJS.Timeout | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    if (idleMs === 0) return;
+    timer = setTimeout(() => reject(new WharfError('BODY_TIMEOUT', `no byte of the frame arrived for ${idleMs} ms`, 408)), Math.min(idleMs, MAX_TIMER));
+    timer.unref();
+  });
+  idle.catch(() => {});
+  let seen = 0;
+  try {
+    for (;;) {
+      const step = timer ? await Promise.race([it.next(), idle]) : await it.next();
+      if (step.done) return;
+      timer?.refresh();
+      seen += step.value.length;
+      if (seen > cap) throw frameTooLarge(limits.frameSize);
+      yield step.value;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function collect(source: AsyncIterable<Buffer>, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of source) {
+    total += chunk.length;
+    if (total > max) throw frameTooLarge(max);
+    chunks.push(chunk);
+  }
+  if (total === 0) throw emptyFrame();
+  return Buffer.concat(chunks, total);
+}
+
+function badName(why: string): WharfError {
+  return new WharfError('INVALID_STREAM_NAME', `invalid stream name: ${why}`, 400);
+}
+
+function noSuchStream(): WharfError {
+  return new WharfError('NOT_FOUND', 'no such stream', 404);
+}
+
+function frameTooLarge(max: number): WharfError {
+  return new WharfError('FRAME_TOO_LARGE', `frame larger than ${max} bytes`, 413);
+}
+
+function emptyFrame(): WharfError {
+  return new WharfError('EMPTY_FRAME', 'the frame is empty', 400);
 }

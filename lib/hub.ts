@@ -1,0 +1,144 @@
+// The fan-out seam of image streams: a registry of named streams, each with its latest frame and its
+// subscribers. The HTTP layer (streams.ts) only ever talks to a `Hub`, so a cross-instance hub (one
+// that carries frames between several wharf processes over, say, Redis pub/sub) can replace the
+// in-process one below without touching how requests are read or responses written.
+import { WharfError } from './errors.js';
+
+/** One published image. `data` is shared by every subscriber: nobody may mutate it. */
+export interface Frame {
+  /** A validated media type (`image/jpeg`), written as the part's `Content-Type`. */
+  readonly type: string;
+  readonly data: Buffer;
+}
+
+/** What a hub calls on each viewer. Both calls must return quickly and never throw. */
+export interface Subscriber {
+  /**
+   * A new frame. Returns false when the subscriber dropped an earlier frame it had not sent yet to
+   * take this one (a slow viewer skips to the newest frame); the hub counts those as skipped.
+   */
+  deliver(frame: Frame): boolean;
+  /** The stream ended (unlink, idle, close): no call follows. */
+  end(): void;
+}
+
+export interface Subscription {
+  /** The frame to show at once (a new viewer does not wait for the next publish). */
+  latest: Frame;
+  /** Idempotent; `end()` is not called afterwards. */
+  unsubscribe(): void;
+}
+
+export interface HubStats {
+  name: string;
+  viewers: number;
+  framesPublished: number;
+  framesSkipped: number;
+}
+
+export interface Hub {
+  /** Publishes `frame` to stream `name`, creating it if new. Rejects with 503 `TOO_MANY_STREAMS` or `SHUTTING_DOWN`. */
+  publish(name: string, frame: Frame): Promise<void>;
+  /** `undefined` when there is no such stream. Throws 503 `TOO_MANY_VIEWERS`. */
+  subscribe(name: string, subscriber: Subscriber): Subscription | undefined;
+  has(name: string): boolean;
+  /** Ends stream `name` (every subscriber's `end()` runs); resolves false if there was none. */
+  end(name: string): Promise<boolean>;
+  stats(): HubStats[];
+  /** Ends every stream, clears every timer, and refuses later publishes. */
+  close(): void;
+}
+
+export interface LocalHubOptions {
+  /** Streams alive at once. */
+  streams: number;
+  /** Subscribers of one stream. */
+  viewersPerStream: number;
+  /** ms without a publish after which a stream ends itself; 0 = never. */
+  streamIdleTimeout: number;
+}
+
+interface Topic {
+  latest: Frame;
+  subscribers: Set<Subscriber>;
+  published: number;
+  skipped: number;
+  idle: NodeJS.Timeout | undefined;
+}
+
+/** setTimeout fires at once (with a warning) past 2^31-1 ms; a longer timeout is as good as never. */
+const MAX_TIMER = 2 ** 31 - 1;
+
+/** The in-process hub: frames go straight from the publishing request to this process's viewers. */
+export function createLocalHub(options: LocalHubOptions): Hub {
+  const topics = new Map<string, Topic>();
+  let closed = false;
+
+  function finish(name: string, topic: Topic): void {
+    topics.delete(name);
+    if (topic.idle) clearTimeout(topic.idle);
+    const subscribers = [...topic.subscribers];
+    topic.subscribers.clear();
+    for (const s of subscribers) s.end();
+  }
+
+  function create(name: string, frame: Frame): Topic {
+    if (topics.size >= options.streams) {
+      throw new WharfError('TOO_MANY_STREAMS', `too many image streams (limit ${options.streams})`, 503);
+    }
+    const topic: Topic = { latest: frame, subscribers: new Set(), published: 0, skipped: 0, idle: undefined };
+    if (options.streamIdleTimeout > 0) {
+      // One timer per stream, re-armed by `refresh()` on every publish: no allocation per frame.
+      topic.idle = setTimeout(() => {
+        if (topics.get(name) === topic) finish(name, topic);
+      }, Math.min(options.streamIdleTimeout, MAX_TIMER));
+      topic.idle.unref();
+    }
+    topics.set(name, topic);
+    return topic;
+  }
+
+  return {
+    async publish(name, frame) {
+      if (closed) throw new WharfError('SHUTTING_DOWN', 'the server is shutting down', 503);
+      const topic = topics.get(name) ?? create(name, frame);
+      topic.latest = frame;
+      topic.published++;
+      topic.idle?.refresh();
+      for (const s of topic.subscribers) if (!s.deliver(frame)) topic.skipped++;
+    },
+
+    subscribe(name, subscriber) {
+      const topic = topics.get(name);
+      if (!topic) return undefined;
+      if (topic.subscribers.size >= options.viewersPerStream) {
+        throw new WharfError('TOO_MANY_VIEWERS', `too many viewers of this stream (limit ${options.viewersPerStream})`, 503);
+      }
+      topic.subscribers.add(subscriber);
+      return { latest: topic.latest, unsubscribe: () => void topic.subscribers.delete(subscriber) };
+    },
+
+    has: (name) => topics.has(name),
+
+    async end(name) {
+      const topic = topics.get(name);
+      if (!topic) return false;
+      finish(name, topic);
+      return true;
+    },
+
+    stats() {
+      return [...topics].map(([name, t]) => ({
+        name,
+        viewers: t.subscribers.size,
+        framesPublished: t.published,
+        framesSkipped: t.skipped,
+      }));
+    },
+
+    close() {
+      closed = true;
+      for (const [name, topic] of [...topics]) finish(name, topic);
+    },
+  };
+}
