@@ -410,7 +410,7 @@ function noSuchStream(): WharfError {
 }
 
 function frameTooLarge(max: number): WharfError {
-  return new WharfError('FRAME_TOO_LARGE', `frame larger than ${max} bytes`, 413);
+  return new WharfError('LIMIT_FRAME_SIZE', `frame larger than ${max} bytes`, 413);
 }
 
 function emptyFrame(): WharfError {
