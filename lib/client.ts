@@ -12,7 +12,7 @@ import { open, readdir, rename, rm, stat } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import { basename, dirname, join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WharfError, fromFsError } from './errors.js';
@@ -344,6 +344,23 @@ export function connect(url: string, options: ConnectOptions = {}): ClientSite {
     let open_ = true;
     const got = { bytes: 0, total: undefined as number | undefined, validator: undefined as string | undefined };
 
+    /** Writes `buffers` at the end of what is on disk, however many calls that takes. */
+    async function writeAt(buffers: Buffer[]): Promise<void> {
+      let list = buffers;
+      while (list.length > 0) {
+        const { bytesWritten } = await fh.writev(list, got.bytes);
+        if (bytesWritten === 0) throw Object.assign(new Error('the disk took no bytes'), { code: 'EIO', syscall: 'writev' });
+        got.bytes += bytesWritten;
+        progress(got.bytes, got.total);
+        let skip = bytesWritten;
+        while (list.length > 0 && skip >= list[0]!.length) {
+          skip -= list[0]!.length;
+          list = list.slice(1);
+        }
+        if (skip > 0) list = [list[0]!.subarray(skip), ...list.slice(1)];
+      }
+    }
+
     async function attempt(): Promise<void> {
       const headers: http.OutgoingHttpHeaders = { 'accept-encoding': 'identity' };
       if (got.bytes > 0 && got.validator) {
@@ -377,15 +394,26 @@ export function connect(url: string, options: ConnectOptions = {}): ClientSite {
         throw httpError(res.statusCode ?? 0, await readAnswer(ex, signal));
       }
       progress(got.bytes, got.total);
+      // Chunks that arrive while a write is in flight are written together in one writev.
+      let writing: Promise<void> = Promise.resolve();
+      let diskError: unknown;
+      const sink = new Writable({
+        highWaterMark: 1024 * 1024,
+        writev(entries, done) {
+          writing = writeAt(entries.map((e) => e.chunk as Buffer)).then(() => done(), (err: unknown) => {
+            diskError = err;
+            done(err as Error);
+          });
+        },
+      });
       try {
-        for await (const chunk of res as AsyncIterable<Buffer>) {
-          await fh.write(chunk, 0, chunk.length, got.bytes);
-          got.bytes += chunk.length;
-          progress(got.bytes, got.total);
-        }
+        await pipeline(res, sink);
       } catch (err) {
         ex.req.destroy();
+        // The next attempt starts where the bytes on disk end: let the write in flight land first.
+        await writing.catch(() => {});
         if (signal?.aborted) throw abortError(signal);
+        if (diskError) throw fromFsError(diskError, 'download target');
         throw networkError(err, `GET ${from.pathname}`);
       }
       if (got.total !== undefined && got.bytes !== got.total) {
