@@ -17,6 +17,7 @@ import { DEFAULT_LIMITS, LIMIT_UNITS, type Limits } from './limits.js';
 import { parseMapping } from './mappings.js';
 import { createBar } from './progress.js';
 import { createFileServer, type FileServer, type FileServerOptions } from './server.js';
+import { canonicalPrefix } from './urlpath.js';
 import type { TransferOptions } from './site.js';
 
 /** Where the command writes and what it reads; the real process by default, injectable for tests. */
@@ -34,14 +35,51 @@ const DEFAULT_SERVER = 'http://127.0.0.1:10101';
 const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const envName = (flag: string): string => `WHARF_${flag.replace(/-/g, '_').toUpperCase()}`;
 
-const KEY_FLAGS: FlagSpec[] = [
-  { name: 'access-key-id', kind: 'string', env: 'WHARF_ACCESS_KEY_ID', value: 'ID', help: "access key id for app calls", defaultText: "Wave's access_key_id, loopback only" },
-  { name: 'access-key-secret', kind: 'string', env: 'WHARF_ACCESS_KEY_SECRET', value: 'SECRET', help: 'its secret (prefer the variable: flags show in ps)' },
-  { name: 'base-url', kind: 'string', env: 'WHARF_BASE_URL', value: 'PATH', help: 'URL prefix of _f/ and _m/', defaultText: '/' },
+const keyFlags = (serving: boolean): FlagSpec[] => [
+  { name: 'access-key-id', kind: 'string', env: 'WHARF_ACCESS_KEY_ID', value: 'ID', help: serving ? 'the access key apps authenticate with' : 'the access key to authenticate with', defaultText: serving ? "Wave's access_key_id, loopback only" : "Wave's access_key_id" },
+  { name: 'access-key-secret', kind: 'string', env: 'WHARF_ACCESS_KEY_SECRET', value: 'SECRET', help: 'its secret (prefer the variable: flags show in ps)', defaultText: "Wave's access_key_secret" },
+  { name: 'base-url', kind: 'string', env: 'WHARF_BASE_URL', value: 'PATH', help: serving ? 'URL prefix of _f/ and _m/' : "the server's base URL path", defaultText: '/' },
 ];
 const HELP_FLAG: FlagSpec = { name: 'help', kind: 'boolean', help: 'show this help' };
 
 const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as Array<keyof Limits>;
+
+/** A size in the largest unit that divides it, in a form the flag accepts back (`8GiB`). */
+function exactSize(n: number): string {
+  for (const [unit, f] of [['TiB', 1024 ** 4], ['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+    if (n >= f && n % f === 0) return `${n / f}${unit}`;
+  }
+  return String(n);
+}
+
+function exactDuration(ms: number): string {
+  for (const [unit, f] of [['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+    if (ms >= f && ms % f === 0) return `${ms / f}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/** One line per limit for `--help`; a limit missing here is still a flag, described by its key. */
+const LIMIT_HELP: Partial<Record<keyof Limits, string>> = {
+  fileSize: 'bytes in one uploaded file',
+  files: 'files in one upload request',
+  requestSize: 'bytes in one upload request',
+  parts: 'parts in one multipart body',
+  fields: 'non-file fields in one multipart body',
+  fieldSize: "bytes in one field's value",
+  headerSize: "bytes in one part's header block",
+  frameSize: 'bytes in one image-stream frame',
+  streams: 'image streams alive at once',
+  viewersPerStream: 'viewers of one image stream',
+  viewerStallTimeout: 'a viewer that reads nothing this long is dropped',
+  streamIdleTimeout: 'a stream without a frame this long is ended',
+  uploadIdleTimeout: 'an upload body that sends nothing this long fails',
+  headersTimeout: 'time a client has to send its request headers',
+  requestTimeout: 'time for a whole non-upload request',
+  cacheFileSize: 'files up to this size are cached in memory (0: no cache)',
+  cacheSize: 'bytes in the memory cache',
+  closeGrace: 'time downloads get to finish on shutdown',
+};
 
 /** `--limit-file-size` … one per key of `Limits`, so a new limit gets its flag and variable by itself. */
 export const LIMIT_FLAGS: FlagSpec[] = LIMIT_KEYS.map((key) => {
@@ -53,8 +91,8 @@ export const LIMIT_FLAGS: FlagSpec[] = LIMIT_KEYS.map((key) => {
     kind: unit === 'bytes' ? 'size' : unit === 'ms' ? 'duration' : 'count',
     env: envName(name),
     value: unit === 'bytes' ? 'SIZE' : unit === 'ms' ? 'DURATION' : 'N',
-    help: `limits.${key}`,
-    defaultText: unit === 'ms' ? `${d} ms` : String(d),
+    help: LIMIT_HELP[key] ?? `limits.${key}`,
+    defaultText: unit === 'bytes' ? exactSize(d) : unit === 'ms' ? exactDuration(d) : String(d),
   } satisfies FlagSpec;
 });
 
@@ -63,7 +101,7 @@ export const SERVE_FLAGS: FlagSpec[] = [
   { name: 'data-dir', kind: 'string', env: 'WHARF_DATA_DIR', value: 'DIR', help: 'where uploads are stored', defaultText: './data' },
   { name: 'public-dir', kind: 'list', env: 'WHARF_PUBLIC_DIR', value: 'URL@DIR', help: 'serve DIR at URL to anyone; repeatable' },
   { name: 'private-dir', kind: 'list', env: 'WHARF_PRIVATE_DIR', value: 'URL@DIR', help: 'serve DIR at URL to access keys only; repeatable' },
-  ...KEY_FLAGS,
+  ...keyFlags(true),
   { name: 'anonymous-uploads', kind: 'boolean', env: 'WHARF_ANONYMOUS_UPLOADS', help: 'let anyone POST uploads', defaultText: 'off' },
   { name: 'dotfiles', kind: 'boolean', env: 'WHARF_DOTFILES', help: 'serve dotfiles from mapped directories', defaultText: 'off' },
   { name: 'cache-control', kind: 'string', env: 'WHARF_CACHE_CONTROL', value: 'VALUE', help: 'Cache-Control of served files' },
@@ -75,11 +113,11 @@ export const SERVE_FLAGS: FlagSpec[] = [
 
 const SERVER_FLAG: FlagSpec = { name: 'server', kind: 'string', env: 'WHARF_SERVER', value: 'URL', help: 'the wharf or Wave server', defaultText: DEFAULT_SERVER };
 export const UPLOAD_FLAGS: FlagSpec[] = [
-  SERVER_FLAG, ...KEY_FLAGS,
+  SERVER_FLAG, ...keyFlags(false),
   { name: 'dir', kind: 'boolean', help: 'each FILE is a directory, uploaded whole under one id' },
   HELP_FLAG,
 ];
-export const TRANSFER_FLAGS: FlagSpec[] = [SERVER_FLAG, ...KEY_FLAGS, HELP_FLAG];
+export const TRANSFER_FLAGS: FlagSpec[] = [SERVER_FLAG, ...keyFlags(false), HELP_FLAG];
 
 function version(): string {
   try {
@@ -266,12 +304,12 @@ async function serve(argv: string[], io: CommandIo): Promise<number> {
     return 1;
   }
 
-  const base = baseUrl.startsWith('/') ? baseUrl : `/${baseUrl}`;
-  const slash = base.endsWith('/') ? base : `${base}/`;
+  // As the server normalised it (createFileServer has accepted it, so this cannot throw).
+  const base = canonicalPrefix(baseUrl, 'baseUrl');
   const lines: Array<Record<string, unknown>> = [
     { event: 'listening', url: bound.url, version: version(), keys: defaultKeys ? 'default' : 'configured', anonymousUploads: options.anonymousUploads },
-    { event: 'serving', kind: 'uploads', url: `${bound.url}${slash}_f/`, path: join(dataDir, 'f') },
-    { event: 'serving', kind: 'streams', url: `${bound.url}${slash}_m/` },
+    { event: 'serving', kind: 'uploads', url: `${bound.url}${base}_f/`, path: join(dataDir, 'f') },
+    { event: 'serving', kind: 'streams', url: `${bound.url}${base}_m/` },
   ];
   for (const [list, isPrivate] of [[publicDirs, false], [privateDirs, true]] as const) {
     for (const spec of list) {

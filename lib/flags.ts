@@ -168,6 +168,6 @@ export function formatFlags(specs: readonly FlagSpec[]): string {
     const extra = [s.env && `env ${s.env}`, s.defaultText && `default ${s.defaultText}`].filter(Boolean).join('; ');
     return [left, `${s.help}${extra ? ` (${extra})` : ''}`] as const;
   });
-  const width = Math.min(34, Math.max(...rows.map(([l]) => l.length)));
+  const width = Math.min(38, Math.max(...rows.map(([l]) => l.length)));
   return rows.map(([l, r]) => `  ${l.padEnd(width)}  ${r}`).join('\n');
 }
