@@ -259,7 +259,13 @@ async function serve(argv: string[], io: CommandIo): Promise<number> {
   const baseUrl = str('base-url') ?? '/';
   const logFormat = (str('log') ?? (io.stdout.isTTY ? 'text' : 'json')) as LogFormat;
   const startFormat = logFormat === 'off' ? (io.stdout.isTTY ? 'text' : 'json') : logFormat;
+  // Warnings before the start-up lines are printed with them; later ones (a failing request, say) at once.
   const warnings: string[] = [];
+  let started = false;
+  const printWarning = (message: string): void => {
+    if (startFormat === 'json') io.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'warning', message })}\n`);
+    io.stderr.write(`wharf: warning: ${message}\n`);
+  };
 
   const options: FileServerOptions = {
     dataDir,
@@ -270,7 +276,11 @@ async function serve(argv: string[], io: CommandIo): Promise<number> {
     dotfiles: values.get('dotfiles') === true,
     limits,
     // The server words its warnings for a log of its own ("wharf: WARNING: …"); ours says who and what.
-    warn: (message) => warnings.push(message.replace(/^wharf:\s*/i, '').replace(/^warning:\s*/i, '')),
+    warn: (message) => {
+      const m = message.replace(/^wharf:\s*/i, '').replace(/^warning:\s*/i, '');
+      if (started) printWarning(m);
+      else warnings.push(m);
+    },
   };
   if (id !== undefined && secret !== undefined && !defaultKeys) options.accessKeys = { [id]: secret };
   const cacheControl = str('cache-control');
@@ -327,6 +337,8 @@ async function serve(argv: string[], io: CommandIo): Promise<number> {
     return `  ${String(line.kind).padEnd(8)} ${String(line.url)}${line.path ? ` -> ${String(line.path)}` : ''}\n`;
   }).join(''));
   for (const w of warnings) io.stderr.write(`wharf: warning: ${w}\n`);
+  warnings.length = 0;
+  started = true;
 
   const signal = await new Promise<string>((resolvePromise) => {
     const onInt = (): void => done('SIGINT');
