@@ -3,13 +3,13 @@
 // touching it. The one implementation here is the local disk layout of PROTOCOL.md §1:
 //
 //   <dataDir>/f/<id>/<path>            committed uploads (the layout Wave's client copies into)
-//   <dataDir>/.wharf-tmp/<pid>.<instance>.<n>/<id>/<path>
-//                                      one request's staged files, invisible to readers; same
-//                                      filesystem, so committing an upload is one directory rename
+//   <dataDir>/.wharf-tmp/<pid>.<instance>.<n>/<path>
+//                                      one upload id being staged, invisible to readers; same
+//                                      filesystem, so committing it is one rename to f/<id>
 import { randomBytes } from 'node:crypto';
-import { close, constants, mkdir as mkdirCb, open, writev } from 'node:fs';
+import { close, closeSync, constants, mkdir as mkdirCb, mkdirSync, open, openSync, renameSync, writev, writevSync } from 'node:fs';
 import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { Writable } from 'node:stream';
 import { WharfError, fromFsError } from './errors.js';
 import { isUploadId } from './filenames.js';
@@ -53,12 +53,29 @@ export interface Storage {
 }
 
 export interface LocalStorageOptions {
-  /** Bytes gathered before one `writev` to disk. Default 256 KiB: 2,048 syscalls for 512 MiB, and at most ~2 batches held per file being written. */
+  /** Bytes of one file gathered before one `writev` to disk. Default 1 MiB: 512 syscalls for 512 MiB. */
   writeBatch?: number;
+  /**
+   * Bytes all files being written may hold, together, while they gather batches; past it each
+   * writes what it has at its next chunk, so 64 uploads at once do not hold 64 batches. Default 16 MiB.
+   */
+  writeBuffer?: number;
+  /**
+   * A file that ends at most this many bytes in, before its first batch went to disk, is written
+   * on the event loop (mkdir, open, writev, close) instead of through the thread pool: each
+   * thread-pool round trip costs more CPU (two thread wake-ups, an eventfd, an epoll turn) than such
+   * a syscall does, and a small file would need four of them. The loop is held for those few
+   * syscalls only, as nginx holds it to write a request body to its temp file. 0 turns it off.
+   * Default 64 KiB.
+   */
+  syncWriteBelow?: number;
 }
 
 /** The temp area's name inside `dataDir`: distinctive, so sweeping it can never touch the host's own files. */
 export const TEMP_DIR = '.wharf-tmp';
+
+// Upload ids published per turn of the event loop on commit.
+const RENAME_SLICE = 64;
 
 // Storage instances alive in this process: a start() sweeps its own process's leftovers only when
 // they belong to none of these (a second server on the same dataDir in one process keeps its uploads).
@@ -94,13 +111,19 @@ export function storageError(err: unknown): WharfError {
 }
 
 export function createLocalStorage(dataDir: string, options: LocalStorageOptions = {}): Storage {
-  const batch = Math.max(16 * 1024, options.writeBatch ?? 256 * 1024);
+  const memory: WriteMemory = {
+    batch: Math.max(16 * 1024, options.writeBatch ?? 1024 * 1024),
+    syncBelow: Math.max(0, options.syncWriteBelow ?? 64 * 1024),
+    budget: Math.max(0, options.writeBuffer ?? 16 * 1024 * 1024),
+    held: 0,
+  };
   const filesDir = join(dataDir, 'f');
   const tempDir = join(dataDir, TEMP_DIR);
   const instance = randomBytes(4).toString('hex');
   liveInstances.add(instance);
   let seq = 0;
-  const tempName = (): string => join(tempDir, `${process.pid}.${instance}.${++seq}`);
+  const prefix = join(tempDir, `${process.pid}.${instance}.`);
+  const tempName = (): string => `${prefix}${++seq}`;
 
   // Created on first use: the directory may not exist before start().
   let dir: FileSource | undefined;
@@ -135,7 +158,7 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
       const stale = (await readdir(tempDir)).filter(isStale);
       await Promise.all(stale.map((name) => rm(join(tempDir, name), { recursive: true, force: true })));
     },
-    stage: () => createStaging(tempName(), filesDir, batch),
+    stage: () => createStaging(tempName, filesDir, memory),
     async copyOut(id, rel, to) {
       const info = await source.stat(`${id}/${rel}`);
       if (!info) throw new WharfError('NOT_FOUND', 'no such uploaded file', 404);
@@ -165,36 +188,61 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
   };
 }
 
-function createStaging(root: string, filesDir: string, batch: number): Staging {
-  const ids = new Set<string>();
+function createStaging(tempName: () => string, filesDir: string, memory: WriteMemory): Staging {
+  // Each upload id is staged in a temp directory of its own, renamed to f/<id> on commit: two
+  // inodes per file of a plain upload (its directory and itself), the least the layout allows.
+  const roots = new Map<string, string>();
+  const rootPaths = new Set<string>();
+  // Directories of this staging known to exist, and those whose mkdir is on its way.
+  const made = new Set<string>();
   const dirs = new Map<string, Promise<void>>();
   const writers = new Set<StagedFile>();
   const copies = new Set<Promise<unknown>>();
   let state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
   let aborting: Promise<void> | undefined;
-
-  // One mkdir per directory, shared by every file in it; the request's own directory is created
-  // only when its first file is, so a request refused early costs no syscall at all.
-  const ensureDir = (path: string): Promise<void> => {
-    let made = dirs.get(path);
-    if (!made) {
-      made = path === root ? mkdirp(root) : ensureDir(dirname(path)).then(() => mkdirOne(path));
-      dirs.set(path, made);
-    }
-    return made;
-  };
   // A file that failed may have left a partial copy under its id: such a staging can only be aborted.
   let broken = false;
-  const usable = (id: string): void => {
-    if (state !== 'open') throw new WharfError('SHUTTING_DOWN', 'upload was aborted', 503);
-    ids.add(id);
+
+  // One mkdir per directory, shared by every file in it, made when its first file is.
+  const place: Place = {
+    dir(path) {
+      let making = dirs.get(path);
+      if (!making) {
+        making = (rootPaths.has(path) ? mkdirRoot(path) : place.dir(dirname(path)).then(() => mkdirOne(path))).then(() => {
+          made.add(path);
+        });
+        dirs.set(path, making);
+      }
+      return making;
+    },
+    dirSync(path) {
+      if (made.has(path)) return true;
+      if (dirs.has(path)) return false;
+      if (rootPaths.has(path)) mkdirRootSync(path);
+      else if (place.dirSync(dirname(path))) mkdirSync(path);
+      else return false;
+      made.add(path);
+      dirs.set(path, Promise.resolve());
+      return true;
+    },
   };
+  const pathOf = (id: string, rel: string): string => {
+    if (state !== 'open') throw new WharfError('SHUTTING_DOWN', 'upload was aborted', 503);
+    let root = roots.get(id);
+    if (root === undefined) {
+      root = tempName();
+      roots.set(id, root);
+      rootPaths.add(root);
+    }
+    // `rel` is a checked relative path: joining needs no normalising.
+    return `${root}${sep}${rel}`;
+  };
+  const removeAll = (): Promise<unknown> => Promise.all([...rootPaths].map((root) => rm(root, { recursive: true, force: true })));
 
   return {
     file(id, rel) {
-      usable(id);
-      const path = join(root, id, rel);
-      const writer = createFileWriter(path, () => ensureDir(dirname(path)), batch);
+      const path = pathOf(id, rel);
+      const writer = createFileWriter(path, place, memory);
       writers.add(writer);
       writer.once('finish', () => writers.delete(writer));
       writer.once('close', () => {
@@ -203,9 +251,8 @@ function createStaging(root: string, filesDir: string, batch: number): Staging {
       return writer;
     },
     async copy(id, rel, from) {
-      usable(id);
-      const path = join(root, id, rel);
-      const work = ensureDir(dirname(path))
+      const path = pathOf(id, rel);
+      const work = place.dir(dirname(path))
         .then(() => copyFile(from, path, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE))
         .then(() => stat(path));
       copies.add(work);
@@ -222,18 +269,23 @@ function createStaging(root: string, filesDir: string, batch: number): Staging {
       if (state !== 'open') throw new WharfError('SHUTTING_DOWN', 'upload was aborted', 503);
       if (writers.size > 0 || copies.size > 0 || broken) throw new WharfError('INTERNAL', 'commit with a file unfinished or failed', 500);
       state = 'committing';
-      const moves = [...ids].map((id) => rename(join(root, id), join(filesDir, id)).then(() => id));
-      const results = await Promise.allSettled(moves);
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) {
+      // Renames are the cheapest metadata syscall there is, cheaper than a thread-pool round trip:
+      // done on this thread, a slice at a time, so a 1,000-file request holds the loop for no more
+      // than a slice.
+      const published: string[] = [];
+      try {
+        for (const [id, root] of roots) {
+          renameSync(root, join(filesDir, id));
+          published.push(id);
+          if (published.length % RENAME_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
+        }
+      } catch (err) {
         state = 'aborted';
-        const published = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
         await Promise.all(published.map((id) => rm(join(filesDir, id), { recursive: true, force: true })));
-        await rm(root, { recursive: true, force: true });
-        throw failed.reason;
+        await removeAll();
+        throw err;
       }
       state = 'committed';
-      if (dirs.size > 0) await rm(root, { recursive: true, force: true });
     },
     abort() {
       if (state === 'committed') return Promise.resolve();
@@ -245,42 +297,78 @@ function createStaging(root: string, filesDir: string, batch: number): Staging {
         await Promise.allSettled(copies);
         // Every mkdir must have landed before the tree is removed, or a late one could resurrect it.
         await Promise.allSettled(dirs.values());
-        if (dirs.size > 0) await rm(root, { recursive: true, force: true });
+        await removeAll();
       })());
     },
   };
 }
 
-const mkdirp = async (path: string): Promise<void> => {
-  await mkdir(path, { recursive: true });
+const mkdirRootSync = (path: string): void => {
+  try {
+    mkdirSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    mkdirSync(path, { recursive: true });
+  }
 };
+// A temp area removed under a running server is made again.
+const mkdirRoot = (path: string): Promise<void> =>
+  mkdirOne(path).catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+    await mkdir(path, { recursive: true });
+  });
 const mkdirOne = (path: string): Promise<void> =>
   new Promise((resolve, reject) => mkdirCb(path, (err) => (err ? reject(err) : resolve())));
 
+/** Makes a staged file's directory (and those above it, up to its upload's temp root). */
+interface Place {
+  dir(path: string): Promise<void>;
+  /** The same without the thread pool; false when that cannot be done (an async mkdir of it is under way). */
+  dirSync(path: string): boolean;
+}
+
+/** Write batching shared by the files of one storage. */
+interface WriteMemory {
+  batch: number;
+  /** Files up to this size are written without the thread pool (see createFileWriter). */
+  syncBelow: number;
+  budget: number;
+  /** Bytes all writers hold right now, gathered or on their way to disk. */
+  held: number;
+}
+
 /**
  * A file written through the thread pool with as few syscalls as possible: chunks (slices of socket
- * reads, 16–64 KiB) are gathered into batches of `batch` bytes and each batch goes down in one
- * `writev`; the file is opened only at the first batch (a small file costs open + writev + close).
- * Each accepted chunk is acknowledged at once while a batch fills, and only the chunk that completes
- * a batch waits for the disk, so memory per file is bounded by about two batches.
+ * reads, 16–64 KiB) are gathered into batches and each batch goes down in one `writev`; the file is
+ * opened only at the first batch, so a small file costs open + writev + close. Each accepted chunk
+ * is acknowledged at once while a batch fills; the chunk that completes one waits for the disk, and
+ * so does the stream's backpressure. A batch is `memory.batch` bytes, or less once all writers
+ * together hold `memory.budget`.
  */
-function createFileWriter(path: string, ready: () => Promise<void>, batch: number): StagedFile {
+function createFileWriter(path: string, place: Place, memory: WriteMemory): StagedFile {
   let fd: number | undefined;
   let held: Buffer[] = [];
   let heldBytes = 0;
   let bytes = 0;
   let io: Promise<void> | undefined;
 
+  const release = (size: number): void => {
+    memory.held -= size;
+  };
   const flush = async (): Promise<void> => {
-    if (fd === undefined) {
-      await ready();
-      fd = await openExclusive(path);
-    }
     const chunks = held;
     const size = heldBytes;
     held = [];
     heldBytes = 0;
-    if (size > 0) await writeAll(fd, chunks, size);
+    try {
+      if (fd === undefined) {
+        await place.dir(dirname(path));
+        fd = await openExclusive(path);
+      }
+      if (size > 0) await writeAll(fd, chunks, size);
+    } finally {
+      release(size);
+    }
   };
   const track = (work: Promise<void>, cb: (err?: Error | null) => void): void => {
     io = work;
@@ -292,17 +380,31 @@ function createFileWriter(path: string, ready: () => Promise<void>, batch: numbe
     for (const chunk of chunks) {
       held.push(chunk);
       heldBytes += chunk.length;
+      memory.held += chunk.length;
       bytes += chunk.length;
     }
-    if (heldBytes < batch) return cb();
+    if (heldBytes < memory.batch && memory.held < memory.budget) return cb();
     track(flush(), cb);
   };
 
   const writer = new Writable({
-    highWaterMark: batch,
+    highWaterMark: memory.batch,
     write: (chunk: Buffer, _enc, cb) => accept([chunk], cb),
     writev: (entries, cb) => accept(entries.map((e) => e.chunk as Buffer), cb),
-    final: (cb) =>
+    final: (cb) => {
+      if (fd === undefined && heldBytes <= memory.syncBelow) {
+        try {
+          if (place.dirSync(dirname(path))) {
+            writeFileSync(path, held, heldBytes);
+            release(heldBytes);
+            held = [];
+            heldBytes = 0;
+            return cb();
+          }
+        } catch (err) {
+          return cb(err as Error);
+        }
+      }
       track(
         flush().then(() => {
           const done = fd!;
@@ -310,10 +412,13 @@ function createFileWriter(path: string, ready: () => Promise<void>, batch: numbe
           return closeFd(done);
         }),
         cb,
-      ),
+      );
+    },
     // A batch may still be on its way to disk: let it land before the descriptor is closed.
     destroy: (err, cb) => {
+      release(heldBytes);
       held = [];
+      heldBytes = 0;
       void Promise.resolve(io)
         .catch(() => {})
         .then(() => (fd === undefined ? undefined : closeFd(fd).catch(() => {})))
@@ -325,6 +430,23 @@ function createFileWriter(path: string, ready: () => Promise<void>, batch: numbe
   });
   Object.defineProperty(writer, 'bytes', { get: () => bytes, enumerable: true });
   return writer as StagedFile;
+}
+
+/** A whole small file in three syscalls on this thread: open, writev, close. */
+function writeFileSync(path: string, chunks: Buffer[], size: number): void {
+  const fd = openSync(path, 'wx', 0o644);
+  try {
+    let bufs = chunks;
+    let left = size;
+    while (left > 0) {
+      const written = writevSync(fd, bufs);
+      if (written === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+      left -= written;
+      if (left > 0) bufs = skipBytes(bufs, written);
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 const openExclusive = (path: string): Promise<number> =>
@@ -339,14 +461,19 @@ function writeAll(fd: number, chunks: Buffer[], size: number): Promise<void> {
         if (err) return reject(err);
         if (written >= left) return resolve();
         if (written === 0) return reject(Object.assign(new Error('write made no progress'), { code: 'EIO' }));
-        let skip = written;
-        let i = 0;
-        while (skip >= bufs[i]!.length) skip -= bufs[i++]!.length;
-        const rest = bufs.slice(i);
-        rest[0] = rest[0]!.subarray(skip);
-        step(rest, left - written);
+        step(skipBytes(bufs, written), left - written);
       });
     };
     step(chunks, size);
   });
+}
+
+/** `bufs` without its first `n` bytes (after a short write). */
+function skipBytes(bufs: Buffer[], n: number): Buffer[] {
+  let skip = n;
+  let i = 0;
+  while (skip >= bufs[i]!.length) skip -= bufs[i++]!.length;
+  const rest = bufs.slice(i);
+  rest[0] = rest[0]!.subarray(skip);
+  return rest;
 }

@@ -1,9 +1,20 @@
-// STUB — owned by the uploads helper; the exported names and types below are the contract.
+// Uploads, `{base}_f/` (PROTOCOL.md §1): POST streams `files` parts socket → parser → staging and
+// publishes the whole request at once; DELETE removes an upload; `site.*` does the same in-process
+// with local copies. Every byte of an upload goes through the `Storage` seam (storage.ts).
+import { randomUUID } from 'node:crypto';
+import { readdir, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { WharfError, fromFsError, sendError } from './errors.js';
+import { checkFilename, isUploadId, parseUploadUrl, uploadUrl } from './filenames.js';
 import type { Limits } from './limits.js';
-import type { Site } from './site.js';
-import { createDirectorySource, type FileSource, type StaticEngine } from './static.js';
+import { contentTypeFor } from './mime.js';
+import { parseMultipart } from './multipart.js';
+import type { Site, TransferOptions } from './site.js';
+import type { FileSource, StaticEngine } from './static.js';
+import { createLocalStorage, storageError, type Staging, type Storage } from './storage.js';
 
 export interface UploadedFile {
   /** URL path, `{base}_f/<id>/<name>` (percent-encoded). */
@@ -14,6 +25,10 @@ export interface UploadedFile {
   contentType: string;
 }
 
+/**
+ * One committed upload id and its files. A plain request with three files commits three ids, so
+ * `onUpload` runs three times (one file each); a directory upload is one id with all its files.
+ */
 export interface UploadEvent {
   id: string;
   files: UploadedFile[];
@@ -25,7 +40,16 @@ export interface UploadsConfig {
   base: string;
   limits: Limits;
   statics: StaticEngine;
+  /**
+   * Called once per upload id after its request is committed (HTTP or `site.upload`), without
+   * being awaited: the uploader's answer is already decided and never changes. A hook that throws
+   * or rejects is reported through `warn`.
+   */
   onUpload?: (event: UploadEvent) => void | Promise<void>;
+  /** Where failures nobody else sees go (a failing `onUpload`, a temp dir that would not go away). Default `console.warn`. */
+  warn?: (message: string) => void;
+  /** Where uploaded bytes live. Default: the local layout of PROTOCOL.md §1 under `dataDir`. */
+  storage?: Storage;
 }
 
 export interface Uploads {
@@ -42,14 +66,458 @@ export interface Uploads {
   close(): Promise<void>;
 }
 
+interface Stored {
+  id: string;
+  rel: string;
+  size: number;
+  contentType: string;
+}
+
+// Files of one request being finished (written, closed) while the next ones arrive.
+const FILES_IN_FLIGHT = 16;
+const JSON_HEADERS = { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' };
+const shuttingDown = (): WharfError => new WharfError('SHUTTING_DOWN', 'the server is shutting down', 503);
+
 export function createUploads(config: UploadsConfig): Uploads {
-  const notYet = (): never => { throw new Error('not implemented'); };
+  const { base, limits } = config;
+  const storage = config.storage ?? createLocalStorage(config.dataDir);
+  const warn = config.warn ?? ((message: string) => console.warn(`wharf: ${message}`));
+  // What close() must stop: request bodies being read, and every staging (HTTP or site) not yet settled.
+  const bodies = new Set<BodyReader>();
+  const stagings = new Set<Staging>();
+  const running = new Set<Promise<unknown>>();
+  let closed = false;
+
+  const settle = <T>(work: Promise<T>): Promise<T> => {
+    running.add(work);
+    const forget = (): void => void running.delete(work);
+    work.then(forget, forget);
+    return work;
+  };
+
+  /** Stages and commits; any failure removes every staged byte and rethrows. */
+  async function withStaging<T>(fill: (staging: Staging) => Promise<T>): Promise<T> {
+    if (closed) throw shuttingDown();
+    const staging = storage.stage();
+    stagings.add(staging);
+    try {
+      const result = await fill(staging);
+      if (closed) throw shuttingDown();
+      await staging.commit();
+      return result;
+    } catch (err) {
+      await staging.abort().catch((e: unknown) => warn(`could not remove an aborted upload's temp files: ${String(e)}`));
+      throw err;
+    } finally {
+      stagings.delete(staging);
+    }
+  }
+
+  function announce(stored: Stored[]): void {
+    const hook = config.onUpload;
+    if (!hook) return;
+    const byId = new Map<string, UploadedFile[]>();
+    for (const f of stored) {
+      const files = byId.get(f.id) ?? [];
+      files.push({ path: uploadUrl(base, f.id, f.rel), filename: f.rel, size: f.size, contentType: f.contentType });
+      byId.set(f.id, files);
+    }
+    for (const [id, files] of byId) {
+      Promise.resolve()
+        .then(() => hook({ id, files }))
+        .catch((err: unknown) => warn(`onUpload hook failed for upload ${id}: ${err instanceof Error ? err.stack ?? err.message : String(err)}`));
+    }
+  }
+
+  async function receive(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = createBodyReader(req, limits.requestSize, limits.uploadIdleTimeout);
+    bodies.add(body);
+    const stored: Stored[] = [];
+    const directory = /^\s*true\s*$/i.test(String(req.headers['wave-directory-upload'] ?? ''));
+    try {
+      if (closed) throw shuttingDown();
+      const contentType = req.headers['content-type'];
+      if (!/^multipart\/form-data\s*(;|$)/i.test(contentType ?? '')) {
+        throw new WharfError('UNSUPPORTED_MEDIA_TYPE', 'an upload must be multipart/form-data', 415);
+      }
+      if (Number(req.headers['content-length']) > limits.requestSize) throw requestTooLarge(limits.requestSize);
+      const dirId = directory ? randomUUID() : undefined;
+      const paths = directory ? createPathSet() : undefined;
+      await withStaging(async (staging) => {
+        // Files whose bytes were all handed over but are still being written and closed: parsing
+        // moves on meanwhile, so one file's open/writev/close overlaps the next one's arrival
+        // instead of adding up (1,000 small files would otherwise wait on 4,000 round trips in turn).
+        const writing: Array<Promise<void>> = [];
+        let index = 0;
+        for await (const part of parseMultipart(body, { contentType, limits })) {
+          index++;
+          try {
+            // Wave stores only `files` parts; anything else (fields, other file inputs) is read and dropped, within the limits.
+            if (part.name !== 'files' || part.filename === undefined) {
+              part.body.resume();
+              await finished(part.body);
+              continue;
+            }
+            const rel = checkFilename(part.filename, directory, `part ${index}`);
+            paths?.add(rel, `part ${index}`);
+            const entry: Stored = { id: dirId ?? randomUUID(), rel, size: 0, contentType: part.contentType };
+            stored.push(entry);
+            const file = staging.file(entry.id, rel);
+            const written = pump(part.body, file).then(() => {
+              entry.size = file.bytes;
+            });
+            // A file failing later (the disk filling up at its close) stops the upload at once.
+            written.catch((err: unknown) => body.fail(body.error ?? classify(err, warn)));
+            writing.push(written);
+            await handedOver(part.body, written);
+            if (writing.length >= FILES_IN_FLIGHT) await writing.shift();
+          } catch (err) {
+            // Stop reading before the parser is asked to clean up, so nothing waits on more input.
+            const e = body.error ?? classify(err, warn);
+            body.fail(e);
+            part.body.destroy();
+            throw e;
+          }
+        }
+        await Promise.all(writing);
+        await body.finish();
+        if (stored.length === 0) {
+          throw new WharfError('NO_FILES', directory ? 'the directory upload has no files' : 'no part named "files" with a filename', 400);
+        }
+      });
+    } catch (err) {
+      // A body not read to its end cannot be followed by another request on this connection: answer
+      // and close (Node ends the socket once the answer is flushed) rather than drain gigabytes.
+      const unread = !body.complete;
+      const e = body.error ?? classify(err, warn);
+      body.fail(e);
+      bodies.delete(body);
+      sendError(res, e, unread ? { Connection: 'close' } : undefined);
+      return;
+    }
+    bodies.delete(body);
+    const files = directory ? [uploadUrl(base, stored[0]!.id)] : stored.map((f) => uploadUrl(base, f.id, f.rel));
+    announce(stored);
+    sendJson(res, 200, { files });
+  }
+
+  async function remove(_req: IncomingMessage, res: ServerResponse, rest: string): Promise<void> {
+    const id = rest.split('/', 1)[0]!;
+    try {
+      if (!isUploadId(id) || !(await storage.remove(id))) throw new WharfError('NOT_FOUND', 'no such upload', 404);
+      sendJson(res, 200, { removed: uploadUrl(base, id) });
+    } catch (err) {
+      sendError(res, classify(err, warn));
+    }
+  }
+
+  async function copyIn(staging: Staging, files: LocalFile[], id: () => string, options: TransferOptions): Promise<Stored[]> {
+    const total = files.reduce((sum, f) => sum + f.size, 0);
+    if (files.length > limits.files) throw new WharfError('LIMIT_FILES', `more than ${limits.files} files in one upload`, 413);
+    if (total > limits.requestSize) throw requestTooLarge(limits.requestSize);
+    const stored: Stored[] = [];
+    let loaded = 0;
+    for (const f of files) {
+      throwIfAborted(options.signal);
+      if (f.size > limits.fileSize) throw fileTooLarge(f.rel, limits.fileSize);
+      const uploadId = id();
+      const size = await staging.copy(uploadId, f.rel, f.from);
+      // The file may have grown since it was listed.
+      if (size > limits.fileSize) throw fileTooLarge(f.rel, limits.fileSize);
+      stored.push({ id: uploadId, rel: f.rel, size, contentType: contentTypeFor(f.rel) });
+      loaded += size;
+      options.onProgress?.({ loaded, total });
+    }
+    throwIfAborted(options.signal);
+    return stored;
+  }
+
+  const site: Uploads['site'] = {
+    upload: (paths, options = {}) =>
+      settle(
+        (async () => {
+          if (paths.length === 0) throw new WharfError('NO_FILES', 'no files to upload', 400);
+          const files = await Promise.all(paths.map((p, i) => localFile(p, checkFilename(basename(p), false, `file ${i + 1}`))));
+          const stored = await withStaging((staging) => copyIn(staging, files, randomUUID, options)).catch(rethrow(warn));
+          announce(stored);
+          return stored.map((f) => uploadUrl(base, f.id, f.rel));
+        })(),
+      ),
+    uploadDir: (dir, options = {}) =>
+      settle(
+        (async () => {
+          const rels = await walk(dir).catch((err: unknown) => {
+            throw fromFsError(err, 'directory');
+          });
+          if (rels.length === 0) throw new WharfError('NO_FILES', 'the directory has no files', 400);
+          const files = await Promise.all(rels.map((rel) => localFile(join(dir, rel), checkFilename(rel, true, `file ${JSON.stringify(rel)}`))));
+          const id = randomUUID();
+          const stored = await withStaging((staging) => copyIn(staging, files, () => id, options)).catch(rethrow(warn));
+          announce(stored);
+          return [uploadUrl(base, id)];
+        })(),
+      ),
+    download: (url, fileOrDir, options = {}) =>
+      settle(
+        (async () => {
+          if (closed) throw shuttingDown();
+          const target = parseUploadUrl(base, url);
+          if (!target || target.rel === '') throw new WharfError('NOT_FOUND', `not an uploaded file of this server: ${url}`, 404);
+          throwIfAborted(options.signal);
+          const isDir = await stat(fileOrDir).then((s) => s.isDirectory(), () => false);
+          const to = isDir ? join(fileOrDir, target.rel.slice(target.rel.lastIndexOf('/') + 1)) : fileOrDir;
+          const size = await storage.copyOut(target.id, target.rel, to).catch((err: unknown) => {
+            throw fromFsError(err, 'download target');
+          });
+          options.onProgress?.({ loaded: size, total: size });
+          return to;
+        })(),
+      ),
+    unload: (url, options = {}) =>
+      settle(
+        (async () => {
+          throwIfAborted(options.signal);
+          const target = parseUploadUrl(base, url);
+          if (!target || !(await storage.remove(target.id).catch(rethrow(warn)))) {
+            throw new WharfError('NOT_FOUND', `no such upload: ${url}`, 404);
+          }
+        })(),
+      ),
+  };
+
   return {
-    source: createDirectorySource(join(config.dataDir, 'f')),
-    receive: async () => notYet(),
-    remove: async () => notYet(),
-    site: { upload: async () => notYet(), uploadDir: async () => notYet(), download: async () => notYet(), unload: async () => notYet() },
-    start: async () => {},
-    close: async () => {},
+    source: storage.source,
+    receive: (req, res) => settle(receive(req, res)),
+    remove: (req, res, rest) => settle(remove(req, res, rest)),
+    site,
+    start: () => storage.start(),
+    async close() {
+      closed = true;
+      for (const body of bodies) body.fail(shuttingDown());
+      for (const staging of stagings) void staging.abort().catch(() => {});
+      await Promise.allSettled([...running]);
+    },
+  };
+}
+
+/**
+ * Pipes `from` into `to`; resolves once `to` has finished (every byte stored, file closed). A
+ * failure on either side destroys both, so the parser stops feeding a body nobody stores.
+ */
+function pump(from: Readable, to: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const fail = (err: unknown): void => {
+      reject(err);
+      from.destroy();
+      to.destroy();
+    };
+    from.once('error', fail);
+    to.once('error', fail);
+    to.once('finish', resolve);
+    to.once('close', () => {
+      if (!to.writableFinished) fail(new WharfError('INTERNAL', 'a file was closed before it was stored', 500));
+    });
+    from.pipe(to);
+  });
+}
+
+/** Resolves once all of `body` was handed to its writer (its last bytes may still be on their way to disk). */
+function handedOver(body: Readable, written: Promise<void>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (body.readableEnded) return resolve();
+    body.once('end', resolve);
+    written.then(resolve, reject);
+  });
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const text = JSON.stringify(value);
+  res.writeHead(status, { ...JSON_HEADERS, 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+const requestTooLarge = (max: number): WharfError => new WharfError('LIMIT_REQUEST_SIZE', `the upload is larger than ${max} bytes`, 413);
+const fileTooLarge = (rel: string, max: number): WharfError =>
+  new WharfError('LIMIT_FILE_SIZE', `${JSON.stringify(rel)} is larger than ${max} bytes`, 413);
+
+/** A WharfError as is; an `fs` failure as a storage error; anything else is a bug, reported and answered 500. */
+function classify(err: unknown, warn: (message: string) => void): WharfError {
+  if (err instanceof WharfError) return err;
+  if (typeof (err as NodeJS.ErrnoException | null)?.code === 'string' && 'syscall' in (err as object)) return storageError(err);
+  warn(`upload failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+  return new WharfError('INTERNAL', 'internal error', 500, { cause: err });
+}
+const rethrow = (warn: (message: string) => void) => (err: unknown): never => {
+  throw classify(err, warn);
+};
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new WharfError('ABORTED', 'the transfer was aborted', 499, { cause: signal.reason });
+}
+
+interface LocalFile {
+  from: string;
+  rel: string;
+  size: number;
+}
+
+async function localFile(from: string, rel: string): Promise<LocalFile> {
+  const info = await stat(from).catch((err: unknown) => {
+    throw fromFsError(err, `local file ${JSON.stringify(from)}`);
+  });
+  if (!info.isFile()) throw new WharfError('NOT_A_FILE', `${JSON.stringify(from)} is not a regular file`, 400);
+  return { from, rel, size: info.size };
+}
+
+/**
+ * The regular files under `dir` as `/`-separated relative paths, sorted. Like Python's `os.walk`
+ * (what Wave's `upload_dir` uses), a symlink to a file counts as that file and a symlink to a
+ * directory is not followed, so a link cycle cannot loop.
+ */
+async function walk(dir: string, prefix = ''): Promise<string[]> {
+  const out: string[] = [];
+  const entries = await readdir(join(dir, prefix), { withFileTypes: true });
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const entry of entries) {
+    const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) out.push(...(await walk(dir, rel)));
+    else if (entry.isFile()) out.push(rel);
+    else if (entry.isSymbolicLink() && (await stat(join(dir, rel)).then((s) => s.isFile(), () => false))) out.push(rel);
+  }
+  return out;
+}
+
+/** The paths of one directory upload: a path sent twice, or both as a file and as a directory, is refused. */
+function createPathSet(): { add(rel: string, label: string): void } {
+  const files = new Set<string>();
+  const dirs = new Set<string>();
+  return {
+    add(rel, label) {
+      const clash = (): never => {
+        throw new WharfError('DUPLICATE_FILENAME', `${label}: ${JSON.stringify(rel)} clashes with an earlier file of this upload`, 400);
+      };
+      if (files.has(rel) || dirs.has(rel)) clash();
+      for (let slash = rel.indexOf('/'); slash >= 0; slash = rel.indexOf('/', slash + 1)) {
+        const dir = rel.slice(0, slash);
+        if (files.has(dir)) clash();
+        dirs.add(dir);
+      }
+      files.add(rel);
+    },
+  };
+}
+
+/**
+ * The request body as the parser's input, with what the parser cannot know: the byte count against
+ * `limits.requestSize`, the idle timeout (time spent waiting for the client, never time the disk
+ * makes us wait), the client going away, and `fail()` to stop reading without destroying the socket,
+ * so an answer can still be sent. Chunks are handed over as Node delivers them (no concatenation).
+ */
+interface BodyReader extends AsyncIterable<Buffer> {
+  /** Why reading stopped early, if it did. */
+  readonly error: WharfError | undefined;
+  /** True once the whole body was received, even if reading failed after that. */
+  readonly complete: boolean;
+  /** Reads (and drops) whatever follows the multipart body up to its end, counting it. */
+  finish(): Promise<void>;
+  fail(err: WharfError): void;
+}
+
+// Bytes queued ahead of the parser before the socket is paused: a few socket reads.
+const QUEUE_BYTES = 256 * 1024;
+
+function createBodyReader(req: IncomingMessage, maxBytes: number, idleMs: number): BodyReader {
+  const queue: Buffer[] = [];
+  let queued = 0;
+  let received = 0;
+  let ended = false;
+  let error: WharfError | undefined;
+  let wake: (() => void) | undefined;
+  let lastProgress = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+
+  const signal = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const onData = (chunk: Buffer): void => {
+    received += chunk.length;
+    if (received > maxBytes) return fail(requestTooLarge(maxBytes));
+    lastProgress = Date.now();
+    queue.push(chunk);
+    queued += chunk.length;
+    if (queued >= QUEUE_BYTES) req.pause();
+    signal();
+  };
+  const onEnd = (): void => {
+    ended = true;
+    stop();
+    signal();
+  };
+  const onClose = (): void => {
+    if (!ended) fail(new WharfError('CLIENT_ABORTED', 'the client went away before the upload ended', 400));
+  };
+  const onError = (err: Error): void => fail(new WharfError('CLIENT_ABORTED', 'the client went away before the upload ended', 400, { cause: err }));
+  const stop = (): void => {
+    if (timer) clearTimeout(timer);
+    req.off('data', onData);
+    req.off('end', onEnd);
+    req.off('close', onClose);
+  };
+  function fail(err: WharfError): void {
+    if (error || ended) return;
+    error = err;
+    queue.length = 0;
+    stop();
+    req.pause();
+    signal();
+  }
+  // Fires at most once per idle period; while the socket is paused (the disk is the slow side) the
+  // client is not idle, and the clock restarts when reading resumes.
+  const check = (): void => {
+    const quiet = Date.now() - lastProgress;
+    if (req.isPaused() || quiet < idleMs) {
+      timer = setTimeout(check, req.isPaused() ? idleMs : idleMs - quiet).unref();
+      return;
+    }
+    fail(new WharfError('UPLOAD_TIMEOUT', `no upload data received for ${idleMs} ms`, 408));
+  };
+
+  req.on('data', onData);
+  req.on('end', onEnd);
+  req.on('close', onClose);
+  req.on('error', onError);
+  if (idleMs > 0) timer = setTimeout(check, idleMs).unref();
+
+  const next = async (): Promise<IteratorResult<Buffer>> => {
+    for (;;) {
+      if (error) throw error;
+      const chunk = queue.shift();
+      if (chunk) {
+        queued -= chunk.length;
+        if (queue.length === 0 && req.isPaused() && !ended) {
+          lastProgress = Date.now();
+          req.resume();
+        }
+        return { value: chunk, done: false };
+      }
+      if (ended) return { value: undefined, done: true };
+      await new Promise<void>((resolve) => (wake = resolve));
+    }
+  };
+
+  return {
+    get error() {
+      return error;
+    },
+    get complete() {
+      return ended;
+    },
+    [Symbol.asyncIterator]: () => ({ next }),
+    async finish() {
+      while (!(await next()).done);
+    },
+    fail,
   };
 }
