@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createFileServer, type FileServer } from '../lib/server.js';
 import { DEFAULT_KEY, rawExchange, rawGet, tempDir } from './server-util.js';
@@ -120,6 +120,27 @@ describe('path traversal', () => {
       const r = await rawGet(port, path);
       assert.ok(r.status === 400 || r.status === 404, `${path} → ${r.status}`);
       assert.ok(!r.text.includes('PRIVATE-ONLY'), path);
+    }
+  });
+
+  test('a directory swapped for a symlink after its files were served (and cached) does not escape', async () => {
+    const pub = join(tmp, 'pub');
+    await mkdir(join(pub, 'swap'));
+    await writeFile(join(pub, 'swap', 'secret.txt'), 'inside small');
+    await writeFile(join(pub, 'swap', 'big.bin'), Buffer.alloc(200_000, 105)); // over cacheFileSize
+    for (let i = 0; i < 2; i++) {
+      assert.equal((await rawGet(port, '/pub/swap/secret.txt')).status, 200);
+      assert.equal((await rawGet(port, '/pub/swap/big.bin', { 'If-None-Match': '"x"' })).status, 200);
+    }
+    await mkdir(join(tmp, 'outside', 'swap'), { recursive: true });
+    await writeFile(join(tmp, 'outside', 'swap', 'secret.txt'), OUTSIDE);
+    await writeFile(join(tmp, 'outside', 'swap', 'big.bin'), `${OUTSIDE}`.repeat(20_000));
+    await rename(join(pub, 'swap'), join(tmp, 'swapped-away'));
+    await symlink(join(tmp, 'outside', 'swap'), join(pub, 'swap'));
+    for (const [path, headers] of [['/pub/swap/secret.txt', {}], ['/pub/swap/big.bin', {}], ['/pub/swap/big.bin', { 'If-None-Match': '"x"' }], ['/pub/swap/big.bin', { Range: 'bytes=0-99' }]] as const) {
+      const r = await rawGet(port, path, headers);
+      assert.equal(r.status, 404, `${path} ${JSON.stringify(headers)} → ${r.status}`);
+      assert.ok(!r.text.includes(OUTSIDE) && !r.text.includes('inside small'), path);
     }
   });
 

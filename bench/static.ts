@@ -1,0 +1,255 @@
+// bench/static: wharf's static engine against serve-static (send), sirv, @fastify/static and a bare
+// node:http + fs.createReadStream handler (the Node floor), on the same files, interleaved.
+//
+//   node dist/bench/static.js [--quick]
+//
+// Every server runs in a child process of its own (pinned to CPU 0 with taskset when there are two
+// or more CPUs); the load generator is wrk when installed (pinned to CPU 1), else autocannon, also in
+// a separate process. Each cycle runs every case against every server once; the table shows the
+// median over cycles and wharf's ratio to each peer.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, request as httpRequest } from 'node:http';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const SERVERS = ['wharf', 'serve-static', 'sirv', 'fastify', 'bare'] as const;
+type ServerKind = (typeof SERVERS)[number];
+
+// ---------------------------------------------------------------------------------------------
+// Server mode: `--serve <kind> <dir>` prints `PORT <n>` and serves until killed.
+
+async function serve(kind: ServerKind, dir: string): Promise<number> {
+  if (kind === 'wharf') {
+    const { createFileServer } = await import('../lib/server.js');
+    const files = createFileServer({ dataDir: join(dir, '.wharf-data'), publicDirs: [`/@${dir}`], warn: () => {} });
+    return (await files.listen({ port: 0 })).port;
+  }
+  if (kind === 'fastify') {
+    const { default: fastify } = await import('fastify');
+    const { default: fastifyStatic } = await import('@fastify/static');
+    const app = fastify({ logger: false });
+    await app.register(fastifyStatic, { root: dir });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const addr = app.server.address();
+    return typeof addr === 'object' && addr ? addr.port : 0;
+  }
+  let handler: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void;
+  if (kind === 'serve-static') {
+    const { default: serveStatic } = await import('serve-static');
+    const mw = serveStatic(dir);
+    handler = (req, res) => mw(req, res, () => { res.statusCode = 404; res.end(); });
+  } else if (kind === 'sirv') {
+    const { default: sirv } = await import('sirv');
+    const mw = sirv(dir, { etag: true });
+    handler = (req, res) => mw(req, res, () => { res.statusCode = 404; res.end(); });
+  } else {
+    // The floor: no checks at all (never do this outside a benchmark).
+    handler = (req, res) => {
+      const s = createReadStream(join(dir, req.url ?? '/'));
+      s.once('error', () => { res.statusCode = 404; res.end(); });
+      s.once('open', () => s.pipe(res));
+    };
+  }
+  const server = createServer(handler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return (server.address() as import('node:net').AddressInfo).port;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driver
+
+interface Case {
+  name: string;
+  path: string;
+  connections: number;
+  /** 'req' reports requests/s, 'mib' MiB/s. */
+  unit: 'req' | 'mib';
+  status: number;
+  headers: (etag: string) => Record<string, string>;
+  servers: readonly ServerKind[];
+}
+
+const CASES: Case[] = [
+  { name: '1 KiB file', path: '/1k.bin', connections: 64, unit: 'req', status: 200, headers: () => ({}), servers: SERVERS },
+  { name: '1 MiB file', path: '/1m.bin', connections: 64, unit: 'mib', status: 200, headers: () => ({}), servers: SERVERS },
+  { name: '100 MiB file', path: '/100m.bin', connections: 4, unit: 'mib', status: 200, headers: () => ({}), servers: SERVERS },
+  { name: 'Range (1 KiB of 1 MiB)', path: '/1m.bin', connections: 64, unit: 'req', status: 206, headers: () => ({ Range: 'bytes=4096-5119' }), servers: SERVERS.filter((s) => s !== 'bare') },
+  { name: '304 revalidation (1 KiB)', path: '/1k.bin', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: SERVERS.filter((s) => s !== 'bare') },
+];
+
+/** The issue's targets: wharf / peer ≥ ratio. */
+const TARGETS: Record<string, Array<[ServerKind, number]>> = {
+  '1 KiB file': [['serve-static', 2], ['sirv', 1]],
+  '1 MiB file': [['serve-static', 1.2], ['bare', 1]],
+  '100 MiB file': [['bare', 0.95]],
+  'Range (1 KiB of 1 MiB)': [['sirv', 1]],
+  '304 revalidation (1 KiB)': [['serve-static', 2]],
+};
+
+const self = fileURLToPath(import.meta.url);
+const cpus = availableParallelism();
+const pin = cpus >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+const haveWrk = spawnSync('wrk', ['--version']).error === undefined;
+
+function startServer(kind: ServerKind, dir: string): Promise<{ child: ChildProcess; port: number }> {
+  const args = [self, '--serve', kind, dir];
+  const child = pin ? spawn('taskset', ['-c', '0', process.execPath, ...args], { stdio: ['ignore', 'pipe', 'inherit'] }) : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d;
+      const m = /PORT (\d+)/.exec(out);
+      if (m) resolve({ child, port: Number(m[1]) });
+    });
+    child.once('exit', (code) => reject(new Error(`${kind} server exited ${code}`)));
+  });
+}
+
+/** One request: status, ETag and body length, to check a server answers a case as it should. */
+function probe(port: number, path: string, headers: Record<string, string>): Promise<{ status: number; etag: string; length: number }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
+      let length = 0;
+      res.on('data', (c: Buffer) => { length += c.length; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, etag: String(res.headers.etag ?? ''), length }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const UNITS: Record<string, number> = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+
+interface Load {
+  reqPerSec: number;
+  bytesPerSec: number;
+  bad: number;
+}
+
+function runLoad(url: string, connections: number, seconds: number, headers: Record<string, string>): Load {
+  if (haveWrk) {
+    const args = ['-t1', `-c${connections}`, `-d${seconds}s`, ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), url];
+    const r = pin ? spawnSync('taskset', ['-c', '1', 'wrk', ...args], { encoding: 'utf8' }) : spawnSync('wrk', args, { encoding: 'utf8' });
+    const out = r.stdout ?? '';
+    const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
+    const tps = /Transfer\/sec:\s+([\d.]+)(\w+)/.exec(out);
+    const bad = /Non-2xx or 3xx responses:\s+(\d+)/.exec(out);
+    if (!rps || !tps) throw new Error(`cannot parse wrk output:\n${out}\n${r.stderr}`);
+    return { reqPerSec: Number(rps[1]), bytesPerSec: Number(tps[1]) * (UNITS[tps[2]!] ?? 1), bad: bad ? Number(bad[1]) : 0 };
+  }
+  const cli = fileURLToPath(new URL('../../node_modules/autocannon/autocannon.js', import.meta.url));
+  const args = [cli, '-c', String(connections), '-d', String(seconds), '--json', ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}=${v}`]), url];
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const j = JSON.parse(r.stdout) as { requests: { average: number }; throughput: { average: number }; non2xx: number; errors: number };
+  return { reqPerSec: j.requests.average, bytesPerSec: j.throughput.average, bad: j.non2xx + j.errors };
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+async function makeFiles(dir: string): Promise<void> {
+  await writeFile(join(dir, '1k.bin'), randomBytes(1024));
+  await writeFile(join(dir, '1m.bin'), randomBytes(1024 * 1024));
+  const out = createWriteStream(join(dir, '100m.bin'));
+  const chunk = randomBytes(1024 * 1024);
+  for (let i = 0; i < 100; i++) if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+}
+
+async function main(): Promise<void> {
+  const quick = process.argv.includes('--quick');
+  const cycles = quick ? 1 : 3;
+  const seconds = quick ? 1 : 3;
+  const dir = await mkdtemp(join(tmpdir(), 'wharf-bench-static-'));
+  const children: ChildProcess[] = [];
+  try {
+    await makeFiles(dir);
+    const ports = new Map<ServerKind, number>();
+    for (const kind of SERVERS) {
+      const { child, port } = await startServer(kind, dir);
+      children.push(child);
+      ports.set(kind, port);
+    }
+    console.log(`bench/static: ${quick ? 'quick, ' : ''}${cycles} cycle(s) × ${seconds}s per run, load by ${haveWrk ? 'wrk -t1' : 'autocannon'}, ` +
+      `${pin ? 'servers pinned to CPU 0, load generator to CPU 1' : 'no CPU pinning'}, ${cpus} CPUs, Node ${process.version}`);
+
+    // Check every server answers every case correctly, and learn each one's ETag for the 304 case.
+    const etags = new Map<ServerKind, string>();
+    const skip = new Set<string>();
+    for (const kind of SERVERS) etags.set(kind, (await probe(ports.get(kind)!, '/1k.bin', {})).etag);
+    for (const c of CASES) {
+      for (const kind of c.servers) {
+        const p = await probe(ports.get(kind)!, c.path, c.headers(etags.get(kind)!));
+        if (p.status !== c.status) {
+          console.log(`  ${kind} answers "${c.name}" with ${p.status}, not ${c.status}: left out`);
+          skip.add(`${c.name}|${kind}`);
+        }
+      }
+    }
+    // Warm-up: a short run of each case on each server, not counted.
+    for (const c of CASES) for (const kind of c.servers) runLoad(`http://127.0.0.1:${ports.get(kind)}${c.path}`, c.connections, 1, c.headers(etags.get(kind)!));
+
+    const results = new Map<string, number[]>();
+    for (let cycle = 0; cycle < cycles; cycle++) {
+      for (const c of CASES) {
+        // rotate the order each cycle so no server always runs right after the same neighbour
+        const order = c.servers.map((_, i) => c.servers[(i + cycle) % c.servers.length]!);
+        for (const kind of order) {
+          if (skip.has(`${c.name}|${kind}`)) continue;
+          const load = runLoad(`http://127.0.0.1:${ports.get(kind)}${c.path}`, c.connections, seconds, c.headers(etags.get(kind)!));
+          if (load.bad > 0) console.log(`  warning: ${kind} gave ${load.bad} unexpected responses on "${c.name}"`);
+          const v = c.unit === 'req' ? load.reqPerSec : load.bytesPerSec / 1024 ** 2;
+          const key = `${c.name}|${kind}`;
+          results.set(key, [...(results.get(key) ?? []), v]);
+        }
+      }
+    }
+
+    const fmt = (v: number | undefined, unit: string): string => (v === undefined ? 'n/a' : unit === 'req' ? `${Math.round(v).toLocaleString('en-US')} req/s` : `${v.toFixed(0)} MiB/s`);
+    const rows: string[][] = [['case', ...SERVERS, ...SERVERS.filter((s) => s !== 'wharf').map((s) => `wharf/${s}`), 'targets']];
+    for (const c of CASES) {
+      const value = (k: ServerKind): number | undefined => {
+        const xs = results.get(`${c.name}|${k}`);
+        return xs ? median(xs) : undefined;
+      };
+      const w = value('wharf');
+      const ratios = SERVERS.filter((s) => s !== 'wharf').map((s) => {
+        const v = value(s);
+        return w !== undefined && v ? `${(w / v).toFixed(2)}x` : 'n/a';
+      });
+      const targets = (TARGETS[c.name] ?? []).map(([peer, want]) => {
+        const v = value(peer);
+        const ok = w !== undefined && v !== undefined && w / v >= want;
+        return `${ok ? 'met' : 'MISSED'} ≥${want}x ${peer}`;
+      });
+      rows.push([c.name, ...SERVERS.map((s) => fmt(value(s), c.unit)), ...ratios, targets.join(', ')]);
+    }
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    for (const r of rows) console.log(r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+  } finally {
+    for (const child of children) child.kill();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === '--serve') {
+  serve(process.argv[3] as ServerKind, process.argv[4]!).then(
+    (port) => console.log(`PORT ${port}`),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+} else {
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
