@@ -64,6 +64,9 @@ const NETWORK_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ECONNABOR
 /** Requests that failed before any answer on a keep-alive socket the agent reused. */
 const failedOnReusedSocket = new WeakSet<object>();
 
+/** ms a streamed upload waits for `100 Continue` before it sends its body anyway. */
+const CONTINUE_TIMEOUT = 1000;
+
 /** Error answers are short JSON; anything longer is not worth holding. */
 const MAX_ANSWER = 1024 * 1024;
 
@@ -258,7 +261,22 @@ export function connect(url: string, options: ConnectOptions = {}): ClientSite {
             throw err;
           }
         };
-        pipeline(Readable.from(source()), req).catch(() => {});
+        // A streamed body waits for `100 Continue` (RFC 9110 §10.1.1): a server that refuses the
+        // upload from its headers (too large, no key) answers before a byte of it is sent, instead
+        // of cutting a connection we are still writing to, which can lose its answer. Servers that
+        // ignore `Expect` get the body after a second, as curl does.
+        let started = false;
+        const start = (): void => {
+          if (started || answered) return;
+          started = true;
+          clearTimeout(timer);
+          pipeline(Readable.from(source()), req).catch(() => {});
+        };
+        const timer = setTimeout(start, CONTINUE_TIMEOUT);
+        req.once('continue', start);
+        req.once('response', () => clearTimeout(timer));
+        req.once('close', () => clearTimeout(timer));
+        req.flushHeaders();
       }
     });
   }
@@ -314,6 +332,7 @@ export function connect(url: string, options: ConnectOptions = {}): ClientSite {
       ...headers,
       'content-type': form.contentType,
       'content-length': form.length,
+      expect: '100-continue',
     }, () => {
       loaded = 0;
       return form.chunks((n) => { loaded += n; progress(loaded, total); });

@@ -484,3 +484,30 @@ test('the temp file of a download lives next to the target and is hidden', async
   assert.equal((await stat(written)).size, data.length);
   assert.deepEqual(await readdir(dir), ['model.bin']);
 });
+
+test('a streamed upload waits for 100 Continue: a refusal from the headers costs no body bytes; a server that ignores Expect still gets the body', async (t) => {
+  let received = 0;
+  let mode: 'refuse' | 'ignore' = 'refuse';
+  const server = http.createServer();
+  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    assert.equal(req.headers.expect, '100-continue');
+    req.on('data', (c: Buffer) => { received += c.length; });
+    if (mode === 'refuse') {
+      res.writeHead(413, { 'content-type': 'application/json', connection: 'close' }).end(JSON.stringify({ error: 'LIMIT_REQUEST_SIZE', message: 'too big' }));
+      return;
+    }
+    // Never sends 100 Continue: the client must send the body anyway.
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ files: ['/_f/x/a.bin'] })));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }));
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'a.bin'), randomBytes(4 * 1024 * 1024));
+  const site = connect(url, KEY);
+  await assert.rejects(site.upload([join(dir, 'a.bin')]), isWharfError('LIMIT_REQUEST_SIZE', 413));
+  assert.equal(received, 0);
+  mode = 'ignore';
+  assert.deepEqual(await site.upload([join(dir, 'a.bin')]), ['/_f/x/a.bin']);
+  assert.ok(received > 4 * 1024 * 1024);
+});
