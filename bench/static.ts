@@ -9,7 +9,7 @@
 // median over cycles and wharf's ratio to each peer.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -127,8 +127,20 @@ const UNITS: Record<string, number> = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 
 interface Load {
   reqPerSec: number;
   bytesPerSec: number;
+  requests: number;
   bad: number;
 }
+
+/** CPU time (user + system, every thread) a process has used so far, in µs; undefined off Linux. */
+function cpuMicros(pid: number): number | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * (1e6 / CLOCK_TICKS);
+  } catch {
+    return undefined;
+  }
+}
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
 
 function runLoad(url: string, connections: number, seconds: number, headers: Record<string, string>): Load {
   if (haveWrk) {
@@ -138,14 +150,15 @@ function runLoad(url: string, connections: number, seconds: number, headers: Rec
     const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
     const tps = /Transfer\/sec:\s+([\d.]+)(\w+)/.exec(out);
     const bad = /Non-2xx or 3xx responses:\s+(\d+)/.exec(out);
-    if (!rps || !tps) throw new Error(`cannot parse wrk output:\n${out}\n${r.stderr}`);
-    return { reqPerSec: Number(rps[1]), bytesPerSec: Number(tps[1]) * (UNITS[tps[2]!] ?? 1), bad: bad ? Number(bad[1]) : 0 };
+    const total = /(\d+) requests in/.exec(out);
+    if (!rps || !tps || !total) throw new Error(`cannot parse wrk output:\n${out}\n${r.stderr}`);
+    return { reqPerSec: Number(rps[1]), bytesPerSec: Number(tps[1]) * (UNITS[tps[2]!] ?? 1), requests: Number(total[1]), bad: bad ? Number(bad[1]) : 0 };
   }
   const cli = fileURLToPath(new URL('../../node_modules/autocannon/autocannon.js', import.meta.url));
   const args = [cli, '-c', String(connections), '-d', String(seconds), '--json', ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}=${v}`]), url];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-  const j = JSON.parse(r.stdout) as { requests: { average: number }; throughput: { average: number }; non2xx: number; errors: number };
-  return { reqPerSec: j.requests.average, bytesPerSec: j.throughput.average, bad: j.non2xx + j.errors };
+  const j = JSON.parse(r.stdout) as { requests: { average: number; total: number }; throughput: { average: number }; non2xx: number; errors: number };
+  return { reqPerSec: j.requests.average, bytesPerSec: j.throughput.average, requests: j.requests.total, bad: j.non2xx + j.errors };
 }
 
 const median = (xs: number[]): number => {
@@ -153,6 +166,11 @@ const median = (xs: number[]): number => {
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 };
+
+function printTable(rows: string[][]): void {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) console.log(r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+}
 
 async function makeFiles(dir: string): Promise<void> {
   await writeFile(join(dir, '1k.bin'), randomBytes(1024));
@@ -172,10 +190,12 @@ async function main(): Promise<void> {
   try {
     await makeFiles(dir);
     const ports = new Map<ServerKind, number>();
+    const pids = new Map<ServerKind, number>();
     for (const kind of SERVERS) {
       const { child, port } = await startServer(kind, dir);
       children.push(child);
       ports.set(kind, port);
+      pids.set(kind, child.pid!);
     }
     console.log(`bench/static: ${quick ? 'quick, ' : ''}${cycles} cycle(s) × ${seconds}s per run, load by ${haveWrk ? 'wrk -t1' : 'autocannon'}, ` +
       `${pin ? 'servers pinned to CPU 0, load generator to CPU 1' : 'no CPU pinning'}, ${cpus} CPUs, Node ${process.version}`);
@@ -197,17 +217,21 @@ async function main(): Promise<void> {
     for (const c of CASES) for (const kind of c.servers) runLoad(`http://127.0.0.1:${ports.get(kind)}${c.path}`, c.connections, 1, c.headers(etags.get(kind)!));
 
     const results = new Map<string, number[]>();
+    const cpuPerReq = new Map<string, number[]>();
     for (let cycle = 0; cycle < cycles; cycle++) {
       for (const c of CASES) {
         // rotate the order each cycle so no server always runs right after the same neighbour
         const order = c.servers.map((_, i) => c.servers[(i + cycle) % c.servers.length]!);
         for (const kind of order) {
           if (skip.has(`${c.name}|${kind}`)) continue;
+          const cpu0 = cpuMicros(pids.get(kind)!);
           const load = runLoad(`http://127.0.0.1:${ports.get(kind)}${c.path}`, c.connections, seconds, c.headers(etags.get(kind)!));
+          const cpu1 = cpuMicros(pids.get(kind)!);
           if (load.bad > 0) console.log(`  warning: ${kind} gave ${load.bad} unexpected responses on "${c.name}"`);
           const v = c.unit === 'req' ? load.reqPerSec : load.bytesPerSec / 1024 ** 2;
           const key = `${c.name}|${kind}`;
           results.set(key, [...(results.get(key) ?? []), v]);
+          if (cpu0 !== undefined && cpu1 !== undefined && load.requests > 0) cpuPerReq.set(key, [...(cpuPerReq.get(key) ?? []), (cpu1 - cpu0) / load.requests]);
         }
       }
     }
@@ -231,8 +255,26 @@ async function main(): Promise<void> {
       });
       rows.push([c.name, ...SERVERS.map((s) => fmt(value(s), c.unit)), ...ratios, targets.join(', ')]);
     }
-    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-    for (const r of rows) console.log(r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+    printTable(rows);
+    if (cpuPerReq.size > 0) {
+      // Throughput on a shared machine moves with everything else running; the CPU a server spends
+      // per request moves much less, so it is the fairer comparison when the machine is busy.
+      console.log('\nserver CPU per request (user + system, all threads; median; lower is better)');
+      const cpuRows: string[][] = [['case', ...SERVERS, ...SERVERS.filter((s) => s !== 'wharf').map((s) => `${s}/wharf`)]];
+      for (const c of CASES) {
+        const value = (k: ServerKind): number | undefined => {
+          const xs = cpuPerReq.get(`${c.name}|${k}`);
+          return xs ? median(xs) : undefined;
+        };
+        const w = value('wharf');
+        cpuRows.push([
+          c.name,
+          ...SERVERS.map((s) => { const v = value(s); return v === undefined ? 'n/a' : `${v.toFixed(0)} µs`; }),
+          ...SERVERS.filter((s) => s !== 'wharf').map((s) => { const v = value(s); return w !== undefined && v !== undefined ? `${(v / w).toFixed(2)}x` : 'n/a'; }),
+        ]);
+      }
+      printTable(cpuRows);
+    }
   } finally {
     for (const child of children) child.kill();
     await rm(dir, { recursive: true, force: true });

@@ -200,6 +200,26 @@ describe('middleware mode', () => {
     }
   });
 
+  test('upload storage that cannot start: _f/ answers 500 JSON (retrying each time), mappings still serve, listen() rejects', async () => {
+    const warnings: string[] = [];
+    const files = createFileServer({ dataDir: join(tmp, 'plainfile'), publicDirs: [`/pub/@${join(tmp, 'pub')}`], warn: (m) => warnings.push(m) });
+    const server = createServer((req, res) => files.handle(req, res));
+    const url = await listenOn(server);
+    try {
+      for (let i = 0; i < 2; i++) {
+        const r = await request(url, `/_f/${id}/ok.txt`);
+        assert.equal(r.status, 500);
+        assert.equal(typeof JSON.parse(r.text).error, 'string');
+      }
+      assert.ok(warnings.length >= 1, 'the failure is logged');
+      assert.equal((await request(url, '/pub/ok.txt')).text, 'pub ok');
+      await assert.rejects(files.listen({ port: 0 }));
+    } finally {
+      await files.close();
+      await stop(server);
+    }
+  });
+
   test('Express 5: app.use(files.handle) next to the app\'s own routes', async () => {
     const files = createFileServer(quiet({
       dataDir: join(tmp, 'data'),
