@@ -1,0 +1,256 @@
+// Shared by the uploads tests: a server in a temp dir, multipart bodies, a raw HTTP client that
+// keeps reading while it sends (to see a 413 arrive mid-body and the connection close), and a view
+// of everything under the data dir.
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createFileServer, type FileServer, type FileServerOptions } from '../lib/index.js';
+
+export const KEY = `Basic ${Buffer.from('access_key_id:access_key_secret').toString('base64')}`;
+export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+export const openFds = (): number => readdirSync('/proc/self/fd').length;
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface TestContext {
+  after(fn: () => unknown): void;
+}
+
+export interface Running {
+  files: FileServer;
+  url: string;
+  port: number;
+  dataDir: string;
+  warnings: string[];
+}
+
+export async function tempDir(t: TestContext, prefix = 'wharf-uploads-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A listening server with anonymous uploads on, in a fresh data dir; closed and removed after the test. */
+export async function serve(t: TestContext, options: FileServerOptions = {}, dataDir?: string): Promise<Running> {
+  const dir = dataDir ?? (await tempDir(t));
+  const warnings: string[] = [];
+  const files = createFileServer({ dataDir: dir, anonymousUploads: true, warn: (m) => warnings.push(m), ...options });
+  const { url, port } = await files.listen({ port: 0 });
+  t.after(() => files.close());
+  return { files, url, port, dataDir: dir, warnings };
+}
+
+export interface FormPart {
+  name?: string;
+  /** Raw `filename="…"` value (already escaped as the test wants it on the wire). */
+  filename?: string;
+  /** Raw `filename*=` value. */
+  filenameStar?: string;
+  contentType?: string;
+  data?: string | Buffer;
+}
+
+export const BOUNDARY = '----wharf-test-boundary-7MA4YWxkTrZu0gW';
+
+/** The head of one part (delimiter and headers), exactly as written. */
+export function partHead(p: FormPart, first: boolean): Buffer {
+  let disposition = `form-data; name="${p.name ?? 'files'}"`;
+  if (p.filename !== undefined) disposition += `; filename="${p.filename}"`;
+  if (p.filenameStar !== undefined) disposition += `; filename*=${p.filenameStar}`;
+  const type = p.contentType ?? (p.filename !== undefined || p.filenameStar !== undefined ? 'application/octet-stream' : undefined);
+  return Buffer.from(`${first ? '' : '\r\n'}--${BOUNDARY}\r\nContent-Disposition: ${disposition}\r\n${type ? `Content-Type: ${type}\r\n` : ''}\r\n`);
+}
+export const TAIL = Buffer.from(`\r\n--${BOUNDARY}--\r\n`);
+
+export function form(parts: FormPart[]): Buffer {
+  const pieces: Buffer[] = [];
+  parts.forEach((p, i) => pieces.push(partHead(p, i === 0), Buffer.from(p.data ?? '')));
+  pieces.push(TAIL);
+  return Buffer.concat(pieces);
+}
+
+export const MULTIPART = `multipart/form-data; boundary=${BOUNDARY}`;
+
+export interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+/** One request with node:http; `body` sent whole. */
+export function send(url: string, method: string, path: string, body?: Buffer, headers: Record<string, string | number> = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    // No keep-alive: a test that counts descriptors must not find the client's idle sockets.
+    const req = request(`${url}${path}`, { method, agent: false, headers: body ? { 'Content-Length': body.length, ...headers } : headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks);
+        let json: unknown;
+        try {
+          json = JSON.parse(text.toString());
+        } catch {
+          json = undefined;
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, json });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+export const upload = (url: string, parts: FormPart[] | Buffer, headers: Record<string, string> = {}, base = '/'): Promise<Answer> =>
+  send(url, 'POST', `${base}_f/`, Buffer.isBuffer(parts) ? parts : form(parts), { 'Content-Type': MULTIPART, ...headers });
+
+export const get = (url: string, path: string, headers: Record<string, string> = {}): Promise<Answer> => send(url, 'GET', path, undefined, headers);
+
+export interface RawAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  /** The server closed the connection (FIN or RST) after answering. */
+  closed: boolean;
+  /** Body bytes the client managed to hand to its socket before the answer (or an error) stopped it. */
+  sent: number;
+}
+
+/**
+ * POSTs over a raw socket, writing `chunks` with backpressure while reading: so a server that
+ * answers before the body is over (a limit, a refused name) is seen answering, and whether it then
+ * closes the connection. `stall` stops writing (without ending) once that many body bytes are out;
+ * `destroyAfter` destroys the socket there instead (a client that goes away).
+ */
+export function rawPost(
+  port: number,
+  path: string,
+  headers: Record<string, string | number>,
+  chunks: Iterable<Buffer> | AsyncIterable<Buffer>,
+  opts: { stall?: number; destroyAfter?: number } = {},
+): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let received = Buffer.alloc(0);
+    let sent = 0;
+    let answer: { status: number; headers: Record<string, string>; body: string } | undefined;
+    let settled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const settle = (closed: boolean): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (answer) resolve({ ...answer, closed, sent });
+      else if (opts.destroyAfter !== undefined) resolve({ status: 0, headers: {}, body: '', closed, sent });
+      else reject(new Error(`connection closed without an answer after ${sent} body bytes`));
+    };
+    const parse = (): void => {
+      const at = received.indexOf('\r\n\r\n');
+      if (at < 0) return;
+      const lines = received.subarray(0, at).toString('latin1').split('\r\n');
+      const hdrs: Record<string, string> = {};
+      for (const line of lines.slice(1)) {
+        const c = line.indexOf(':');
+        hdrs[line.slice(0, c).toLowerCase()] = line.slice(c + 1).trim();
+      }
+      const length = Number(hdrs['content-length'] ?? 0);
+      if (received.length - at - 4 < length) return;
+      answer = { status: Number(lines[0]!.split(' ')[1]), headers: hdrs, body: received.subarray(at + 4, at + 4 + length).toString() };
+      // An answer with `Connection: close` must be followed by the server closing: give it 3 s.
+      if (/close/i.test(hdrs['connection'] ?? '')) timer = setTimeout(() => settle(false), 3000);
+      else settle(false);
+    };
+    socket.on('data', (d: Buffer) => {
+      received = Buffer.concat([received, d]);
+      if (!answer) parse();
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => settle(true));
+    socket.on('connect', () => {
+      void (async () => {
+        const head = [`POST ${path} HTTP/1.1`, 'Host: 127.0.0.1', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n');
+        socket.write(head);
+        for await (const chunk of chunks) {
+          if (answer || settled || socket.destroyed) return;
+          if (opts.destroyAfter !== undefined && sent + chunk.length > opts.destroyAfter) {
+            socket.destroy();
+            return;
+          }
+          if (opts.stall !== undefined && sent + chunk.length > opts.stall) return;
+          sent += chunk.length;
+          if (!socket.write(chunk)) {
+            await new Promise<void>((r) => {
+              const go = (): void => {
+                socket.off('drain', go);
+                socket.off('close', go);
+                r();
+              };
+              socket.on('drain', go);
+              socket.on('close', go);
+            });
+          }
+        }
+      })();
+    });
+  });
+}
+
+/** `count` chunks of `size` random bytes (one buffer, repeated: nothing big is held). */
+export function* repeat(chunk: Buffer, count: number): Generator<Buffer> {
+  for (let i = 0; i < count; i++) yield chunk;
+}
+
+export function* pieces(...parts: Array<Buffer | Iterable<Buffer>>): Generator<Buffer> {
+  for (const p of parts) {
+    if (Buffer.isBuffer(p)) yield p;
+    else yield* p;
+  }
+}
+
+export const randomChunk = (size: number): Buffer => randomBytes(size);
+
+/** Waits (a bounded while) for this process's descriptor count to come back down to `want`: sockets close asynchronously. */
+export async function settledFds(want: number, ms = 3000): Promise<number> {
+  const until = Date.now() + ms;
+  let now = openFds();
+  while (now > want && Date.now() < until) {
+    await sleep(20);
+    now = openFds();
+  }
+  return now;
+}
+
+/** Everything under `dir` as sorted relative paths (directories end in `/`). */
+export async function tree(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    for (const e of await readdir(join(dir, rel), { withFileTypes: true })) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) {
+        out.push(`${r}/`);
+        await walk(r);
+      } else out.push(r);
+    }
+  };
+  await walk('');
+  return out.sort();
+}
+
+/** The data dir holds the layout and nothing else: no upload, no temp byte. */
+export const EMPTY = ['.wharf-tmp/', 'f/'];
+
+/** Waits (a bounded while) for the data dir to be back to `want`: cleanup after a client abort is asynchronous. */
+export async function settledTree(dir: string, want: string[] = EMPTY, ms = 5000): Promise<string[]> {
+  const until = Date.now() + ms;
+  let now = await tree(dir);
+  while (JSON.stringify(now) !== JSON.stringify(want) && Date.now() < until) {
+    await sleep(20);
+    now = await tree(dir);
+  }
+  return now;
+}
