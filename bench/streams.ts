@@ -1,0 +1,373 @@
+// bench/streams: wharf's image streams against a relay built the way Wave's Go server does it
+// (bench/streams-baseline.ts: a 256-frame queue per viewer), in the same run.
+//
+//   node dist/bench/streams.js [--quick]
+//
+// Each server runs in a child process of its own (pinned to CPU 0 with taskset when there are two or
+// more CPUs), so CPU time and RSS are the server's alone. This process (pinned to CPU 1) publishes
+// 50 KiB frames at 30 fps over HTTP and runs every viewer on loopback; each frame carries its
+// sequence number and publish time, so a viewer knows what it lost and how late each frame came.
+//   recv:  the frame's last byte has arrived.
+//   shown: the header block after the frame has arrived too — when a browser (Chromium) displays it.
+// Then a stalled-viewer case: one viewer that never reads while 300 frames are published as fast as
+// the server takes them; the memory the server keeps for it is measured after a GC.
+import { fork, spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const FRAME = 50 * 1024;
+const FPS = 30;
+const KEY = { id: 'bench', secret: 'bench-secret' };
+const AUTH = 'Basic ' + Buffer.from(`${KEY.id}:${KEY.secret}`).toString('base64');
+const SERVERS = ['wharf', 'baseline'] as const;
+type Kind = (typeof SERVERS)[number];
+const MiB = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Server mode: `--serve <kind>` listens on 127.0.0.1:0, reports its port over IPC, and answers
+// `usage` / `gc` messages with its CPU time and memory.
+
+interface Usage {
+  cpu: NodeJS.CpuUsage;
+  rss: number;
+  peakRss: number;
+  arrayBuffers: number;
+  heapUsed: number;
+}
+
+async function serve(kind: Kind): Promise<void> {
+  let port: number;
+  if (kind === 'wharf') {
+    const { createFileServer } = await import('../lib/server.js');
+    const dataDir = await mkdtemp(join(tmpdir(), 'wharf-bench-streams-'));
+    const files = createFileServer({ dataDir, accessKeys: { [KEY.id]: KEY.secret }, warn: () => {} });
+    port = (await files.listen({ port: 0, host: '127.0.0.1' })).port;
+    process.once('disconnect', () => void rm(dataDir, { recursive: true, force: true }).finally(() => process.exit(0)));
+  } else {
+    const { createBaselineRelay } = await import('./streams-baseline.js');
+    const server = http.createServer(createBaselineRelay());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    port = (server.address() as net.AddressInfo).port;
+    process.once('disconnect', () => process.exit(0));
+  }
+  let peakRss = 0;
+  setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage.rss())), 50).unref();
+  const gc = (globalThis as { gc?: () => void }).gc;
+  process.on('message', (m: { id: number; cmd: 'usage' | 'gc' }) => {
+    if (m.cmd === 'gc') gc?.();
+    const mem = process.memoryUsage();
+    peakRss = Math.max(peakRss, mem.rss);
+    const usage: Usage = { cpu: process.cpuUsage(), rss: mem.rss, peakRss, arrayBuffers: mem.arrayBuffers, heapUsed: mem.heapUsed };
+    peakRss = mem.rss;
+    process.send!({ id: m.id, usage });
+  });
+  process.send!({ port });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driver side.
+
+interface Server {
+  kind: Kind;
+  port: number;
+  ask(cmd: 'usage' | 'gc'): Promise<Usage>;
+  stop(): void;
+}
+
+async function startServer(kind: Kind): Promise<Server> {
+  const child = fork(fileURLToPath(import.meta.url), ['--serve', kind], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  if (availableParallelism() >= 2) spawnSync('taskset', ['-cp', '0', String(child.pid)], { stdio: 'ignore' });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('message', (m: { port: number }) => resolve(m.port));
+    child.once('exit', (code) => reject(new Error(`${kind} server exited (${code})`)));
+  });
+  let next = 0;
+  const waiting = new Map<number, (u: Usage) => void>();
+  child.on('message', (m: { id?: number; usage?: Usage }) => {
+    if (m.id !== undefined && m.usage) waiting.get(m.id)?.(m.usage);
+  });
+  return {
+    kind,
+    port,
+    ask: (cmd) => new Promise((resolve) => {
+      const id = next++;
+      waiting.set(id, (u) => (waiting.delete(id), resolve(u)));
+      child.send({ id, cmd });
+    }),
+    stop: () => child.disconnect(),
+  };
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+function send(port: number, method: string, path: string, body?: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const headers: http.OutgoingHttpHeaders = { Authorization: AUTH };
+    if (body) Object.assign(headers, { 'Content-Type': 'image/jpeg', 'Content-Length': body.length });
+    const req = http.request({ host: '127.0.0.1', port, method, path, headers, agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** A frame: sequence number, publish time (performance.now()), then filler. */
+function makeFrame(): Buffer {
+  const b = Buffer.alloc(FRAME);
+  for (let i = 12; i < FRAME; i++) b[i] = (i * 31) & 0xff;
+  return b;
+}
+
+function stamp(frame: Buffer, seq: number): Buffer {
+  frame.writeUInt32BE(seq, 0);
+  frame.writeDoubleBE(performance.now(), 4);
+  return frame;
+}
+
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+
+/**
+ * Counts frames on one viewer. Works for both framings: every frame is a header block ending in an
+ * empty line followed by exactly FRAME bytes (both servers get only FRAME-byte frames here).
+ */
+class Meter {
+  lastSeq = -1;
+  received = 0;
+  lost = 0;
+  recv: number[] = [];
+  shown: number[] = [];
+  private inHead = true;
+  private tail = Buffer.alloc(0);
+  private need = 0;
+  private head = Buffer.alloc(12);
+  private unshown: number | undefined;
+  constructor(private readonly from: () => number) {}
+
+  push(chunk: Buffer): void {
+    let off = 0;
+    while (off < chunk.length) {
+      if (this.inHead) {
+        // The empty line may straddle chunks: look at the last 3 bytes seen with the first 3 new ones.
+        let end = -1;
+        if (this.tail.length) {
+          const joint = Buffer.concat([this.tail, chunk.subarray(off, off + 3)]);
+          const at = joint.indexOf(CRLFCRLF);
+          if (at >= 0) end = off + at + 4 - this.tail.length;
+        }
+        if (end < 0) {
+          const at = chunk.indexOf(CRLFCRLF, off);
+          if (at >= 0) end = at + 4;
+        }
+        if (end < 0) {
+          this.tail = Buffer.from(chunk.subarray(Math.max(off, chunk.length - 3)));
+          return;
+        }
+        this.tail = Buffer.alloc(0);
+        off = end;
+        if (this.unshown !== undefined) this.shown.push(performance.now() - this.unshown);
+        this.unshown = undefined;
+        this.inHead = false;
+        this.need = FRAME;
+        continue;
+      }
+      const n = Math.min(this.need, chunk.length - off);
+      const got = FRAME - this.need;
+      if (got < 12) chunk.copy(this.head, got, off, off + Math.min(n, 12 - got));
+      this.need -= n;
+      off += n;
+      if (this.need > 0) return;
+      this.inHead = true;
+      const seq = this.head.readUInt32BE(0);
+      const at = this.head.readDoubleBE(4);
+      if (seq >= this.from()) {
+        this.received++;
+        this.lost += Math.max(0, seq - Math.max(this.lastSeq, this.from() - 1) - 1);
+        this.recv.push(performance.now() - at);
+        this.unshown = at;
+      }
+      this.lastSeq = seq;
+    }
+  }
+}
+
+function openViewer(port: number, path: string, meter: Meter): Promise<http.ClientRequest> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      if (res.statusCode !== 200) return reject(new Error(`GET ${path}: ${res.statusCode}`));
+      res.on('data', (c: Buffer) => meter.push(c));
+      res.on('error', () => {});
+      resolve(req);
+    });
+    req.on('error', reject);
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+interface Row {
+  server: Kind;
+  viewers: number;
+  published: number;
+  fps: number;
+  deliveredPerSec: number;
+  expectedPerSec: number;
+  lost: number;
+  recvP50: number;
+  recvP99: number;
+  shownP50: number;
+  shownP99: number;
+  cpu: number;
+  peakRss: number;
+}
+
+async function fanOut(server: Server, viewers: number, seconds: number): Promise<Row> {
+  const path = `/_m/bench-${viewers}`;
+  const frame = makeFrame();
+  let seq = 0;
+  let from = Number.MAX_SAFE_INTEGER; // warm-up frames do not count
+  await send(server.port, 'POST', path, stamp(frame, seq++));
+  const meters = Array.from({ length: viewers }, () => new Meter(() => from));
+  const reqs: http.ClientRequest[] = [];
+  for (let i = 0; i < viewers; i += 50) {
+    reqs.push(...(await Promise.all(meters.slice(i, i + 50).map((m) => openViewer(server.port, path, m)))));
+  }
+  // Warm up until every viewer has a frame (the baseline sends nothing until the next publish).
+  while (meters.some((m) => m.lastSeq < 0)) {
+    await send(server.port, 'POST', path, stamp(frame, seq++));
+    await sleep(1000 / FPS);
+  }
+  await sleep(200);
+  from = seq;
+  const before = await server.ask('usage');
+  const t0 = performance.now();
+  const interval = 1000 / FPS;
+  let due = t0;
+  while (performance.now() - t0 < seconds * 1000) {
+    await send(server.port, 'POST', path, stamp(frame, seq++));
+    due += interval;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    else due = performance.now();
+  }
+  const elapsed = (performance.now() - t0) / 1000;
+  const last = seq - 1;
+  const settle = performance.now();
+  while (meters.some((m) => m.lastSeq < last) && performance.now() - settle < 3000) await sleep(20);
+  const after = await server.ask('usage');
+  for (const r of reqs) r.destroy();
+  await send(server.port, 'DELETE', path);
+  const published = last - from + 1;
+  const recv = meters.flatMap((m) => m.recv).sort((a, b) => a - b);
+  const shown = meters.flatMap((m) => m.shown).sort((a, b) => a - b);
+  const cpuMicros = after.cpu.user - before.cpu.user + after.cpu.system - before.cpu.system;
+  return {
+    server: server.kind,
+    viewers,
+    published,
+    fps: published / elapsed,
+    deliveredPerSec: meters.reduce((n, m) => n + m.received, 0) / elapsed,
+    expectedPerSec: (published * viewers) / elapsed,
+    // Frames a viewer never got, counting the tail it had not received when the wait ended.
+    lost: meters.reduce((n, m) => n + m.lost + Math.max(0, last - Math.max(m.lastSeq, from - 1)), 0),
+    recvP50: pct(recv, 50),
+    recvP99: pct(recv, 99),
+    shownP50: pct(shown, 50),
+    shownP99: pct(shown, 99),
+    cpu: cpuMicros / 1e4 / elapsed,
+    peakRss: after.peakRss / MiB,
+  };
+}
+
+interface StallRow {
+  server: Kind;
+  published: number;
+  retained: number;
+  rssGrowth: number;
+  rss: number;
+}
+
+/** One viewer that never reads while 300 frames are published back to back. */
+async function stalled(server: Server): Promise<StallRow> {
+  const path = '/_m/bench-stalled';
+  const frame = makeFrame();
+  let seq = 0;
+  await send(server.port, 'POST', path, stamp(frame, seq++));
+  const socket = await new Promise<net.Socket>((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port: server.port }, () => {
+      s.pause();
+      s.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, () => resolve(s));
+    });
+    s.on('error', reject);
+  });
+  await sleep(100);
+  const before = await server.ask('gc');
+  for (let i = 0; i < 300; i++) await send(server.port, 'POST', path, stamp(frame, seq++));
+  await sleep(200);
+  const after = await server.ask('gc');
+  socket.destroy();
+  await send(server.port, 'DELETE', path);
+  return {
+    server: server.kind,
+    published: 300,
+    retained: (after.arrayBuffers - before.arrayBuffers) / MiB,
+    rssGrowth: (after.rss - before.rss) / MiB,
+    rss: after.rss / MiB,
+  };
+}
+
+function table(head: string[], rows: string[][]): string {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => (i < 1 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ');
+  return [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const quick = process.argv.includes('--quick');
+  const seconds = quick ? 2 : 10;
+  const counts = quick ? [1, 10, 100] : [1, 10, 100, 500];
+  if (availableParallelism() >= 2) spawnSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' });
+  console.log(`image streams: ${FRAME / 1024} KiB frames at ${FPS} fps for ${seconds} s per case, loopback; ` +
+    `server in a child process; load avg ${spawnSync('cat', ['/proc/loadavg']).stdout.toString().split(' ').slice(0, 3).join(' ')}`);
+  const rows: Row[] = [];
+  const stalls: StallRow[] = [];
+  for (const kind of SERVERS) {
+    const server = await startServer(kind);
+    try {
+      for (const n of counts) rows.push(await fanOut(server, n, seconds));
+      stalls.push(await stalled(server));
+    } finally {
+      server.stop();
+    }
+  }
+  const ms = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(1));
+  rows.sort((a, b) => a.viewers - b.viewers || SERVERS.indexOf(a.server) - SERVERS.indexOf(b.server));
+  console.log('\n' + table(
+    ['server', 'viewers', 'fps', 'delivered/s', 'expected/s', 'lost', 'recv p50 ms', 'recv p99 ms', 'shown p50 ms', 'shown p99 ms', 'CPU %', 'peak RSS MiB'],
+    rows.map((r) => [r.server, String(r.viewers), r.fps.toFixed(1), r.deliveredPerSec.toFixed(0), r.expectedPerSec.toFixed(0), String(r.lost),
+      ms(r.recvP50), ms(r.recvP99), ms(r.shownP50), ms(r.shownP99), r.cpu.toFixed(0), r.peakRss.toFixed(0)]),
+  ));
+  console.log('\nstalled viewer (never reads), 300 frames published back to back; memory after GC:');
+  console.log(table(
+    ['server', 'frames', 'retained buffers MiB', 'RSS growth MiB', 'RSS MiB'],
+    stalls.map((s) => [s.server, String(s.published), s.retained.toFixed(2), s.rssGrowth.toFixed(1), s.rss.toFixed(0)]),
+  ));
+  const w = stalls.find((s) => s.server === 'wharf')!;
+  const b = stalls.find((s) => s.server === 'baseline')!;
+  console.log(`\nretained for the stalled viewer: wharf ${w.retained.toFixed(2)} MiB vs baseline ${b.retained.toFixed(2)} MiB` +
+    ` (${(w.retained / b.retained).toFixed(3)}x); RSS growth ${w.rssGrowth.toFixed(1)} vs ${b.rssGrowth.toFixed(1)} MiB`);
+  agent.destroy();
+}
+
+if (process.argv[2] === '--serve') await serve(process.argv[3] as Kind);
+else await main();
