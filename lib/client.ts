@@ -233,6 +233,7 @@ export function connect(url: string, options: ConnectOptions = {}): ClientSite {
       let answered = false;
       // pipeline() aborts `req` when the body fails, so `req` reports a hang-up; this keeps the real cause.
       let bodyError: unknown;
+      let bodyStarted = false;
       const onAbort = (): void => { req.destroy(abortError(signal!)); };
       const cleanup = (): void => signal?.removeEventListener('abort', onAbort);
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -247,6 +248,9 @@ export function connect(url: string, options: ConnectOptions = {}): ClientSite {
         answered = true;
         cleanup();
         const e = signal?.aborted ? abortError(signal) : networkError(bodyError ?? err, what);
+        // A server that refuses an upload halfway (a file over its size limit) and closes at once can
+        // lose its answer in the reset; say what probably happened.
+        if (bodyStarted && !bodyError && !signal?.aborted) e.message += ' (the server closed the connection while the upload was sent: it may have refused it, e.g. over a size limit)';
         if (req.reusedSocket) failedOnReusedSocket.add(e);
         reject(e);
       });
@@ -265,10 +269,9 @@ export function connect(url: string, options: ConnectOptions = {}): ClientSite {
         // upload from its headers (too large, no key) answers before a byte of it is sent, instead
         // of cutting a connection we are still writing to, which can lose its answer. Servers that
         // ignore `Expect` get the body after a second, as curl does.
-        let started = false;
         const start = (): void => {
-          if (started || answered) return;
-          started = true;
+          if (bodyStarted || answered) return;
+          bodyStarted = true;
           clearTimeout(timer);
           pipeline(Readable.from(source()), req).catch(() => {});
         };

@@ -511,3 +511,19 @@ test('a streamed upload waits for 100 Continue: a refusal from the headers costs
   assert.deepEqual(await site.upload([join(dir, 'a.bin')]), ['/_f/x/a.bin']);
   assert.ok(received > 4 * 1024 * 1024);
 });
+
+test('a connection cut while the upload is sent is a NETWORK error that says the server may have refused it', async (t) => {
+  const server = http.createServer((req) => {
+    req.once('data', () => req.socket.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }));
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'a.bin'), randomBytes(8 * 1024 * 1024));
+  const site = connect(`http://127.0.0.1:${(server.address() as { port: number }).port}`, KEY);
+  await assert.rejects(site.upload([join(dir, 'a.bin')]), (err: unknown) => {
+    isWharfError('NETWORK', 0)(err);
+    assert.match((err as Error).message, /may have refused it/);
+    return true;
+  });
+});
