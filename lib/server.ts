@@ -269,10 +269,19 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     sendError(res, err, headers);
   }
 
+  function shuttingDown(req: IncomingMessage, res: ServerResponse): void {
+    res.shouldKeepAlive = false;
+    refuse(req, res, new WharfError('SHUTTING_DOWN', 'the file server is shutting down', 503), { Connection: 'close' });
+  }
+
   const unauthorized = (req: IncomingMessage, res: ServerResponse): void =>
     refuse(req, res, new WharfError('UNAUTHORIZED', 'a valid access key or an authorized session is required', 401), { 'WWW-Authenticate': 'Basic realm="wharf"' });
 
   function run(req: IncomingMessage, res: ServerResponse, method: Method, rest: string, expectContinue: boolean): void {
+    if (closing) {
+      shuttingDown(req, res); // an async authorize() may have resolved after close() began
+      return;
+    }
     if (method.maxBody !== undefined) {
       const len = req.headers['content-length'];
       if (len !== undefined && Number(len) > method.maxBody) {
@@ -305,8 +314,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
       return;
     }
     if (closing) {
-      res.shouldKeepAlive = false;
-      refuse(req, res, new WharfError('SHUTTING_DOWN', 'the file server is shutting down', 503), { Connection: 'close' });
+      shuttingDown(req, res);
       return;
     }
     const access = method.access;

@@ -493,6 +493,11 @@ export function createStatic(options: StaticOptions): StaticEngine {
       res.end(start === 0 && end === e.size - 1 ? e.data : e.data!.subarray(start, end + 1));
       return;
     }
+    if (res.destroyed) {
+      // The client left while the file was being opened: nobody would ever drain the stream.
+      void file.close();
+      return;
+    }
     const body = file.stream(start, end);
     const want = end - start + 1;
     // pipe() rather than pipeline(): measurably cheaper per response (no AbortController/eos

@@ -200,6 +200,31 @@ describe('middleware mode', () => {
     }
   });
 
+  test('a request whose async authorize() resolves after close() began gets 503', async () => {
+    let allow!: (ok: boolean) => void;
+    let asked!: () => void;
+    const wasAsked = new Promise<void>((r) => { asked = r; });
+    const files = createFileServer(quiet({
+      dataDir: join(tmp, 'data'),
+      privateDirs: [`/priv/@${join(tmp, 'pub')}`],
+      authorize: () => { asked(); return new Promise<boolean>((r) => { allow = r; }); },
+    }));
+    const server = createServer((req, res) => files.handle(req, res));
+    const url = await listenOn(server);
+    try {
+      const reply = request(url, '/priv/ok.txt');
+      await wasAsked;
+      const closing = files.close();
+      allow(true);
+      const r = await reply;
+      assert.equal(r.status, 503);
+      assert.equal(JSON.parse(r.text).error, 'SHUTTING_DOWN');
+      await closing;
+    } finally {
+      await stop(server);
+    }
+  });
+
   test('upload storage that cannot start: _f/ answers 500 JSON (retrying each time), mappings still serve, listen() rejects', async () => {
     const warnings: string[] = [];
     const files = createFileServer({ dataDir: join(tmp, 'plainfile'), publicDirs: [`/pub/@${join(tmp, 'pub')}`], warn: (m) => warnings.push(m) });

@@ -423,6 +423,37 @@ describe('static engine: cache bounds and errors', () => {
     }
   });
 
+  test('a client that leaves while the file is being opened: the file is closed, never streamed', async () => {
+    let left!: () => void;
+    const clientLeft = new Promise<void>((r) => { left = r; });
+    let closed = false;
+    let streamed = false;
+    const info = { size: 1 << 20, mtimeMs: 1_700_000_000_000, ino: 9 };
+    const source: FileSource = {
+      stat: async () => info,
+      open: async (): Promise<OpenFile> => {
+        await clientLeft;
+        return { ...info, stream: () => { streamed = true; return Readable.from([]); }, close: async () => { closed = true; } };
+      },
+    };
+    const engine = createStatic({ limits: resolveLimits() });
+    const server = createServer((req, res) => {
+      res.once('close', () => left());
+      void engine.serve(req, res, source, 'f.bin');
+    });
+    const url = await new Promise<string>((r) => server.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)));
+    try {
+      const req = httpRequest(`${url}/x/f.bin`, { agent: false });
+      req.on('error', () => {});
+      req.end();
+      req.on('socket', (sock) => sock.on('connect', () => setImmediate(() => req.destroy())));
+      await eventually(() => closed, 'the opened file is closed');
+      assert.equal(streamed, false);
+    } finally {
+      await stop(server);
+    }
+  });
+
   /** A source of one big "file" whose stream misbehaves as `make` says. */
   function oddSource(size: number, make: () => Readable): FileSource {
     const info = { size, mtimeMs: 1_700_000_000_000, ino: 7 };
