@@ -55,9 +55,15 @@ export interface UploadsConfig {
 export interface Uploads {
   /** The read side of upload storage, served by the static engine for `GET/HEAD {base}_f/<rest>`. */
   source: FileSource;
-  /** `POST {base}_f/`. */
+  /**
+   * `POST {base}_f/`. Parts named `files` with a filename are stored; every other part (fields, file
+   * inputs with another name) is read and dropped within the limits, as Wave does. Answers 200
+   * `{"files": [...]}`, or `{"error","message"}` with 400 (names, malformed body, no file), 408
+   * (`limits.uploadIdleTimeout`), 413 (a limit), 415 (not multipart), 5xx (storage, shutdown); an
+   * answer given before the body was read to its end carries `Connection: close`.
+   */
   receive(req: IncomingMessage, res: ServerResponse): Promise<void>;
-  /** `DELETE {base}_f/<rest>`; `rest` still percent-encoded. */
+  /** `DELETE {base}_f/<id>[/…]`, `rest` still percent-encoded: 200 `{"removed": "{base}_f/<id>"}`, or 404 when `<id>` is no upload id or absent. */
   remove(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void>;
   site: Pick<Site, 'upload' | 'uploadDir' | 'download' | 'unload'>;
   /** Creates the storage layout and sweeps a crashed run's temp leftovers. */
@@ -81,7 +87,7 @@ const shuttingDown = (): WharfError => new WharfError('SHUTTING_DOWN', 'the serv
 export function createUploads(config: UploadsConfig): Uploads {
   const { base, limits } = config;
   const storage = config.storage ?? createLocalStorage(config.dataDir);
-  const warn = config.warn ?? ((message: string) => console.warn(`wharf: ${message}`));
+  const warn = config.warn ?? ((message: string) => console.warn(message));
   // What close() must stop: request bodies being read, and every staging (HTTP or site) not yet settled.
   const bodies = new Set<BodyReader>();
   const stagings = new Set<Staging>();
@@ -106,7 +112,7 @@ export function createUploads(config: UploadsConfig): Uploads {
       await staging.commit();
       return result;
     } catch (err) {
-      await staging.abort().catch((e: unknown) => warn(`could not remove an aborted upload's temp files: ${String(e)}`));
+      await staging.abort().catch((e: unknown) => warn(`wharf: could not remove an aborted upload's temp files: ${String(e)}`));
       throw err;
     } finally {
       stagings.delete(staging);
@@ -125,7 +131,7 @@ export function createUploads(config: UploadsConfig): Uploads {
     for (const [id, files] of byId) {
       Promise.resolve()
         .then(() => hook({ id, files }))
-        .catch((err: unknown) => warn(`onUpload hook failed for upload ${id}: ${err instanceof Error ? err.stack ?? err.message : String(err)}`));
+        .catch((err: unknown) => warn(`wharf: onUpload hook failed for upload ${id}: ${err instanceof Error ? err.stack ?? err.message : String(err)}`));
     }
   }
 
@@ -344,7 +350,7 @@ const fileTooLarge = (rel: string, max: number): WharfError =>
 function classify(err: unknown, warn: (message: string) => void): WharfError {
   if (err instanceof WharfError) return err;
   if (typeof (err as NodeJS.ErrnoException | null)?.code === 'string' && 'syscall' in (err as object)) return storageError(err);
-  warn(`upload failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+  warn(`wharf: upload failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
   return new WharfError('INTERNAL', 'internal error', 500, { cause: err });
 }
 const rethrow = (warn: (message: string) => void) => (err: unknown): never => {
