@@ -381,18 +381,18 @@ function clientFrom(values: Map<string, FlagValue>): ClientSite {
 }
 
 /** Runs one transfer with Ctrl+C wired to abort it and, on a terminal, a progress bar on stderr. */
-async function transfer<T>(io: CommandIo, label: string, run: (options: TransferOptions) => Promise<T>): Promise<T> {
+async function transfer<T>(io: CommandIo, label: string | undefined, run: (options: TransferOptions) => Promise<T>): Promise<T> {
   const controller = new AbortController();
   const abort = (): void => controller.abort(new Error('interrupted'));
   io.signals.once('SIGINT', abort);
   io.signals.once('SIGTERM', abort);
-  const bar = io.stderr.isTTY ? createBar({ label, out: io.stderr as NodeJS.WritableStream & { columns?: number } }) : undefined;
+  const bar = io.stderr.isTTY && label !== undefined ? createBar({ label, out: io.stderr as NodeJS.WritableStream & { columns?: number } }) : undefined;
   try {
     const result = await run({ signal: controller.signal, ...(bar ? { onProgress: (p) => bar.update(p) } : {}) });
     bar?.done();
     return result;
   } catch (err) {
-    if (bar) io.stderr.write('\n');
+    bar?.stop();
     throw err;
   } finally {
     io.signals.off('SIGINT', abort);
@@ -450,7 +450,7 @@ async function unload(argv: string[], io: CommandIo): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('unload: expected one URL');
   const site = clientFrom(values);
   try {
-    await transfer(io, positionals[0]!, (o) => site.unload(positionals[0]!, o));
+    await transfer(io, undefined, (o) => site.unload(positionals[0]!, o));
     return 0;
   } finally {
     site.close();

@@ -23,6 +23,8 @@ export interface Bar {
   update(progress: Progress): void;
   /** Draws the final state and ends the line. */
   done(): void;
+  /** Ends the line if anything was drawn, leaving the last frame as it was (the transfer failed). */
+  stop(): void;
 }
 
 const WINDOW_MS = 5000;
@@ -98,6 +100,9 @@ export function createBar(options: BarOptions): Bar {
     done() {
       draw(now());
       options.out.write('\n');
+    },
+    stop() {
+      if (drawnAt !== Number.NEGATIVE_INFINITY) options.out.write('\n');
     },
   };
 }

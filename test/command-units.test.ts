@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { mkdir, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import { delimiter, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import test from 'node:test';
@@ -155,7 +156,25 @@ test('main in-process: a progress bar on a terminal, quiet otherwise; paths on s
   assert.equal(await main(['unload', path!], { stdout: terminal(false), stderr: err3, env, signals: new EventEmitter() }), 0);
   const err4 = terminal(true);
   assert.equal(await main(['unload', path!], { stdout: terminal(false), stderr: err4, env, signals: new EventEmitter() }), 1);
-  assert.match(err4.text(), /\nwharf: unload failed: .*NOT_FOUND/, 'the error starts on a fresh line after the bar');
+  assert.equal(err3.text(), '', 'no bar for an unload: there are no bytes to show');
+  assert.match(err4.text(), /^wharf: unload failed: .*NOT_FOUND/);
+  const err5 = terminal(true);
+  assert.equal(await main(['download', path!, join(dir, 'into')], { stdout: terminal(false), stderr: err5, env, signals: new EventEmitter() }), 1);
+  assert.match(err5.text(), /^wharf: download failed: .*NOT_FOUND/, 'nothing was drawn, so no empty line');
+  // A transfer that fails after the bar has drawn ends the bar's line before the error.
+  let served = 0;
+  const cut = http.createServer((_req, res) => {
+    // Half a body, then gone: the resume gets a 404, which is not retried.
+    if (served++ > 0) return void res.writeHead(404).end();
+    res.writeHead(200, { 'content-length': 1 << 20, etag: '"a"' });
+    res.write(Buffer.alloc(1 << 19), () => res.destroy());
+  });
+  await new Promise<void>((resolve) => cut.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise((resolve) => { cut.closeAllConnections(); cut.close(resolve); }));
+  const err6 = terminal(true);
+  const cutUrl = `http://127.0.0.1:${(cut.address() as { port: number }).port}/half.bin`;
+  assert.equal(await main(['download', cutUrl, join(dir, 'into')], { stdout: terminal(false), stderr: err6, env: {}, signals: new EventEmitter() }), 1);
+  assert.match(err6.text(), /^\rhalf\.bin [^\n]*\nwharf: download failed: .*NOT_FOUND/s);
 });
 
 test('main in-process: serve logs text lines on a terminal and stops on a signal', async (t) => {
