@@ -4,9 +4,10 @@
 //   node dist/bench/streams.js [--quick]
 //
 // Each server runs in a child process of its own (pinned to CPU 0 with taskset when there are two or
-// more CPUs), so CPU time and RSS are the server's alone. This process (pinned to CPU 1) publishes
-// 50 KiB frames at 30 fps over HTTP and runs every viewer on loopback; each frame carries its
+// more CPUs), so CPU time and RSS are the server's alone. 50 KiB frames are published at 30 fps over
+// HTTP; this process (pinned to CPU 1) runs every viewer on loopback. Each frame carries its
 // sequence number and publish time, so a viewer knows what it lost and how late each frame came.
+// The publisher is a third process (on CPU 0 with the servers), so the viewers cannot slow its pace.
 //   recv:  the frame's last byte has arrived.
 //   shown: the header block after the frame has arrived too — when a browser (Chromium) displays it.
 // Then a stalled-viewer case: one viewer that never reads while 300 frames are published as fast as
@@ -69,6 +70,49 @@ async function serve(kind: Kind): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Publisher mode: `--publish` paces frames at FPS in a process of its own, so that the viewers'
+// work in the driver cannot delay them; answers each `run` with the last sequence number sent.
+
+function publisher(): void {
+  const frame = makeFrame();
+  process.on('message', async (m: { port: number; path: string; seconds: number; seq: number }) => {
+    let seq = m.seq;
+    const t0 = performance.now();
+    const interval = 1000 / FPS;
+    let due = t0;
+    while (performance.now() - t0 < m.seconds * 1000) {
+      await send(m.port, 'POST', m.path, stamp(frame, seq++));
+      due += interval;
+      const wait = due - performance.now();
+      if (wait > 0) await sleep(wait);
+      else due = performance.now(); // fell behind: no burst to catch up
+    }
+    process.send!({ last: seq - 1, elapsed: (performance.now() - t0) / 1000 });
+  });
+  process.once('disconnect', () => process.exit(0));
+  process.send!({ ready: true });
+}
+
+interface Publisher {
+  run(port: number, path: string, seconds: number, seq: number): Promise<{ last: number; elapsed: number }>;
+  stop(): void;
+}
+
+async function startPublisher(): Promise<Publisher> {
+  const child = fork(fileURLToPath(import.meta.url), ['--publish'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // On the server's CPU: the servers use little of it, the viewers all of theirs.
+  if (availableParallelism() >= 2) spawnSync('taskset', ['-cp', '0', String(child.pid)], { stdio: 'ignore' });
+  await new Promise((resolve) => child.once('message', resolve));
+  return {
+    run: (port, path, seconds, seq) => new Promise((resolve) => {
+      child.once('message', resolve);
+      child.send({ port, path, seconds, seq });
+    }),
+    stop: () => child.disconnect(),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Driver side.
 
 interface Server {
@@ -117,7 +161,10 @@ function send(port: number, method: string, path: string, body?: Buffer): Promis
   });
 }
 
-/** A frame: sequence number, publish time (performance.now()), then filler. */
+/** Milliseconds on a clock every process here shares (the system's), with sub-ms resolution. */
+const now = (): number => performance.timeOrigin + performance.now();
+
+/** A frame: sequence number, publish time (`now()`), then filler. */
 function makeFrame(): Buffer {
   const b = Buffer.alloc(FRAME);
   for (let i = 12; i < FRAME; i++) b[i] = (i * 31) & 0xff;
@@ -126,7 +173,7 @@ function makeFrame(): Buffer {
 
 function stamp(frame: Buffer, seq: number): Buffer {
   frame.writeUInt32BE(seq, 0);
-  frame.writeDoubleBE(performance.now(), 4);
+  frame.writeDoubleBE(now(), 4);
   return frame;
 }
 
@@ -170,7 +217,7 @@ class Meter {
         }
         this.tail = Buffer.alloc(0);
         off = end;
-        if (this.unshown !== undefined) this.shown.push(performance.now() - this.unshown);
+        if (this.unshown !== undefined) this.shown.push(now() - this.unshown);
         this.unshown = undefined;
         this.inHead = false;
         this.need = FRAME;
@@ -188,7 +235,7 @@ class Meter {
       if (seq >= this.from()) {
         this.received++;
         this.lost += Math.max(0, seq - Math.max(this.lastSeq, this.from() - 1) - 1);
-        this.recv.push(performance.now() - at);
+        this.recv.push(now() - at);
         this.unshown = at;
       }
       this.lastSeq = seq;
@@ -231,7 +278,7 @@ interface Row {
   peakRss: number;
 }
 
-async function fanOut(server: Server, viewers: number, seconds: number): Promise<Row> {
+async function fanOut(server: Server, pub: Publisher, viewers: number, seconds: number): Promise<Row> {
   const path = `/_m/bench-${viewers}`;
   const frame = makeFrame();
   let seq = 0;
@@ -250,21 +297,10 @@ async function fanOut(server: Server, viewers: number, seconds: number): Promise
   await sleep(200);
   from = seq;
   const before = await server.ask('usage');
-  const t0 = performance.now();
-  const interval = 1000 / FPS;
-  let due = t0;
-  while (performance.now() - t0 < seconds * 1000) {
-    await send(server.port, 'POST', path, stamp(frame, seq++));
-    due += interval;
-    const wait = due - performance.now();
-    if (wait > 0) await sleep(wait);
-    else due = performance.now();
-  }
-  const elapsed = (performance.now() - t0) / 1000;
-  const last = seq - 1;
+  const { last, elapsed } = await pub.run(server.port, path, seconds, seq);
+  const after = await server.ask('usage');
   const settle = performance.now();
   while (meters.some((m) => m.lastSeq < last) && performance.now() - settle < 3000) await sleep(20);
-  const after = await server.ask('usage');
   for (const r of reqs) r.destroy();
   await send(server.port, 'DELETE', path);
   const published = last - from + 1;
@@ -341,14 +377,15 @@ async function main(): Promise<void> {
     `server in a child process; load avg ${spawnSync('cat', ['/proc/loadavg']).stdout.toString().split(' ').slice(0, 3).join(' ')}`);
   const rows: Row[] = [];
   const stalls: StallRow[] = [];
-  for (const kind of SERVERS) {
-    const server = await startServer(kind);
-    try {
-      for (const n of counts) rows.push(await fanOut(server, n, seconds));
-      stalls.push(await stalled(server));
-    } finally {
-      server.stop();
-    }
+  const servers = await Promise.all(SERVERS.map(startServer));
+  const pub = await startPublisher();
+  try {
+    // Interleaved, so that a change in the machine's load hits both servers alike.
+    for (const n of counts) for (const server of servers) rows.push(await fanOut(server, pub, n, seconds));
+    for (const server of servers) stalls.push(await stalled(server));
+  } finally {
+    for (const server of servers) server.stop();
+    pub.stop();
   }
   const ms = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(1));
   rows.sort((a, b) => a.viewers - b.viewers || SERVERS.indexOf(a.server) - SERVERS.indexOf(b.server));
@@ -370,4 +407,5 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[2] === '--serve') await serve(process.argv[3] as Kind);
+else if (process.argv[2] === '--publish') publisher();
 else await main();

@@ -121,6 +121,8 @@ export function createStreams(config: StreamsConfig): Streams {
         res.writeHead(200, viewHeaders(boundary)).end();
         return;
       }
+      // Gone while an async `authorize` ran: its 'close' has fired already and would never unsubscribe.
+      if (res.closed || req.socket.destroyed) return;
       const v = createViewer(name, res, boundary);
       const subscription = hub.subscribe(name, v);
       if (!subscription) throw noSuchStream();
@@ -167,6 +169,7 @@ export function createStreams(config: StreamsConfig): Streams {
   function stats(): StreamStats[] {
     const perStream = new Map<string, { pending: number; queued: number }>();
     for (const v of viewers) {
+      if (v.res.writableEnded) continue; // its stream ended; a new one may have the same name
       const s = perStream.get(v.name) ?? { pending: 0, queued: 0 };
       if (v.pending) s.pending++;
       s.queued += v.res.writableLength;

@@ -1,6 +1,12 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { WharfError } from '../lib/errors.js';
+import { createFileServer } from '../lib/server.js';
+import type { IncomingMessage } from 'node:http';
 import { view } from './mixed-replace.js';
 import { AUTH, eventually, frame, post, request, start, waveForm } from './streams-helpers.js';
 
@@ -358,4 +364,57 @@ test('a Content-Length over the frame limit is refused before the body is read',
   assert.equal(res.status, 413);
   assert.equal(res.json?.error, 'LIMIT_FRAME_SIZE');
   assert.deepEqual(s.stats(), []);
+});
+
+test('a viewer gone before an async authorize answers is never subscribed', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'wharf-streams-'));
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  let asked!: (req: IncomingMessage) => void;
+  const asking = new Promise<IncomingMessage>((r) => (asked = r));
+  const files = createFileServer({
+    dataDir,
+    accessKeys: { app: 'app-secret' },
+    authorize: async (req) => {
+      asked(req);
+      await held;
+      return true;
+    },
+  });
+  const { url } = await files.listen({ port: 0, host: '127.0.0.1' });
+  t.after(async () => {
+    await files.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+  await files.site.uplink('late', 'image/jpeg', frame(1, 10));
+  const socket = net.connect({ host: '127.0.0.1', port: Number(new URL(url).port) });
+  socket.on('error', () => {});
+  socket.write('GET /_m/late HTTP/1.1\r\nHost: x\r\n\r\n');
+  const req = await asking;
+  // The server has seen the viewer leave before authorize answers.
+  const seen = new Promise((r) => req.socket.once('close', r));
+  socket.destroy();
+  await seen;
+  release();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(files.streamStats()[0]!.viewers, 0);
+  // A viewer that stays is subscribed as usual.
+  const v = await view(`${url}/_m/late`);
+  t.after(() => v.close());
+  await v.until((r) => r.parts.length === 1, 'frame');
+  assert.equal(files.streamStats()[0]!.viewers, 1);
+});
+
+test('a publisher that disconnects mid-frame publishes nothing and breaks nothing', async (t) => {
+  const s = await start(t);
+  const socket = net.connect({ host: '127.0.0.1', port: Number(new URL(s.url).port) });
+  socket.on('error', () => {});
+  await new Promise((r) => socket.once('connect', r));
+  socket.write(`POST /_m/cut HTTP/1.1\r\nHost: x\r\nAuthorization: ${AUTH}\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n`);
+  socket.write(Buffer.alloc(5000));
+  await new Promise((r) => setTimeout(r, 50)); // let the server start reading the body
+  socket.destroy();
+  await new Promise((r) => setTimeout(r, 50)); // and notice the abort
+  assert.deepEqual(s.stats(), []);
+  assert.equal((await post(s.url, 'cut', 'image/jpeg', frame(1, 10))).status, 200);
 });
