@@ -1,0 +1,139 @@
+// The load scenario of test/load.test.ts (10 s) and `npm run stress` (60 s): a wharf server in a
+// child process with a data directory and a public mapping, a warm-up, the baseline (descriptors,
+// RSS after GC), the load, and everything checked after it.
+//
+// Memory. A fresh node process grows its RSS by some 70–80 MiB in its first seconds of heavy load
+// and keeps it: V8 keeps the heap pages it grew (heapTotal 10 → 40 MiB while heapUsed stays near
+// 6 MiB) and glibc keeps freed arenas. That is not a leak and it does not come back, so the RSS
+// baseline is taken after a warm-up load (WARMUP_SECONDS of the same mix): "near the baseline" is
+// within RSS_SLACK (64 MiB) of it after a full GC — a leak of even a few hundred bytes per request
+// would pass that over a run's requests and their megabytes. The JavaScript side is held tighter:
+// heapUsed + external after GC within JS_SLACK (16 MiB) of the cold start, which the static
+// engine's memory cache (limits.cacheSize, 32 MiB of small files) could fill only if the run
+// re-read the same small files, which it mostly does not.
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { basicAuth } from '../lib/auth.js';
+import { eventually, formatReport, patternBytes, rssOf, runLoad, send, sleep, startChild, type LoadReport, type Memory } from './load-gen.js';
+
+export const RSS_SLACK = 64 * 1024 * 1024;
+export const JS_SLACK = 16 * 1024 * 1024;
+export const WARMUP_SECONDS = 3;
+
+export interface ScenarioResult {
+  report: LoadReport;
+  fdsBefore: number;
+  fdsAfter: number;
+  /** Descriptors open after the run that were not before. */
+  fdDiff: string;
+  /** After start-up, after the warm-up, and after the run, all after a full GC; and the peak. */
+  memCold: Memory;
+  memWarm: Memory;
+  memAfter: Memory;
+  rssPeak: number;
+  warmup: LoadReport;
+  tempLeft: string[];
+  diskProblems: string[];
+  serverErrors: string;
+  summary: string;
+}
+
+const KEY = { id: 'load', secret: 'load-secret-0123456789' };
+
+export async function runLoadScenario(o: { root: string; seconds: number; clients: number; log?: (line: string) => void }): Promise<ScenarioResult> {
+  const dataDir = join(o.root, 'data');
+  const pub = join(o.root, 'public');
+  await mkdir(dataDir, { recursive: true });
+  await mkdir(pub, { recursive: true });
+  const staticFiles = [
+    { name: 'small.bin', offset: 11, size: 10 * 1024 },
+    { name: 'medium.bin', offset: 4099, size: 300 * 1024 },
+    { name: 'large.bin', offset: 70_001, size: 4 * 1024 * 1024 },
+  ];
+  for (const f of staticFiles) await writeFile(join(pub, f.name), patternBytes(f.offset, 0, f.size));
+  const child = await startChild({ dataDir, publicDirs: [`/pub/@${pub}`], accessKeys: { [KEY.id]: KEY.secret } });
+  try {
+    const auth = basicAuth(KEY.id, KEY.secret);
+    const streams = ['cam-1', 'cam-2', 'cam-3'];
+    // Warm-up: every route once, so what is allocated once (code, the streams) is in the baseline.
+    for (const s of streams) {
+      const a = await send(child.url, `/_m/${s}`, { method: 'POST', headers: { 'Content-Type': 'image/jpeg', Authorization: auth }, body: patternBytes(1, 0, 8192) });
+      if (a.status !== 200) throw new Error(`warm-up publish: ${a.status}`);
+    }
+    for (const f of staticFiles) await send(child.url, `/pub/${f.name}`);
+    await sleep(200);
+    const fdsBefore = await child.fds();
+    const fdListBefore = new Set((await child.fdTargets()).map((l) => l.replace(/^\d+ -> /, '')));
+    const memCold = await child.memory();
+    let rssPeak = memCold.rss;
+    const sampler = setInterval(() => {
+      rssOf(child.pid).then((rss) => {
+        rssPeak = Math.max(rssPeak, rss);
+      }, () => {});
+    }, 250);
+
+    const load = {
+      url: child.url,
+      clients: o.clients,
+      auth,
+      staticFiles: staticFiles.map((f) => ({ path: `/pub/${f.name}`, offset: f.offset, size: f.size })),
+      streams,
+      minUpload: 1024,
+      maxUpload: 10 * 1024 * 1024,
+      poolMax: 100,
+      onFailure: (what: string) => o.log?.(`FAILED ${what}`),
+    };
+    const warmup = await runLoad({ ...load, seconds: WARMUP_SECONDS });
+    const memWarm = await child.memory();
+    const main = await runLoad({ ...load, seconds: o.seconds, uploads: warmup.uploads });
+    clearInterval(sampler);
+    // The run's failures include the warm-up's: no request may fail in either.
+    const report: LoadReport = { ...main, failed: main.failed + warmup.failed, failures: [...warmup.failures, ...main.failures] };
+    for (const s of streams) await send(child.url, `/_m/${s}`, { method: 'DELETE', headers: { Authorization: auth } });
+
+    // Every client connection is closed by now (agents destroyed): the server's descriptors must
+    // come back to what they were once it has seen the closes.
+    let fdsAfter = await child.fds();
+    await eventually(async () => (fdsAfter = await child.fds()) <= fdsBefore, 'server descriptors back to the baseline', 15_000).catch(() => {});
+    const fdDiff = (await child.fdTargets()).filter((l) => !fdListBefore.has(l.replace(/^\d+ -> /, ''))).join('\n');
+    const tempDir = join(dataDir, '.wharf-tmp');
+    let tempLeft: string[] = [];
+    await eventually(async () => (tempLeft = await readdir(tempDir)).length === 0, 'temp area empty', 10_000).catch(() => {});
+    const diskProblems = await checkDisk(join(dataDir, 'f'), report);
+    const memAfter = await child.memory();
+
+    const mib = (b: number): string => `${(b / 1048576).toFixed(1)} MiB`;
+    const js = (m: Memory): string => mib(m.heapUsed + m.external);
+    const summary = [
+      `load: ${o.clients} clients, ${o.seconds} s (after a ${WARMUP_SECONDS} s warm-up: ${warmup.requests} requests, ${warmup.failed} failed)`,
+      formatReport(report),
+      `server fds: ${fdsBefore} before, ${fdsAfter} after; temp files left ${tempLeft.length}; uploads on disk ${report.uploads.length}, problems ${diskProblems.length}`,
+      `server RSS after GC: ${mib(memCold.rss)} cold, ${mib(memWarm.rss)} warmed up, ${mib(memAfter.rss)} after (peak ${mib(rssPeak)}); JS heap+external: ${js(memCold)} cold, ${js(memAfter)} after`,
+    ].join('\n');
+    return { report, warmup, fdsBefore, fdsAfter, fdDiff, memCold, memWarm, memAfter, rssPeak, tempLeft, diskProblems, serverErrors: child.stderr(), summary };
+  } finally {
+    await child.stop();
+  }
+}
+
+/** `f/` must hold exactly the uploads the run kept, each one file of its size: nothing partial, nothing lost. */
+async function checkDisk(filesDir: string, report: LoadReport): Promise<string[]> {
+  const problems: string[] = [];
+  const want = new Map(report.uploads.map((u) => [u.id, u]));
+  const ids = await readdir(filesDir);
+  for (const id of ids) {
+    const u = want.get(id);
+    if (!u) {
+      problems.push(`unexpected upload on disk: ${id}`);
+      continue;
+    }
+    const names = await readdir(join(filesDir, id));
+    if (names.length !== 1 || names[0] !== u.filename) problems.push(`${id}: holds ${JSON.stringify(names)}, expected ${u.filename}`);
+    else {
+      const size = (await stat(join(filesDir, id, u.filename))).size;
+      if (size !== u.size) problems.push(`${id}/${u.filename}: ${size} bytes, expected ${u.size}`);
+    }
+  }
+  for (const id of want.keys()) if (!ids.includes(id)) problems.push(`upload lost: ${id}`);
+  return problems;
+}

@@ -1,0 +1,38 @@
+// A wharf file server in a process of its own, for the load and fault tests: its descriptors, RSS
+// and file-descriptor limit are then its own. Started by `startChild` (test/load-gen.ts):
+//
+//   node [--expose-gc] load-server.js '<FileServerOptions as JSON>'
+//
+// Prints one JSON line `{"port":…,"pid":…}` on stdout once listening. Over the IPC channel it answers
+// `{cmd:"memory"}` with `{rss, heapUsed, external, arrayBuffers}` after a full GC (with
+// --expose-gc), and `{cmd:"close"}` by
+// closing the server and exiting. Warnings go to stderr.
+import { createFileServer, type FileServerOptions } from '../lib/server.js';
+
+const options = JSON.parse(process.argv[2] ?? '{}') as FileServerOptions;
+const files = createFileServer({ ...options, warn: (message) => process.stderr.write(`${message}\n`) });
+const address = await files.listen({ host: '127.0.0.1', port: 0 });
+process.stdout.write(`${JSON.stringify({ port: address.port, pid: process.pid })}\n`);
+
+const gc = (globalThis as { gc?: () => void }).gc;
+
+process.on('message', (message: { id: number; cmd: string }) => {
+  const reply = (value: unknown): void => {
+    process.send?.({ id: message.id, value });
+  };
+  if (message.cmd === 'memory') {
+    // Twice: the first pass finalises what the second then frees.
+    gc?.();
+    gc?.();
+    const m = process.memoryUsage();
+    reply({ rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers });
+  } else if (message.cmd === 'close') {
+    void files.close().then(() => {
+      reply(true);
+      process.disconnect?.();
+      process.exit(0);
+    });
+  }
+});
+// The parent gone (a crashed test) must not leave a server behind.
+process.on('disconnect', () => process.exit(0));
