@@ -8,7 +8,13 @@
 // each viewer builds them once when it subscribes and again only when the frame type changes, never
 // per frame. A viewer whose socket has not drained keeps one pending frame, replaced by the newest,
 // and is dropped after `limits.viewerStallTimeout`: memory per stream is the latest frame plus what
-// each stalled viewer's socket is still sending, never a queue.
+// each stalled viewer's socket is still sending, never a queue. (The kernel's own socket buffers
+// still hold what they accepted: a slow but live viewer lags by up to their size before it skips.)
+//
+// Answers: POST and DELETE 200 with an empty body (Wave's client checks the status only); 400
+// `INVALID_STREAM_NAME`, `INVALID_CONTENT_TYPE`, `EMPTY_FRAME`; 404 `NOT_FOUND`; 408 `BODY_TIMEOUT`;
+// 413 `LIMIT_FRAME_SIZE`; 503 `TOO_MANY_STREAMS` / `TOO_MANY_VIEWERS` (a server-wide capacity, not a
+// per-client rate, hence 503 and not 429) and `SHUTTING_DOWN`. A timeout limit of 0 means never.
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { WharfError, sendError } from './errors.js';
