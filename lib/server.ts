@@ -85,7 +85,12 @@ export interface BoundAddress {
 export interface FileServer {
   /** Standalone: binds (default `127.0.0.1:10101`) and resolves with the bound address. */
   listen(options?: ListenOptions): Promise<BoundAddress>;
-  /** Middleware for `node:http`, Express, Connect: calls `next()` for URLs that are not wharf's, else 404s. */
+  /**
+   * Middleware for `node:http`, Express, Connect: calls `next()` for URLs that are not wharf's, else
+   * 404s. A plain function (no `this`), so `app.use(files.handle)` works. Mount it at the root:
+   * under a mount path Express strips the prefix from `req.url`, and the upload URLs wharf hands
+   * out (`{base}_f/…`) would no longer match what the browser requests.
+   */
   handle(req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void;
   /**
    * Stops accepting (new requests get 503), aborts in-flight uploads, ends image streams, lets

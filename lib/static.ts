@@ -1,7 +1,7 @@
 // The static engine: answers GET/HEAD for one file of a `FileSource` — conditionals, ranges,
 // content type, downloads — from a small revalidated memory cache or streamed from disk.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { close as closeFd, constants, createReadStream, fstat, fstatSync, open as openFd, openSync, realpathSync, statSync } from 'node:fs';
+import { close as closeFd, closeSync, constants, createReadStream, fstat, fstatSync, open as openFd, openSync, read as readFd, realpathSync, statSync } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import { basename, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -18,10 +18,15 @@ export interface FileInfo {
   ino: number;
 }
 
-/** A regular file opened for reading; `stream` or `close` must be called exactly once. */
+/** A regular file opened for reading; exactly one of `stream`, `read` or `close` must be called, once. */
 export interface OpenFile extends FileInfo {
   /** Bytes `start`..`end` inclusive; the stream owns the descriptor and closes it on end, error or destroy. */
   stream(start: number, end: number): Readable;
+  /**
+   * Optional: bytes `start`..`end` inclusive in one buffer (fewer bytes if the file shrank), then
+   * the descriptor is closed. The engine uses it for small answers only.
+   */
+  read?(start: number, end: number): Promise<Buffer>;
   close(): Promise<void>;
 }
 
@@ -59,10 +64,16 @@ export const DEFAULT_CACHE_CONTROL = 'public, max-age=0, must-revalidate';
 /**
  * A synchronous revalidation (realpath + stat of a file just served, so its metadata is in the
  * kernel's caches) normally takes a few µs, against ~20 µs of CPU for each thread-pool round trip.
- * When their moving average passes this, the storage is slow (network, FUSE, a cold disk) and the
- * source stays asynchronous from then on, so the event loop is not held up by it again.
+ * A call over SLOW_SYNC_MS counts as slow; when most recent calls are (the decayed count passes
+ * SLOW_SCORE, half of its ceiling 1 / (1 - SLOW_DECAY)), the storage is slow (network, FUSE, a cold
+ * disk) and the source stays asynchronous from then on.
  */
 const SLOW_SYNC_MS = 1;
+const SLOW_DECAY = 31 / 32;
+const SLOW_SCORE = 16;
+
+/** Answers up to this many bytes from a file not in memory are read in one go instead of streamed. */
+const SMALL_READ = 64 * 1024;
 
 /** Read size of file streams: fewer, larger reads mean fewer thread-pool round trips per MiB (measured in bench/static). */
 const STREAM_CHUNK = 256 * 1024;
@@ -92,24 +103,52 @@ function orNotFile(err: unknown): null {
   throw err;
 }
 
-/** The OpenFile for an open descriptor of a regular file; it owns `fd` from here on. */
-function openFileOf(fd: number, st: FileInfo): OpenFile {
+/**
+ * The OpenFile for an open descriptor of a regular file; it owns `fd` from here on. `syncClose`:
+ * the file was opened synchronously (fast local storage), so closing it after a small read is too.
+ */
+function openFileOf(fd: number, st: FileInfo, syncClose: boolean): OpenFile {
   let used = false;
+  const use = (): void => {
+    if (used) throw new Error('OpenFile already used');
+    used = true;
+  };
   return {
     size: st.size,
     mtimeMs: st.mtimeMs,
     ino: st.ino,
     stream(start, end) {
-      if (used) throw new Error('OpenFile already used');
-      used = true;
+      use();
       return createReadStream('', { fd, start, end, autoClose: true, emitClose: true, highWaterMark: STREAM_CHUNK });
+    },
+    read(start, end) {
+      use();
+      const buf = Buffer.allocUnsafe(end - start + 1);
+      return new Promise((ok, fail) => {
+        readFd(fd, buf, 0, buf.length, start, (err, n) => {
+          if (syncClose) closeSyncQuietly(fd);
+          else closeFd(fd, () => {});
+          if (err) fail(err);
+          else ok(n === buf.length ? buf : buf.subarray(0, n));
+        });
+      });
     },
     close() {
       if (used) return Promise.resolve();
       used = true;
-      return closeQuietly(fd);
+      if (!syncClose) return closeQuietly(fd);
+      closeSyncQuietly(fd);
+      return Promise.resolve();
     },
   };
+}
+
+function closeSyncQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // nothing useful to do: the descriptor is gone either way
+  }
 }
 
 function closeQuietly(fd: number): Promise<void> {
@@ -145,7 +184,7 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
   let realRoot: string | undefined;
   /** Set once a synchronous check took too long: this storage is not local and warm, stay async. */
   let slow = false;
-  let syncMs = 0;
+  let slowScore = 0;
 
   async function resolveRoot(): Promise<string | undefined> {
     try {
@@ -160,9 +199,11 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
 
   /** Feeds the moving average of synchronous call times; a slow storage turns `slow` on for good. */
   function timed(t0: number): void {
-    // A moving average, so one preemption of a busy process does not count as slow storage.
-    syncMs += (performance.now() - t0 - syncMs) / 16;
-    if (syncMs > SLOW_SYNC_MS) slow = true;
+    // Count slow calls with decay rather than average their time: a busy machine preempts a process
+    // now and then for many ms, which an average would take for slow storage; slow storage makes
+    // nearly every call slow, which this catches after about twenty calls.
+    slowScore = slowScore * SLOW_DECAY + (performance.now() - t0 > SLOW_SYNC_MS ? 1 : 0);
+    if (slowScore > SLOW_SCORE) slow = true;
   }
 
   /** `locate` without the thread pool; undefined when it should not (slow storage) or cannot decide cheaply. */
@@ -236,7 +277,7 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
         await closeQuietly(fd);
         throw err;
       }
-      if (st.isFile()) return openFileOf(fd, st);
+      if (st.isFile()) return openFileOf(fd, st, false);
       await closeQuietly(fd);
       return null;
     },
@@ -258,8 +299,8 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
         throw err;
       }
       timed(t0);
-      if (st.isFile()) return openFileOf(fd, st);
-      closeFd(fd, () => {});
+      if (st.isFile()) return openFileOf(fd, st, true);
+      closeSyncQuietly(fd);
       return null;
     },
   };
@@ -390,6 +431,7 @@ const sameFile = (a: FileInfo, b: FileInfo): boolean => a.size === b.size && a.m
 
 function readWhole(file: OpenFile): Promise<Buffer> {
   if (file.size === 0) return file.close().then(() => Buffer.alloc(0));
+  if (file.read) return file.read(0, file.size - 1);
   return new Promise((ok, fail) => {
     const chunks: Buffer[] = [];
     const s = file.stream(0, file.size - 1);
@@ -483,13 +525,14 @@ export function createStatic(options: StaticOptions): StaticEngine {
     if (status === 206) headers.push('Content-Range', `bytes ${start}-${end}/${e.size}`);
     const name = downloadName(req.url ?? '', rel);
     if (name !== undefined) headers.push('Content-Disposition', attachment(name));
-    res.writeHead(status, headers);
     if (req.method === 'HEAD' || end < start) {
       void file?.close();
+      res.writeHead(status, headers);
       res.end();
       return;
     }
     if (file === null) {
+      res.writeHead(status, headers);
       res.end(start === 0 && end === e.size - 1 ? e.data : e.data!.subarray(start, end + 1));
       return;
     }
@@ -498,8 +541,25 @@ export function createStatic(options: StaticOptions): StaticEngine {
       void file.close();
       return;
     }
-    const body = file.stream(start, end);
     const want = end - start + 1;
+    if (want <= SMALL_READ && file.read) {
+      // A small answer (a Range, say) in one read: no stream machinery, and the headers wait for
+      // the bytes, so a failed read can still be answered properly.
+      file.read(start, end).then(
+        (buf) => {
+          if (buf.length !== want) {
+            sendError(res, new WharfError('FILE_CHANGED', 'the file changed while it was read; try again', 503));
+            return;
+          }
+          res.writeHead(status, headers);
+          res.end(buf);
+        },
+        (err: unknown) => sendError(res, fromFsError(err)),
+      );
+      return;
+    }
+    res.writeHead(status, headers);
+    const body = file.stream(start, end);
     // pipe() rather than pipeline(): measurably cheaper per response (no AbortController/eos
     // bookkeeping), with the two teardown paths pipeline would give wired by hand.
     body.once('end', () => {

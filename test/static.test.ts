@@ -454,6 +454,27 @@ describe('static engine: cache bounds and errors', () => {
     }
   });
 
+  test('a small read that fails or comes up short is answered with JSON, not cut', async () => {
+    const info = { size: 1 << 20, mtimeMs: 1_700_000_000_000, ino: 11 };
+    for (const [read, status, error] of [
+      [async () => { throw Object.assign(new Error('EIO'), { code: 'EIO' }); }, 500, 'INTERNAL'],
+      [async () => Buffer.alloc(3), 503, 'FILE_CHANGED'],
+    ] as const) {
+      const source: FileSource = {
+        stat: async () => info,
+        open: async (): Promise<OpenFile> => ({ ...info, stream: () => Readable.from([]), read, close: async () => {} }),
+      };
+      const { url, server } = await serveWith(createStatic({ limits: resolveLimits() }), source);
+      try {
+        const r = await request(url, '/x/f.bin', { headers: { range: 'bytes=0-9' } });
+        assert.equal(r.status, status);
+        assert.equal(JSON.parse(r.text).error, error);
+      } finally {
+        await stop(server);
+      }
+    }
+  });
+
   /** A source of one big "file" whose stream misbehaves as `make` says. */
   function oddSource(size: number, make: () => Readable): FileSource {
     const info = { size, mtimeMs: 1_700_000_000_000, ino: 7 };
