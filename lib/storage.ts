@@ -6,6 +6,9 @@
 //   <dataDir>/.wharf-tmp/<pid>.<instance>.<n>/<path>
 //                                      one upload id being staged, invisible to readers; same
 //                                      filesystem, so committing it is one rename to f/<id>
+//
+// Commits are atomic for readers, not durable: nothing is fsync'd, so a power cut right after an
+// answer may lose the upload's last bytes (as with busboy, formidable or multer writing to disk).
 import { randomBytes } from 'node:crypto';
 import { close, closeSync, constants, mkdir as mkdirCb, mkdirSync, open, openSync, renameSync, writev, writevSync } from 'node:fs';
 import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
@@ -57,7 +60,7 @@ export interface LocalStorageOptions {
   writeBatch?: number;
   /**
    * Bytes all files being written may hold, together, while they gather batches; past it each
-   * writes what it has at its next chunk, so 64 uploads at once do not hold 64 batches. Default 16 MiB.
+   * writes what it has at its next chunk, so 64 uploads at once do not hold 64 batches. Default 8 MiB.
    */
   writeBuffer?: number;
   /**
@@ -114,7 +117,7 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
   const memory: WriteMemory = {
     batch: Math.max(16 * 1024, options.writeBatch ?? 1024 * 1024),
     syncBelow: Math.max(0, options.syncWriteBelow ?? 64 * 1024),
-    budget: Math.max(0, options.writeBuffer ?? 16 * 1024 * 1024),
+    budget: Math.max(0, options.writeBuffer ?? 8 * 1024 * 1024),
     held: 0,
   };
   const filesDir = join(dataDir, 'f');
@@ -327,6 +330,10 @@ interface Place {
   dirSync(path: string): boolean;
 }
 
+// Bytes a file accepts past a batch being written before it pushes back: one socket read. More
+// would only move data from the kernel's socket buffer (not our memory) into ours.
+const WRITING_AHEAD = 64 * 1024;
+
 /** Write batching shared by the files of one storage. */
 interface WriteMemory {
   batch: number;
@@ -342,8 +349,8 @@ interface WriteMemory {
  * reads, 16–64 KiB) are gathered into batches and each batch goes down in one `writev`; the file is
  * opened only at the first batch, so a small file costs open + writev + close. Each accepted chunk
  * is acknowledged at once while a batch fills; the chunk that completes one waits for the disk, and
- * so does the stream's backpressure. A batch is `memory.batch` bytes, or less once all writers
- * together hold `memory.budget`.
+ * past `WRITING_AHEAD` more bytes so does the stream (backpressure). A batch is `memory.batch`
+ * bytes, or less once all writers together hold `memory.budget`.
  */
 function createFileWriter(path: string, place: Place, memory: WriteMemory): StagedFile {
   let fd: number | undefined;
@@ -388,7 +395,8 @@ function createFileWriter(path: string, place: Place, memory: WriteMemory): Stag
   };
 
   const writer = new Writable({
-    highWaterMark: memory.batch,
+    // What is accepted while a batch is on its way to disk; the batch itself is under the budget.
+    highWaterMark: WRITING_AHEAD,
     write: (chunk: Buffer, _enc, cb) => accept([chunk], cb),
     writev: (entries, cb) => accept(entries.map((e) => e.chunk as Buffer), cb),
     final: (cb) => {

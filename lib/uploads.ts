@@ -429,8 +429,9 @@ interface BodyReader extends AsyncIterable<Buffer> {
   fail(err: WharfError): void;
 }
 
-// Bytes queued ahead of the parser before the socket is paused: a few socket reads.
-const QUEUE_BYTES = 256 * 1024;
+// Bytes queued ahead of the parser before the socket is paused: about one socket read. Anything
+// more waits in the kernel's socket buffer, which costs this process nothing.
+const QUEUE_BYTES = 64 * 1024;
 
 function createBodyReader(req: IncomingMessage, maxBytes: number, idleMs: number): BodyReader {
   const queue: Buffer[] = [];
