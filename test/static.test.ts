@@ -454,6 +454,42 @@ describe('static engine: cache bounds and errors', () => {
     }
   });
 
+  test('a client that stops reading a 100 MiB download: backpressure holds, memory stays bounded', async () => {
+    const { dir, cleanup } = await tempDir();
+    const path = join(dir, 'big.bin');
+    await writeFile(path, Buffer.alloc(0));
+    await truncate(path, 100 * 1024 * 1024);
+    let serverRes: import('node:http').ServerResponse | undefined;
+    const engine = createStatic({ limits: resolveLimits() });
+    const source = createDirectorySource(dir);
+    const server = createServer((req, res) => {
+      serverRes = res;
+      void engine.serve(req, res, source, 'big.bin');
+    });
+    const url = await new Promise<string>((r) => server.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)));
+    const before = process.memoryUsage().arrayBuffers;
+    let req: ReturnType<typeof httpRequest> | undefined;
+    try {
+      await new Promise<void>((resolve) => {
+        req = httpRequest(`${url}/x`, { agent: false }, (res) => {
+          res.once('data', () => { res.pause(); resolve(); });
+        });
+        req.on('error', () => {});
+        req.end();
+      });
+      // the kernel's socket buffers fill, then Node's own queue stops growing
+      await eventually(() => (serverRes?.socket?.writableLength ?? 0) > 0, 'backpressure reaches the server');
+      await new Promise((r) => setTimeout(r, 100));
+      assert.ok(serverRes!.socket!.writableLength <= 2 * 512 * 1024, `queued ${serverRes!.socket!.writableLength}`);
+      const grown = process.memoryUsage().arrayBuffers - before;
+      assert.ok(grown < 16 * 1024 * 1024, `buffers grew by ${grown} bytes for one stalled 100 MiB download`);
+    } finally {
+      req?.destroy();
+      await stop(server);
+      await cleanup();
+    }
+  });
+
   test('a small read that fails or comes up short is answered with JSON, not cut', async () => {
     const info = { size: 1 << 20, mtimeMs: 1_700_000_000_000, ino: 11 };
     for (const [read, status, error] of [
