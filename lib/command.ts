@@ -75,7 +75,6 @@ const LIMIT_HELP: Partial<Record<keyof Limits, string>> = {
   streamIdleTimeout: 'a stream without a frame this long is ended',
   uploadIdleTimeout: 'an upload body that sends nothing this long fails',
   headersTimeout: 'time a client has to send its request headers',
-  requestTimeout: 'time for a whole non-upload request',
   cacheFileSize: 'files up to this size are cached in memory (0: no cache)',
   cacheSize: 'bytes in the memory cache',
   closeGrace: 'time downloads get to finish on shutdown',

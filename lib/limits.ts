@@ -29,16 +29,14 @@ export interface Limits {
   streams: number;
   /** Viewers of one image stream. Default 1,000. */
   viewersPerStream: number;
-  /** ms a viewer may leave a frame unread before it is dropped. Default 10 s. */
+  /** ms a viewer may leave a frame unread before it is dropped; 0: never. Default 10 s. */
   viewerStallTimeout: number;
-  /** ms without a frame after which a stream is ended (an app that forgot `unlink`). Default 10 min. */
+  /** ms without a frame after which a stream is ended (an app that forgot `unlink`); 0: never. Default 10 min. */
   streamIdleTimeout: number;
-  /** ms an upload body may go without receiving a byte. Replaces Node's whole-request timeout on upload routes, so a slow but live 2 GiB upload is never killed. Default 60 s. */
+  /** ms an upload body may go without receiving a byte. Replaces Node's whole-request timeout on upload routes, so a slow but live 2 GiB upload is never killed; 0: never. Default 60 s. */
   uploadIdleTimeout: number;
   /** ms a client has to send its request headers (slowloris). Default 10 s. */
   headersTimeout: number;
-  /** ms for a whole non-upload request. Default 5 min. */
-  requestTimeout: number;
   /** Files up to this size are kept in the static engine's memory cache (revalidated by `stat` on every request). 0 turns the cache off. Default 64 KiB. */
   cacheFileSize: number;
   /** Total bytes in the static engine's memory cache. Default 32 MiB. */
@@ -62,7 +60,6 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   streamIdleTimeout: 600_000,
   uploadIdleTimeout: 60_000,
   headersTimeout: 10_000,
-  requestTimeout: 300_000,
   cacheFileSize: 64 * KiB,
   cacheSize: 32 * MiB,
   closeGrace: 5_000,
@@ -87,7 +84,6 @@ export const LIMIT_UNITS: Readonly<Record<keyof Limits, 'bytes' | 'ms' | 'count'
   streamIdleTimeout: 'ms',
   uploadIdleTimeout: 'ms',
   headersTimeout: 'ms',
-  requestTimeout: 'ms',
   cacheFileSize: 'bytes',
   cacheSize: 'bytes',
   closeGrace: 'ms',
