@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { Agent, request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { FileServerOptions } from '../lib/server.js';
 
@@ -725,4 +725,55 @@ export function formatReport(r: LoadReport): string {
     lines.push(`  ${op.padEnd(16)} ${String(s.count).padStart(7)}  p50 ${s.p50.toFixed(1).padStart(8)} ms  p99 ${s.p99.toFixed(1).padStart(8)} ms  max ${s.max.toFixed(0).padStart(6)} ms  ${mib(s.bytes)}`);
   }
   return lines.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw connections
+
+export interface RawConnection {
+  sock: Socket;
+  /** Everything received so far. */
+  received(): Buffer;
+  /** Resolves when the connection is closed (by either side). */
+  closed: Promise<void>;
+  isClosed(): boolean;
+  /** Resolves with the first complete answer (reading resumes if it was paused). */
+  answer(): Promise<RawAnswer>;
+}
+
+/** A connection on which the test writes what it likes, when it likes. */
+export function rawConnect(port: number): Promise<RawConnection> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, '127.0.0.1');
+    let got = Buffer.alloc(0);
+    let isClosed = false;
+    const waiters: Array<() => void> = [];
+    const closed = new Promise<void>((done) => sock.once('close', () => {
+      isClosed = true;
+      for (const w of waiters.splice(0)) w();
+      done();
+    }));
+    sock.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      for (const w of waiters.splice(0)) w();
+    });
+    sock.on('error', () => {});
+    sock.once('connect', () => resolve({
+      sock,
+      received: () => got,
+      closed,
+      isClosed: () => isClosed,
+      answer: () => new Promise((ok, fail) => {
+        const check = (): void => {
+          const parsed = parseAnswer(got, isClosed);
+          if (parsed !== null) return ok(parsed);
+          if (isClosed) return fail(new Error(`connection closed without an answer (${got.length} bytes)`));
+          waiters.push(check);
+        };
+        if (sock.isPaused()) sock.resume();
+        check();
+      }),
+    }));
+    sock.once('error', reject);
+  });
 }
