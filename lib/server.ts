@@ -115,8 +115,8 @@ type Access = 'open' | 'upload' | 'read' | 'private' | 'key';
 
 interface Method {
   access: Access;
-  /** Largest `Content-Length` accepted before any body byte is read. */
-  maxBody?: number;
+  /** Largest `Content-Length` accepted before any body byte is read, and the 413's error code. */
+  maxBody?: { bytes: number; code: 'LIMIT_REQUEST_SIZE' | 'LIMIT_FRAME_SIZE' };
   /** Needs upload storage started. */
   storage?: boolean;
   run(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void>;
@@ -206,7 +206,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     {
       prefix: `${base}_f/`,
       exact: true,
-      methods: { POST: { access: 'upload', maxBody: limits.requestSize, storage: true, run: (req, res) => uploads.receive(req, res) } },
+      methods: { POST: { access: 'upload', maxBody: { bytes: limits.requestSize, code: 'LIMIT_REQUEST_SIZE' }, storage: true, run: (req, res) => uploads.receive(req, res) } },
       allow: 'POST',
     },
     {
@@ -223,7 +223,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
       methods: {
         GET: { access: 'read', run: (req, res, rest) => streams.view(req, res, rest) },
         HEAD: { access: 'read', run: (req, res, rest) => streams.view(req, res, rest) },
-        POST: { access: 'key', maxBody: limits.frameSize + FRAME_FRAMING, run: (req, res, rest) => streams.publish(req, res, rest) },
+        POST: { access: 'key', maxBody: { bytes: limits.frameSize + FRAME_FRAMING, code: 'LIMIT_FRAME_SIZE' }, run: (req, res, rest) => streams.publish(req, res, rest) },
         DELETE: { access: 'key', run: (req, res, rest) => streams.end(req, res, rest) },
       },
       allow: 'GET, HEAD, POST, DELETE',
@@ -289,8 +289,8 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     }
     if (method.maxBody !== undefined) {
       const len = req.headers['content-length'];
-      if (len !== undefined && Number(len) > method.maxBody) {
-        refuse(req, res, new WharfError(method.maxBody === limits.requestSize ? 'LIMIT_REQUEST_SIZE' : 'LIMIT_FRAME_SIZE', `request body of ${len} bytes is over the limit of ${method.maxBody}`, 413));
+      if (len !== undefined && Number(len) > method.maxBody.bytes) {
+        refuse(req, res, new WharfError(method.maxBody.code, `request body of ${len} bytes is over the limit of ${method.maxBody.bytes}`, 413));
         return;
       }
     }

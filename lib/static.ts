@@ -1,7 +1,7 @@
 // The static engine: answers GET/HEAD for one file of a `FileSource` — conditionals, ranges,
 // content type, downloads — from a small revalidated memory cache or streamed from disk.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { close as closeFd, closeSync, constants, createReadStream, fstat, fstatSync, open as openFd, openSync, read as readFd, realpathSync, statSync } from 'node:fs';
+import { close as closeFd, closeSync, constants, createReadStream, fstat, fstatSync, lstatSync, open as openFd, openSync, read as readFd, realpathSync, statSync, type Stats } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import { basename, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -85,6 +85,9 @@ const STREAM_CHUNK = 512 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Directory source
+
+/** "A symlink is on the way": the cheap containment check cannot decide, realpath must. */
+const SYMLINK = Symbol('symlink');
 
 const GONE = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG']);
 const isGone = (err: unknown): boolean => GONE.has((err as NodeJS.ErrnoException).code ?? '');
@@ -211,23 +214,35 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
     if (slowScore > SLOW_SCORE) slow = true;
   }
 
-  /** `locate` without the thread pool; undefined when it should not (slow storage) or cannot decide cheaply. */
+  /** `locate` without the thread pool (dotfiles already checked); undefined when it cannot decide cheaply. */
   function locateSync(rel: string): string | null | undefined {
-    if (slow || realRoot === undefined) return undefined;
-    if (!dotfiles && hasDotSegment(rel)) return null;
-    const t0 = performance.now();
-    let real: string;
-    try {
-      real = realpathSync.native(absRoot + sep + rel);
-    } catch (err) {
-      return orGone(err);
-    } finally {
-      timed(t0);
-    }
+    if (realRoot === undefined) return undefined;
+    const real = realpathSync.native(absRoot + sep + rel);
     // Outside the root as last resolved: the async path re-resolves the root and decides.
     if (!real.startsWith(realRoot)) return undefined;
     if (!dotfiles && hasDotSegment(real.slice(realRoot.length))) return null;
     return real;
+  }
+
+  /**
+   * `lstat` of each component of `rel` below the root (the last one only if `last`). When none is a
+   * symlink the path cannot leave the root, whatever the root itself resolves to: one system call
+   * per level below the root, where realpath makes one per level of the whole path and then a stat
+   * is still needed. Returns the last component's stats (`last`) or true (the directories are
+   * plain), SYMLINK when a symlink is on the way (realpath decides then), null when missing.
+   */
+  function plainSync(rel: string, last: boolean): Stats | true | typeof SYMLINK | null {
+    let from = 0;
+    for (;;) {
+      const slash = rel.indexOf('/', from);
+      if (slash < 0 && !last) return true;
+      const st = lstatSync(absRoot + sep + (slash < 0 ? rel : rel.slice(0, slash)), { throwIfNoEntry: false });
+      if (st === undefined) return null;
+      if (st.isSymbolicLink()) return SYMLINK;
+      if (slash < 0) return st;
+      if (!st.isDirectory()) return null;
+      from = slash + 1;
+    }
   }
 
   /** The real path of `rel` if it is inside the root and allowed, else null. */
@@ -259,12 +274,22 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
       return st !== null && st.isFile() ? { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino } : null;
     },
     statSync(rel) {
-      const real = locateSync(rel);
-      if (real === undefined || real === null) return real;
+      if (slow) return undefined;
+      if (!dotfiles && hasDotSegment(rel)) return null;
       const t0 = performance.now();
-      const st = statSync(real, { throwIfNoEntry: false });
-      timed(t0);
-      return st !== undefined && st.isFile() ? { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino } : null;
+      try {
+        let st = plainSync(rel, true);
+        if (st === SYMLINK) {
+          const real = locateSync(rel);
+          if (real === undefined || real === null) return real;
+          st = statSync(real, { throwIfNoEntry: false }) ?? null;
+        }
+        return st !== null && st !== true && st.isFile() ? { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino } : null;
+      } catch (err) {
+        return orGone(err);
+      } finally {
+        timed(t0);
+      }
     },
     async open(rel) {
       const real = await locate(rel);
@@ -287,23 +312,36 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
       return null;
     },
     openSync(rel) {
-      const real = locateSync(rel);
-      if (real === undefined || real === null) return real;
+      if (slow) return undefined;
+      if (!dotfiles && hasDotSegment(rel)) return null;
       const t0 = performance.now();
       let fd: number;
       try {
-        fd = openSync(real, OPEN_FLAGS);
+        const dirs = plainSync(rel, false);
+        if (dirs === null) return null;
+        let path: string | null | undefined = dirs === SYMLINK ? locateSync(rel) : absRoot + sep + rel;
+        if (path === undefined || path === null) return path;
+        try {
+          fd = openSync(path, OPEN_FLAGS);
+        } catch (err) {
+          // ELOOP from O_NOFOLLOW: the file itself is a symlink; realpath decides where it leads.
+          if ((err as NodeJS.ErrnoException).code !== 'ELOOP' || dirs === SYMLINK) return orNotFile(err);
+          path = locateSync(rel);
+          if (path === undefined || path === null) return path;
+          fd = openSync(path, OPEN_FLAGS);
+        }
       } catch (err) {
         return orNotFile(err);
+      } finally {
+        timed(t0);
       }
       let st;
       try {
         st = fstatSync(fd);
       } catch (err) {
-        closeFd(fd, () => {});
+        closeSyncQuietly(fd);
         throw err;
       }
-      timed(t0);
       if (st.isFile()) return openFileOf(fd, st, true);
       closeSyncQuietly(fd);
       return null;

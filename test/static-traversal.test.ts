@@ -135,9 +135,23 @@ describe('path traversal', () => {
     await mkdir(join(tmp, 'outside', 'swap'), { recursive: true });
     await writeFile(join(tmp, 'outside', 'swap', 'secret.txt'), OUTSIDE);
     await writeFile(join(tmp, 'outside', 'swap', 'big.bin'), `${OUTSIDE}`.repeat(20_000));
+    // and files swapped for symlinks themselves
+    await writeFile(join(pub, 'small-swap.txt'), 'inside small');
+    await writeFile(join(pub, 'big-swap.bin'), Buffer.alloc(200_000, 105));
+    for (let i = 0; i < 2; i++) {
+      assert.equal((await rawGet(port, '/pub/small-swap.txt')).status, 200);
+      assert.equal((await rawGet(port, '/pub/big-swap.bin', { 'If-None-Match': '"x"' })).status, 200);
+    }
     await rename(join(pub, 'swap'), join(tmp, 'swapped-away'));
     await symlink(join(tmp, 'outside', 'swap'), join(pub, 'swap'));
-    for (const [path, headers] of [['/pub/swap/secret.txt', {}], ['/pub/swap/big.bin', {}], ['/pub/swap/big.bin', { 'If-None-Match': '"x"' }], ['/pub/swap/big.bin', { Range: 'bytes=0-99' }]] as const) {
+    await rename(join(pub, 'small-swap.txt'), join(tmp, 'swapped-away', 'small-swap.txt'));
+    await symlink(join(tmp, 'outside', 'swap', 'secret.txt'), join(pub, 'small-swap.txt'));
+    await rename(join(pub, 'big-swap.bin'), join(tmp, 'swapped-away', 'big-swap.bin'));
+    await symlink(join(tmp, 'outside', 'swap', 'big.bin'), join(pub, 'big-swap.bin'));
+    for (const [path, headers] of [
+      ['/pub/swap/secret.txt', {}], ['/pub/swap/big.bin', {}], ['/pub/swap/big.bin', { 'If-None-Match': '"x"' }], ['/pub/swap/big.bin', { Range: 'bytes=0-99' }],
+      ['/pub/small-swap.txt', {}], ['/pub/big-swap.bin', {}], ['/pub/big-swap.bin', { 'If-None-Match': '"x"' }], ['/pub/big-swap.bin', { Range: 'bytes=0-99' }],
+    ] as const) {
       const r = await rawGet(port, path, headers);
       assert.equal(r.status, 404, `${path} ${JSON.stringify(headers)} → ${r.status}`);
       assert.ok(!r.text.includes(OUTSIDE) && !r.text.includes('inside small'), path);

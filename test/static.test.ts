@@ -25,6 +25,7 @@ describe('static engine over HTTP', () => {
   let root: string;
   let cleanup: () => Promise<void>;
   const big = randomBytes(1024 * 1024 + 17); // streamed (over cacheFileSize)
+  const bigAlias = randomBytes(100_000);
   const warnings: string[] = [];
 
   before(async () => {
@@ -34,10 +35,14 @@ describe('static engine over HTTP', () => {
     await writeFile(join(root, 'pub', 'hello.txt'), 'hello, world\n');
     await writeFile(join(root, 'pub', 'digits.txt'), '0123456789abcdefghij');
     await writeFile(join(root, 'pub', 'big.bin'), big);
+    await writeFile(join(root, 'pub', 'sub', 'big2.bin'), bigAlias);
+    await symlink(join('sub', 'big2.bin'), join(root, 'pub', 'alias-big.bin'));
     await writeFile(join(root, 'pub', 'empty.txt'), '');
     await writeFile(join(root, 'pub', '.env'), 'SECRET=1');
     await writeFile(join(root, 'pub', '.secret'), 'hidden');
     await symlink('.secret', join(root, 'pub', 'visible'));
+    await symlink('hello.txt', join(root, 'pub', 'alias.txt'));
+    await symlink('sub', join(root, 'pub', 'linkdir'));
     await writeFile(join(root, 'pub', 'sub', '.git', 'config'), 'x');
     await writeFile(join(root, 'pub', 'sub', 'ünï cödé.txt'), 'unicode');
     files = createFileServer({
@@ -75,6 +80,16 @@ describe('static engine over HTTP', () => {
     assert.equal(r.headers['content-length'], String(big.length));
     assert.equal(r.headers['content-type'], 'application/octet-stream');
     assert.equal(sha(r.body), sha(big));
+  });
+
+  test('symlinks that stay inside the root are followed, first time and from the cache', async () => {
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await request(url, '/pub/alias.txt')).text, 'hello, world\n');
+      assert.equal((await request(url, `/pub/linkdir/${encodeURIComponent('ünï cödé.txt')}`)).text, 'unicode');
+      const big = await request(url, '/pub/alias-big.bin', { headers: { range: 'bytes=0-3' } });
+      assert.equal(big.status, 206);
+      assert.deepEqual(big.body, bigAlias.subarray(0, 4));
+    }
   });
 
   test('percent-encoded UTF-8 names are served', async () => {
