@@ -1,0 +1,445 @@
+// Security regression suite (issue 8 §4): one table of every hostile input wharf has met, each row
+// sent over a raw socket exactly as written (no client normalises it), with its expected status and
+// error code, and the same checks after every row:
+// - nothing leaked: no byte of a file outside a root, of a dotfile or of a private mapping in the
+//   answer; no header injected (no `X-Injected`, no header value holding CR/LF, at most one
+//   Content-Disposition);
+// - nothing stored: the upload ids on disk are exactly those before plus what the row says, and the
+//   temp area is empty.
+// Statuses follow the documented rules: lib/urlpath.ts (400 BAD_PATH for what no honest URL holds —
+// malformed or overlong escapes, encoded separators, backslashes, control characters; 404 for
+// dot segments and what does not exist), lib/filenames.ts (400 BAD_FILENAME), lib/multipart.ts,
+// PROTOCOL.md §4 (401 with `WWW-Authenticate`). Access-key checks are tested by behaviour only.
+import test, { after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { basicAuth } from '../lib/auth.js';
+import { createFileServer, type FileServer } from '../lib/server.js';
+import { eventually, formBuffer, rawSend, type RawAnswer } from './load-gen.js';
+
+const OUTSIDE = 'OUTSIDE-SECRET-5d1c';
+const DOTFILE = 'DOTFILE-SECRET-77ae';
+const PRIVATE = 'PRIVATE-SECRET-c3f0';
+const MARKERS = [OUTSIDE, DOTFILE, PRIVATE, 'root:x:0:0'];
+const KEY = { id: 'app', secret: 'app-secret-0123456789abcdef' };
+const AUTH = basicAuth(KEY.id, KEY.secret);
+
+let files: FileServer;
+let port: number;
+let root: string;
+let dataDir: string;
+/** An upload made before the table runs: `_f/<id>/doc.txt`. */
+let uploadId: string;
+
+interface Req {
+  method?: string;
+  path: string;
+  headers?: Record<string, string>;
+  body?: Buffer;
+}
+
+interface Row {
+  name: string;
+  req: () => Req;
+  status: number;
+  /** The JSON `error` code, when the answer is wharf's JSON error. */
+  code?: string;
+  /** Upload ids the row adds on disk (default 0). */
+  stored?: number;
+  /** May the answer hold PRIVATE (an authorised read of the private mapping)? */
+  privateOk?: boolean;
+  check?: (a: RawAnswer) => void | Promise<void>;
+}
+
+function rawRequest(r: Req): Buffer {
+  const headers: Record<string, string> = { Host: 'wharf', Connection: 'close', ...r.headers };
+  if (r.body !== undefined) headers['Content-Length'] = String(r.body.length);
+  const head = `${r.method ?? 'GET'} ${r.path} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
+  return Buffer.concat([Buffer.from(head, 'latin1'), r.body ?? Buffer.alloc(0)]);
+}
+
+/** A multipart upload request; `parts` may give a raw Content-Disposition to send bytes no encoder would. */
+function uploadReq(parts: Array<{ filename?: string; disposition?: string; data?: Buffer | string }>, o: { directory?: boolean; boundary?: string; auth?: string } = {}): Req {
+  const boundary = o.boundary ?? 'sec0boundary';
+  const chunks: Buffer[] = [];
+  for (const p of parts) {
+    const cd = p.disposition ?? `form-data; name="files"; filename="${p.filename}"`;
+    chunks.push(Buffer.from(`--${boundary}\r\nContent-Disposition: ${cd}\r\nContent-Type: application/octet-stream\r\n\r\n`, 'utf8'));
+    chunks.push(Buffer.isBuffer(p.data) ? p.data : Buffer.from(p.data ?? 'x', 'utf8'));
+    chunks.push(Buffer.from('\r\n'));
+  }
+  chunks.push(Buffer.from(`--${boundary}--\r\n`));
+  const headers: Record<string, string> = { 'Content-Type': `multipart/form-data; boundary=${boundary}`, Authorization: o.auth ?? AUTH };
+  if (o.auth === '') delete headers.Authorization;
+  if (o.directory) headers['Wave-Directory-Upload'] = 'True';
+  return { method: 'POST', path: '/_f/', headers, body: Buffer.concat(chunks) };
+}
+
+const header = (a: RawAnswer, name: string): string[] => a.headers.filter(([k]) => k === name).map(([, v]) => v);
+const answerJson = (a: RawAnswer): { files: string[] } => JSON.parse(a.body.toString('utf8')) as { files: string[] };
+const idOf = (url: string): string => url.split('/')[2]!;
+const get = (path: string, headers: Record<string, string> = {}): Promise<RawAnswer> => rawSend(port, rawRequest({ path, headers }));
+
+/** The parameters of a Content-Disposition value (RFC 6266), each as found; a broken value throws. */
+function dispositionParams(value: string): Array<[string, string]> {
+  const m = /^attachment((?:;\s*[a-z*]+=(?:"[^"\\\r\n]*"|[^;\s"]+))*)\s*$/i.exec(value);
+  assert.ok(m, `Content-Disposition does not parse: ${JSON.stringify(value)}`);
+  return [...m[1]!.matchAll(/;\s*([a-z*]+)=("[^"]*"|[^;\s"]+)/gi)].map((x) => [x[1]!.toLowerCase(), x[2]!.replace(/^"|"$/g, '')]);
+}
+
+/** Checks the download's Content-Disposition and returns the name its `filename*` (or `filename`) gives. */
+function downloadName(a: RawAnswer): string {
+  const cds = header(a, 'content-disposition');
+  assert.equal(cds.length, 1, 'exactly one Content-Disposition');
+  const params = dispositionParams(cds[0]!);
+  const names = params.filter(([k]) => k === 'filename');
+  const stars = params.filter(([k]) => k === 'filename*');
+  assert.equal(names.length, 1, 'one filename');
+  assert.ok(stars.length <= 1, 'at most one filename*');
+  assert.match(names[0]![1], /^[\x20-\x7e]*$/, 'the fallback filename is plain ASCII');
+  if (stars.length === 0) return names[0]![1];
+  const ext = /^UTF-8''(.*)$/.exec(stars[0]![1]);
+  assert.ok(ext, 'filename* is UTF-8');
+  return decodeURIComponent(ext[1]!);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table
+
+function traversal(): Row[] {
+  const rows: Row[] = [];
+  const roots: Array<{ name: string; prefix: string; up: number; headers?: Record<string, string> }> = [
+    { name: 'public', prefix: '/pub/', up: 1 },
+    { name: 'private (valid key)', prefix: '/priv/', up: 1, headers: { Authorization: AUTH } },
+    { name: '_f upload', prefix: `/_f/${uploadId}/`, up: 3 },
+  ];
+  for (const r of roots) {
+    const up = (sep: string, dots = '..'): string => Array(r.up).fill(dots).join(sep);
+    const cases: Array<[string, string, number, string?]> = [
+      ['plain ../', `${up('/')}/outside/secret.txt`, 404, 'NOT_FOUND'],
+      ['encoded %2e%2e/', `${up('/', '%2e%2e')}/outside/secret.txt`, 404, 'NOT_FOUND'],
+      ['encoded upper %2E%2E/', `${up('/', '%2E%2E')}/outside/secret.txt`, 404, 'NOT_FOUND'],
+      ['half-encoded .%2e/', `${up('/', '.%2e')}/outside/secret.txt`, 404, 'NOT_FOUND'],
+      ['encoded separator ..%2f', `${up('%2f')}%2foutside%2fsecret.txt`, 400, 'BAD_PATH'],
+      ['double-encoded %252e%252e/', `${up('/', '%252e%252e')}/outside/secret.txt`, 404, 'NOT_FOUND'],
+      ['double-encoded separator %252f', `${up('%252f', '%252e%252e')}%252foutside%252fsecret.txt`, 404, 'NOT_FOUND'],
+      ['..%5c (encoded backslash)', `${up('%5c')}%5coutside%5csecret.txt`, 400, 'BAD_PATH'],
+      ['raw backslash ..\\', `${up('\\')}\\outside\\secret.txt`, 400, 'BAD_PATH'],
+      ['double-encoded backslash %255c', `${up('%255c')}%255coutside%255csecret.txt`, 404, 'NOT_FOUND'],
+      ['NUL then dots', `..%00/outside/secret.txt`, 400, 'BAD_PATH'],
+      ['NUL in a name', 'doc.txt%00.png', 400, 'BAD_PATH'],
+      ['overlong UTF-8 dots %c0%ae', `${up('/', '%c0%ae%c0%ae')}/outside/secret.txt`, 400, 'BAD_PATH'],
+      ['overlong UTF-8 slash %c0%af', `${up('%c0%af')}%c0%afoutside%c0%afsecret.txt`, 400, 'BAD_PATH'],
+      ['3-byte overlong dots %e0%80%ae', `${up('/', '%e0%80%ae%e0%80%ae')}/outside/secret.txt`, 400, 'BAD_PATH'],
+      ['IIS %u002e', `${up('/', '%u002e%u002e')}/outside/secret.txt`, 400, 'BAD_PATH'],
+      ['absolute //etc/passwd', '/etc/passwd', 404, 'NOT_FOUND'],
+      ['absolute %2fetc%2fpasswd', '%2fetc%2fpasswd', 400, 'BAD_PATH'],
+      ['far up', `${Array(16).fill('..').join('/')}/etc/passwd`, 404, 'NOT_FOUND'],
+      ['inside then out', `sub/${up('/')}/../outside/secret.txt`, 404, 'NOT_FOUND'],
+      ['one-dot leader U+2024 ‥', `${up('/', '%E2%80%A4%E2%80%A4')}/outside/secret.txt`, 404, 'NOT_FOUND'],
+      ['fullwidth full stop U+FF0E', `${up('/', '%EF%BC%8E%EF%BC%8E')}/outside/secret.txt`, 404, 'NOT_FOUND'],
+      ['fullwidth solidus U+FF0F', `${up('%EF%BC%8F')}%EF%BC%8Foutside%EF%BC%8Fsecret.txt`, 404, 'NOT_FOUND'],
+      ['symlinked directory out of the root', 'escape/secret.txt', 404, 'NOT_FOUND'],
+      ['symlinked file out of the root', 'leak.txt', 404, 'NOT_FOUND'],
+      ['dotfile', '.env', 404, 'NOT_FOUND'],
+      ['control character', 'doc%0a.txt', 400, 'BAD_PATH'],
+    ];
+    for (const [what, rest, status, code] of cases) {
+      // Uploads may hold dotfiles (a user's `.bashrc`): storage serves what was uploaded, so this
+      // row is for mappings only.
+      if (what === 'dotfile' && r.prefix.startsWith('/_f/')) continue;
+      const row: Row = { name: `traversal, ${r.name} root: ${what}`, req: () => ({ path: `${r.prefix}${rest}`, headers: r.headers ?? {} }), status };
+      if (code !== undefined) row.code = code;
+      rows.push(row);
+    }
+  }
+  rows.push(
+    { name: 'traversal: absolute-form target http://host/pub/../outside', req: () => ({ path: 'http://wharf/pub/../outside/secret.txt' }), status: 404, code: 'NOT_FOUND' },
+    { name: 'traversal: _f with no upload id, straight up', req: () => ({ path: '/_f/../../outside/secret.txt' }), status: 404, code: 'NOT_FOUND' },
+    { name: 'traversal: _f id itself encoded up', req: () => ({ path: '/_f/%2e%2e/%2e%2e/outside/secret.txt' }), status: 404, code: 'NOT_FOUND' },
+    { name: 'traversal: from the public root into the private one', req: () => ({ path: '/pub/../priv/private.txt' }), status: 404, code: 'NOT_FOUND' },
+    { name: 'private mapping without a key', req: () => ({ path: '/priv/private.txt' }), status: 401, code: 'UNAUTHORIZED', check: (a) => assert.equal(header(a, 'www-authenticate')[0], 'Basic realm="wharf"') },
+    { name: 'private mapping with a key (control)', req: () => ({ path: '/priv/private.txt', headers: { Authorization: AUTH } }), status: 200, privateOk: true },
+  );
+  return rows;
+}
+
+function headerInjection(): Row[] {
+  const downloadRow = (name: string, query: string, expectName: string): Row => ({
+    name: `?download= ${name}`,
+    req: () => ({ path: `/pub/ok.txt?download=${query}` }),
+    status: 200,
+    check: (a) => assert.equal(downloadName(a), expectName),
+  });
+  return [
+    { name: 'upload filename with a raw CR LF (breaks the part header)', req: () => uploadReq([{ disposition: 'form-data; name="files"; filename="a\r\nX-Injected: 1.txt"' }]), status: 400, code: 'MULTIPART_MALFORMED_HEADER' },
+    { name: 'upload filename with HTML-escaped CR LF (%0D%0A)', req: () => uploadReq([{ filename: 'a%0D%0AX-Injected: 1.txt' }]), status: 400, code: 'BAD_FILENAME' },
+    { name: 'upload filename* with an encoded CR LF', req: () => uploadReq([{ disposition: "form-data; name=\"files\"; filename=\"a.txt\"; filename*=UTF-8''a%0D%0AX-Injected%3A%201.txt" }]), status: 400, code: 'BAD_FILENAME' },
+    { name: 'upload filename with a lone LF (escaped)', req: () => uploadReq([{ filename: 'a%0Ab.txt' }]), status: 400, code: 'BAD_FILENAME' },
+    { name: 'upload filename with a tab', req: () => uploadReq([{ filename: 'a\tb.txt' }]), status: 400, code: 'BAD_FILENAME' },
+    {
+      name: 'upload filename with a quote, then downloaded: the name survives, no header breaks',
+      req: () => uploadReq([{ filename: 'say %22hi%22.txt', data: 'quoted' }]),
+      status: 200,
+      stored: 1,
+      check: async (a) => {
+        const url = answerJson(a).files[0]!;
+        const d = await get(`${url}?download`);
+        assert.equal(d.status, 200);
+        assert.equal(downloadName(d), 'say "hi".txt');
+      },
+    },
+    {
+      name: 'upload filename trying to add a second filename parameter, then downloaded',
+      req: () => uploadReq([{ filename: 'x.txt%22; filename=%22evil.exe', data: 'x' }]),
+      status: 200,
+      stored: 1,
+      check: async (a) => {
+        const url = answerJson(a).files[0]!;
+        const d = await get(`${url}?download`);
+        assert.equal(d.status, 200);
+        assert.equal(downloadName(d), 'x.txt"; filename="evil.exe');
+      },
+    },
+    {
+      name: 'upload filename with ; and = and a newline-looking Unicode (U+2028), then downloaded',
+      req: () => uploadReq([{ filename: 'a;b=c\u2028d.txt', data: 'x' }]),
+      status: 200,
+      stored: 1,
+      check: async (a) => {
+        const d = await get(`${answerJson(a).files[0]!}?download`);
+        assert.equal(downloadName(d), 'a;b=c\u2028d.txt');
+      },
+    },
+    downloadRow('with CR LF and a header', 'a%0D%0AX-Injected:%201', 'a__X-Injected: 1'),
+    downloadRow('with a lone CR', 'a%0Db', 'a_b'),
+    downloadRow('with quotes', 'say%20%22hi%22.txt', 'say "hi".txt'),
+    downloadRow('closing the quote to add a parameter', '%22%3B%20filename%3D%22evil.exe', '"; filename="evil.exe'),
+    downloadRow('with a path', '..%2F..%2Fetc%2Fpasswd', '.._.._etc_passwd'),
+    downloadRow('with a backslash path', '..%5C..%5Cboot.ini', '.._.._boot.ini'),
+    downloadRow('with NUL', 'a%00b', 'a_b'),
+    downloadRow('non-ASCII', '%E6%97%A5%E6%9C%AC.txt', '日本.txt'),
+    downloadRow('with a percent sign', '100%25.txt', '100%.txt'),
+    { name: '?download with a raw CR in the request line (refused by the HTTP parser)', req: () => ({ path: '/pub/ok.txt?download=a\rX-Injected:1' }), status: 400 },
+  ];
+}
+
+function multipartLimits(): Row[] {
+  const manyParts = (n: number, file: boolean): Req => {
+    const chunks: string[] = [];
+    for (let i = 0; i < n; i++) chunks.push(`--b\r\nContent-Disposition: form-data; name="${file ? 'files' : 'f'}"${file ? `; filename="f${i}.txt"` : ''}\r\n\r\nx\r\n`);
+    chunks.push('--b--\r\n');
+    return { method: 'POST', path: '/_f/', headers: { 'Content-Type': 'multipart/form-data; boundary=b', Authorization: AUTH }, body: Buffer.from(chunks.join('')) };
+  };
+  return [
+    { name: 'boundary of 71 characters (RFC 2046 allows 70)', req: () => uploadReq([{ filename: 'a.txt' }], { boundary: 'b'.repeat(71) }), status: 400, code: 'MULTIPART_NO_BOUNDARY' },
+    { name: 'boundary of 4,000 characters', req: () => uploadReq([{ filename: 'a.txt' }], { boundary: 'b'.repeat(4000) }), status: 400, code: 'MULTIPART_NO_BOUNDARY' },
+    { name: 'boundary of 70 characters (control)', req: () => uploadReq([{ filename: 'a.txt' }], { boundary: 'b'.repeat(70) }), status: 200, stored: 1 },
+    { name: '10,000 file parts', req: () => manyParts(10_000, true), status: 413, code: 'LIMIT_FILES' },
+    { name: '10,000 fields', req: () => manyParts(10_000, false), status: 413, code: 'LIMIT_FIELDS' },
+    {
+      name: 'a part header block of 1 MiB',
+      req: () => uploadReq([{ disposition: `form-data; name="files"; filename="a.txt"\r\nX-Pad: ${'p'.repeat(1 << 20)}` }]),
+      status: 413,
+      code: 'MULTIPART_HEADER_TOO_LARGE',
+    },
+    { name: 'no boundary at all', req: () => ({ method: 'POST', path: '/_f/', headers: { 'Content-Type': 'multipart/form-data', Authorization: AUTH }, body: Buffer.from('x') }), status: 400, code: 'MULTIPART_NO_BOUNDARY' },
+  ];
+}
+
+function paths(): Row[] {
+  const deep = (levels: number, seg = 'd'): string => `${Array(levels).fill(seg).join('/')}/f.txt`;
+  return [
+    {
+      name: 'directory upload 200 levels deep (stored, served)',
+      req: () => uploadReq([{ filename: deep(200), data: 'deep' }], { directory: true }),
+      status: 200,
+      stored: 1,
+      check: async (a) => {
+        const g = await get(`${answerJson(a).files[0]!}/${deep(200)}`);
+        assert.equal(g.status, 200);
+        assert.equal(g.body.toString(), 'deep');
+      },
+    },
+    { name: 'directory upload path over PATH_MAX (2,100 levels, 4,205 bytes)', req: () => uploadReq([{ filename: deep(2100) }], { directory: true }), status: 400, code: 'BAD_FILENAME' },
+    { name: 'directory upload path of 1,800 bytes', req: () => uploadReq([{ filename: deep(600, 'ab') }], { directory: true }), status: 400, code: 'BAD_FILENAME' },
+    { name: 'a segment of 256 bytes', req: () => uploadReq([{ filename: `${'x'.repeat(252)}.txt` }]), status: 400, code: 'BAD_FILENAME' },
+    { name: 'directory upload with ../ in a path', req: () => uploadReq([{ filename: 'a/../../outside/x.txt' }], { directory: true }), status: 400, code: 'BAD_FILENAME' },
+    { name: 'directory upload with an absolute path', req: () => uploadReq([{ filename: '/etc/cron.d/x' }], { directory: true }), status: 400, code: 'BAD_FILENAME' },
+    { name: 'directory upload with a drive path', req: () => uploadReq([{ filename: 'C:\\Windows\\x.txt' }], { directory: true }), status: 400, code: 'BAD_FILENAME' },
+    { name: 'plain upload with a slash', req: () => uploadReq([{ filename: 'a/b.txt' }]), status: 400, code: 'BAD_FILENAME' },
+    { name: 'plain upload named ..', req: () => uploadReq([{ filename: '..' }]), status: 400, code: 'BAD_FILENAME' },
+    { name: 'one good file and one bad: nothing stored', req: () => uploadReq([{ filename: 'good.txt' }, { filename: '../bad.txt' }]), status: 400, code: 'BAD_FILENAME' },
+  ];
+}
+
+function unicode(): Row[] {
+  return [
+    { name: 'NFC and NFD spellings of one name in one directory upload collide', req: () => uploadReq([{ filename: 'd/\u00e9.txt' }, { filename: 'd/e\u0301.txt' }], { directory: true }), status: 400, code: 'DUPLICATE_FILENAME' },
+    {
+      name: 'an NFD name is stored NFC, served at the NFC URL',
+      req: () => uploadReq([{ filename: 'caf\u0065\u0301.txt', data: 'nfd' }]),
+      status: 200,
+      stored: 1,
+      check: async (a) => {
+        const url = answerJson(a).files[0]!;
+        assert.ok(url.endsWith('/caf%C3%A9.txt'), url);
+        assert.deepEqual(await readdir(join(dataDir, 'f', idOf(url))), ['caf\u00e9.txt']);
+        assert.equal((await get(url)).status, 200);
+      },
+    },
+    {
+      name: 'one-dot leaders U+2024 as a directory name stay a name inside the upload',
+      req: () => uploadReq([{ filename: '\u2024\u2024/x.txt', data: 'leader' }], { directory: true }),
+      status: 200,
+      stored: 1,
+      check: async (a) => {
+        const id = idOf(answerJson(a).files[0]!);
+        assert.equal(await readFile(join(dataDir, 'f', id, '\u2024\u2024', 'x.txt'), 'utf8'), 'leader');
+      },
+    },
+    {
+      name: 'a fullwidth solidus U+FF0F is not a separator (not NFKC-folded)',
+      req: () => uploadReq([{ filename: 'a\uff0fb.txt', data: 'solidus' }]),
+      status: 200,
+      stored: 1,
+      check: async (a) => {
+        const id = idOf(answerJson(a).files[0]!);
+        assert.deepEqual(await readdir(join(dataDir, 'f', id)), ['a\uff0fb.txt']);
+      },
+    },
+    {
+      name: 'fullwidth full stops U+FF0E as a directory name stay a name',
+      req: () => uploadReq([{ filename: '\uff0e\uff0e/y.txt', data: 'stops' }], { directory: true }),
+      status: 200,
+      stored: 1,
+      check: async (a) => {
+        const id = idOf(answerJson(a).files[0]!);
+        assert.equal(await readFile(join(dataDir, 'f', id, '\uff0e\uff0e', 'y.txt'), 'utf8'), 'stops');
+      },
+    },
+    { name: 'a lone surrogate (invalid UTF-8 bytes) in a filename', req: () => uploadReq([{ disposition: "form-data; name=\"files\"; filename*=UTF-8''a%ED%A0%80.txt" }]), status: 400, code: 'MULTIPART_MALFORMED_HEADER' },
+    { name: 'a C1 control (U+0085 NEL) in a filename', req: () => uploadReq([{ filename: 'a\u0085b.txt' }]), status: 400, code: 'BAD_FILENAME' },
+  ];
+}
+
+function deviceNames(): Row[] {
+  return ['CON', 'nul', 'COM1.txt', 'lpt9.log', 'aux.tar.gz', 'CONIN$', 'com\u00b9.txt'].map((n): Row => ({
+    name: `Windows device name ${JSON.stringify(n)}`,
+    req: () => uploadReq([{ filename: n }]),
+    status: 400,
+    code: 'BAD_FILENAME',
+  })).concat([
+    { name: 'Windows device name as a directory segment', req: () => uploadReq([{ filename: 'a/con/b.txt' }], { directory: true }), status: 400, code: 'BAD_FILENAME' },
+    { name: 'a name merely starting with a device name (control)', req: () => uploadReq([{ filename: 'console.txt' }]), status: 200, stored: 1 },
+  ]);
+}
+
+function keys(): Row[] {
+  const del = (auth: string | undefined): Req => ({ method: 'DELETE', path: `/_f/${uploadId}`, headers: auth === undefined ? {} : { Authorization: auth } });
+  const same = KEY.secret.replace(/.$/, (c) => (c === 'x' ? 'y' : 'x'));
+  const unauthorized = (name: string, req: () => Req): Row => ({
+    name,
+    req,
+    status: 401,
+    code: 'UNAUTHORIZED',
+    check: async (a) => {
+      assert.equal(header(a, 'www-authenticate')[0], 'Basic realm="wharf"');
+      assert.equal((await get(`/_f/${uploadId}/doc.txt`)).status, 200, 'the upload is still there');
+    },
+  });
+  return [
+    unauthorized('DELETE without credentials', () => del(undefined)),
+    unauthorized('DELETE with a wrong secret of the same length', () => del(basicAuth(KEY.id, same))),
+    unauthorized('DELETE with the secret minus its last character', () => del(basicAuth(KEY.id, KEY.secret.slice(0, -1)))),
+    unauthorized('DELETE with the secret plus one character', () => del(basicAuth(KEY.id, `${KEY.secret}x`))),
+    unauthorized('DELETE with a 10 KiB secret', () => del(basicAuth(KEY.id, 'x'.repeat(10 * 1024)))),
+    unauthorized('DELETE with an empty secret', () => del(basicAuth(KEY.id, ''))),
+    unauthorized('DELETE with an unknown key id and the right secret', () => del(basicAuth('someone', KEY.secret))),
+    unauthorized("DELETE with Wave's default key (not configured here)", () => del(basicAuth('access_key_id', 'access_key_secret'))),
+    unauthorized('DELETE with a malformed Basic header', () => del('Basic !!!not-base64')),
+    unauthorized('DELETE with a Bearer token', () => del(`Bearer ${KEY.secret}`)),
+    unauthorized('DELETE with id and secret swapped', () => del(basicAuth(KEY.secret, KEY.id))),
+    { name: 'upload with a wrong secret of the same length', req: () => uploadReq([{ filename: 'a.txt' }], { auth: basicAuth(KEY.id, same) }), status: 401, code: 'UNAUTHORIZED' },
+    { name: 'upload without credentials (anonymous uploads off)', req: () => uploadReq([{ filename: 'a.txt' }], { auth: '' }), status: 401, code: 'UNAUTHORIZED' },
+    { name: 'image-stream publish with a wrong secret', req: () => ({ method: 'POST', path: '/_m/cam', headers: { 'Content-Type': 'image/png', Authorization: basicAuth(KEY.id, same) }, body: Buffer.from('png') }), status: 401, code: 'UNAUTHORIZED' },
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'wharf-security-'));
+  dataDir = join(root, 'data');
+  const pub = join(root, 'public');
+  const priv = join(root, 'private');
+  await mkdir(join(root, 'outside'), { recursive: true });
+  await writeFile(join(root, 'outside', 'secret.txt'), OUTSIDE);
+  await mkdir(join(pub, 'sub'), { recursive: true });
+  await writeFile(join(pub, 'ok.txt'), 'public ok');
+  await writeFile(join(pub, 'doc.txt'), 'public doc');
+  await writeFile(join(pub, '.env'), DOTFILE);
+  await symlink(join(root, 'outside'), join(pub, 'escape'));
+  await symlink(join(root, 'outside', 'secret.txt'), join(pub, 'leak.txt'));
+  await mkdir(join(priv, 'sub'), { recursive: true });
+  await writeFile(join(priv, 'private.txt'), PRIVATE);
+  await writeFile(join(priv, 'doc.txt'), PRIVATE);
+  await writeFile(join(priv, '.env'), DOTFILE);
+  await symlink(join(root, 'outside'), join(priv, 'escape'));
+  await symlink(join(root, 'outside', 'secret.txt'), join(priv, 'leak.txt'));
+  files = createFileServer({ dataDir, publicDirs: [`/pub/@${pub}`], privateDirs: [`/priv/@${priv}`], accessKeys: { [KEY.id]: KEY.secret }, warn: () => {} });
+  ({ port } = await files.listen({ port: 0 }));
+  const form = formBuffer([{ filename: 'doc.txt', data: Buffer.from('upload doc') }]);
+  const a = await rawSend(port, rawRequest({ method: 'POST', path: '/_f/', headers: { 'Content-Type': form.contentType, Authorization: AUTH }, body: form.body }));
+  assert.equal(a.status, 200);
+  uploadId = idOf(answerJson(a).files[0]!);
+  // Links inside the upload too: a symlink planted in storage must not lead out either.
+  await mkdir(join(dataDir, 'f', uploadId, 'sub'));
+  await symlink(join(root, 'outside'), join(dataDir, 'f', uploadId, 'escape'));
+  await symlink(join(root, 'outside', 'secret.txt'), join(dataDir, 'f', uploadId, 'leak.txt'));
+});
+
+after(async () => {
+  await files.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+const uploadsOnDisk = async (): Promise<string[]> => (await readdir(join(dataDir, 'f'))).sort();
+
+test('security: every hostile input, its status, nothing stored, nothing leaked', async (t) => {
+  const table: Array<[string, Row[]]> = [
+    ['path traversal', traversal()],
+    ['header injection', headerInjection()],
+    ['multipart limits', multipartLimits()],
+    ['upload paths', paths()],
+    ['Unicode', unicode()],
+    ['Windows device names', deviceNames()],
+    ['access keys', keys()],
+  ];
+  let rows = 0;
+  for (const [group, list] of table) {
+    for (const row of list) {
+      rows++;
+      await t.test(`${group} — ${row.name}`, async () => {
+        const before = await uploadsOnDisk();
+        const a = await rawSend(port, rawRequest(row.req()));
+        const text = a.raw.toString('latin1');
+        assert.equal(a.status, row.status, `status; answer: ${text.slice(0, 300)}`);
+        if (row.code !== undefined) assert.equal((JSON.parse(a.body.toString('utf8')) as { error?: string }).error, row.code, text.slice(0, 300));
+        for (const m of row.privateOk ? MARKERS.filter((x) => x !== PRIVATE) : MARKERS) assert.ok(!text.includes(m), `the answer leaks ${m}`);
+        assert.equal(header(a, 'x-injected').length, 0, 'no injected header');
+        for (const [k, v] of a.headers) assert.doesNotMatch(`${k}: ${v}`, /[\r\n\0]/, 'no CR, LF or NUL in a header');
+        assert.ok(header(a, 'content-disposition').length <= 1, 'at most one Content-Disposition');
+        await row.check?.(a);
+        const after = await uploadsOnDisk();
+        const added = after.filter((id) => !before.includes(id));
+        assert.equal(added.length, row.stored ?? 0, `upload ids added: ${added.join(', ')}`);
+        assert.deepEqual(before.filter((id) => !after.includes(id)), [], 'nothing removed');
+        await eventually(async () => (await readdir(join(dataDir, '.wharf-tmp'))).length === 0, 'the temp area is empty', 5000);
+      });
+    }
+  }
+  assert.ok(rows >= 100, `${rows} rows`);
+});
