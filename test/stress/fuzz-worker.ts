@@ -1,0 +1,25 @@
+// One worker of the stress fuzz run: runs seeds [from, to) and reports category counts, failures
+// and out-of-band errors to test/stress/run.ts.
+import { parentPort, workerData } from 'node:worker_threads';
+import { STRESS_FUZZ, describe } from '../fuzz-gen.js';
+import { runCase } from '../fuzz-oracle.js';
+
+const { from, to } = workerData as { from: number; to: number };
+const outOfBand: string[] = [];
+process.on('unhandledRejection', (err) => outOfBand.push(`unhandledRejection: ${String(err)}`));
+process.on('uncaughtException', (err) => outOfBand.push(`uncaughtException: ${String(err)}`));
+
+let counts: Record<string, number> = {};
+let failures: string[] = [];
+for (let seed = from; seed < to; seed++) {
+  const before = outOfBand.length;
+  const v = await runCase(seed, STRESS_FUZZ);
+  counts[v.category] = (counts[v.category] ?? 0) + 1;
+  if (!v.ok) failures.push(`${v.category}: ${v.detail} — ${describe(v.case)}`);
+  if (outOfBand.length > before) failures.push(`out-of-band: ${outOfBand.slice(before).join('; ')} — ${describe(v.case)}`);
+  if ((seed - from + 1) % 1000 === 0 || seed === to - 1) {
+    parentPort!.postMessage({ done: seed - from + 1, counts, failures });
+    counts = {};
+    failures = [];
+  }
+}
