@@ -4,7 +4,7 @@
 // there is one, the client pinned to CPU 0), one fresh process per scenario, so each peak RSS
 // (VmHWM) belongs to one scenario. Bodies are generated on the fly, never held whole.
 //
-//   node dist/bench/uploads.js [--quick] [--only=wharf,busboy] [--data-dir=/somewhere]
+//   node dist/bench/uploads.js [--quick] [--only=wharf,busboy] [--scenarios=big,small,concurrent] [--data-dir=/somewhere]
 //
 // Scenarios: one big file (MiB/s), 1,000 files of 10 KiB in one request (files/s), 64 concurrent
 // 1 MiB uploads (req/s). Figures are medians of the runs; "CPU" is the server's user+system time
@@ -26,6 +26,7 @@ const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',');
 const dataRoot = args.find((a) => a.startsWith('--data-dir='))?.slice(11) ?? tmpdir();
+const pick = args.find((a) => a.startsWith('--scenarios='))?.slice(12).split(',');
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -206,10 +207,13 @@ async function clear(dir: string): Promise<void> {
 }
 
 interface Scenario {
+  key: 'big' | 'small' | 'concurrent';
   name: string;
   unit: string;
   /** Remove what each run stored right after it (big files); otherwise only at the very end. */
   clearEachRun: boolean;
+  /** Unmeasured runs first: a server runs for days, so its JIT warm-up is not what is measured. */
+  warmups: number;
   /** One measured run; resolves with how many units it moved. */
   run(port: number): Promise<number>;
 }
@@ -230,12 +234,14 @@ async function main(): Promise<void> {
   const small = bodyOf(Array.from({ length: smallCount }, (_, i) => ({ name: `f${i}.bin`, data: [block.subarray(i, i + 10 * KiB)] })));
   const one = bodyOf([{ name: 'one.bin', data: [block] }]);
   const scenarios: Scenario[] = [
-    { name: `1 file of ${bigSize / MiB} MiB`, unit: 'MiB/s', clearEachRun: true, run: async (port) => (await post(port, big), bigSize / MiB) },
-    { name: `${smallCount} files of 10 KiB, 1 request`, unit: 'files/s', clearEachRun: false, run: async (port) => (await post(port, small), smallCount) },
+    { key: 'big', name: `1 file of ${bigSize / MiB} MiB`, unit: 'MiB/s', clearEachRun: true, warmups: 1, run: async (port) => (await post(port, big), bigSize / MiB) },
+    { key: 'small', name: `${smallCount} files of 10 KiB, 1 request`, unit: 'files/s', clearEachRun: false, warmups: quick ? 1 : 5, run: async (port) => (await post(port, small), smallCount) },
     {
+      key: 'concurrent',
       name: `${concurrent} concurrent 1 MiB uploads`,
       unit: 'req/s',
       clearEachRun: false,
+      warmups: quick ? 1 : 3,
       run: async (port) => (await Promise.all(Array.from({ length: concurrent }, () => post(port, one))), concurrent),
     },
   ];
@@ -247,6 +253,7 @@ async function main(): Promise<void> {
   const rows: Array<{ scenario: string; unit: string; kind: Kind; rate: number; cpu: number; hwm: number }> = [];
   try {
     for (const [n, scenario] of scenarios.entries()) {
+      if (pick && !pick.includes(scenario.key)) continue;
       const servers: Server[] = [];
       try {
         for (const kind of kinds) {
@@ -255,9 +262,11 @@ async function main(): Promise<void> {
           servers.push(await startServer(kind, dir));
         }
         const rates = servers.map(() => [] as number[]);
-        for (const s of servers) {
-          await scenario.run(s.port); // warm-up: JIT, first directories
-          if (scenario.clearEachRun) await clear(s.dir);
+        for (let i = 0; i < scenario.warmups; i++) {
+          for (const s of servers) {
+            await scenario.run(s.port);
+            if (scenario.clearEachRun) await clear(s.dir);
+          }
         }
         const cpu0 = servers.map((s) => procStats(s.child.pid!).cpu);
         // Servers take turns, one run each, so a burst of load elsewhere on the machine hits them all alike.
@@ -285,11 +294,12 @@ async function main(): Promise<void> {
     await rm(root, { recursive: true, force: true });
   }
   const pad = (s: string, n: number): string => s.padStart(n);
-  console.log(`\n${'scenario'.padEnd(34)}${'server'.padEnd(12)}${pad('rate', 16)}${pad('vs busboy', 11)}${pad('CPU s/run', 11)}${pad('peak RSS', 11)}`);
+  console.log(`\n${'scenario'.padEnd(34)}${'server'.padEnd(12)}${pad('rate', 16)}${pad('vs busboy', 11)}${pad('CPU s/run', 11)}${pad('CPU vs busboy', 15)}${pad('peak RSS', 11)}`);
   for (const r of rows) {
     const ref = rows.find((x) => x.scenario === r.scenario && x.kind === 'busboy');
     const ratio = ref ? `${(r.rate / ref.rate).toFixed(2)}x` : '-';
-    console.log(`${r.scenario.padEnd(34)}${r.kind.padEnd(12)}${pad(`${r.rate.toFixed(0)} ${r.unit}`, 16)}${pad(ratio, 11)}${pad(r.cpu.toFixed(2), 11)}${pad(`${(r.hwm / MiB).toFixed(0)} MiB`, 11)}`);
+    const cpu = ref ? `${(r.cpu / ref.cpu).toFixed(2)}x` : '-';
+    console.log(`${r.scenario.padEnd(34)}${r.kind.padEnd(12)}${pad(`${r.rate.toFixed(0)} ${r.unit}`, 16)}${pad(ratio, 11)}${pad(r.cpu.toFixed(2), 11)}${pad(cpu, 15)}${pad(`${(r.hwm / MiB).toFixed(0)} MiB`, 11)}`);
   }
   const peak = (k: Kind): number => Math.max(...rows.filter((r) => r.kind === k).map((r) => r.hwm));
   console.log(`\npeak RSS over all scenarios: ${kinds.map((k) => `${k} ${(peak(k) / MiB).toFixed(0)} MiB`).join(', ')}`);
