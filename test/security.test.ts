@@ -424,7 +424,7 @@ test('security: every hostile input, its status, nothing stored, nothing leaked'
       rows++;
       await t.test(`${group} — ${row.name}`, async () => {
         const before = await uploadsOnDisk();
-        const a = await rawSend(port, rawRequest(row.req()));
+        const a = await rawSend(port, rawRequest(row.req()), 60_000);
         const text = a.raw.toString('latin1');
         assert.equal(a.status, row.status, `status; answer: ${text.slice(0, 300)}`);
         if (row.code !== undefined) assert.equal((JSON.parse(a.body.toString('utf8')) as { error?: string }).error, row.code, text.slice(0, 300));
