@@ -608,8 +608,10 @@ test('an error on a body nobody listens to does not crash; text() rejects with i
   const it = parseMultipart(generate([Buffer.from(head + 'abc')]), { contentType: CT });
   const part = (await it.next()).value as Part;
   const body = part.body;
-  body.pause();
+  let seen = 0;
+  body.on('data', (c: Buffer) => (seen += c.length)); // and no 'error' listener
   await assert.rejects(it.next(), { code: 'MULTIPART_UNEXPECTED_END' });
+  assert.equal(seen, 3);
   await turns(5);
   assert.equal(body.destroyed, true);
   // A body first asked for after the failure is born destroyed with it.
@@ -792,6 +794,14 @@ test('a consumer that destroys a body: the rest of that part is skipped, the par
   assert.equal(await p.text(), 'both');
   assert.equal(p.body, s);
   assert.equal((await it2.next()).done, true);
+  // body after text(): the bytes went to the text, the stream is empty.
+  const it3 = parseMultipart(generate([Buffer.from(field('a', 'once', 'X-One: 1\r\nX-One: 2\r\n') + end)]), { contentType: CT });
+  const q = (await it3.next()).value as Part;
+  assert.equal(await q.text(), 'once');
+  assert.equal(await readStream(q.body), '');
+  assert.equal(q.headers, q.headers);
+  assert.deepEqual({ ...q.headers }, { 'content-disposition': 'form-data; name="a"', 'x-one': '1, 2' });
+  assert.equal((await it3.next()).done, true);
 });
 
 test('over HTTP: parts stream from a real socket, and a limit is answered with 413 while the client still sends', async (t) => {
