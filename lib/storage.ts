@@ -278,7 +278,13 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
       const published: string[] = [];
       try {
         for (const [id, root] of roots) {
-          renameSync(root, join(filesDir, id));
+          try {
+            renameSync(root, join(filesDir, id));
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+            mkdirExistingSync(filesDir);
+            renameSync(root, join(filesDir, id));
+          }
           published.push(id);
           if (published.length % RENAME_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
         }
@@ -306,20 +312,34 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
   };
 }
 
+// `.wharf-tmp` and `f` removed under a running server (a restore, a remount) are made again, but
+// never the data directory itself: where it is gone (an unmounted volume) uploads fail rather than
+// land on whatever disk is below.
 const mkdirRootSync = (path: string): void => {
   try {
     mkdirSync(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    mkdirSync(path, { recursive: true });
+    mkdirExistingSync(dirname(path));
+    mkdirSync(path);
   }
 };
-// A temp area removed under a running server is made again.
 const mkdirRoot = (path: string): Promise<void> =>
   mkdirOne(path).catch(async (err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err;
-    await mkdir(path, { recursive: true });
+    await mkdirOne(dirname(path)).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EEXIST') throw e;
+    });
+    await mkdirOne(path);
   });
+/** mkdir that is content when the directory is already there. */
+function mkdirExistingSync(path: string): void {
+  try {
+    mkdirSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+}
 const mkdirOne = (path: string): Promise<void> =>
   new Promise((resolve, reject) => mkdirCb(path, (err) => (err ? reject(err) : resolve())));
 

@@ -249,3 +249,30 @@ test('storage: a disk that fills up mid-file fails the write, and abort leaves n
     execFileSync('umount', ['-l', dataDir]);
   }
 });
+
+test('storage: its own directories removed while running come back; a data dir that is gone is not made again', async (t) => {
+  const parent = await tempDir(t);
+  const dataDir = join(parent, 'data');
+  await mkdir(dataDir);
+  const storage = createLocalStorage(dataDir, { writeBatch: 16 * 1024 });
+  await storage.start();
+  await rm(join(dataDir, TEMP_DIR), { recursive: true });
+  await rm(join(dataDir, 'f'), { recursive: true });
+  // A small file (written on the loop) and a big one (through the thread pool), each in its own staging.
+  for (const size of [100, 100_000]) {
+    const staging = storage.stage();
+    const id = randomUUID();
+    await pipeline(chunked(randomBytes(size)), staging.file(id, 'back.bin'));
+    await staging.commit();
+    assert.equal((await stat(join(dataDir, 'f', id, 'back.bin'))).size, size);
+    await rm(join(dataDir, TEMP_DIR), { recursive: true });
+    await rm(join(dataDir, 'f'), { recursive: true });
+  }
+  await rm(dataDir, { recursive: true });
+  for (const size of [100, 100_000]) {
+    const staging = storage.stage();
+    await assert.rejects(pipeline(chunked(randomBytes(size)), staging.file(randomUUID(), 'lost.bin')), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT');
+    await staging.abort();
+  }
+  assert.deepEqual(await readdir(parent), [], 'the data dir was not made again');
+});
