@@ -307,10 +307,6 @@ class Parser {
 
   next(): Promise<IteratorResult<Part>> {
     if (!this.started) this.start();
-    if (this.error !== null && !this.errorDelivered) {
-      this.errorDelivered = true;
-      return Promise.reject(this.error);
-    }
     const previous = this.delivered;
     if (previous !== null) {
       // Moving on drops what nobody started reading, or the parser could never reach the next part.
@@ -320,6 +316,11 @@ class Parser {
       } else if (previous.stream !== null && previous.stream.readableFlowing === null) {
         previous.stream.resume();
       }
+    }
+    // After the above: dropping the last part runs the parser, and what it runs into is this call's answer.
+    if (this.error !== null && !this.errorDelivered) {
+      this.errorDelivered = true;
+      return Promise.reject(this.error);
     }
     const part = this.ready;
     if (part !== null) {

@@ -581,6 +581,23 @@ test('moving to the next part drains an unread body and drops an untouched one',
   }
 });
 
+test('an error met while dropping an untouched part rejects the next() that dropped it', async () => {
+  const namesOnly = async (body: string, limits: Partial<MultipartLimits> = {}): Promise<string[]> => {
+    const names: string[] = [];
+    for await (const part of parseMultipart(generate([Buffer.from(body)]), { contentType: CT, limits })) names.push(part.name);
+    return names;
+  };
+  const cases: [string, Partial<MultipartLimits>, string][] = [
+    [`${field('a', 'x')}--${B}\r\nno colon\r\n\r\ny\r\n${end}`, {}, 'MULTIPART_MALFORMED_HEADER'],
+    [`${field('a', 'x'.repeat(100))}${end}`, { fieldSize: 10 }, 'LIMIT_FIELD_SIZE'],
+    [`${field('a', 'x')}${field('b', 'y')}${end}`, { parts: 1 }, 'LIMIT_PARTS'],
+    [`${field('a', 'x')}--${B}junk\r\n${end}`, {}, 'MULTIPART_MALFORMED_DELIMITER'],
+    [`${field('a', 'x')}`, {}, 'MULTIPART_UNEXPECTED_END'],
+  ];
+  for (const [body, limits, code] of cases) await assert.rejects(namesOnly(body, limits), { code }, code);
+  assert.deepEqual(await namesOnly(field('a', 'x') + field('b', 'y') + end), ['a', 'b']);
+});
+
 test('an error reaches the body being piped and the iteration, with the same code', async () => {
   const head = Buffer.from(`--${B}\r\nContent-Disposition: form-data; name="f"; filename="x"\r\n\r\n`);
   const chunks = [head, Buffer.alloc(1000, 1), Buffer.alloc(1000, 2), Buffer.alloc(1000, 3)];
