@@ -29,7 +29,9 @@ export interface DirMapping {
  * - `DELETE {base}_f/…`, `POST/DELETE {base}_m/…`: a valid access key, always.
  * - public mappings: anyone. Private mappings: a valid access key or `authorize(req)` true.
  * A request that is refused gets 401 with `WWW-Authenticate: Basic realm="wharf"` — whether it
- * carried no credentials, wrong ones, or the hook said no: a valid key would always be let in. A
+ * carried no credentials, wrong ones, or the hook said no: a valid key would always be let in —
+ * except a browser page's own requests (`Sec-Fetch-Mode` other than `navigate`), which get the 401
+ * without the challenge, so the browser does not pop up a login dialog for app keys. A
  * hook that throws gets 500 `AUTHORIZE_FAILED` (the error goes to `warn`, never to the client).
  *
  * Timeouts: standalone (`listen`), the server waits `limits.headersTimeout` for request headers and
@@ -279,8 +281,15 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     refuse(req, res, new WharfError('SHUTTING_DOWN', 'the file server is shutting down', 503), { Connection: 'close' });
   }
 
-  const unauthorized = (req: IncomingMessage, res: ServerResponse): void =>
-    refuse(req, res, new WharfError('UNAUTHORIZED', 'a valid access key or an authorized session is required', 401), { 'WWW-Authenticate': 'Basic realm="wharf"' });
+  function unauthorized(req: IncomingMessage, res: ServerResponse): void {
+    const err = new WharfError('UNAUTHORIZED', 'a valid access key or an authorized session is required', 401);
+    // A browser meets a Basic challenge on a page's fetch, XHR or <img> with a credentials dialog
+    // its user cannot fill in (wharf's keys are app keys), and the request hangs until it is
+    // dismissed. Fetch Metadata (`Sec-Fetch-Mode`, sent by every current browser) tells those
+    // requests apart: they get the plain 401; apps and page navigations get the challenge.
+    const mode = req.headers['sec-fetch-mode'];
+    refuse(req, res, err, mode === undefined || mode === 'navigate' ? { 'WWW-Authenticate': 'Basic realm="wharf"' } : {});
+  }
 
   function run(req: IncomingMessage, res: ServerResponse, method: Method, rest: string, expectContinue: boolean): void {
     if (closing) {

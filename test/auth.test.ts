@@ -204,6 +204,24 @@ describe('access keys', () => {
     assert.equal(createKeyCheck({})(fakeReq(DEFAULT_KEY, '127.0.0.1')), 'invalid');
   });
 
+  test('a browser page\'s own requests get 401 without a Basic challenge; apps and navigations get it', async () => {
+    const { dir, cleanup } = await tempDir();
+    const files = createFileServer({ dataDir: dir, accessKeys: { app: 'secret' }, warn: () => {} });
+    try {
+      const { url } = await files.listen({ port: 0 });
+      for (const [mode, challenged] of [[undefined, true], ['navigate', true], ['cors', false], ['same-origin', false], ['no-cors', false]] as const) {
+        const headers: Record<string, string> = mode === undefined ? {} : { 'Sec-Fetch-Mode': mode };
+        const p = await probe(url, 'DELETE', `/_f/${randomUUID()}`, headers);
+        assert.equal(p.status, 401, String(mode));
+        assert.equal(p.error, 'UNAUTHORIZED', String(mode));
+        assert.equal(p.wwwAuthenticate, challenged ? 'Basic realm="wharf"' : undefined, String(mode));
+      }
+    } finally {
+      await files.close();
+      await cleanup();
+    }
+  });
+
   test('isLoopback', () => {
     for (const h of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', '::ffff:127.0.0.1', 'localhost', 'app.localhost']) assert.equal(isLoopback(h), true, h);
     for (const h of ['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', 'example.com', '', undefined, '::ffff:10.0.0.1', '127.0.0.1.evil.com']) assert.equal(isLoopback(h), false, String(h));
