@@ -10,13 +10,13 @@ process.on('unhandledRejection', (err) => outOfBand.push(`unhandledRejection: ${
 process.on('uncaughtException', (err) => outOfBand.push(`uncaughtException: ${String(err)}`));
 
 let counts: Record<string, number> = {};
-let failures: string[] = [];
+let failures: Array<{ category: string; text: string }> = [];
 for (let seed = from; seed < to; seed++) {
   const before = outOfBand.length;
   const v = await runCase(seed, STRESS_FUZZ);
   counts[v.category] = (counts[v.category] ?? 0) + 1;
-  if (!v.ok) failures.push(`${v.category}: ${v.detail} — ${describe(v.case)}`);
-  if (outOfBand.length > before) failures.push(`out-of-band: ${outOfBand.slice(before).join('; ')} — ${describe(v.case)}`);
+  if (!v.ok) failures.push({ category: v.category, text: `${v.detail} — ${describe(v.case)}` });
+  if (outOfBand.length > before) failures.push({ category: 'out-of-band', text: `${outOfBand.slice(before).join('; ')} — ${describe(v.case)}` });
   if ((seed - from + 1) % 1000 === 0 || seed === to - 1) {
     parentPort!.postMessage({ done: seed - from + 1, counts, failures });
     counts = {};

@@ -26,7 +26,7 @@ async function fuzz(): Promise<boolean> {
   const workers = Math.max(1, availableParallelism());
   const per = Math.ceil(FUZZ_CASES / workers);
   const counts = new Map<string, number>();
-  const failures: string[] = [];
+  const failures: Array<{ category: string; text: string }> = [];
   let done = 0;
   const started = Date.now();
   let lastPrint = 0;
@@ -37,7 +37,7 @@ async function fuzz(): Promise<boolean> {
     if (from >= to) return resolve();
     const worker = new Worker(new URL('./fuzz-worker.js', import.meta.url), { workerData: { from, to } });
     const seen = { n: 0 };
-    worker.on('message', (m: { done: number; counts: Record<string, number>; failures: string[] }) => {
+    worker.on('message', (m: { done: number; counts: Record<string, number>; failures: Array<{ category: string; text: string }> }) => {
       done += m.done - seen.n;
       seen.n = m.done;
       for (const [k, n] of Object.entries(m.counts)) counts.set(k, (counts.get(k) ?? 0) + n);
@@ -49,7 +49,7 @@ async function fuzz(): Promise<boolean> {
       }
     });
     worker.on('error', (err) => {
-      failures.push(`worker ${w} crashed: ${err.stack ?? String(err)}`);
+      failures.push({ category: 'worker-crashed', text: `worker ${w}: ${err.stack ?? String(err)}` });
       resolve();
     });
     worker.on('exit', () => resolve());
@@ -59,10 +59,9 @@ async function fuzz(): Promise<boolean> {
   console.log(`fuzz: ${done} cases in ${seconds.toFixed(0)} s (${(done / seconds).toFixed(0)} cases/s)\n${table}`);
   const byCategory = new Map<string, string[]>();
   for (const f of failures) {
-    const k = f.slice(0, f.indexOf(':'));
-    const list = byCategory.get(k) ?? [];
-    list.push(f);
-    byCategory.set(k, list);
+    const list = byCategory.get(f.category) ?? [];
+    list.push(f.text);
+    byCategory.set(f.category, list);
   }
   for (const [k, list] of byCategory) console.log(`FAILED ${k}: ${list.length}×, e.g.\n  ${list.slice(0, 5).join('\n  ')}`);
   return failures.length === 0 && done === FUZZ_CASES;
