@@ -144,6 +144,8 @@ export function runBusboy(c: FuzzCase, opts: FuzzOptions = DEFAULT_FUZZ): Promis
  * - `strict:malformed-delimiter`: a delimiter followed by junk; RFC 2046 forbids it, busboy silently
  *   drops the bytes up to the next delimiter.
  * - `strict:folded-header`: an obs-fold header line (RFC 9112 §5.2), which busboy unfolds.
+ * - `strict:delimiter-in-headers`: a header line that begins with the dash-boundary: a delimiter
+ *   where RFC 2046 forbids one (inside a part); busboy takes it as the end of the part.
  * - `strict:malformed-header-line`: a header line without a colon, with a control character or a
  *   bare LF. busboy errors on it too, except when a delimiter follows inside the header block: it
  *   searches for delimiters everywhere, headers included, and takes one there as the part's end.
@@ -309,6 +311,7 @@ function explainStrict(c: FuzzCase, limits: MultipartLimits, code: string, messa
         ? 'strict:no-name'
         : undefined;
     case 'MULTIPART_MALFORMED_HEADER':
+      if (blocks().some((b) => b.lines.some((l) => l.startsWith(`--${c.boundary}`)))) return 'strict:delimiter-in-headers';
       if (message.includes('space or tab')) return blocks().some((b) => b.lines.some((l) => l.startsWith(' ') || l.startsWith('\t'))) ? 'strict:folded-header' : undefined;
       if (message.includes('repeated')) return blocks().some((b) => headerLines(b, 'content-disposition').length > 1 || headerLines(b, 'content-type').length > 1) ? 'strict:repeated-header' : undefined;
       if (message.includes('filename*')) return blocks().some((b) => /filename\*/i.test(dispositionOf(b) ?? '')) ? 'strict:bad-filename-star' : undefined;

@@ -105,6 +105,38 @@ test('regression: the same inputs read part by part reject with the same error (
   await assert.rejects(read(), (err: unknown) => err instanceof WharfError && err.code === 'MULTIPART_MALFORMED_HEADER');
 });
 
+// Found by the 1,000,000-case run (seeds 55699, 279542 and 18 more): a header line that begins with
+// the dash-boundary. RFC 2046 §5.1.1 makes any line that starts with it a delimiter, and it may not
+// appear inside a part; wharf refused such a line only when the rest of it was no `name: value`, so
+// `--bContent-Type: x` (a header "--bcontent-type") or, with a boundary holding a colon, `--a:b--`
+// (a header "--a") passed. A parser that honours delimiters anywhere — busboy, a proxy, a scanner —
+// then sees the form end where wharf reads on: the second row smuggles a file past it.
+test('regression: a header line that starts with the delimiter is refused, whatever follows it', async (t) => {
+  const rows: Array<[string, string, string]> = [
+    ['dash-boundary glued to a header', 'b', '--b\r\nContent-Disposition: form-data; name="a"\r\n--bContent-Type: text/plain\r\n\r\nx\r\n--b--\r\n'],
+    [
+      'close-delimiter in a header block (boundary with a colon)',
+      'a:b',
+      '--a:b\r\nContent-Disposition: form-data; name="x"\r\n--a:b--\r\n\r\nhidden\r\n--a:b\r\nContent-Disposition: form-data; name="files"; filename="evil.exe"\r\n\r\nMZ\r\n--a:b--\r\n',
+    ],
+    ['delimiter as the first header line (boundary with a colon)', 'a:b', '--a:b\r\n--a:b\r\nContent-Disposition: form-data; name="x"\r\n\r\nx\r\n--a:b--\r\n'],
+  ];
+  for (const [what, boundary, body] of rows) {
+    await t.test(what, async () => {
+      const read = async (): Promise<string[]> => {
+        const names: string[] = [];
+        for await (const part of parseMultipart(once(body), { contentType: `multipart/form-data; boundary="${boundary}"` })) {
+          names.push(part.name);
+          await part.text();
+        }
+        return names;
+      };
+      // Refused as malformed, however the parser words it (a bad header, a part without disposition…).
+      await assert.rejects(read(), (err: unknown) => err instanceof WharfError && err.status === 400 && err.code.startsWith('MULTIPART_'));
+    });
+  }
+});
+
 // An input on which busboy 1.6 never finishes (no 'close': a delimiter inside a header block, then
 // the body ends), minimised from seed 569 while building the oracle. wharf refuses it at once.
 test('regression: a delimiter inside a header block (stalls busboy) is refused', async () => {

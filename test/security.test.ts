@@ -245,6 +245,16 @@ function multipartLimits(): Row[] {
       status: 413,
       code: 'MULTIPART_HEADER_TOO_LARGE',
     },
+    {
+      name: 'a close-delimiter inside a part\'s header block (boundary "a:b") smuggling a file past delimiter-anywhere parsers',
+      req: () => ({
+        method: 'POST',
+        path: '/_f/',
+        headers: { 'Content-Type': 'multipart/form-data; boundary="a:b"', Authorization: AUTH },
+        body: Buffer.from('--a:b\r\nContent-Disposition: form-data; name="x"\r\n--a:b--\r\n\r\nhidden\r\n--a:b\r\nContent-Disposition: form-data; name="files"; filename="evil.exe"\r\n\r\nMZ\r\n--a:b--\r\n'),
+      }),
+      status: 400,
+    },
     { name: 'no boundary at all', req: () => ({ method: 'POST', path: '/_f/', headers: { 'Content-Type': 'multipart/form-data', Authorization: AUTH }, body: Buffer.from('x') }), status: 400, code: 'MULTIPART_NO_BOUNDARY' },
   ];
 }
