@@ -336,6 +336,19 @@ const MUTATIONS: Array<[weight: number, Mutation]> = [
     if (how < 0.7) return [splice(b, at, 0, Buffer.from(line)), `repeat-header@${at}`];
     return [splice(b, at, end + 2 - at, Buffer.from(pick(r, ['Content-Type: text/plain\r\n', 'X: y\r\n', ': novalue\r\n', 'Content-Disposition: attachment; name="a"\r\n', 'Content-Disposition: form-data\r\n', 'Content-Disposition: form-data; name=""\r\n', 'Content-Disposition: form-data; name="a"; name="b"\r\n', 'Content-Disposition: form-data; name="a\\"b"\r\n', 'Content-Disposition: form-data; name=a@b\r\n', 'Content-Disposition: form-data; name="a"; filename=""\r\n', "Content-Disposition: form-data; name=\"a\"; filename*=UTF-8''%E2%82\r\n"]), 'latin1')), `replace-header@${at}`];
   }],
+  [3, (r, b, bd) => {
+    // The dash-boundary at the start of a header line, glued to what follows: a delimiter where a
+    // header is expected (RFC 2046 forbids it inside a part; a parser must not read it as a header).
+    const starts = headerStarts(b, bd);
+    if (starts.length === 0) return [b, 'glued(none)'];
+    let at = pick(r, starts);
+    if (chance(r, 0.5)) {
+      const eol = b.indexOf(CRLF, at);
+      if (eol !== -1) at = eol + 2;
+    }
+    const glue = pick(r, ['', '--', 'Content-Type: text/plain', 'X: y', ':', '--; x', '\r\n']);
+    return [splice(b, at, 0, Buffer.from(`--${bd}${glue}${glue.endsWith('\r\n') ? '' : '\r\n'}`, 'latin1')), `glued-delimiter@${at}`];
+  }],
 ];
 const TOTAL_WEIGHT = MUTATIONS.reduce((s, [w]) => s + w, 0);
 

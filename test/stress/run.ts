@@ -63,7 +63,7 @@ async function fuzz(): Promise<boolean> {
     list.push(f.text);
     byCategory.set(f.category, list);
   }
-  for (const [k, list] of byCategory) console.log(`FAILED ${k}: ${list.length}×, e.g.\n  ${list.slice(0, 5).join('\n  ')}`);
+  for (const [k, list] of byCategory) console.log(`FAILED ${k}: ${list.length}×, e.g.\n  ${list.slice(0, 25).join('\n  ')}`);
   return failures.length === 0 && done === FUZZ_CASES;
 }
 
