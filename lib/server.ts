@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { createKeyCheck, isLoopback } from './auth.js';
 import { WharfError, sendError } from './errors.js';
+import { closeAfterAnswer } from './linger.js';
 import { resolveLimits, type Limits } from './limits.js';
 import { missingDirWarnings, parseMappings } from './mappings.js';
 import type { Site } from './site.js';
@@ -271,14 +272,15 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
   }
 
   function refuse(req: IncomingMessage, res: ServerResponse, err: WharfError, headers: Record<string, string> = {}): void {
-    // Closing the connection stops the client sending (and us draining) a body nobody will read.
-    if (hasBody(req)) headers['Connection'] = 'close';
+    // The last answer on this connection: nobody will read the body, so nobody drains gigabytes of it.
+    if (hasBody(req)) closeAfterAnswer(req, res);
     sendError(res, err, headers);
   }
 
   function shuttingDown(req: IncomingMessage, res: ServerResponse): void {
     res.shouldKeepAlive = false;
-    refuse(req, res, new WharfError('SHUTTING_DOWN', 'the file server is shutting down', 503), { Connection: 'close' });
+    closeAfterAnswer(req, res);
+    refuse(req, res, new WharfError('SHUTTING_DOWN', 'the file server is shutting down', 503));
   }
 
   function unauthorized(req: IncomingMessage, res: ServerResponse): void {

@@ -18,6 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { WharfError, sendError } from './errors.js';
+import { closeAfterAnswer } from './linger.js';
 import type { Limits } from './limits.js';
 import { parseMultipart } from './multipart.js';
 import type { Site } from './site.js';
@@ -299,7 +300,8 @@ function closed(v: Viewer): Promise<void> {
 function fail(req: IncomingMessage, res: ServerResponse, err: unknown): void {
   const h = req.headers;
   const bodyless = h['transfer-encoding'] === undefined && (h['content-length'] ?? '0') === '0';
-  sendError(res, err, req.complete || bodyless ? undefined : { Connection: 'close' });
+  if (!req.complete && !bodyless) closeAfterAnswer(req, res);
+  sendError(res, err);
 }
 
 /** `{base}_m/<name>`, each segment percent-encoded. */

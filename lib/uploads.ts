@@ -8,6 +8,7 @@ import { basename, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { WharfError, fromFsError, sendError } from './errors.js';
+import { closeAfterAnswer } from './linger.js';
 import { checkFilename, isUploadId, parseUploadUrl, uploadUrl } from './filenames.js';
 import type { Limits } from './limits.js';
 import { contentTypeFor } from './mime.js';
@@ -60,7 +61,7 @@ export interface Uploads {
    * inputs with another name) is read and dropped within the limits, as Wave does. Answers 200
    * `{"files": [...]}`, or `{"error","message"}` with 400 (names, malformed body, no file), 408
    * (`limits.uploadIdleTimeout`), 413 (a limit), 415 (not multipart), 5xx (storage, shutdown); an
-   * answer given before the body was read to its end carries `Connection: close`.
+   * answer given before the body was read to its end closes the connection in stages (lib/linger.ts).
    */
   receive(req: IncomingMessage, res: ServerResponse): Promise<void>;
   /** `DELETE {base}_f/<id>[/…]`, `rest` still percent-encoded: 200 `{"removed": "{base}_f/<id>"}`, or 404 when `<id>` is no upload id or absent. */
@@ -198,7 +199,8 @@ export function createUploads(config: UploadsConfig): Uploads {
       const e = body.error ?? classify(err, warn);
       body.fail(e);
       bodies.delete(body);
-      sendError(res, e, unread ? { Connection: 'close' } : undefined);
+      if (unread) closeAfterAnswer(req, res);
+      sendError(res, e);
       return;
     }
     bodies.delete(body);

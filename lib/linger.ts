@@ -1,0 +1,39 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+/** After an early answer, what the client still sends is read and dropped for this long at most… */
+const LINGER_MS = 2_000;
+/** …and up to this many bytes, before the connection is cut. */
+const LINGER_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Marks `res` as the last answer on its connection, for a request whose body will not be read to
+ * its end (refused from its headers, or past a limit halfway through).
+ *
+ * Closing such a connection at once loses answers: the client is still sending, our kernel meets
+ * those bytes with a reset, and a reset can erase the answer from the client's receive buffer
+ * before it is read (RFC 9112 §9.6). So the close is staged, as nginx's `lingering_close` does: the
+ * answer carries `Connection: close`, then the write side is half-closed, and what the client still
+ * sends is read and dropped until it closes its side, for `LINGER_MS` and `LINGER_BYTES` at most —
+ * never gigabytes — and only then is the socket destroyed.
+ */
+export function closeAfterAnswer(req: IncomingMessage, res: ServerResponse): void {
+  if (!res.headersSent) res.setHeader('Connection', 'close');
+  const socket = req.socket as (Socket & { destroySoon?: () => void }) | null;
+  if (!socket || socket.destroyed) return;
+  // Node's server ends a `Connection: close` exchange with socket.destroySoon(): a FIN, then a
+  // full close as soon as it is flushed. This socket gets the staged close instead.
+  socket.destroySoon = () => {
+    socket.end();
+    const limit = socket.bytesRead + LINGER_BYTES;
+    const cut = (): void => { socket.destroy(); };
+    const timer = setTimeout(cut, LINGER_MS);
+    timer.unref();
+    socket.on('data', () => { if (socket.bytesRead > limit) cut(); });
+    socket.once('end', cut);
+    socket.once('close', () => clearTimeout(timer));
+    // The request may have been paused mid-body; with no listener left, resuming drops its bytes.
+    req.resume();
+    socket.resume();
+  };
+}

@@ -1,0 +1,66 @@
+// An answer given before the request body is read to its end must reach the client (RFC 9112 §9.6),
+// and the connection must still be closed, without the server draining the whole body.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { connect as tcpConnect } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createFileServer } from '../lib/index.js';
+import { connect } from '../lib/client.js';
+
+const KEY = { accessKeyId: 'app', accessKeySecret: 'app-secret' };
+
+test('a limit crossed mid-upload: every client gets the 413, not a connection reset', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'wharf-linger-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const files = createFileServer({ dataDir: join(dir, 'data'), accessKeys: { app: 'app-secret' }, limits: { fileSize: 1 << 20 } });
+  const { url } = await files.listen({ port: 0 });
+  t.after(() => files.close());
+  const big = join(dir, 'big.bin');
+  await writeFile(big, Buffer.alloc(48 << 20, 7));
+  const site = connect(url, KEY);
+  const outcomes: string[] = [];
+  for (let i = 0; i < 12; i++) {
+    const err = await site.upload([big]).then(() => undefined, (e: { status: number; code: string }) => e);
+    outcomes.push(err ? `${err.status} ${err.code}` : 'stored');
+  }
+  assert.deepEqual(outcomes, Array(12).fill('413 LIMIT_FILE_SIZE'));
+});
+
+test('an early refusal without Expect: the client still sending reads the 401, and the server cuts it off after a bounded drain', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'wharf-linger-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const files = createFileServer({ dataDir: join(dir, 'data'), accessKeys: { app: 'app-secret' } });
+  const { port } = await files.listen({ port: 0 });
+  t.after(() => files.close());
+
+  // A client announcing 1 GiB and writing without pause, never stopping by itself.
+  const sock = tcpConnect(port, '127.0.0.1');
+  await new Promise((ok) => sock.once('connect', ok));
+  sock.write(`POST /_f/ HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: ${2 ** 30}\r\n\r\n`);
+  let answer = '';
+  sock.on('data', (d: Buffer) => { answer += d.toString('latin1'); });
+  const chunk = Buffer.alloc(64 * 1024, 1);
+  let sent = 0;
+  let writing = true;
+  const pump = (): void => {
+    while (writing && !sock.destroyed && sock.write(chunk)) sent += chunk.length;
+    if (writing && !sock.destroyed) sock.once('drain', pump);
+  };
+  sock.on('error', () => { writing = false; });
+  pump();
+  await new Promise((ok) => sock.once('close', ok));
+  writing = false;
+  assert.match(answer, /^HTTP\/1\.1 401 /);
+  assert.match(answer, /Connection: close/i);
+  assert.match(answer, /"error":"UNAUTHORIZED"/);
+  assert.ok(sent < 2 ** 30, 'the server did not read the whole announced body');
+
+  // The connection was closed for that client only: the server answers the next one.
+  const status = await new Promise<number>((ok, bad) => {
+    request({ port, path: '/_f/nope', method: 'GET' }, (res) => { res.resume(); ok(res.statusCode ?? 0); }).on('error', bad).end();
+  });
+  assert.equal(status, 404);
+});
