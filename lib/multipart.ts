@@ -790,6 +790,14 @@ class Parser {
       known = 2;
       i = from + 13;
     } else {
+      // RFC 2046 §5.1.1: the delimiter may not occur inside a part, header block included. `-` is a
+      // token character, so `--boundary…` would pass as a header name here while a parser that
+      // looks for the delimiter anywhere ends the part: two readers disagreeing on where a file
+      // starts is how one gets smuggled past the other.
+      const dash = this.delimiter.length - 2;
+      if (to - from >= dash && buf.compare(this.delimiter, 2, this.delimiter.length, from, from + dash) === 0) {
+        return this.badHeader('a header line starts with the boundary delimiter');
+      }
       i = from;
       while (i < to && TCHAR[buf[i]!] === 1) i++;
       if (i === from || i === to || buf[i] !== COLON) return this.badHeader('a header line has no name and colon');
