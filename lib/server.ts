@@ -199,8 +199,8 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
 
   const statics = createStatic(options.cacheControl === undefined ? { limits } : { limits, cacheControl: options.cacheControl });
   const uploads = createUploads(options.onUpload === undefined
-    ? { dataDir, base, limits, statics }
-    : { dataDir, base, limits, statics, onUpload: options.onUpload });
+    ? { dataDir, base, limits, statics, warn }
+    : { dataDir, base, limits, statics, warn, onUpload: options.onUpload });
   const streams = createStreams({ base, limits });
 
   // ---- the route table: every URL wharf answers, and who may use it -------------------------
