@@ -12,6 +12,13 @@ import type { FileServerOptions } from '../lib/server.js';
 // ---------------------------------------------------------------------------------------------
 // A server in a child process
 
+/** Event-loop delay percentiles, in ms. */
+export interface LoopDelay {
+  p50: number;
+  p99: number;
+  max: number;
+}
+
 /** `process.memoryUsage()` of the child after a full GC. */
 export interface Memory {
   rss: number;
@@ -31,6 +38,8 @@ export interface Child {
   fdTargets(): Promise<string[]>;
   /** RSS and heap after a full GC in the child. */
   memory(): Promise<Memory>;
+  /** The child's event-loop delay since the last call (ms). */
+  loopDelay(): Promise<LoopDelay>;
   /** Closes the server (`close()`) and waits for the process to exit. */
   stop(): Promise<void>;
   /** Everything the child wrote to stderr. */
@@ -94,6 +103,7 @@ export async function startChild(options: FileServerOptions, opts: { fdLimit?: n
     fds: async () => (await readdir(`/proc/${first.pid}/fd`)).length,
     fdTargets: () => fdTargets(first.pid),
     memory: () => ask<Memory>('memory'),
+    loopDelay: () => ask<LoopDelay>('loop'),
     async stop() {
       if (exited) return;
       const killer = setTimeout(() => proc.kill('SIGKILL'), 15_000);

@@ -14,7 +14,8 @@
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { basicAuth } from '../lib/auth.js';
-import { eventually, formatReport, patternBytes, rssOf, runLoad, send, sleep, startChild, type LoadReport, type Memory } from './load-gen.js';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { eventually, formatReport, patternBytes, rssOf, runLoad, send, sleep, startChild, type LoopDelay, type LoadReport, type Memory } from './load-gen.js';
 
 export const RSS_SLACK = 64 * 1024 * 1024;
 export const JS_SLACK = 16 * 1024 * 1024;
@@ -32,6 +33,9 @@ export interface ScenarioResult {
   memAfter: Memory;
   rssPeak: number;
   warmup: LoadReport;
+  /** Event-loop delay during the run: the server's, and the test process's (the clients'). */
+  serverLoop: LoopDelay;
+  clientLoop: LoopDelay;
   tempLeft: string[];
   diskProblems: string[];
   serverErrors: string;
@@ -85,7 +89,14 @@ export async function runLoadScenario(o: { root: string; seconds: number; client
     };
     const warmup = await runLoad({ ...load, seconds: WARMUP_SECONDS });
     const memWarm = await child.memory();
+    await child.loopDelay();
+    const clientHistogram = monitorEventLoopDelay({ resolution: 10 });
+    clientHistogram.enable();
     const main = await runLoad({ ...load, seconds: o.seconds, uploads: warmup.uploads });
+    clientHistogram.disable();
+    const serverLoop = await child.loopDelay();
+    const ms = (ns: number): number => Math.round(ns / 1e5) / 10;
+    const clientLoop = { p50: ms(clientHistogram.percentile(50)), p99: ms(clientHistogram.percentile(99)), max: ms(clientHistogram.max) };
     clearInterval(sampler);
     // The run's failures include the warm-up's: no request may fail in either.
     const report: LoadReport = { ...main, failed: main.failed + warmup.failed, failures: [...warmup.failures, ...main.failures] };
@@ -109,8 +120,9 @@ export async function runLoadScenario(o: { root: string; seconds: number; client
       formatReport(report),
       `server fds: ${fdsBefore} before, ${fdsAfter} after; temp files left ${tempLeft.length}; uploads on disk ${report.uploads.length}, problems ${diskProblems.length}`,
       `server RSS after GC: ${mib(memCold.rss)} cold, ${mib(memWarm.rss)} warmed up, ${mib(memAfter.rss)} after (peak ${mib(rssPeak)}); JS heap+external: ${js(memCold)} cold, ${js(memAfter)} after`,
+      `event-loop delay during the run: server p50 ${serverLoop.p50} ms, p99 ${serverLoop.p99} ms, max ${serverLoop.max} ms; test process (the clients) p99 ${clientLoop.p99} ms, max ${clientLoop.max} ms`,
     ].join('\n');
-    return { report, warmup, fdsBefore, fdsAfter, fdDiff, memCold, memWarm, memAfter, rssPeak, tempLeft, diskProblems, serverErrors: child.stderr(), summary };
+    return { report, warmup, fdsBefore, fdsAfter, fdDiff, memCold, memWarm, memAfter, rssPeak, serverLoop, clientLoop, tempLeft, diskProblems, serverErrors: child.stderr(), summary };
   } finally {
     await child.stop();
   }

@@ -4,9 +4,10 @@
 //   node [--expose-gc] load-server.js '<FileServerOptions as JSON>'
 //
 // Prints one JSON line `{"port":…,"pid":…}` on stdout once listening. Over the IPC channel it answers
-// `{cmd:"memory"}` with `{rss, heapUsed, external, arrayBuffers}` after a full GC (with
-// --expose-gc), and `{cmd:"close"}` by
-// closing the server and exiting. Warnings go to stderr.
+// `{cmd:"memory"}` with `{rss, heapTotal, heapUsed, external, arrayBuffers}` after a full GC (with
+// --expose-gc), `{cmd:"loop"}` with the event-loop delay since the last ask (p50, p99, max in ms),
+// and `{cmd:"close"}` by closing the server and exiting. Warnings go to stderr.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createFileServer, type FileServerOptions } from '../lib/server.js';
 
 const options = JSON.parse(process.argv[2] ?? '{}') as FileServerOptions;
@@ -15,6 +16,10 @@ const address = await files.listen({ host: '127.0.0.1', port: 0 });
 process.stdout.write(`${JSON.stringify({ port: address.port, pid: process.pid })}\n`);
 
 const gc = (globalThis as { gc?: () => void }).gc;
+// How long the server's event loop was blocked: a synchronous call that waits for the disk stalls
+// every client at once, which latency percentiles alone cannot tell from a slow client.
+const loop = monitorEventLoopDelay({ resolution: 10 });
+loop.enable();
 
 process.on('message', (message: { id: number; cmd: string }) => {
   const reply = (value: unknown): void => {
@@ -26,6 +31,10 @@ process.on('message', (message: { id: number; cmd: string }) => {
     gc?.();
     const m = process.memoryUsage();
     reply({ rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers });
+  } else if (message.cmd === 'loop') {
+    const ms = (ns: number): number => Math.round(ns / 1e5) / 10;
+    reply({ p50: ms(loop.percentile(50)), p99: ms(loop.percentile(99)), max: ms(loop.max) });
+    loop.reset();
   } else if (message.cmd === 'close') {
     void files.close().then(() => {
       reply(true);
