@@ -140,9 +140,7 @@ test('site.*: the same refusals as HTTP, all-or-nothing', async (t) => {
 test('onUpload: one event per committed upload id, from HTTP and site alike; a failing hook changes nothing', async (t) => {
   const events: UploadEvent[] = [];
   let mode: 'ok' | 'throw' | 'reject' = 'ok';
-  const warnings: string[] = [];
-  t.mock.method(console, 'warn', (m: string) => warnings.push(m));
-  const { files, url } = await serve(t, {
+  const { files, url, warnings } = await serve(t, {
     onUpload: (e) => {
       events.push(e);
       if (mode === 'throw') throw new Error('hook threw');
