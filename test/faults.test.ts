@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { basicAuth } from '../lib/auth.js';
-import { eventually, formBody, matchesPattern, patternBytes, rawConnect, send, sleep, startChild, type Answer, type Child, type FormFile, type RawConnection } from './load-gen.js';
+import { eventually, formBody, matchesPattern, patternBytes, rawConnect, send, settledFds, sleep, startChild, type Answer, type Child, type FormFile, type RawConnection } from './load-gen.js';
 
 const run = promisify(execFile);
 const KEY = { id: 'faults', secret: 'faults-secret' };
@@ -421,12 +421,7 @@ test('faults: an image-stream viewer that never reads is dropped after viewerSta
   const publish = (n: number): Promise<Answer> => send(child.url, '/_m/cam', { method: 'POST', headers: { 'Content-Type': 'image/jpeg', Authorization: AUTH }, body: frame(n) });
   assert.equal((await publish(0)).status, 200);
   // The publisher's own connection may still be closing: the baseline is a count that holds still.
-  let base = await child.fds();
-  for (let prev = -1; prev !== base; ) {
-    prev = base;
-    await sleep(100);
-    base = await child.fds();
-  }
+  const base = await settledFds(child);
 
   const stalled = await rawConnect(child.port);
   defer(t, () => stalled.sock.destroy());

@@ -134,6 +134,20 @@ async function fdTargets(pid: number): Promise<string[]> {
   return out;
 }
 
+/**
+ * The child's descriptor count once it holds still (two reads 100 ms apart agree): connections a
+ * client just closed are still being closed by the server for a moment.
+ */
+export async function settledFds(child: Child): Promise<number> {
+  let count = await child.fds();
+  for (let prev = -1; prev !== count;) {
+    prev = count;
+    await sleep(100);
+    count = await child.fds();
+  }
+  return count;
+}
+
 /** Resident set size of any process, from /proc. */
 export async function rssOf(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');

@@ -15,7 +15,7 @@ import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { basicAuth } from '../lib/auth.js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { eventually, formatReport, patternBytes, rssOf, runLoad, send, sleep, startChild, type LoopDelay, type LoadReport, type Memory } from './load-gen.js';
+import { eventually, formatReport, patternBytes, rssOf, runLoad, send, settledFds, startChild, type LoopDelay, type LoadReport, type Memory } from './load-gen.js';
 
 export const RSS_SLACK = 64 * 1024 * 1024;
 export const JS_SLACK = 16 * 1024 * 1024;
@@ -65,8 +65,7 @@ export async function runLoadScenario(o: { root: string; seconds: number; client
       if (a.status !== 200) throw new Error(`warm-up publish: ${a.status}`);
     }
     for (const f of staticFiles) await send(child.url, `/pub/${f.name}`);
-    await sleep(200);
-    const fdsBefore = await child.fds();
+    const fdsBefore = await settledFds(child);
     const fdListBefore = new Set((await child.fdTargets()).map((l) => l.replace(/^\d+ -> /, '')));
     const memCold = await child.memory();
     let rssPeak = memCold.rss;
