@@ -21,17 +21,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import busboy from 'busboy';
 import { parseMultipart } from '../lib/multipart.js';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from './fuzz-gen.js';
 
 interface Expect {
   name: string;
@@ -88,7 +78,7 @@ function randomContent(rnd: () => number, delimiter: string, text: boolean): Buf
 }
 
 function randomBody(seed: number): { contentType: string; body: Buffer; expected: Expect[]; chunks: Buffer[] } {
-  const rnd = mulberry32(seed);
+  const rnd = rng(seed);
   const boundary = randomBoundary(rnd);
   const delimiter = `\r\n--${boundary}`;
   const expected: Expect[] = [];

@@ -12,6 +12,7 @@ import { finished, pipeline } from 'node:stream/promises';
 import { parseMultipart, type Part, type MultipartLimits } from '../lib/multipart.js';
 import { WharfError, sendError } from '../lib/errors.js';
 import { DEFAULT_LIMITS } from '../lib/limits.js';
+import { rng } from './fuzz-gen.js';
 
 const B = 'b0undary';
 const CT = `multipart/form-data; boundary=${B}`;
@@ -25,17 +26,6 @@ interface Got {
 }
 
 type Outcome = { parts: Got[] } | { error: string; status: number; after: Got[] };
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function* generate(chunks: Buffer[]): AsyncGenerator<Buffer> {
   for (const c of chunks) yield c;
@@ -77,7 +67,7 @@ function chunkings(body: Buffer, seed = 1): Buffer[][] {
   const out: Buffer[][] = [[body]];
   if (body.length <= 2048) for (let i = 1; i < body.length; i++) out.push([body.subarray(0, i), body.subarray(i)]);
   if (body.length <= 65536) out.push(Array.from({ length: body.length }, (_, i) => body.subarray(i, i + 1)));
-  const rnd = mulberry32(seed);
+  const rnd = rng(seed);
   for (let k = 0; k < 4; k++) {
     const chunks: Buffer[] = [];
     const max = k < 2 ? (body.length > 65536 ? 4096 : 8) : Math.max(8, body.length >> 2);

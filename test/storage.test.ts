@@ -10,6 +10,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { WharfError } from '../lib/errors.js';
 import { createLocalStorage, storageError, TEMP_DIR } from '../lib/storage.js';
+import { tree } from './uploads-helpers.js';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 const fds = (): number => readdirSync('/proc/self/fd').length;
@@ -18,22 +19,6 @@ async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<str
   const dir = await mkdtemp(join(tmpdir(), 'wharf-storage-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   return dir;
-}
-
-/** Everything under `dir`, as sorted relative paths (directories end in `/`). */
-async function tree(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (rel: string): Promise<void> => {
-    for (const e of await readdir(join(dir, rel), { withFileTypes: true })) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) {
-        out.push(`${r}/`);
-        await walk(r);
-      } else out.push(r);
-    }
-  };
-  await walk('');
-  return out.sort();
 }
 
 /** A stream of `size` bytes in chunks of `chunk`, the way a socket hands them over. */
