@@ -412,6 +412,34 @@ test('filenames: filename* beats filename, raw UTF-8, HTML escapes, backslashes,
   assert.deepEqual([typed[0]!.filename, typed[0]!.contentType], [undefined, 'application/octet-stream']);
 });
 
+test("the browsers' Content-Disposition line and every other spelling of it read alike", async () => {
+  // The exact form browsers send is read straight from the bytes; each case also goes through the
+  // general path (split inside the line by `outcome`, and respelled here): all must agree.
+  const params = [
+    'name="a"',
+    'name="a"; filename="x.txt"',
+    'name="a"; filename=""',
+    'name="sp ace;=,\\"; filename="C:\\dir\\x y.txt"',
+    'name="a%22b"; filename="x%0Ay"',
+    'name="na\u00efve"; filename="\u65e5\u672c.txt"',
+    'name="a"; filename="x"; filename*=UTF-8\'\'%C3%A9',
+    'name="a"; other="1"',
+    'name="a\tb"',
+  ];
+  for (const p of params) {
+    const body = (line: string): Buffer => Buffer.from(`--${B}\r\n${line}\r\n\r\nv\r\n${field('next', 'w')}${end}`, 'utf8');
+    const [browser] = await parts(body(`Content-Disposition: form-data; ${p}`));
+    const [respelled] = await parts(body(`content-disposition:  form-data;  ${p} `));
+    assert.deepEqual({ ...respelled!, headers: {} }, { ...browser!, headers: {} }, p);
+    assert.equal(browser!.headers['content-disposition'], Buffer.from(`form-data; ${p}`, 'utf8').toString());
+  }
+  // Two of them, the first in the browsers' form, are still two.
+  await fails(`--${B}\r\nContent-Disposition: form-data; name="a"\r\nContent-Disposition: form-data; name="a"\r\n\r\nv\r\n${end}`, 'MULTIPART_MALFORMED_HEADER');
+  await fails(`--${B}\r\nContent-Type: text/plain\r\nContent-Disposition: form-data; name="a"\r\ncontent-disposition: form-data; name="b"\r\n\r\nv\r\n${end}`, 'MULTIPART_MALFORMED_HEADER');
+  // A browser line with a control character after its closing quote is no browser line.
+  await fails(`--${B}\r\nContent-Disposition: form-data; name="a"\u0001\r\n\r\nv\r\n${end}`, 'MULTIPART_MALFORMED_HEADER');
+});
+
 test('other headers are kept: repeated ones joined, values trimmed, an empty Content-Type defaulted', async () => {
   const got = await parts(
     `--${B}\r\ncontent-DISPOSITION:form-data; name="a"  \r\nX-Tag: one\r\nx-tag:\ttwo \r\nContent-Type: \r\nContent-Transfer-Encoding: 8bit\r\n\r\nv\r\n${end}`,
