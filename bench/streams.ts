@@ -1,18 +1,24 @@
 // bench/streams: wharf's image streams against a relay built the way Wave's Go server does it
 // (bench/streams-baseline.ts: a 256-frame queue per viewer), in the same run.
 //
-//   node dist/bench/streams.js [--quick]
+//   node dist/bench/streams.js [--quick] [--viewers=1,10,100,500] [--seconds=10] [--no-stall]
+//                              [--servers=wharf,baseline] [--harness=raw|http]
 //
 // Each server runs in a child process of its own (pinned to CPU 0 with taskset when there are two or
 // more CPUs), so CPU time and RSS are the server's alone. 50 KiB frames are published at 30 fps over
 // HTTP; this process (pinned to CPU 1) runs every viewer on loopback. Each frame carries its
 // sequence number and publish time, so a viewer knows what it lost and how late each frame came.
 // The publisher is a third process (on CPU 0 with the servers), so the viewers cannot slow its pace.
+// Viewers read raw sockets and de-chunk the body themselves (`--harness=http`: through node:http's
+// client, whose per-byte copies made the viewers' process the bottleneck). Each case runs 1 s of the
+// same load unmeasured first, so that no process is measured while its code is still being compiled.
 //   recv:  the frame's last byte has arrived.
 //   shown: the header block after the frame has arrived too — when a browser (Chromium) displays it.
+// `--dump=PREFIX` writes each viewer's (sequence, recv latency) pairs to PREFIX-<server>-<viewers>.json.
 // Then a stalled-viewer case: one viewer that never reads while 300 frames are published as fast as
 // the server takes them; the memory the server keeps for it is measured after a GC.
 import { fork, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
@@ -123,7 +129,7 @@ interface Server {
 }
 
 async function startServer(kind: Kind): Promise<Server> {
-  const child = fork(fileURLToPath(import.meta.url), ['--serve', kind], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(fileURLToPath(import.meta.url), ['--serve', kind], { execArgv: [...process.execArgv, '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   if (availableParallelism() >= 2) spawnSync('taskset', ['-cp', '0', String(child.pid)], { stdio: 'ignore' });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (m: { port: number }) => resolve(m.port));
@@ -188,6 +194,7 @@ class Meter {
   received = 0;
   lost = 0;
   recv: number[] = [];
+  seqs: number[] = [];
   shown: number[] = [];
   private inHead = true;
   private tail = Buffer.alloc(0);
@@ -212,7 +219,8 @@ class Meter {
           if (at >= 0) end = at + 4;
         }
         if (end < 0) {
-          this.tail = Buffer.from(chunk.subarray(Math.max(off, chunk.length - 3)));
+          const seen = Buffer.concat([this.tail, chunk.subarray(Math.max(off, chunk.length - 3))]);
+          this.tail = Buffer.from(seen.subarray(Math.max(0, seen.length - 3)));
           return;
         }
         this.tail = Buffer.alloc(0);
@@ -236,6 +244,7 @@ class Meter {
         this.received++;
         this.lost += Math.max(0, seq - Math.max(this.lastSeq, this.from() - 1) - 1);
         this.recv.push(now() - at);
+        this.seqs.push(seq);
         this.unshown = at;
       }
       this.lastSeq = seq;
@@ -243,7 +252,102 @@ class Meter {
   }
 }
 
-function openViewer(port: number, path: string, meter: Meter): Promise<http.ClientRequest> {
+/**
+ * The response a viewer reads off a raw socket: status line and headers, then the body, de-chunked
+ * when it is chunked (RFC 9112 §7.1), else up to the close. Body bytes go to `body` as views of the
+ * socket's read buffer, valid during the call only (the Meter copies the few bytes it keeps). This
+ * does the work a viewer must do to know a frame and the header block after it arrived, and no more:
+ * no copy of every body byte and no stream events, which in node:http's client (its parser copies
+ * each body piece into a new Buffer) cost the viewers' CPU more than the servers' fan-out did.
+ */
+class ResponseReader {
+  status = 0;
+  private state: 'head' | 'size' | 'data' | 'crlf' | 'raw' | 'done' = 'head';
+  private line = '';
+  private left = 0;
+  constructor(private readonly body: (b: Buffer) => void) {}
+
+  push(buf: Buffer): void {
+    let off = 0;
+    while (off < buf.length) {
+      switch (this.state) {
+        case 'head': {
+          // Once per viewer: the head is small, a string is fine.
+          this.line += buf.toString('latin1', off);
+          const end = this.line.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          off = buf.length - (this.line.length - end - 4);
+          const head = this.line.slice(0, end);
+          this.line = '';
+          this.status = Number(head.slice(9, 12));
+          this.state = /\r\ntransfer-encoding:[ \t]*chunked/i.test(head) ? 'size' : 'raw';
+          break;
+        }
+        case 'size': {
+          const lf = buf.indexOf(10, off);
+          this.line += buf.toString('latin1', off, lf < 0 ? buf.length : lf + 1);
+          if (lf < 0) return;
+          off = lf + 1;
+          const m = /^([0-9a-fA-F]{1,8})(?:;[^\r\n]*)?\r\n$/.exec(this.line);
+          if (!m) throw new Error(`bad chunk-size line ${JSON.stringify(this.line)}`);
+          this.line = '';
+          this.left = parseInt(m[1]!, 16);
+          this.state = this.left === 0 ? 'done' : 'data';
+          break;
+        }
+        case 'data': {
+          const n = Math.min(this.left, buf.length - off);
+          this.body(buf.subarray(off, off + n));
+          off += n;
+          this.left -= n;
+          if (this.left === 0) (this.state = 'crlf'), (this.left = 2);
+          break;
+        }
+        case 'crlf':
+          if (buf[off] !== (this.left === 2 ? 13 : 10)) throw new Error('chunk data not followed by CRLF');
+          off++;
+          if (--this.left === 0) this.state = 'size';
+          break;
+        case 'raw':
+          this.body(buf.subarray(off));
+          return;
+        case 'done':
+          return;
+      }
+    }
+  }
+}
+
+/** One read buffer for every viewer: each read is handed to its viewer's reader before the next. */
+const readBuffer = Buffer.allocUnsafe(64 * 1024);
+
+function openViewer(port: number, path: string, meter: Meter): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const reader = new ResponseReader((b) => meter.push(b));
+    let answered = false;
+    const socket = net.connect({
+      host: '127.0.0.1',
+      port,
+      onread: {
+        buffer: readBuffer,
+        callback: (n: number, buf: Uint8Array) => {
+          reader.push((buf as Buffer).subarray(0, n));
+          if (answered || reader.status === 0) return true;
+          answered = true;
+          if (reader.status === 200) resolve(socket);
+          else reject(new Error(`GET ${path}: ${reader.status}`));
+          return true;
+        },
+      },
+    });
+    socket.setNoDelay(true);
+    socket.on('error', (err) => (answered ? undefined : reject(err)));
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+  });
+}
+
+/** The same through node:http's client (`--harness=http`), to see what the viewers' own parsing costs. */
+function openHttpViewer(port: number, path: string, meter: Meter): Promise<http.ClientRequest> {
   return new Promise((resolve, reject) => {
     const req = http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
       if (res.statusCode !== 200) return reject(new Error(`GET ${path}: ${res.statusCode}`));
@@ -278,22 +382,27 @@ interface Row {
   peakRss: number;
 }
 
-async function fanOut(server: Server, pub: Publisher, viewers: number, seconds: number): Promise<Row> {
+async function fanOut(server: Server, pub: Publisher, viewers: number, seconds: number, harness: 'raw' | 'http'): Promise<Row> {
   const path = `/_m/bench-${viewers}`;
   const frame = makeFrame();
   let seq = 0;
   let from = Number.MAX_SAFE_INTEGER; // warm-up frames do not count
   await send(server.port, 'POST', path, stamp(frame, seq++));
   const meters = Array.from({ length: viewers }, () => new Meter(() => from));
-  const reqs: http.ClientRequest[] = [];
+  const reqs: { destroy(): void }[] = [];
+  const open = harness === 'http' ? openHttpViewer : openViewer;
   for (let i = 0; i < viewers; i += 50) {
-    reqs.push(...(await Promise.all(meters.slice(i, i + 50).map((m) => openViewer(server.port, path, m)))));
+    reqs.push(...(await Promise.all(meters.slice(i, i + 50).map((m) => open(server.port, path, m)))));
   }
   // Warm up until every viewer has a frame (the baseline sends nothing until the next publish).
   while (meters.some((m) => m.lastSeq < 0)) {
     await send(server.port, 'POST', path, stamp(frame, seq++));
     await sleep(1000 / FPS);
   }
+  // Then a second of the real load, unmeasured, so that neither server (nor the publisher and the
+  // viewers) is measured while its code is still being compiled: without it the first ~5 frames
+  // of a run took 5-10x the steady latency and alone made the p99 at 100-500 viewers.
+  seq = (await pub.run(server.port, path, 1, seq)).last + 1;
   await sleep(200);
   from = seq;
   const before = await server.ask('usage');
@@ -306,6 +415,8 @@ async function fanOut(server: Server, pub: Publisher, viewers: number, seconds: 
   const published = last - from + 1;
   const recv = meters.flatMap((m) => m.recv).sort((a, b) => a - b);
   const shown = meters.flatMap((m) => m.shown).sort((a, b) => a - b);
+  const dump = process.argv.find((a) => a.startsWith('--dump='))?.slice(7);
+  if (dump) writeFileSync(`${dump}-${server.kind}-${viewers}.json`, JSON.stringify(meters.map((m) => ({ seqs: m.seqs, recv: m.recv }))));
   const cpuMicros = after.cpu.user - before.cpu.user + after.cpu.system - before.cpu.system;
   return {
     server: server.kind,
@@ -371,19 +482,23 @@ function table(head: string[], rows: string[][]): string {
 
 async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
-  const seconds = quick ? 2 : 10;
-  const counts = quick ? [1, 10, 100] : [1, 10, 100, 500];
+  const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+  const seconds = Number(arg('seconds') ?? (quick ? 2 : 10));
+  const counts = arg('viewers')?.split(',').map(Number) ?? (quick ? [1, 10, 100] : [1, 10, 100, 500]);
+  const noStall = process.argv.includes('--no-stall');
+  const harness = arg('harness') === 'http' ? 'http' : 'raw';
   if (availableParallelism() >= 2) spawnSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' });
   console.log(`image streams: ${FRAME / 1024} KiB frames at ${FPS} fps for ${seconds} s per case, loopback; ` +
-    `server in a child process; load avg ${spawnSync('cat', ['/proc/loadavg']).stdout.toString().split(' ').slice(0, 3).join(' ')}`);
+    `server in a child process; viewers read ${harness === 'http' ? "through node:http's client" : 'raw sockets'}; load avg ${spawnSync('cat', ['/proc/loadavg']).stdout.toString().split(' ').slice(0, 3).join(' ')}`);
   const rows: Row[] = [];
   const stalls: StallRow[] = [];
-  const servers = await Promise.all(SERVERS.map(startServer));
+  const kinds = arg('servers')?.split(',') ?? SERVERS;
+  const servers = await Promise.all(SERVERS.filter((k) => kinds.includes(k)).map(startServer));
   const pub = await startPublisher();
   try {
     // Interleaved, so that a change in the machine's load hits both servers alike.
-    for (const n of counts) for (const server of servers) rows.push(await fanOut(server, pub, n, seconds));
-    for (const server of servers) stalls.push(await stalled(server));
+    for (const n of counts) for (const server of servers) rows.push(await fanOut(server, pub, n, seconds, harness));
+    if (!noStall) for (const server of servers) stalls.push(await stalled(server));
   } finally {
     for (const server of servers) server.stop();
     pub.stop();
@@ -395,14 +510,15 @@ async function main(): Promise<void> {
     rows.map((r) => [r.server, String(r.viewers), r.fps.toFixed(1), r.deliveredPerSec.toFixed(0), r.expectedPerSec.toFixed(0), String(r.lost),
       ms(r.recvP50), ms(r.recvP99), ms(r.shownP50), ms(r.shownP99), r.cpu.toFixed(0), r.peakRss.toFixed(0)]),
   ));
+  if (noStall) return agent.destroy();
   console.log('\nstalled viewer (never reads), 300 frames published back to back; memory after GC:');
   console.log(table(
     ['server', 'frames', 'retained buffers MiB', 'RSS growth MiB', 'RSS MiB'],
     stalls.map((s) => [s.server, String(s.published), s.retained.toFixed(2), s.rssGrowth.toFixed(1), s.rss.toFixed(0)]),
   ));
-  const w = stalls.find((s) => s.server === 'wharf')!;
-  const b = stalls.find((s) => s.server === 'baseline')!;
-  console.log(`\nretained for the stalled viewer: wharf ${w.retained.toFixed(2)} MiB vs baseline ${b.retained.toFixed(2)} MiB` +
+  const w = stalls.find((s) => s.server === 'wharf');
+  const b = stalls.find((s) => s.server === 'baseline');
+  if (w && b) console.log(`\nretained for the stalled viewer: wharf ${w.retained.toFixed(2)} MiB vs baseline ${b.retained.toFixed(2)} MiB` +
     ` (${(w.retained / b.retained).toFixed(3)}x); RSS growth ${w.rssGrowth.toFixed(1)} vs ${b.rssGrowth.toFixed(1)} MiB`);
   agent.destroy();
 }
