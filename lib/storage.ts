@@ -194,11 +194,7 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
 function createStaging(tempName: () => string, filesDir: string, memory: WriteMemory): Staging {
   // Each upload id is staged in a temp directory of its own, renamed to f/<id> on commit: two
   // inodes per file of a plain upload (its directory and itself), the least the layout allows.
-  const roots = new Map<string, string>();
-  const rootPaths = new Set<string>();
-  // Directories of this staging known to exist, and those whose mkdir is on its way.
-  const made = new Set<string>();
-  const dirs = new Map<string, Promise<void>>();
+  const roots = new Map<string, Root>();
   const writers = new Set<StagedFile>();
   const copies = new Set<Promise<unknown>>();
   let state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
@@ -206,46 +202,24 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
   // A file that failed may have left a partial copy under its id: such a staging can only be aborted.
   let broken = false;
 
-  // One mkdir per directory, shared by every file in it, made when its first file is.
-  const place: Place = {
-    dir(path) {
-      let making = dirs.get(path);
-      if (!making) {
-        making = (rootPaths.has(path) ? mkdirRoot(path) : place.dir(dirname(path)).then(() => mkdirOne(path))).then(() => {
-          made.add(path);
-        });
-        dirs.set(path, making);
-      }
-      return making;
-    },
-    dirSync(path) {
-      if (made.has(path)) return true;
-      if (dirs.has(path)) return false;
-      if (rootPaths.has(path)) mkdirRootSync(path);
-      else if (place.dirSync(dirname(path))) mkdirSync(path);
-      else return false;
-      made.add(path);
-      dirs.set(path, Promise.resolve());
-      return true;
-    },
-  };
-  const pathOf = (id: string, rel: string): string => {
+  const rootOf = (id: string): Root => {
     if (state !== 'open') throw new WharfError('SHUTTING_DOWN', 'upload was aborted', 503);
     let root = roots.get(id);
     if (root === undefined) {
-      root = tempName();
+      root = createRoot(tempName());
       roots.set(id, root);
-      rootPaths.add(root);
     }
-    // `rel` is a checked relative path: joining needs no normalising.
-    return `${root}${sep}${rel}`;
+    return root;
   };
-  const removeAll = (): Promise<unknown> => Promise.all([...rootPaths].map((root) => rm(root, { recursive: true, force: true })));
+  // `rel` is a checked relative path: joining needs no normalising.
+  const pathOf = (root: Root, rel: string): string => `${root.path}${sep}${rel}`;
+  const removeAll = (): Promise<unknown> => Promise.all([...roots.values()].map((root) => rm(root.path, { recursive: true, force: true })));
 
   return {
     file(id, rel) {
-      const path = pathOf(id, rel);
-      const writer = createFileWriter(path, place, memory);
+      const root = rootOf(id);
+      const slash = rel.lastIndexOf('/');
+      const writer = createFileWriter(pathOf(root, rel), slash < 0 ? root.path : pathOf(root, rel.slice(0, slash)), root, memory);
       writers.add(writer);
       writer.once('finish', () => writers.delete(writer));
       writer.once('close', () => {
@@ -254,8 +228,9 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
       return writer;
     },
     async copy(id, rel, from) {
-      const path = pathOf(id, rel);
-      const work = place.dir(dirname(path))
+      const root = rootOf(id);
+      const path = pathOf(root, rel);
+      const work = root.dir(dirname(path))
         .then(() => copyFile(from, path, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE))
         .then(() => stat(path));
       copies.add(work);
@@ -279,11 +254,11 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
       try {
         for (const [id, root] of roots) {
           try {
-            renameSync(root, join(filesDir, id));
+            renameSync(root.path, join(filesDir, id));
           } catch (err) {
             if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
             mkdirExistingSync(filesDir);
-            renameSync(root, join(filesDir, id));
+            renameSync(root.path, join(filesDir, id));
           }
           published.push(id);
           if (published.length % RENAME_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
@@ -305,7 +280,7 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
         await Promise.all(closing);
         await Promise.allSettled(copies);
         // Every mkdir must have landed before the tree is removed, or a late one could resurrect it.
-        await Promise.allSettled(dirs.values());
+        await Promise.all([...roots.values()].map((root) => root.settled()));
         await removeAll();
       })());
     },
@@ -343,11 +318,64 @@ function mkdirExistingSync(path: string): void {
 const mkdirOne = (path: string): Promise<void> =>
   new Promise((resolve, reject) => mkdirCb(path, (err) => (err ? reject(err) : resolve())));
 
-/** Makes a staged file's directory (and those above it, up to its upload's temp root). */
-interface Place {
-  dir(path: string): Promise<void>;
+/**
+ * One upload id's temp directory, and the directories made in it: one mkdir per directory, shared
+ * by every file in it, made when its first file is. A plain upload's file sits in its root, so
+ * nothing but the root's own flag is ever looked at; the sets are for directory uploads.
+ */
+interface Root {
+  readonly path: string;
+  /** Makes `dir` (the root or a directory in it) and those above it, through the thread pool. */
+  dir(dir: string): Promise<void>;
   /** The same without the thread pool; false when that cannot be done (an async mkdir of it is under way). */
-  dirSync(path: string): boolean;
+  dirSync(dir: string): boolean;
+  /** Resolves once no mkdir is on its way any more (so removing the tree cannot race one). */
+  settled(): Promise<unknown>;
+}
+
+function createRoot(path: string): Root {
+  let rootMade = false;
+  let rootMaking: Promise<void> | undefined;
+  // Directories below the root known to exist, and those whose mkdir is on its way.
+  let made: Set<string> | undefined;
+  let dirs: Map<string, Promise<void>> | undefined;
+  const root: Root = {
+    path,
+    dir(dir) {
+      if (dir === path) {
+        return (rootMaking ??= mkdirRoot(path).then(() => {
+          rootMade = true;
+        }));
+      }
+      const making = (dirs ??= new Map()).get(dir);
+      if (making) return making;
+      const made$ = (made ??= new Set());
+      const now = root.dir(dirname(dir)).then(() => mkdirOne(dir)).then(() => {
+        made$.add(dir);
+      });
+      dirs.set(dir, now);
+      return now;
+    },
+    dirSync(dir) {
+      if (dir === path) {
+        if (rootMade) return true;
+        if (rootMaking) return false;
+        mkdirRootSync(path);
+        rootMade = true;
+        rootMaking = Promise.resolve();
+        return true;
+      }
+      if (made?.has(dir)) return true;
+      if (dirs?.has(dir)) return false;
+      if (!root.dirSync(dirname(dir))) return false;
+      mkdirSync(dir);
+      (made ??= new Set()).add(dir);
+      (dirs ??= new Map()).set(dir, Promise.resolve());
+      return true;
+    },
+    settled: () => Promise.allSettled([rootMaking, ...(dirs?.values() ?? [])]),
+  };
+  return root;
 }
 
 // Bytes a file accepts past a batch being written before it pushes back: one socket read. More
@@ -372,11 +400,10 @@ interface WriteMemory {
  * past `WRITING_AHEAD` more bytes so does the stream (backpressure). A batch is `memory.batch`
  * bytes, or less once all writers together hold `memory.budget`.
  */
-function createFileWriter(path: string, place: Place, memory: WriteMemory): StagedFile {
+function createFileWriter(path: string, dir: string, root: Root, memory: WriteMemory): StagedFile {
   let fd: number | undefined;
   let held: Buffer[] = [];
   let heldBytes = 0;
-  let bytes = 0;
   let io: Promise<void> | undefined;
 
   const release = (size: number): void => {
@@ -389,7 +416,7 @@ function createFileWriter(path: string, place: Place, memory: WriteMemory): Stag
     heldBytes = 0;
     try {
       if (fd === undefined) {
-        await place.dir(dirname(path));
+        await root.dir(dir);
         fd = await openExclusive(path);
       }
       if (size > 0) await writeAll(fd, chunks, size);
@@ -403,26 +430,32 @@ function createFileWriter(path: string, place: Place, memory: WriteMemory): Stag
       if (io === work) io = undefined;
     });
   };
-  const accept = (chunks: Buffer[], cb: (err?: Error | null) => void): void => {
-    for (const chunk of chunks) {
-      held.push(chunk);
-      heldBytes += chunk.length;
-      memory.held += chunk.length;
-      bytes += chunk.length;
-    }
+  const take = (chunk: Buffer): void => {
+    held.push(chunk);
+    heldBytes += chunk.length;
+    memory.held += chunk.length;
+    writer.bytes += chunk.length;
+  };
+  const settle = (cb: (err?: Error | null) => void): void => {
     if (heldBytes < memory.batch && memory.held < memory.budget) return cb();
     track(flush(), cb);
   };
 
-  const writer = new Writable({
+  const writer: StagedWriter = new StagedWriter({
     // What is accepted while a batch is on its way to disk; the batch itself is under the budget.
     highWaterMark: WRITING_AHEAD,
-    write: (chunk: Buffer, _enc, cb) => accept([chunk], cb),
-    writev: (entries, cb) => accept(entries.map((e) => e.chunk as Buffer), cb),
+    write: (chunk: Buffer, _enc, cb) => {
+      take(chunk);
+      settle(cb);
+    },
+    writev: (entries, cb) => {
+      for (const e of entries) take(e.chunk as Buffer);
+      settle(cb);
+    },
     final: (cb) => {
       if (fd === undefined && heldBytes <= memory.syncBelow) {
         try {
-          if (place.dirSync(dirname(path))) {
+          if (root.dirSync(dir)) {
             writeFileSync(path, held, heldBytes);
             release(heldBytes);
             held = [];
@@ -456,8 +489,15 @@ function createFileWriter(path: string, place: Place, memory: WriteMemory): Stag
         });
     },
   });
-  Object.defineProperty(writer, 'bytes', { get: () => bytes, enumerable: true });
-  return writer as StagedFile;
+  return writer;
+}
+
+/**
+ * `bytes` as a field of its own class: a property defined on the stream after it was built would
+ * turn it into a slow dictionary-mode object, and every stream operation on it would pay for that.
+ */
+class StagedWriter extends Writable implements StagedFile {
+  bytes = 0;
 }
 
 /** A whole small file in three syscalls on this thread: open, writev, close. */
