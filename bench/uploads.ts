@@ -1,6 +1,7 @@
 // Uploads over loopback into a data dir: wharf against node:http + busboy + fs.createWriteStream,
 // formidable and multer (Express), plus a server that parses nothing and drops the body (the
-// ceiling). Each server runs in a child process of its own (pinned to CPU 1 with `taskset` when
+// ceiling) and, for the small files, `floor`: no parsing, only the syscalls wharf's layout needs
+// per file (the most any server storing that layout could reach). Each server runs in a child process of its own (pinned to CPU 1 with `taskset` when
 // there is one, the client pinned to CPU 0), one fresh process per scenario, so each peak RSS
 // (VmHWM) belongs to one scenario. Bodies are generated on the fly, never held whole.
 //
@@ -13,7 +14,7 @@
 // (`recently_deleted`), so deleting between runs would measure the cleanup, not the servers.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { closeSync, createWriteStream, mkdirSync, openSync, readFileSync, renameSync, writevSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -31,8 +32,10 @@ const pick = args.find((a) => a.startsWith('--scenarios='))?.slice(12).split(','
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-type Kind = 'wharf' | 'busboy' | 'formidable' | 'multer' | 'discard';
-const KINDS: Kind[] = ['wharf', 'busboy', 'formidable', 'multer', 'discard'];
+type Kind = 'wharf' | 'busboy' | 'formidable' | 'multer' | 'discard' | 'floor';
+const KINDS: Kind[] = ['wharf', 'busboy', 'formidable', 'multer', 'discard', 'floor'];
+// Rows that only mean something in some scenarios.
+const ONLY_IN: Partial<Record<Kind, string>> = { floor: 'small' };
 
 // ---- servers (child mode) --------------------------------------------------------------------
 
@@ -101,6 +104,46 @@ async function serve(kind: Kind, dataDir: string): Promise<void> {
       res.json({ files: ((req as unknown as { files: Array<{ filename: string }> }).files ?? []).map((f) => f.filename) });
     });
     const srv = app.listen(0, '127.0.0.1');
+    await once(srv, 'listening');
+    port = (srv.address() as { port: number }).port;
+  } else if (kind === 'floor') {
+    // The least any server can do to store the small scenario in wharf's layout (PROTOCOL.md §1,
+    // atomic): the body is read unparsed, its parts only counted by their delimiters, then each part
+    // costs the layout's syscalls, on the event loop with no stream or promise: mkdir a temp
+    // directory, open, one 10 KiB writev, close, rename the directory to f/<id>. No check, no
+    // cleanup: what is left is the file system's price for two inodes and a rename per file.
+    const temp = join(dataDir, '.wharf-tmp');
+    const files = join(dataDir, 'f');
+    mkdirSync(temp, { recursive: true });
+    mkdirSync(files, { recursive: true });
+    const data = Buffer.alloc(10 * KiB, 1);
+    let seq = 0;
+    const srv = createServer((req, res) => {
+      const delimiter = Buffer.from(`\r\n--${/boundary=(\S+)/.exec(req.headers['content-type'] ?? '')?.[1] ?? ''}`);
+      let carry = Buffer.alloc(2);
+      carry.write('\r\n');
+      let parts = -1; // the closing delimiter is no part
+      req.on('data', (chunk: Buffer) => {
+        const text = Buffer.concat([carry, chunk]);
+        for (let at = text.indexOf(delimiter); at >= 0; at = text.indexOf(delimiter, at + delimiter.length)) parts++;
+        carry = text.subarray(Math.max(0, text.length - delimiter.length + 1));
+      });
+      req.on('end', () => {
+        const names: string[] = [];
+        for (let i = 0; i < parts; i++) {
+          const dir = join(temp, String(++seq));
+          mkdirSync(dir);
+          const fd = openSync(join(dir, `f${i}.bin`), 'wx');
+          writevSync(fd, [data]);
+          closeSync(fd);
+          const id = randomUUID();
+          renameSync(dir, join(files, id));
+          names.push(`${id}/f${i}.bin`);
+        }
+        json(res, 200, { files: names });
+      });
+    });
+    srv.listen(0, '127.0.0.1');
     await once(srv, 'listening');
     port = (srv.address() as { port: number }).port;
   } else {
@@ -254,9 +297,10 @@ async function main(): Promise<void> {
   try {
     for (const [n, scenario] of scenarios.entries()) {
       if (pick && !pick.includes(scenario.key)) continue;
+      const here = kinds.filter((k) => (ONLY_IN[k] ?? scenario.key) === scenario.key);
       const servers: Server[] = [];
       try {
-        for (const kind of kinds) {
+        for (const kind of here) {
           const dir = join(root, `${n}-${kind}`);
           await mkdir(dir, { recursive: true });
           servers.push(await startServer(kind, dir));
@@ -276,7 +320,7 @@ async function main(): Promise<void> {
             const s = servers[at]!;
             const t0 = performance.now();
             const units = await scenario.run(s.port).catch((err: Error) => {
-              throw new Error(`${kinds[at]}: ${scenario.name}: ${err.message}`);
+              throw new Error(`${here[at]}: ${scenario.name}: ${err.message}`);
             });
             rates[at]!.push(units / ((performance.now() - t0) / 1000));
             if (scenario.clearEachRun) await clear(s.dir);
@@ -284,7 +328,7 @@ async function main(): Promise<void> {
         }
         servers.forEach((s, k) => {
           const { hwm, cpu } = procStats(s.child.pid!);
-          rows.push({ scenario: scenario.name, unit: scenario.unit, kind: kinds[k]!, rate: median(rates[k]!), cpu: (cpu - cpu0[k]!) / runs, hwm });
+          rows.push({ scenario: scenario.name, unit: scenario.unit, kind: here[k]!, rate: median(rates[k]!), cpu: (cpu - cpu0[k]!) / runs, hwm });
         });
       } finally {
         for (const s of servers) await stopServer(s);
@@ -302,7 +346,7 @@ async function main(): Promise<void> {
     console.log(`${r.scenario.padEnd(34)}${r.kind.padEnd(12)}${pad(`${r.rate.toFixed(0)} ${r.unit}`, 16)}${pad(ratio, 11)}${pad(r.cpu.toFixed(2), 11)}${pad(cpu, 15)}${pad(`${(r.hwm / MiB).toFixed(0)} MiB`, 11)}`);
   }
   const peak = (k: Kind): number => Math.max(...rows.filter((r) => r.kind === k).map((r) => r.hwm));
-  console.log(`\npeak RSS over all scenarios: ${kinds.map((k) => `${k} ${(peak(k) / MiB).toFixed(0)} MiB`).join(', ')}`);
+  console.log(`\npeak RSS over all scenarios: ${kinds.filter((k) => !ONLY_IN[k]).map((k) => `${k} ${(peak(k) / MiB).toFixed(0)} MiB`).join(', ')}`);
 }
 
 if (args[0] === '--serve') {
