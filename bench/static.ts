@@ -1,7 +1,7 @@
 // bench/static: wharf's static engine against serve-static (send), sirv, @fastify/static and a bare
 // node:http + fs.createReadStream handler (the Node floor), on the same files, interleaved.
 //
-//   node dist/bench/static.js [--quick]
+//   node dist/bench/static.js [--quick] [--only=<case name part, e.g. 304>]
 //
 // Every server runs in a child process of its own (pinned to CPU 0 with taskset when there are two
 // or more CPUs); the load generator is wrk when installed (pinned to CPU 1), else autocannon, also in
@@ -9,7 +9,7 @@
 // median over cycles and wharf's ratio to each peer.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, lstatSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -18,6 +18,8 @@ import { fileURLToPath } from 'node:url';
 
 const SERVERS = ['wharf', 'serve-static', 'sirv', 'fastify', 'bare'] as const;
 type ServerKind = (typeof SERVERS)[number];
+/** The bare floor's constant validator: it answers any If-None-Match with 304. */
+const FLOOR_ETAG = '"floor"';
 
 // ---------------------------------------------------------------------------------------------
 // Server mode: `--serve <kind> <dir>` prints `PORT <n>` and serves until killed.
@@ -47,8 +49,24 @@ async function serve(kind: ServerKind, dir: string): Promise<number> {
     const mw = sirv(dir, { etag: true });
     handler = (req, res) => mw(req, res, () => { res.statusCode = 404; res.end(); });
   } else {
-    // The floor: no checks at all (never do this outside a benchmark).
+    // The floor: no checks at all (never do this outside a benchmark). A conditional request gets
+    // a constant 304 carrying the validators RFC 9110 §15.4.5 asks for, with no file system call:
+    // what any 304 costs in Node's HTTP layer alone; with `?lstat`, after one lstat of the file,
+    // the least a server that revalidates on every request must do.
+    const lastModified = new Date().toUTCString();
     handler = (req, res) => {
+      if (req.headers['if-none-match'] !== undefined) {
+        const url = req.url ?? '/';
+        const q = url.indexOf('?');
+        if (q >= 0 && lstatSync(join(dir, url.slice(0, q)), { throwIfNoEntry: false }) === undefined) {
+          res.statusCode = 404;
+          res.end();
+          return;
+        }
+        res.writeHead(304, ['ETag', FLOOR_ETAG, 'Last-Modified', lastModified, 'Cache-Control', 'public, max-age=0, must-revalidate']);
+        res.end();
+        return;
+      }
       const s = createReadStream(join(dir, req.url ?? '/'));
       s.once('error', () => { res.statusCode = 404; res.end(); });
       s.once('open', () => s.pipe(res));
@@ -78,7 +96,9 @@ const CASES: Case[] = [
   { name: '1 MiB file', path: '/1m.bin', connections: 64, unit: 'mib', status: 200, headers: () => ({}), servers: SERVERS },
   { name: '100 MiB file', path: '/100m.bin', connections: 4, unit: 'mib', status: 200, headers: () => ({}), servers: SERVERS },
   { name: 'Range (1 KiB of 1 MiB)', path: '/1m.bin', connections: 64, unit: 'req', status: 206, headers: () => ({ Range: 'bytes=4096-5119' }), servers: SERVERS.filter((s) => s !== 'bare') },
-  { name: '304 revalidation (1 KiB)', path: '/1k.bin', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: SERVERS.filter((s) => s !== 'bare') },
+  { name: '304 revalidation (1 KiB)', path: '/1k.bin', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: SERVERS },
+  // The floor of a 304 that revalidates (one lstat per request, no other work): bare only.
+  { name: '304 floor + one lstat', path: '/1k.bin?lstat', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: ['bare'] },
 ];
 
 /** The issue's targets: wharf / peer ≥ ratio. */
@@ -183,6 +203,9 @@ async function makeFiles(dir: string): Promise<void> {
 
 async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
+  // --only=<text>: run only the cases whose name contains it (e.g. --only=304), to iterate quickly.
+  const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+  const cases = only === undefined ? CASES : CASES.filter((c) => c.name.includes(only));
   const cycles = quick ? 1 : 3;
   const seconds = quick ? 1 : 3;
   const dir = await mkdtemp(join(tmpdir(), 'wharf-bench-static-'));
@@ -203,8 +226,8 @@ async function main(): Promise<void> {
     // Check every server answers every case correctly, and learn each one's ETag for the 304 case.
     const etags = new Map<ServerKind, string>();
     const skip = new Set<string>();
-    for (const kind of SERVERS) etags.set(kind, (await probe(ports.get(kind)!, '/1k.bin', {})).etag);
-    for (const c of CASES) {
+    for (const kind of SERVERS) etags.set(kind, kind === 'bare' ? FLOOR_ETAG : (await probe(ports.get(kind)!, '/1k.bin', {})).etag);
+    for (const c of cases) {
       for (const kind of c.servers) {
         const p = await probe(ports.get(kind)!, c.path, c.headers(etags.get(kind)!));
         if (p.status !== c.status) {
@@ -214,12 +237,12 @@ async function main(): Promise<void> {
       }
     }
     // Warm-up: a short run of each case on each server, not counted.
-    for (const c of CASES) for (const kind of c.servers) runLoad(`http://127.0.0.1:${ports.get(kind)}${c.path}`, c.connections, 1, c.headers(etags.get(kind)!));
+    for (const c of cases) for (const kind of c.servers) runLoad(`http://127.0.0.1:${ports.get(kind)}${c.path}`, c.connections, 1, c.headers(etags.get(kind)!));
 
     const results = new Map<string, number[]>();
     const cpuPerReq = new Map<string, number[]>();
     for (let cycle = 0; cycle < cycles; cycle++) {
-      for (const c of CASES) {
+      for (const c of cases) {
         // rotate the order each cycle so no server always runs right after the same neighbour
         const order = c.servers.map((_, i) => c.servers[(i + cycle) % c.servers.length]!);
         for (const kind of order) {
@@ -238,7 +261,7 @@ async function main(): Promise<void> {
 
     const fmt = (v: number | undefined, unit: string): string => (v === undefined ? 'n/a' : unit === 'req' ? `${Math.round(v).toLocaleString('en-US')} req/s` : `${v.toFixed(0)} MiB/s`);
     const rows: string[][] = [['case', ...SERVERS, ...SERVERS.filter((s) => s !== 'wharf').map((s) => `wharf/${s}`), 'targets']];
-    for (const c of CASES) {
+    for (const c of cases) {
       const value = (k: ServerKind): number | undefined => {
         const xs = results.get(`${c.name}|${k}`);
         return xs ? median(xs) : undefined;
@@ -256,12 +279,26 @@ async function main(): Promise<void> {
       rows.push([c.name, ...SERVERS.map((s) => fmt(value(s), c.unit)), ...ratios, targets.join(', ')]);
     }
     printTable(rows);
+    // The 304 floors bound what any server can reach on that case: a constant 304 with no I/O, and
+    // the same after one lstat (what revalidating on every request, as wharf must, costs at least).
+    const get = (name: string, k: ServerKind): number | undefined => {
+      const xs = results.get(`${name}|${k}`);
+      return xs ? median(xs) : undefined;
+    };
+    const floor = get('304 revalidation (1 KiB)', 'bare');
+    const floorStat = get('304 floor + one lstat', 'bare');
+    const ss = get('304 revalidation (1 KiB)', 'serve-static');
+    const w304 = get('304 revalidation (1 KiB)', 'wharf');
+    if (floor !== undefined && ss !== undefined && w304 !== undefined) {
+      console.log(`\n304 floors (node:http answering a constant 304): no I/O ${(floor / ss).toFixed(2)}x serve-static, wharf at ${(100 * w304 / floor).toFixed(0)}% of it` +
+        (floorStat === undefined ? '' : `; after one lstat ${(floorStat / ss).toFixed(2)}x serve-static, wharf at ${(100 * w304 / floorStat).toFixed(0)}% of it`));
+    }
     if (cpuPerReq.size > 0) {
       // Throughput on a shared machine moves with everything else running; the CPU a server spends
       // per request moves much less, so it is the fairer comparison when the machine is busy.
       console.log('\nserver CPU per request (user + system, all threads; median; lower is better)');
       const cpuRows: string[][] = [['case', ...SERVERS, ...SERVERS.filter((s) => s !== 'wharf').map((s) => `${s}/wharf`)]];
-      for (const c of CASES) {
+      for (const c of cases) {
         const value = (k: ServerKind): number | undefined => {
           const xs = cpuPerReq.get(`${c.name}|${k}`);
           return xs ? median(xs) : undefined;
