@@ -57,6 +57,12 @@ export interface StaticOptions {
 export interface StaticEngine {
   /** Answers GET/HEAD for `rawPath` (still percent-encoded, no query string) from `source`. Never rejects. */
   serve(req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string): Promise<void>;
+  /**
+   * `serve`, but an answer that needs nothing beyond a synchronous stat (a cached file, a 304) is
+   * given before it returns, and then it returns undefined: no promise per request on the hot path.
+   * Otherwise it returns the promise of the rest. Never throws, never rejects.
+   */
+  respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string): Promise<void> | undefined;
 }
 
 export const DEFAULT_CACHE_CONTROL = 'public, max-age=0, must-revalidate';
@@ -66,11 +72,15 @@ export const DEFAULT_CACHE_CONTROL = 'public, max-age=0, must-revalidate';
  * kernel's caches) normally takes a few µs, against ~20 µs of CPU for each thread-pool round trip.
  * A call over SLOW_SYNC_MS counts as slow; when most recent calls are (the decayed count passes
  * SLOW_SCORE, half of its ceiling 1 / (1 - SLOW_DECAY)), the storage is slow (network, FUSE, a cold
- * disk) and the source stays asynchronous from then on.
+ * disk) and the source stays asynchronous from then on. Only one revalidation in STAT_SAMPLE is
+ * timed: reading the clock twice costs as much as the rest of the check (bench/static, 304 case),
+ * and slow storage makes nearly every call slow, so sampled calls still catch it within a few
+ * hundred requests.
  */
 const SLOW_SYNC_MS = 1;
 const SLOW_DECAY = 31 / 32;
 const SLOW_SCORE = 16;
+const STAT_SAMPLE = 8;
 
 /** Answers up to this many bytes from a file not in memory are read in one go instead of streamed. */
 const SMALL_READ = 64 * 1024;
@@ -85,6 +95,8 @@ const STREAM_CHUNK = 512 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Directory source
+
+const NO_THROW = { throwIfNoEntry: false } as const;
 
 /** "A symlink is on the way": the cheap containment check cannot decide, realpath must. */
 const SYMLINK = Symbol('symlink');
@@ -193,6 +205,8 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
   /** Set once a synchronous check took too long: this storage is not local and warm, stay async. */
   let slow = false;
   let slowScore = 0;
+  let stats = 0;
+  const rootSlash = absRoot + sep;
 
   async function resolveRoot(): Promise<string | undefined> {
     try {
@@ -217,7 +231,7 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
   /** `locate` without the thread pool (dotfiles already checked); undefined when it cannot decide cheaply. */
   function locateSync(rel: string): string | null | undefined {
     if (realRoot === undefined) return undefined;
-    const real = realpathSync.native(absRoot + sep + rel);
+    const real = realpathSync.native(rootSlash + rel);
     // Outside the root as last resolved: the async path re-resolves the root and decides.
     if (!real.startsWith(realRoot)) return undefined;
     if (!dotfiles && hasDotSegment(real.slice(realRoot.length))) return null;
@@ -236,7 +250,7 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
     for (;;) {
       const slash = rel.indexOf('/', from);
       if (slash < 0 && !last) return true;
-      const st = lstatSync(absRoot + sep + (slash < 0 ? rel : rel.slice(0, slash)), { throwIfNoEntry: false });
+      const st = lstatSync(rootSlash + (slash < 0 ? rel : rel.slice(0, slash)), NO_THROW);
       if (st === undefined) return null;
       if (st.isSymbolicLink()) return SYMLINK;
       if (slash < 0) return st;
@@ -250,7 +264,7 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
     if (!dotfiles && hasDotSegment(rel)) return null;
     let real: string;
     try {
-      real = await realpath(absRoot + sep + rel);
+      real = await realpath(rootSlash + rel);
     } catch (err) {
       if (isGone(err)) return null;
       throw err;
@@ -276,19 +290,20 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
     statSync(rel) {
       if (slow) return undefined;
       if (!dotfiles && hasDotSegment(rel)) return null;
-      const t0 = performance.now();
+      const t0 = ++stats % STAT_SAMPLE === 0 ? performance.now() : -1;
       try {
         let st = plainSync(rel, true);
         if (st === SYMLINK) {
           const real = locateSync(rel);
           if (real === undefined || real === null) return real;
-          st = statSync(real, { throwIfNoEntry: false }) ?? null;
+          st = statSync(real, NO_THROW) ?? null;
         }
-        return st !== null && st !== true && st.isFile() ? { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino } : null;
+        // The Stats object itself is a FileInfo: no copy on the hot path of every revalidation.
+        return st !== null && st !== true && st.isFile() ? st : null;
       } catch (err) {
         return orGone(err);
       } finally {
-        timed(t0);
+        if (t0 >= 0) timed(t0);
       }
     },
     async open(rel) {
@@ -319,7 +334,7 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
       try {
         const dirs = plainSync(rel, false);
         if (dirs === null) return null;
-        let path: string | null | undefined = dirs === SYMLINK ? locateSync(rel) : absRoot + sep + rel;
+        let path: string | null | undefined = dirs === SYMLINK ? locateSync(rel) : rootSlash + rel;
         if (path === undefined || path === null) return path;
         try {
           fd = openSync(path, OPEN_FLAGS);
@@ -452,6 +467,11 @@ interface Entry {
   data: Buffer | null;
   /** Bytes this entry is charged against `limits.cacheSize`. */
   cost: number;
+  /** Its key in `map`, the cache of its source (null until cached): how eviction finds it. */
+  rel: string;
+  map: Map<string, Entry> | null;
+  /** See `touch`. */
+  gen: number;
 }
 
 /** Bookkeeping charged per entry on top of its bytes, so many tiny or data-less entries stay bounded too. */
@@ -467,6 +487,9 @@ function entryOf(info: FileInfo, rel: string, data: Buffer | null): Entry {
     type: contentTypeFor(rel),
     data,
     cost: ENTRY_OVERHEAD + rel.length + (data?.length ?? 0),
+    rel,
+    map: null,
+    gen: 0,
   };
 }
 
@@ -490,35 +513,56 @@ export function createStatic(options: StaticOptions): StaticEngine {
   const { limits } = options;
   const cacheControl = options.cacheControl ?? DEFAULT_CACHE_CONTROL;
   const cacheOn = limits.cacheFileSize > 0 && limits.cacheSize > 0;
-  // One LRU for every source: Map keeps insertion order, and a hit re-inserts its key.
-  const cache = new Map<string, Entry>();
+  // One map per source (rel → entry: no key to build per request) and one LRU order over all of
+  // them: a Set keeps insertion order, so its first entry is the least recently used.
+  const caches = new WeakMap<FileSource, Map<string, Entry>>();
+  const noCache = new Map<string, Entry>();
+  const order = new Set<Entry>();
   let cached = 0;
-  const sourceIds = new WeakMap<FileSource, number>();
-  let nextSourceId = 0;
+  /** Insertions into `order` so far; an entry's `gen` is this count when it was last (re)inserted. */
+  let inserts = 0;
 
-  function keyOf(source: FileSource, rel: string): string {
-    let id = sourceIds.get(source);
-    if (id === undefined) sourceIds.set(source, (id = nextSourceId++));
-    return `${id}\0${rel}`;
+  function cacheOf(source: FileSource): Map<string, Entry> {
+    if (!cacheOn) return noCache;
+    let map = caches.get(source);
+    if (map === undefined) caches.set(source, (map = new Map()));
+    return map;
   }
 
-  function forget(key: string): void {
-    const e = cache.get(key);
+  function forget(map: Map<string, Entry>, rel: string): void {
+    const e = map.get(rel);
     if (e === undefined) return;
-    cache.delete(key);
+    map.delete(rel);
+    order.delete(e);
     cached -= e.cost;
   }
 
-  function remember(key: string, e: Entry): void {
-    forget(key);
+  function remember(map: Map<string, Entry>, rel: string, e: Entry): void {
+    forget(map, rel);
     if (e.cost > limits.cacheSize) return;
-    cache.set(key, e);
+    e.map = map;
+    map.set(rel, e);
+    order.add(e);
+    e.gen = ++inserts;
     cached += e.cost;
-    for (const [k, old] of cache) {
+    for (const old of order) {
       if (cached <= limits.cacheSize) break;
-      cache.delete(k);
+      order.delete(old);
+      old.map?.delete(old.rel);
       cached -= old.cost;
     }
+  }
+
+  /**
+   * Marks `e` as just used. Moving it to the young end of the order is two hash-table updates, a
+   * measurable share of a 304's CPU, so an entry still in the younger half is left where it is: it
+   * cannot be evicted before it has aged through the older half, where its next hit moves it.
+   */
+  function touch(e: Entry): void {
+    if (inserts - e.gen <= order.size >> 1) return;
+    order.delete(e);
+    order.add(e);
+    e.gen = ++inserts;
   }
 
   /** Writes the answer for `e`, its body from `e.data` or from `file` (which this then owns). */
@@ -616,38 +660,65 @@ export function createStatic(options: StaticOptions): StaticEngine {
     body.pipe(res);
   }
 
-  async function serve(req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string): Promise<void> {
-    let file: OpenFile | null = null;
+  /** Can `hit` answer this request once revalidated, without opening the file? */
+  const answersFromMemory = (req: IncomingMessage, hit: Entry): boolean =>
+    hit.data !== null || req.method === 'HEAD' || req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined;
+
+  function respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string): Promise<void> | undefined {
+    let rel: string;
+    let map: Map<string, Entry>;
+    let hit: Entry | undefined;
     try {
-      const rel = toRelPath(rawPath);
-      const key = cacheOn ? keyOf(source, rel) : '';
-      const hit = cacheOn ? cache.get(key) : undefined;
+      rel = toRelPath(rawPath);
+      map = cacheOf(source);
+      hit = map.get(rel);
       // Revalidate a cached entry with one stat; for a big file only when that can spare the open
       // (a conditional request or HEAD), since a full download needs the open anyway.
-      if (hit !== undefined && (hit.data !== null || req.method === 'HEAD' || req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined)) {
-        let info = source.statSync?.(rel);
-        if (info === undefined) info = await source.stat(rel);
-        if (info === null) {
-          forget(key);
-          sendError(res, notFound());
-          return;
-        }
-        if (sameFile(info, hit)) {
-          cache.delete(key);
-          cache.set(key, hit);
-          if (hit.data !== null || req.method === 'HEAD' || precondition(req.headers, hit.etag, hit.mtimeMs) !== 0) {
-            answer(req, res, hit, rel, null);
-            return;
-          }
-        }
-        forget(key);
+      if (hit !== undefined && answersFromMemory(req, hit)) {
+        const info = source.statSync?.(rel);
+        if (info === undefined) return load(req, res, source, rel, map, hit, true);
+        if (revalidated(req, res, map, hit, info, rel)) return undefined;
+        return load(req, res, source, rel, map, hit, false);
       }
+    } catch (err) {
+      sendError(res, fromFsError(err));
+      return undefined;
+    }
+    return load(req, res, source, rel, map, hit, false);
+  }
+
+  /** Answers from `hit` when `info` shows the file unchanged (true); else forgets it (false: open it). */
+  function revalidated(req: IncomingMessage, res: ServerResponse, map: Map<string, Entry>, hit: Entry, info: FileInfo | null, rel: string): boolean {
+    if (info === null) {
+      forget(map, rel);
+      sendError(res, notFound());
+      return true;
+    }
+    if (sameFile(info, hit)) {
+      touch(hit);
+      if (hit.data !== null || req.method === 'HEAD' || precondition(req.headers, hit.etag, hit.mtimeMs) !== 0) {
+        answer(req, res, hit, rel, null);
+        return true;
+      }
+    }
+    forget(map, rel);
+    return false;
+  }
+
+  /**
+   * The rest of `respond`, through the thread pool where needed: `stat` first when `revalidate`
+   * (`hit` is cached and the source could not stat it cheaply), then open and answer.
+   */
+  async function load(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, map: Map<string, Entry>, hit: Entry | undefined, revalidate: boolean): Promise<void> {
+    let file: OpenFile | null = null;
+    try {
+      if (revalidate && hit !== undefined && revalidated(req, res, map, hit, await source.stat(rel), rel)) return;
       // A file served recently has its metadata in the kernel's caches: open it without the thread pool.
       let opened = hit !== undefined ? source.openSync?.(rel) : undefined;
       if (opened === undefined) opened = await source.open(rel);
       file = opened;
       if (file === null) {
-        if (cacheOn) forget(key);
+        if (cacheOn) forget(map, rel);
         sendError(res, notFound());
         return;
       }
@@ -656,12 +727,12 @@ export function createStatic(options: StaticOptions): StaticEngine {
         file = null;
         const data = await readWhole(f);
         const e = entryOf(data.length === f.size ? f : { ...f, size: data.length }, rel, data);
-        if (data.length === f.size) remember(key, e);
+        if (data.length === f.size) remember(map, rel, e);
         answer(req, res, e, rel, null);
         return;
       }
       const e = entryOf(file, rel, null);
-      if (cacheOn) remember(key, e);
+      if (cacheOn) remember(map, rel, e);
       const f = file;
       file = null;
       answer(req, res, e, rel, f);
@@ -671,5 +742,9 @@ export function createStatic(options: StaticOptions): StaticEngine {
     }
   }
 
-  return { serve };
+  const done = Promise.resolve();
+  const serve = (req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string): Promise<void> =>
+    respond(req, res, source, rawPath) ?? done;
+
+  return { serve, respond };
 }
