@@ -76,3 +76,57 @@ export function createBaselineRelay(): (req: IncomingMessage, res: ServerRespons
     res.flushHeaders(); // Go sends them with the first frame; the bench wants to know the viewer is in
   };
 }
+
+/**
+ * The floor: the least work a relay can do per viewer and frame, to show what is left to gain. One
+ * boundary for every viewer (unsafe: a publisher could forge parts), each frame framed once, with
+ * wharf's framing (the next part's header block right after the frame) in a single Buffer that is
+ * then one `socket.write` per viewer, straight to the socket. No backpressure, no skipping: it is
+ * only for viewers that keep up.
+ */
+export function createFloorRelay(): (req: IncomingMessage, res: ServerResponse) => void {
+  const boundary = randomBytes(16).toString('hex');
+  const streams = new Map<string, { latest: Buffer; type: string; viewers: Set<ServerResponse> }>();
+  const chunk = (body: Buffer[]): Buffer => {
+    const size = body.reduce((n, b) => n + b.length, 0);
+    return Buffer.concat([Buffer.from(`${size.toString(16)}\r\n`), ...body, Buffer.from('\r\n')]);
+  };
+
+  return (req, res) => {
+    const name = (req.url ?? '/').split('?', 1)[0]!.replace(/^\/_m\//, '');
+    if (req.method === 'POST') {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const type = req.headers['content-type'] ?? 'application/octet-stream';
+        const wire = chunk([...chunks, Buffer.from(`\r\n--${boundary}\r\nContent-Type: ${type}\r\n\r\n`)]);
+        let stream = streams.get(name);
+        if (!stream) streams.set(name, (stream = { latest: wire, type, viewers: new Set() }));
+        stream.latest = wire;
+        stream.type = type;
+        for (const v of stream.viewers) v.socket?.write(wire);
+        res.end();
+      });
+      return;
+    }
+    const stream = streams.get(name);
+    if (req.method === 'DELETE') {
+      streams.delete(name);
+      for (const v of stream?.viewers ?? []) v.socket?.end('0\r\n\r\n');
+      res.end();
+      return;
+    }
+    if (!stream) {
+      res.statusCode = 404;
+      res.end();
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': `multipart/x-mixed-replace; boundary=${boundary}`, 'Transfer-Encoding': 'chunked' });
+    res.flushHeaders();
+    stream.viewers.add(res);
+    res.once('close', () => stream.viewers.delete(res));
+    // The opening dash-boundary and header block, then the latest frame (itself followed by a header block).
+    res.socket?.write(chunk([Buffer.from(`--${boundary}\r\nContent-Type: ${stream.type}\r\n\r\n`)]));
+    res.socket?.write(stream.latest);
+  };
+}

@@ -1,8 +1,10 @@
 // bench/streams: wharf's image streams against a relay built the way Wave's Go server does it
-// (bench/streams-baseline.ts: a 256-frame queue per viewer), in the same run.
+// (bench/streams-baseline.ts: a 256-frame queue per viewer), in the same run, and against a floor
+// (the same file: each frame framed once, one socket write per viewer, no backpressure) that shows
+// what the machine allows.
 //
 //   node dist/bench/streams.js [--quick] [--viewers=1,10,100,500] [--seconds=10] [--no-stall]
-//                              [--servers=wharf,baseline] [--harness=raw|http]
+//                              [--servers=wharf,baseline,floor] [--harness=raw|http] [--also=LABEL=PATH/lib/server.js]
 //
 // Each server runs in a child process of its own (pinned to CPU 0 with taskset when there are two or
 // more CPUs), so CPU time and RSS are the server's alone. 50 KiB frames are published at 30 fps over
@@ -23,15 +25,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const FRAME = 50 * 1024;
 const FPS = 30;
 const KEY = { id: 'bench', secret: 'bench-secret' };
 const AUTH = 'Basic ' + Buffer.from(`${KEY.id}:${KEY.secret}`).toString('base64');
-const SERVERS = ['wharf', 'baseline'] as const;
-type Kind = (typeof SERVERS)[number];
+const SERVERS = ['wharf', 'baseline', 'floor'] as const;
+/** 'wharf', 'baseline', or the label of another build of wharf given with `--also`. */
+type Kind = string;
 const MiB = 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
@@ -46,17 +49,17 @@ interface Usage {
   heapUsed: number;
 }
 
-async function serve(kind: Kind): Promise<void> {
+async function serve(kind: Kind, serverModule: string | undefined): Promise<void> {
   let port: number;
-  if (kind === 'wharf') {
-    const { createFileServer } = await import('../lib/server.js');
+  if (kind !== 'baseline' && kind !== 'floor') {
+    const { createFileServer } = (await import(serverModule ?? '../lib/server.js')) as typeof import('../lib/server.js');
     const dataDir = await mkdtemp(join(tmpdir(), 'wharf-bench-streams-'));
     const files = createFileServer({ dataDir, accessKeys: { [KEY.id]: KEY.secret }, warn: () => {} });
     port = (await files.listen({ port: 0, host: '127.0.0.1' })).port;
     process.once('disconnect', () => void rm(dataDir, { recursive: true, force: true }).finally(() => process.exit(0)));
   } else {
-    const { createBaselineRelay } = await import('./streams-baseline.js');
-    const server = http.createServer(createBaselineRelay());
+    const { createBaselineRelay, createFloorRelay } = await import('./streams-baseline.js');
+    const server = http.createServer(kind === 'floor' ? createFloorRelay() : createBaselineRelay());
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     port = (server.address() as net.AddressInfo).port;
     process.once('disconnect', () => process.exit(0));
@@ -128,8 +131,8 @@ interface Server {
   stop(): void;
 }
 
-async function startServer(kind: Kind): Promise<Server> {
-  const child = fork(fileURLToPath(import.meta.url), ['--serve', kind], { execArgv: [...process.execArgv, '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+async function startServer(kind: Kind, serverModule?: string): Promise<Server> {
+  const child = fork(fileURLToPath(import.meta.url), ['--serve', kind, ...(serverModule ? [serverModule] : [])], { execArgv: [...process.execArgv, '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   if (availableParallelism() >= 2) spawnSync('taskset', ['-cp', '0', String(child.pid)], { stdio: 'ignore' });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (m: { port: number }) => resolve(m.port));
@@ -493,18 +496,23 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const stalls: StallRow[] = [];
   const kinds = arg('servers')?.split(',') ?? SERVERS;
-  const servers = await Promise.all(SERVERS.filter((k) => kinds.includes(k)).map(startServer));
+  const servers = await Promise.all(SERVERS.filter((k) => kinds.includes(k)).map((k) => startServer(k)));
+  // `--also=LABEL=PATH`: another build of wharf (PATH: its lib/server.js), e.g. a previous commit's.
+  const also = arg('also');
+  if (also) servers.splice(1, 0, await startServer(also.slice(0, also.indexOf('=')), pathToFileURL(resolve(also.slice(also.indexOf('=') + 1))).href));
   const pub = await startPublisher();
   try {
     // Interleaved, so that a change in the machine's load hits both servers alike.
     for (const n of counts) for (const server of servers) rows.push(await fanOut(server, pub, n, seconds, harness));
-    if (!noStall) for (const server of servers) stalls.push(await stalled(server));
+    // The floor keeps no bound on what a viewer has not read: it has no stalled-viewer case.
+    if (!noStall) for (const server of servers) if (server.kind !== 'floor') stalls.push(await stalled(server));
   } finally {
     for (const server of servers) server.stop();
     pub.stop();
   }
   const ms = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(1));
-  rows.sort((a, b) => a.viewers - b.viewers || SERVERS.indexOf(a.server) - SERVERS.indexOf(b.server));
+  const order = servers.map((s) => s.kind);
+  rows.sort((a, b) => a.viewers - b.viewers || order.indexOf(a.server) - order.indexOf(b.server));
   console.log('\n' + table(
     ['server', 'viewers', 'fps', 'delivered/s', 'expected/s', 'lost', 'recv p50 ms', 'recv p99 ms', 'shown p50 ms', 'shown p99 ms', 'CPU %', 'peak RSS MiB'],
     rows.map((r) => [r.server, String(r.viewers), r.fps.toFixed(1), r.deliveredPerSec.toFixed(0), r.expectedPerSec.toFixed(0), String(r.lost),
@@ -523,6 +531,6 @@ async function main(): Promise<void> {
   agent.destroy();
 }
 
-if (process.argv[2] === '--serve') await serve(process.argv[3] as Kind);
+if (process.argv[2] === '--serve') await serve(process.argv[3]!, process.argv[4]);
 else if (process.argv[2] === '--publish') publisher();
 else await main();

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { WharfError } from '../lib/errors.js';
 import { createFileServer } from '../lib/server.js';
 import type { IncomingMessage } from 'node:http';
-import { view } from './mixed-replace.js';
+import { MixedReplaceReader, boundaryOf, view } from './mixed-replace.js';
 import { AUTH, eventually, frame, post, request, start, waveForm } from './streams-helpers.js';
 
 const isCode = (code: string) => (e: unknown) => e instanceof WharfError && e.code === code;
@@ -417,4 +417,97 @@ test('a publisher that disconnects mid-frame publishes nothing and breaks nothin
   await new Promise((r) => setTimeout(r, 50)); // and notice the abort
   assert.deepEqual(s.stats(), []);
   assert.equal((await post(s.url, 'cut', 'image/jpeg', frame(1, 10))).status, 200);
+});
+
+/**
+ * One raw HTTP/1.x response off `bytes`: status, headers, the body (de-chunked with a strict reader when
+ * chunked) and where it ends. Undefined while incomplete.
+ */
+function rawResponse(bytes: Buffer, closed: boolean): { status: number; headers: Map<string, string>; body: Buffer; end: number } | undefined {
+  const headEnd = bytes.indexOf('\r\n\r\n');
+  if (headEnd < 0) return undefined;
+  const [statusLine, ...lines] = bytes.subarray(0, headEnd).toString('latin1').split('\r\n');
+  const headers = new Map(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+  const status = Number(statusLine!.split(' ')[1]);
+  let at = headEnd + 4;
+  if (headers.get('transfer-encoding') !== 'chunked') {
+    if (headers.has('content-length')) {
+      const end = at + Number(headers.get('content-length'));
+      return bytes.length < end ? undefined : { status, headers, body: bytes.subarray(at, end), end };
+    }
+    return closed ? { status, headers, body: bytes.subarray(at), end: bytes.length } : undefined;
+  }
+  const body: Buffer[] = [];
+  for (;;) {
+    const lf = bytes.indexOf('\r\n', at);
+    if (lf < 0) return undefined;
+    const line = bytes.subarray(at, lf).toString('latin1');
+    assert.match(line, /^[0-9a-f]+$/, 'chunk-size line');
+    const size = parseInt(line, 16);
+    at = lf + 2;
+    if (bytes.length < at + size + 2) return undefined;
+    assert.equal(bytes.subarray(at + size, at + size + 2).toString('latin1'), '\r\n', 'CRLF after chunk data');
+    body.push(bytes.subarray(at, at + size));
+    at += size + 2;
+    if (size === 0) return { status, headers, body: Buffer.concat(body), end: at };
+  }
+}
+
+function rawViewer(url: string, request: string): { bytes: () => Buffer; closed: () => boolean; write(s: string): void; destroy(): void } {
+  const socket = net.connect({ host: '127.0.0.1', port: Number(new URL(url).port) });
+  const chunks: Buffer[] = [];
+  let closed = false;
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  socket.on('close', () => (closed = true));
+  socket.on('error', () => {});
+  socket.write(request);
+  return { bytes: () => Buffer.concat(chunks), closed: () => closed, write: (s) => void socket.write(s), destroy: () => socket.destroy() };
+}
+
+test('on the wire: a well-formed chunked body that ends where it says, the connection kept for the next request', async (t) => {
+  const s = await start(t);
+  const sent = [frame(1, 70_000), frame(2, 3), frame(3, 4096)];
+  await s.site.uplink('wire', 'image/jpeg', sent[0]!);
+  const v = rawViewer(s.url, 'GET /_m/wire HTTP/1.1\r\nHost: x\r\n\r\n');
+  t.after(() => v.destroy());
+  await eventually(() => v.bytes().includes('\r\n\r\n'), 'response head');
+  await s.site.uplink('wire', 'image/png', sent[1]!); // another type: an empty part, then a png one
+  await s.site.uplink('wire', 'image/png', sent[2]!);
+  await s.site.unlink('wire');
+  let first: ReturnType<typeof rawResponse>;
+  await eventually(() => (first = rawResponse(v.bytes(), v.closed())) !== undefined, 'the chunked body\'s last chunk');
+  assert.equal(first!.status, 200);
+  assert.equal(first!.headers.get('transfer-encoding'), 'chunked');
+  const reader = new MixedReplaceReader(boundaryOf(first!.headers.get('content-type')));
+  reader.push(first!.body);
+  assert.equal(reader.closed, true);
+  assert.deepEqual(reader.frames.map((p) => p.headers['content-type']), ['image/jpeg', 'image/png', 'image/png']);
+  reader.frames.forEach((p, i) => assert.ok(p.body.equals(sent[i]!), `frame ${i} byte-exact`));
+  assert.equal(reader.epilogue.toString(), '\r\n'); // the close-delimiter's line end, nothing after it
+  // The body ended exactly at its last chunk: the same connection answers the next request.
+  v.write('GET /_m/wire HTTP/1.1\r\nHost: x\r\n\r\n');
+  let second: ReturnType<typeof rawResponse>;
+  await eventually(() => (second = rawResponse(v.bytes().subarray(first!.end), v.closed())) !== undefined, 'the second answer');
+  assert.equal(second!.status, 404);
+  assert.equal(v.closed(), false);
+});
+
+test('on the wire: an HTTP/1.0 viewer gets the parts unchunked, ended by the close-delimiter and the connection\'s close', async (t) => {
+  const s = await start(t);
+  const sent = [frame(1, 20_000), frame(2, 50)];
+  await s.site.uplink('old', 'image/jpeg', sent[0]!);
+  const v = rawViewer(s.url, 'GET /_m/old HTTP/1.0\r\n\r\n');
+  t.after(() => v.destroy());
+  await eventually(() => v.bytes().includes('\r\n\r\n'), 'response head');
+  await s.site.uplink('old', 'image/jpeg', sent[1]!);
+  await s.site.unlink('old');
+  await eventually(() => v.closed(), 'connection closed');
+  const answer = rawResponse(v.bytes(), true)!;
+  assert.equal(answer.status, 200);
+  assert.equal(answer.headers.get('transfer-encoding'), undefined);
+  const reader = new MixedReplaceReader(boundaryOf(answer.headers.get('content-type')));
+  reader.push(answer.body);
+  assert.equal(reader.closed, true);
+  assert.equal(reader.frames.length, 2);
+  reader.frames.forEach((p, i) => assert.ok(p.body.equals(sent[i]!), `frame ${i} byte-exact`));
 });
