@@ -349,9 +349,9 @@ function createRoot(path: string): Root {
       }
       const making = (dirs ??= new Map()).get(dir);
       if (making) return making;
-      const made$ = (made ??= new Set());
+      const known = (made ??= new Set());
       const now = root.dir(dirname(dir)).then(() => mkdirOne(dir)).then(() => {
-        made$.add(dir);
+        known.add(dir);
       });
       dirs.set(dir, now);
       return now;
