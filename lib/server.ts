@@ -276,42 +276,27 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
   let closing = false;
   let closed: Promise<void> | undefined;
 
-  // In-flight responses, for close(). Tracked per connection — the socket remembers its latest
-  // response, and one 'close' listener per connection forgets the socket — rather than with a
-  // listener per response, which cost a measurable share of a 304's CPU time. A response that
-  // is still open when a later one on the same connection (pipelining) takes its place is kept
-  // apart, with a listener of its own.
+  // In-flight work, for close(), tracked per connection: the socket remembers the latest response
+  // wharf gave it, and one 'close' listener per connection forgets the socket. A listener per
+  // response cost a measurable share of a 304's CPU time. The latest response is enough: those
+  // before it on the same connection (pipelining) are answered in order, so they are done when
+  // it is, and cutting the connection cuts them all.
   const sockets = new Set<TrackedSocket>();
-  const overtaken = new Set<ServerResponse>();
 
   function track(req: IncomingMessage, res: ServerResponse): void {
-    const socket = req.socket as TrackedSocket | null;
-    if (socket === null) {
-      keep(res);
-      return;
-    }
-    const prev = socket[CURRENT];
-    if (prev === undefined) {
+    const socket = req.socket as TrackedSocket;
+    if (socket[CURRENT] === undefined) {
       sockets.add(socket);
       socket.once('close', () => sockets.delete(socket));
-    } else if (!prev.closed) {
-      keep(prev);
     }
     socket[CURRENT] = res;
   }
 
-  function keep(res: ServerResponse): void {
-    overtaken.add(res);
-    res.once('close', () => overtaken.delete(res));
-  }
-
-  function inflight(): ServerResponse[] {
-    const open = [...overtaken];
-    for (const socket of sockets) {
-      const res = socket[CURRENT];
-      if (res !== undefined && !res.closed) open.push(res);
-    }
-    return open;
+  /** Connections whose latest wharf response is not finished. */
+  function busy(): TrackedSocket[] {
+    const out: TrackedSocket[] = [];
+    for (const socket of sockets) if (socket[CURRENT]?.closed === false) out.push(socket);
+    return out;
   }
 
   function fail(res: ServerResponse, err: unknown): void {
@@ -480,21 +465,25 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
       const srv = server;
       const serverClosed = srv ? new Promise<void>((ok) => srv.close(() => ok())) : Promise.resolve();
       srv?.closeIdleConnections();
-      for (const res of inflight()) if (!res.headersSent) res.shouldKeepAlive = false;
+      for (const socket of busy()) if (!socket[CURRENT]!.headersSent) socket[CURRENT]!.shouldKeepAlive = false;
       await Promise.allSettled([uploads.close(), streams.close()]);
-      const open = new Set(inflight());
+      const open = new Set(busy());
       if (open.size > 0) {
         await new Promise<void>((ok) => {
           const timer = setTimeout(ok, limits.closeGrace);
-          const check = (): void => {
-            if (open.size > 0) return;
-            clearTimeout(timer);
-            ok();
-          };
-          for (const res of open) res.once('close', () => { open.delete(res); setImmediate(check); });
+          for (const socket of open) {
+            const done = (): void => {
+              if (!open.delete(socket)) return;
+              if (open.size > 0) return;
+              clearTimeout(timer);
+              setImmediate(ok);
+            };
+            socket[CURRENT]!.once('close', done);
+            socket.once('close', done);
+          }
         });
       }
-      for (const res of inflight()) res.destroy();
+      for (const socket of busy()) socket.destroy();
       srv?.closeAllConnections();
       await serverClosed;
     })();

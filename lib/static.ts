@@ -656,7 +656,13 @@ export function createStatic(options: StaticOptions): StaticEngine {
       if (sent !== undefined && sent !== want) res.destroy();
     });
     body.once('error', () => res.destroy());
-    res.once('close', () => body.destroy()); // client gone: the stream closes its descriptor
+    // Client gone: the stream closes its descriptor. A response queued behind another on the same
+    // connection (pipelining) never emits 'close' when the connection dies; its request does.
+    const stop = (): void => {
+      body.destroy();
+    };
+    res.once('close', stop);
+    req.once('close', stop);
     body.pipe(res);
   }
 

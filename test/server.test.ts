@@ -399,6 +399,31 @@ describe('close()', () => {
     await assert.rejects(request(`http://127.0.0.1:${port}`, '/big/100m.bin'), /ECONNREFUSED/);
   });
 
+  test('middleware mode, two pipelined downloads and a stalled client: close() cuts the connection after the grace, both files closed', async () => {
+    const files = createFileServer(quiet({ dataDir: join(tmp, 'data'), publicDirs: [`/big/@${bigDir}`], limits: { closeGrace: 300 } }));
+    const host = createServer((req, res) => files.handle(req, res));
+    const port = Number(new URL(await listenOn(host)).port);
+    try {
+      const sock = connect(port, '127.0.0.1');
+      sock.on('error', () => {});
+      const cut = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+      const get = 'GET /big/100m.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';
+      sock.write(get + get);
+      await new Promise<void>((resolve) => sock.once('data', () => resolve()));
+      sock.pause(); // stalled: neither answer can finish within the grace
+      // both requests reached wharf: the first is being sent, the second waits behind it with its file open
+      await eventually(async () => (await fdsOn(bigPath)) === 2, 'both files are open');
+      const started = Date.now();
+      await files.close();
+      assert.ok(Date.now() - started >= 250, 'close() waited for the grace');
+      sock.resume(); // read what was sent, then see the connection cut
+      await cut;
+      await eventually(async () => (await fdsOn(bigPath)) === 0, 'both files are closed');
+    } finally {
+      await stop(host);
+    }
+  });
+
   test('a 100 MiB download that keeps reading is allowed to finish; idle keep-alive connections are closed', async () => {
     const files = createFileServer(quiet({ dataDir: join(tmp, 'data'), publicDirs: [`/big/@${bigDir}`, `/pub/@${join(tmp, 'pub')}`] }));
     const { port } = await files.listen({ port: 0 });

@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import { mkdir, rename, rm, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createFileServer, type FileServer } from '../lib/server.js';
@@ -347,6 +347,23 @@ describe('static engine over HTTP', () => {
       req.end();
     });
     await eventually(async () => (await fdsOn(p)) === 0, 'the descriptor of huge.bin is closed');
+  });
+
+  test('a client that pipelines two downloads and leaves: both descriptors are closed', async () => {
+    // The second answer waits behind the first with its file open; when the connection dies, its
+    // response never emits 'close' (only its request does).
+    const p = join(root, 'pub', 'huge2.bin');
+    await writeFile(p, Buffer.alloc(0));
+    await truncate(p, 64 * 1024 * 1024);
+    const sock = connect(port, '127.0.0.1');
+    sock.on('error', () => {});
+    const get = 'GET /pub/huge2.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';
+    sock.write(get + get);
+    await new Promise<void>((resolve) => sock.once('data', () => resolve()));
+    sock.pause();
+    await eventually(async () => (await fdsOn(p)) === 2, 'both answers have their file open');
+    sock.destroy();
+    await eventually(async () => (await fdsOn(p)) === 0, 'both descriptors of huge2.bin are closed');
   });
 
   test('custom Cache-Control', async () => {
