@@ -111,7 +111,9 @@ async function serve(kind: Kind, dataDir: string): Promise<void> {
     // atomic): the body is read unparsed, its parts only counted by their delimiters, then each part
     // costs the layout's syscalls, on the event loop with no stream or promise: mkdir a temp
     // directory, open, one 10 KiB writev, close, rename the directory to f/<id>. No check, no
-    // cleanup: what is left is the file system's price for two inodes and a rename per file.
+    // cleanup: what is left is the file system's price for two inodes and a rename per file. That
+    // price swings with the disk's state (ext4 skips inodes deleted in the last seconds when it
+    // allocates one, and anyone's deletes make that scan longer): read it against the same run only.
     const temp = join(dataDir, '.wharf-tmp');
     const files = join(dataDir, 'f');
     mkdirSync(temp, { recursive: true });
