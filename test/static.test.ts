@@ -415,6 +415,37 @@ describe('static engine: cache bounds and errors', () => {
     }
   });
 
+  test('a file asked for again and again stays in memory while others come and go', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      for (let i = 0; i < 12; i++) await writeFile(join(dir, `f${i}.txt`), `${i}`.padEnd(500, 'x'));
+      await writeFile(join(dir, 'hot.txt'), 'hot'.padEnd(500, 'h'));
+      const inner = createDirectorySource(dir);
+      const opens = new Map<string, number>();
+      const counted = (rel: string): void => void opens.set(rel, (opens.get(rel) ?? 0) + 1);
+      const source: FileSource = {
+        stat: (rel) => inner.stat(rel),
+        open: (rel) => (counted(rel), inner.open(rel)),
+        openSync: (rel) => (counted(rel), inner.openSync!(rel)),
+        statSync: (rel) => inner.statSync!(rel),
+      };
+      // room for about four entries
+      const { url, server } = await serveWith(createStatic({ limits: resolveLimits({ cacheFileSize: 1024, cacheSize: 3200 }) }), source);
+      try {
+        for (let i = 0; i < 48; i++) {
+          assert.equal((await request(url, '/x/hot.txt')).text.slice(0, 3), 'hot');
+          assert.equal((await request(url, `/x/f${i % 12}.txt`)).text.length, 500);
+        }
+      } finally {
+        await stop(server);
+      }
+      assert.equal(opens.get('hot.txt'), 1, 'read from disk once');
+      assert.equal(opens.get('f0.txt'), 4, 'the others are evicted and read again');
+    } finally {
+      await cleanup();
+    }
+  });
+
   test('fs errors map to statuses with a JSON reason; none leaves the response hanging', async () => {
     const fail = (code: string): never => {
       throw Object.assign(new Error(`${code}: /secret/path`), { code });
