@@ -89,6 +89,17 @@ export function parseMultipart(source: AsyncIterable<Buffer>, options: ParseOpti
   return iterator;
 }
 
+/**
+ * For the upload layer: a file part's bytes gathered whole, as slices of the source's chunks, when
+ * it ends within `max` bytes (no stream is built: most of the cost of a small file), or null once
+ * it is bigger, and then its `body` streams every byte from the first. Call it before touching
+ * `body` or `text()`.
+ */
+export function collectPart(part: Part, max: number): Promise<Buffer[] | null> {
+  if (!(part instanceof FormPart)) return Promise.resolve(null);
+  return part.collect(max);
+}
+
 const CR = 13;
 const LF = 10;
 const SP = 32;
@@ -135,6 +146,8 @@ const enum Use {
   Undecided,
   Stream,
   Text,
+  /** Gathered whole while it stays under a size (see `collectPart`), else turned into a stream. */
+  Collect,
   Drop,
 }
 
@@ -157,7 +170,9 @@ class FormPart implements Part {
   textTo = 0;
   textMore: Buffer[] | null = null;
   textResult: Promise<string> | null = null;
-  resolveText: ((text: string) => void) | null = null;
+  // `text()` or `collectPart()` waiting for the part's end.
+  resolveText: ((value: string & Buffer[]) => void) | null = null;
+  collectMax = 0;
   rejectText: ((err: Error) => void) | null = null;
   private readonly parser: Parser;
   // The headers as read: the two every part has, then any others as name/value pairs. The record
@@ -201,6 +216,10 @@ class FormPart implements Part {
   text(): Promise<string> {
     return (this.textResult ??= this.parser.readText(this));
   }
+
+  collect(max: number): Promise<Buffer[] | null> {
+    return this.parser.collect(this, max);
+  }
 }
 
 /** A part's bytes as a stream. `_read` and `_destroy` are the parser's signals from the consumer. */
@@ -228,6 +247,17 @@ class PartBody extends Readable {
 function destroyWith(body: Readable, err: Error | undefined): void {
   if (err !== undefined && body.listenerCount('error') === 0) body.on('error', noop);
   body.destroy(err);
+}
+
+/** The bytes `Use.Collect` gathered, as slices of the source's chunks. */
+function piecesOf(part: FormPart): Buffer[] {
+  const first = part.textChunk;
+  if (first === null) return [];
+  part.textChunk = null;
+  const pieces = [first.subarray(part.textFrom, part.textTo)];
+  if (part.textMore !== null) pieces.push(...part.textMore);
+  part.textMore = null;
+  return pieces;
 }
 
 function textOf(part: FormPart): string {
@@ -375,6 +405,23 @@ class Parser {
     if (part.ended) return Promise.resolve(textOf(part));
     return new Promise<string>((resolve, reject) => {
       part.resolveText = resolve;
+      part.rejectText = reject;
+    });
+  }
+
+  collect(part: FormPart, max: number): Promise<Buffer[] | null> {
+    if (part.stream !== null) return Promise.resolve(null);
+    if (part.failure !== null) return Promise.reject(part.failure);
+    if (part.use !== Use.Undecided || part.ended) return Promise.resolve([]);
+    part.use = Use.Collect;
+    part.collectMax = max;
+    this.wake(part);
+    if (part.failure !== null) return Promise.reject(part.failure);
+    // Spilled into a stream (which may have ended too: the whole part was in the chunk at hand).
+    if (part.use !== Use.Collect) return Promise.resolve(null);
+    if (part.ended) return Promise.resolve(piecesOf(part));
+    return new Promise<Buffer[] | null>((resolve, reject) => {
+      part.resolveText = resolve as (value: string & Buffer[]) => void;
       part.rejectText = reject;
     });
   }
@@ -649,7 +696,11 @@ class Parser {
     if (part.use === Use.Stream) {
       this.pulled = false;
       if (!part.stream!.push(from === 0 && to === c.length ? c : c.subarray(from, to)) && !this.pulled && part.use === Use.Stream) this.waitFor = part;
-    } else if (part.use === Use.Text) {
+    } else if (part.use === Use.Text || part.use === Use.Collect) {
+      if (part.use === Use.Collect && this.size > part.collectMax) {
+        this.spill(part, c, from, to);
+        return;
+      }
       if (part.textChunk === null) {
         part.textChunk = c;
         part.textFrom = from;
@@ -660,6 +711,21 @@ class Parser {
     }
   }
 
+  /** A part being collected outgrew its size: what was gathered and `c[from, to)` become its stream, and its collector gets null. */
+  private spill(part: FormPart, c: Buffer, from: number, to: number): void {
+    const pieces = piecesOf(part);
+    const body = new PartBody(this, part);
+    part.stream = body;
+    part.use = Use.Stream;
+    for (const piece of pieces) body.push(piece);
+    this.pulled = false;
+    if (!body.push(from === 0 && to === c.length ? c : c.subarray(from, to)) && !this.pulled) this.waitFor = part;
+    const resolve = part.resolveText;
+    part.resolveText = null;
+    part.rejectText = null;
+    resolve?.(null as unknown as string & Buffer[]);
+  }
+
   private endPart(): void {
     const part = this.current;
     if (part !== null) {
@@ -667,7 +733,8 @@ class Parser {
       part.ended = true;
       if (this.waitFor === part) this.waitFor = null;
       if (part.use === Use.Stream) part.stream!.push(null);
-      else if (part.use === Use.Text && part.resolveText !== null) part.resolveText(textOf(part));
+      else if (part.use === Use.Text && part.resolveText !== null) part.resolveText(textOf(part) as string & Buffer[]);
+      else if (part.use === Use.Collect && part.resolveText !== null) part.resolveText(piecesOf(part) as string & Buffer[]);
     }
     this.state = State.Delimiter;
     this.after = After.Start;

@@ -35,6 +35,11 @@ export interface Staging {
    * way to disk). `finish` means every byte is stored and the file closed; an I/O error destroys it.
    */
   file(id: string, rel: string): StagedFile;
+  /**
+   * Stages the whole file `<id>/<rel>` from `chunks` (a small file the parser gathered: no stream);
+   * resolves with its size. On the event loop when it is under `syncWriteBelow`, as `file` does.
+   */
+  put(id: string, rel: string, chunks: Buffer[]): Promise<number>;
   /** Stages a copy of the local file `from` as `<id>/<rel>` (copy-on-write where the filesystem can); resolves with its size. */
   copy(id: string, rel: string, from: string): Promise<number>;
   /** Publishes every upload id staged. Every file must be finished. On failure nothing is published. */
@@ -226,6 +231,31 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
         if (writers.delete(writer)) broken = true;
       });
       return writer;
+    },
+    put(id, rel, chunks) {
+      let size = 0;
+      for (const c of chunks) size += c.length;
+      if (size <= memory.syncBelow) {
+        const root = rootOf(id);
+        const slash = rel.lastIndexOf('/');
+        try {
+          if (root.dirSync(slash < 0 ? root.path : pathOf(root, rel.slice(0, slash)))) {
+            writeFileSync(pathOf(root, rel), chunks, size);
+            return Promise.resolve(size);
+          }
+        } catch (err) {
+          broken = true;
+          return Promise.reject(err);
+        }
+      }
+      // A directory of it is being made through the thread pool, or the file is big: a writer.
+      const writer = this.file(id, rel);
+      return new Promise<number>((resolve, reject) => {
+        writer.once('error', reject);
+        writer.once('finish', () => resolve(size));
+        for (const c of chunks) writer.write(c);
+        writer.end();
+      });
     },
     async copy(id, rel, from) {
       const root = rootOf(id);

@@ -9,7 +9,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
-import { parseMultipart, type Part, type MultipartLimits } from '../lib/multipart.js';
+import { collectPart, parseMultipart, type Part, type MultipartLimits } from '../lib/multipart.js';
 import { WharfError, sendError } from '../lib/errors.js';
 import { DEFAULT_LIMITS } from '../lib/limits.js';
 import { rng } from './fuzz-gen.js';
@@ -888,4 +888,59 @@ test('over HTTP: parts stream from a real socket, and a limit is answered with 4
   const tooBig = await post(chunkings(big.subarray(0, 8 * 1024 * 1024)).at(-1)!, { 'x-limit': String(1024 * 1024) });
   assert.equal(tooBig.status, 413);
   assert.equal(JSON.parse(tooBig.body).error, 'LIMIT_FILE_SIZE');
+});
+
+test('collectPart: a small part whole without a stream, a bigger one streamed from its first byte, limits and errors as ever', async () => {
+  const big = 'B'.repeat(3000);
+  const body = Buffer.from(file('f', 'small.txt', 'tiny') + file('f', 'big.bin', big) + file('f', 'empty', '') + field('x', 'v') + end, 'latin1');
+  for (const chunks of chunkings(body).slice(0, 40)) {
+    const got: Array<[string, string | null]> = [];
+    for await (const part of parseMultipart(generate(chunks), { contentType: CT })) {
+      const whole = await collectPart(part, 100);
+      got.push([part.filename ?? part.name, whole === null ? await readStream(part.body) + ' (streamed)' : Buffer.concat(whole).toString('latin1')]);
+      // Once collected, the part has nothing more to give.
+      if (whole !== null) assert.equal(await readStream(part.body), '');
+    }
+    assert.deepEqual(got, [['small.txt', 'tiny'], ['big.bin', `${big} (streamed)`], ['empty', ''], ['x', 'v']]);
+  }
+  // A body already asked for is not collected; nor is a part of another parser.
+  for await (const part of parseMultipart(generate([body]), { contentType: CT })) {
+    const stream = part.body;
+    assert.equal(await collectPart(part, 100), null);
+    await readStream(stream);
+  }
+  assert.equal(await collectPart({} as Part, 100), null);
+  // The file size limit still holds while collecting, and errors reject the collector.
+  await assert.rejects(
+    (async () => {
+      for await (const part of parseMultipart(generate([body]), { contentType: CT, limits: { fileSize: 3 } })) await collectPart(part, 100);
+    })(),
+    (err: WharfError) => err.code === 'LIMIT_FILE_SIZE',
+  );
+  const cut = body.subarray(0, 60);
+  await assert.rejects(
+    (async () => {
+      for await (const part of parseMultipart(generate([cut.subarray(0, 55), cut.subarray(55)]), { contentType: CT })) await collectPart(part, 100);
+    })(),
+    (err: WharfError) => err.code === 'MULTIPART_UNEXPECTED_END',
+  );
+  // A spilled part keeps backpressure: unread, it holds the parser once its stream buffer is full.
+  const huge = Buffer.from(file('f', 'huge.bin', 'H'.repeat(400 * 1024)) + end, 'latin1');
+  let pulled = 0;
+  async function* counted(): AsyncGenerator<Buffer> {
+    for (let i = 0; i < huge.length; i += 16 * 1024) {
+      pulled += 16 * 1024;
+      yield huge.subarray(i, i + 16 * 1024);
+    }
+  }
+  const it = parseMultipart(counted(), { contentType: CT, limits: {} });
+  const first = (await it.next()).value as Part;
+  assert.equal(await collectPart(first, 10), null);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const seen = pulled;
+  assert.ok(seen < 200 * 1024, `pulled ${seen} bytes of an unread part`);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(pulled, seen);
+  assert.equal((await readStream(first.body)).length, 400 * 1024);
+  await it.return!();
 });

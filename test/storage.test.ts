@@ -261,3 +261,43 @@ test('storage: its own directories removed while running come back; a data dir t
   }
   assert.deepEqual(await readdir(parent), [], 'the data dir was not made again');
 });
+
+test('storage: put stages a whole small file on the loop, a big one or one whose directory is on its way through a writer', async (t) => {
+  const dataDir = await tempDir(t);
+  const storage = createLocalStorage(dataDir, { syncWriteBelow: 1024 });
+  await storage.start();
+  const staging = storage.stage();
+  const small = randomUUID();
+  const big = randomUUID();
+  const dir = randomUUID();
+  const bigData = randomBytes(5000);
+  assert.equal(await staging.put(small, 'a.txt', [Buffer.from('he'), Buffer.from('llo')]), 5);
+  assert.equal(await staging.put(big, 'b.bin', [bigData.subarray(0, 100), bigData.subarray(100)]), 5000);
+  // A streamed file makes `d/` through the thread pool; a put into it meanwhile waits for that mkdir.
+  const w = staging.file(dir, 'd/streamed.bin');
+  w.write(randomBytes(2000));
+  const queued = staging.put(dir, 'd/put.txt', [Buffer.from('x')]);
+  w.end();
+  assert.equal(await queued, 1);
+  await new Promise((resolve) => w.once('finish', resolve));
+  assert.deepEqual(await tree(join(dataDir, 'f')), []);
+  await staging.commit();
+  assert.equal(await readFile(join(dataDir, 'f', small, 'a.txt'), 'utf8'), 'hello');
+  assert.equal(sha(await readFile(join(dataDir, 'f', big, 'b.bin'))), sha(bigData));
+  assert.equal(await readFile(join(dataDir, 'f', dir, 'd', 'put.txt'), 'utf8'), 'x');
+  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+});
+
+test('storage: a put that fails leaves a staging that only aborts, and abort removes everything', async (t) => {
+  const dataDir = await tempDir(t);
+  const storage = createLocalStorage(dataDir);
+  await storage.start();
+  const staging = storage.stage();
+  const id = randomUUID();
+  await staging.put(id, 'same.txt', [Buffer.from('one')]);
+  await assert.rejects(staging.put(id, 'same.txt', [Buffer.from('two')]), (err: NodeJS.ErrnoException) => storageError(err).code === 'DUPLICATE_FILENAME');
+  await assert.rejects(staging.commit(), (err: WharfError) => err.code === 'INTERNAL');
+  await staging.abort();
+  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+  assert.deepEqual(await tree(join(dataDir, 'f')), []);
+});
