@@ -78,6 +78,7 @@ const LIMIT_HELP: Partial<Record<keyof Limits, string>> = {
   cacheFileSize: 'files up to this size are cached in memory (0: no cache)',
   cacheSize: 'bytes in the memory cache',
   closeGrace: 'time downloads get to finish on shutdown',
+  downloadStallTimeout: 'a download whose client takes nothing this long is cut',
 };
 
 /** `--limit-file-size` … one per key of `Limits`, so a new limit gets its flag and variable by itself. */

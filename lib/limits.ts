@@ -43,6 +43,12 @@ export interface Limits {
   cacheSize: number;
   /** ms `close()` lets in-flight downloads finish before it cuts them off. Default 5 s. */
   closeGrace: number;
+  /**
+   * ms a file download may go without its client taking a byte before the connection is closed:
+   * otherwise a client that never reads holds a socket and an open file for as long as it stays
+   * connected (nginx's `send_timeout`). 0: never. Default 60 s.
+   */
+  downloadStallTimeout: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -63,6 +69,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   cacheFileSize: 64 * KiB,
   cacheSize: 32 * MiB,
   closeGrace: 5_000,
+  downloadStallTimeout: 60_000,
 });
 
 /**
@@ -87,6 +94,7 @@ export const LIMIT_UNITS: Readonly<Record<keyof Limits, 'bytes' | 'ms' | 'count'
   cacheFileSize: 'bytes',
   cacheSize: 'bytes',
   closeGrace: 'ms',
+  downloadStallTimeout: 'ms',
 });
 
 /** Merges `partial` over the defaults; an unknown key or a value that is not a non-negative finite integer fails fast. */

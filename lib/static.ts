@@ -507,6 +507,25 @@ function readWhole(file: OpenFile): Promise<Buffer> {
   });
 }
 
+/**
+ * Cuts the connection of a download whose client has taken nothing for `ms` (checked every `ms`, so
+ * after `ms` to `2 ms`): a client that never reads would otherwise keep its socket and the file's
+ * descriptor for as long as it stays connected. Progress is the socket's `bytesWritten`, which stops
+ * growing once the kernel's buffers are full and the stream is held back. A response still queued
+ * behind another on its connection has no socket yet: the one ahead of it is watched.
+ */
+function watchStall(res: ServerResponse, ms: number): void {
+  const socket = res.socket;
+  if (ms <= 0 || socket === null) return;
+  let last = socket.bytesWritten;
+  const timer = setInterval(() => {
+    const now = socket.bytesWritten;
+    if (now === last) res.destroy();
+    last = now;
+  }, ms).unref();
+  res.once('close', () => clearInterval(timer));
+}
+
 const notFound = (): WharfError => new WharfError('NOT_FOUND', 'file not found', 404);
 
 export function createStatic(options: StaticOptions): StaticEngine {
@@ -664,6 +683,7 @@ export function createStatic(options: StaticOptions): StaticEngine {
     res.once('close', stop);
     req.once('close', stop);
     body.pipe(res);
+    watchStall(res, limits.downloadStallTimeout);
   }
 
   /** Can `hit` answer this request once revalidated, without opening the file? */

@@ -14,6 +14,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { basicAuth } from '../lib/auth.js';
@@ -411,6 +412,47 @@ test('faults: a client that never reads its download; others served; its descrip
 
   for (const c of stalled) c.sock.destroy();
   await eventually(async () => (await child.fds()) === base, 'the stalled downloads\' sockets and files closed');
+  assert.equal(child.stderr(), '');
+});
+
+test('faults: a download nobody reads is cut after downloadStallTimeout, its descriptors freed; a slow reader is not', async (t) => {
+  const root = await tempRoot(t);
+  const pub = join(root, 'public');
+  await mkdir(pub, { recursive: true });
+  const BIG = 48 * MiB;
+  await writeFile(join(pub, 'big.bin'), patternBytes(9, 0, BIG));
+  const child = await server(t, { dataDir: join(root, 'data'), publicDirs: [`/pub/@${pub}`], limits: { downloadStallTimeout: 1000 } });
+  const base = await child.fds();
+  const stalled: RawConnection[] = [];
+  for (let i = 0; i < 3; i++) {
+    const c = await rawConnect(child.port);
+    c.sock.pause();
+    c.sock.write('GET /pub/big.bin HTTP/1.1\r\nHost: wharf\r\n\r\n');
+    stalled.push(c);
+  }
+  defer(t, () => {
+    for (const c of stalled) c.sock.destroy();
+  });
+  // The server, not the client, ends them: their sockets and files are released.
+  await eventually(async () => (await child.fds()) === base, 'the stalled downloads were cut and their descriptors closed');
+  for (const c of stalled) c.sock.resume();
+  await Promise.all(stalled.map((c) => c.closed));
+  // A client that stops reading now and then, for less than the timeout, gets the whole file. (What
+  // counts is the server's progress: a reader that drains a full socket buffer too slowly to reopen
+  // the TCP window within the timeout is cut, as with nginx's send_timeout.)
+  const slow = connect(child.port, '127.0.0.1');
+  defer(t, () => slow.destroy());
+  let got = 0;
+  let reads = 0;
+  slow.on('data', (chunk: Buffer) => {
+    got += chunk.length;
+    if (++reads > 8) return;
+    slow.pause();
+    setTimeout(() => slow.resume(), 50);
+  });
+  slow.write('GET /pub/big.bin HTTP/1.1\r\nHost: wharf\r\nConnection: close\r\n\r\n');
+  await new Promise((resolve) => slow.once('end', resolve));
+  assert.ok(got > BIG, `the slow reader got ${got} bytes`);
   assert.equal(child.stderr(), '');
 });
 
