@@ -170,10 +170,10 @@ class FormPart implements Part {
   textTo = 0;
   textMore: Buffer[] | null = null;
   textResult: Promise<string> | null = null;
-  // `text()` or `collectPart()` waiting for the part's end.
-  resolveText: ((value: string & Buffer[]) => void) | null = null;
+  // `text()` or `collectPart()` waiting for the part's end (see `Parser#gather`).
+  resolveEnd: (() => void) | null = null;
+  rejectEnd: ((err: Error) => void) | null = null;
   collectMax = 0;
-  rejectText: ((err: Error) => void) | null = null;
   private readonly parser: Parser;
   // The headers as read: the two every part has, then any others as name/value pairs. The record
   // is built on first access; most consumers never ask (and building it costs as much as parsing).
@@ -247,6 +247,11 @@ class PartBody extends Readable {
 function destroyWith(body: Readable, err: Error | undefined): void {
   if (err !== undefined && body.listenerCount('error') === 0) body.on('error', noop);
   body.destroy(err);
+}
+
+/** What `text()` or `collectPart()` resolves with once the part has ended: null when a collected part spilled into a stream. */
+function gathered(part: FormPart): string | Buffer[] | null {
+  return part.use === Use.Text ? textOf(part) : part.use === Use.Collect ? piecesOf(part) : null;
 }
 
 /** The bytes `Use.Collect` gathered, as slices of the source's chunks. */
@@ -396,33 +401,31 @@ class Parser {
 
   readText(part: FormPart): Promise<string> {
     if (part.stream !== null) return streamText(part.stream);
-    if (part.failure !== null) return Promise.reject(part.failure);
-    if (part.use !== Use.Undecided || part.ended) return Promise.resolve('');
-    part.use = Use.Text;
-    // Most fields end in the chunk at hand: then the text is ready before this returns.
-    this.wake(part);
-    if (part.failure !== null) return Promise.reject(part.failure);
-    if (part.ended) return Promise.resolve(textOf(part));
-    return new Promise<string>((resolve, reject) => {
-      part.resolveText = resolve;
-      part.rejectText = reject;
-    });
+    return this.gather(part, Use.Text, '') as Promise<string>;
   }
 
   collect(part: FormPart, max: number): Promise<Buffer[] | null> {
     if (part.stream !== null) return Promise.resolve(null);
-    if (part.failure !== null) return Promise.reject(part.failure);
-    if (part.use !== Use.Undecided || part.ended) return Promise.resolve([]);
-    part.use = Use.Collect;
     part.collectMax = max;
+    return this.gather(part, Use.Collect, []) as Promise<Buffer[] | null>;
+  }
+
+  /**
+   * The part's bytes taken whole as `use` says (`gathered`), once it has ended; `none` when they
+   * already went elsewhere. Most parts end in the chunk at hand: then the answer is ready before
+   * this returns.
+   */
+  private gather(part: FormPart, use: Use.Text | Use.Collect, none: string | Buffer[]): Promise<string | Buffer[] | null> {
+    if (part.failure !== null) return Promise.reject(part.failure);
+    if (part.use !== Use.Undecided || part.ended) return Promise.resolve(none);
+    part.use = use;
     this.wake(part);
     if (part.failure !== null) return Promise.reject(part.failure);
-    // Spilled into a stream (which may have ended too: the whole part was in the chunk at hand).
-    if (part.use !== Use.Collect) return Promise.resolve(null);
-    if (part.ended) return Promise.resolve(piecesOf(part));
-    return new Promise<Buffer[] | null>((resolve, reject) => {
-      part.resolveText = resolve as (value: string & Buffer[]) => void;
-      part.rejectText = reject;
+    // Ended, or spilled into a stream (a collected part that outgrew its size).
+    if (part.ended || part.use !== use) return Promise.resolve(gathered(part));
+    return new Promise((resolve, reject) => {
+      part.resolveEnd = () => resolve(gathered(part));
+      part.rejectEnd = reject;
     });
   }
 
@@ -720,10 +723,10 @@ class Parser {
     for (const piece of pieces) body.push(piece);
     this.pulled = false;
     if (!body.push(from === 0 && to === c.length ? c : c.subarray(from, to)) && !this.pulled) this.waitFor = part;
-    const resolve = part.resolveText;
-    part.resolveText = null;
-    part.rejectText = null;
-    resolve?.(null as unknown as string & Buffer[]);
+    const resolve = part.resolveEnd;
+    part.resolveEnd = null;
+    part.rejectEnd = null;
+    resolve?.();
   }
 
   private endPart(): void {
@@ -733,8 +736,7 @@ class Parser {
       part.ended = true;
       if (this.waitFor === part) this.waitFor = null;
       if (part.use === Use.Stream) part.stream!.push(null);
-      else if (part.use === Use.Text && part.resolveText !== null) part.resolveText(textOf(part) as string & Buffer[]);
-      else if (part.use === Use.Collect && part.resolveText !== null) part.resolveText(piecesOf(part) as string & Buffer[]);
+      else part.resolveEnd?.();
     }
     this.state = State.Delimiter;
     this.after = After.Start;
@@ -1047,7 +1049,7 @@ class Parser {
     part.ended = true;
     part.failure = err;
     if (part.stream !== null) destroyWith(part.stream, streamError ? err : undefined);
-    part.rejectText?.(err);
+    part.rejectEnd?.(err);
   }
 
   private fail(err: WharfError): void {

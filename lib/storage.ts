@@ -218,13 +218,16 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
   };
   // `rel` is a checked relative path: joining needs no normalising.
   const pathOf = (root: Root, rel: string): string => `${root.path}${sep}${rel}`;
+  const dirOf = (root: Root, rel: string): string => {
+    const slash = rel.lastIndexOf('/');
+    return slash < 0 ? root.path : pathOf(root, rel.slice(0, slash));
+  };
   const removeAll = (): Promise<unknown> => Promise.all([...roots.values()].map((root) => rm(root.path, { recursive: true, force: true })));
 
-  return {
+  const staging: Staging = {
     file(id, rel) {
       const root = rootOf(id);
-      const slash = rel.lastIndexOf('/');
-      const writer = createFileWriter(pathOf(root, rel), slash < 0 ? root.path : pathOf(root, rel.slice(0, slash)), root, memory);
+      const writer = createFileWriter(pathOf(root, rel), dirOf(root, rel), root, memory);
       writers.add(writer);
       writer.once('finish', () => writers.delete(writer));
       writer.once('close', () => {
@@ -236,10 +239,9 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
       let size = 0;
       for (const c of chunks) size += c.length;
       if (size <= memory.syncBelow) {
-        const root = rootOf(id);
-        const slash = rel.lastIndexOf('/');
         try {
-          if (root.dirSync(slash < 0 ? root.path : pathOf(root, rel.slice(0, slash)))) {
+          const root = rootOf(id);
+          if (root.dirSync(dirOf(root, rel))) {
             writeFileSync(pathOf(root, rel), chunks, size);
             return Promise.resolve(size);
           }
@@ -249,7 +251,7 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
         }
       }
       // A directory of it is being made through the thread pool, or the file is big: a writer.
-      const writer = this.file(id, rel);
+      const writer = staging.file(id, rel);
       return new Promise<number>((resolve, reject) => {
         writer.once('error', reject);
         writer.once('finish', () => resolve(size));
@@ -315,6 +317,7 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
       })());
     },
   };
+  return staging;
 }
 
 // `.wharf-tmp` and `f` removed under a running server (a restore, a remount) are made again, but

@@ -174,23 +174,21 @@ export function createUploads(config: UploadsConfig): Uploads {
             // A small file (most of a directory upload) is gathered whole and written in one go:
             // a stream and a pipe per file would cost more than its syscalls.
             const whole = await collectPart(part, SMALL_FILE);
+            let written: Promise<void>;
             if (whole !== null) {
-              const put = staging.put(entry.id, rel, whole).then((size) => {
+              written = staging.put(entry.id, rel, whole).then((size) => {
                 entry.size = size;
               });
-              put.catch((err: unknown) => body.fail(body.error ?? classify(err, warn)));
-              writing.push(put);
-              if (writing.length >= FILES_IN_FLIGHT) await writing.shift();
-              continue;
+            } else {
+              const file = staging.file(entry.id, rel);
+              written = pump(part.body, file).then(() => {
+                entry.size = file.bytes;
+              });
             }
-            const file = staging.file(entry.id, rel);
-            const written = pump(part.body, file).then(() => {
-              entry.size = file.bytes;
-            });
             // A file failing later (the disk filling up at its close) stops the upload at once.
             written.catch((err: unknown) => body.fail(body.error ?? classify(err, warn)));
             writing.push(written);
-            await handedOver(part.body, written);
+            if (whole === null) await handedOver(part.body, written);
             if (writing.length >= FILES_IN_FLIGHT) await writing.shift();
           } catch (err) {
             // Stop reading before the parser is asked to clean up, so nothing waits on more input.

@@ -300,4 +300,8 @@ test('storage: a put that fails leaves a staging that only aborts, and abort rem
   await staging.abort();
   assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
   assert.deepEqual(await tree(join(dataDir, 'f')), []);
+  // After abort a put is refused, as a rejection.
+  const late = staging.put(randomUUID(), 'late.txt', [Buffer.from('x')]);
+  await assert.rejects(late, (err: WharfError) => err.code === 'SHUTTING_DOWN');
+  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
 });
