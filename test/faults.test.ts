@@ -371,6 +371,25 @@ test('faults: an upload body that stops coming → 408 after uploadIdleTimeout, 
   assert.equal(ok.status, 200);
 });
 
+/**
+ * `count` connections that ask for /pub/big.bin and never read; resolves once each holds its socket
+ * and its file (the server has stopped writing to it: backpressure). Destroyed when the test ends.
+ */
+async function stalledDownloads(t: TestContext, child: Child, base: number, count: number): Promise<RawConnection[]> {
+  const stalled: RawConnection[] = [];
+  defer(t, () => {
+    for (const c of stalled) c.sock.destroy();
+  });
+  for (let i = 0; i < count; i++) {
+    const c = await rawConnect(child.port);
+    c.sock.pause();
+    c.sock.write('GET /pub/big.bin HTTP/1.1\r\nHost: wharf\r\n\r\n');
+    stalled.push(c);
+  }
+  await eventually(async () => (await child.fds()) === base + 2 * count, 'each stalled download holds its socket and its file');
+  return stalled;
+}
+
 test('faults: a client that never reads its download; others served; its descriptors freed once it is gone', async (t) => {
   const root = await tempRoot(t);
   const pub = join(root, 'public');
@@ -381,18 +400,7 @@ test('faults: a client that never reads its download; others served; its descrip
   const child = await server(t, { dataDir: join(root, 'data'), publicDirs: [`/pub/@${pub}`] });
   const base = await child.fds();
 
-  const stalled: RawConnection[] = [];
-  for (let i = 0; i < 4; i++) {
-    const c = await rawConnect(child.port);
-    c.sock.pause();
-    c.sock.write('GET /pub/big.bin HTTP/1.1\r\nHost: wharf\r\n\r\n');
-    stalled.push(c);
-  }
-  defer(t, () => {
-    for (const c of stalled) c.sock.destroy();
-  });
-  // Each holds a socket and its file, and the server has stopped writing to it (backpressure).
-  await eventually(async () => (await child.fds()) === base + 2 * stalled.length, 'each stalled download holds its socket and its file');
+  const stalled = await stalledDownloads(t, child, base, 4);
 
   const served = await Promise.all([
     ...Array.from({ length: 30 }, () => send(child.url, '/pub/small.txt')),
@@ -423,16 +431,7 @@ test('faults: a download nobody reads is cut after downloadStallTimeout, its des
   await writeFile(join(pub, 'big.bin'), patternBytes(9, 0, BIG));
   const child = await server(t, { dataDir: join(root, 'data'), publicDirs: [`/pub/@${pub}`], limits: { downloadStallTimeout: 1000 } });
   const base = await child.fds();
-  const stalled: RawConnection[] = [];
-  for (let i = 0; i < 3; i++) {
-    const c = await rawConnect(child.port);
-    c.sock.pause();
-    c.sock.write('GET /pub/big.bin HTTP/1.1\r\nHost: wharf\r\n\r\n');
-    stalled.push(c);
-  }
-  defer(t, () => {
-    for (const c of stalled) c.sock.destroy();
-  });
+  const stalled = await stalledDownloads(t, child, base, 3);
   // The server, not the client, ends them: their sockets and files are released.
   await eventually(async () => (await child.fds()) === base, 'the stalled downloads were cut and their descriptors closed');
   for (const c of stalled) c.sock.resume();

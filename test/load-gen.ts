@@ -340,7 +340,7 @@ export function send(url: string, path: string, o: RequestOptions = {}): Promise
 }
 
 /** Waits for 'drain' or 'close', whichever first, and leaves no listener behind. */
-function drainOrClose(emitter: NodeJS.EventEmitter): Promise<void> {
+export function drainOrClose(emitter: NodeJS.EventEmitter): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
       emitter.off('drain', done);

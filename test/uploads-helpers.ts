@@ -9,6 +9,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFileServer, type FileServer, type FileServerOptions } from '../lib/index.js';
+import { drainOrClose } from './load-gen.js';
 
 export const KEY = `Basic ${Buffer.from('access_key_id:access_key_secret').toString('base64')}`;
 export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -183,17 +184,7 @@ export function rawPost(
           }
           if (opts.stall !== undefined && sent + chunk.length > opts.stall) return;
           sent += chunk.length;
-          if (!socket.write(chunk)) {
-            await new Promise<void>((r) => {
-              const go = (): void => {
-                socket.off('drain', go);
-                socket.off('close', go);
-                r();
-              };
-              socket.on('drain', go);
-              socket.on('close', go);
-            });
-          }
+          if (!socket.write(chunk)) await drainOrClose(socket);
         }
       })();
     });
