@@ -130,10 +130,7 @@ for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
 const BCHARS = new Uint8Array(128);
 for (const c of "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'()+_,-./:=? ") BCHARS[c.charCodeAt(0)] = 1;
 
-// Bytes a part's stream holds before the parser waits for its reader: less than one socket read,
-// so a part holds one chunk, not four. Whatever else is sent waits in the kernel's socket buffer,
-// which costs this process nothing; 64 uploads at once hold 4 MiB less (see bench/uploads.ts).
-const BODY_HIGH_WATER_MARK = 16 * 1024;
+const BODY_HIGH_WATER_MARK = 64 * 1024;
 
 function noop(): void {}
 

@@ -65,8 +65,7 @@ export interface LocalStorageOptions {
   writeBatch?: number;
   /**
    * Bytes all files being written may hold, together, while they gather batches; past it each
-   * writes what it has at its next chunk, so 64 uploads at once do not hold 64 batches. Default
-   * 1 MiB: one upload alone still writes in 1 MiB batches; more hold no more between them.
+   * writes what it has at its next chunk, so 64 uploads at once do not hold 64 batches. Default 8 MiB.
    */
   writeBuffer?: number;
   /**
@@ -123,7 +122,7 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
   const memory: WriteMemory = {
     batch: Math.max(16 * 1024, options.writeBatch ?? 1024 * 1024),
     syncBelow: Math.max(0, options.syncWriteBelow ?? 64 * 1024),
-    budget: Math.max(0, options.writeBuffer ?? 1024 * 1024),
+    budget: Math.max(0, options.writeBuffer ?? 8 * 1024 * 1024),
     held: 0,
   };
   const filesDir = join(dataDir, 'f');
@@ -412,10 +411,9 @@ function createRoot(path: string): Root {
   return root;
 }
 
-// Bytes a file accepts past a batch being written before it pushes back: less than one socket
-// read, so it holds one chunk while it waits. More would only move data from the kernel's socket
-// buffer (not our memory) into ours.
-const WRITING_AHEAD = 16 * 1024;
+// Bytes a file accepts past a batch being written before it pushes back: one socket read. More
+// would only move data from the kernel's socket buffer (not our memory) into ours.
+const WRITING_AHEAD = 64 * 1024;
 
 /** Write batching shared by the files of one storage. */
 interface WriteMemory {
