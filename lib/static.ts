@@ -9,6 +9,7 @@ import { attachment } from './disposition.js';
 import { WharfError, fromFsError, sendError } from './errors.js';
 import type { Limits } from './limits.js';
 import { contentTypeFor } from './mime.js';
+import { createSlowness } from './slowness.js';
 import { hasDotSegment, toRelPath } from './urlpath.js';
 
 /** What the static engine needs to know of a file to answer conditionals and ranges. */
@@ -69,17 +70,11 @@ export const DEFAULT_CACHE_CONTROL = 'public, max-age=0, must-revalidate';
 
 /**
  * A synchronous revalidation (realpath + stat of a file just served, so its metadata is in the
- * kernel's caches) normally takes a few µs, against ~20 µs of CPU for each thread-pool round trip.
- * A call over SLOW_SYNC_MS counts as slow; when most recent calls are (the decayed count passes
- * SLOW_SCORE, half of its ceiling 1 / (1 - SLOW_DECAY)), the storage is slow (network, FUSE, a cold
- * disk) and the source stays asynchronous from then on. Only one revalidation in STAT_SAMPLE is
- * timed: reading the clock twice costs as much as the rest of the check (bench/static, 304 case),
- * and slow storage makes nearly every call slow, so sampled calls still catch it within a few
- * hundred requests.
+ * kernel's caches) normally takes a few µs (see slowness.ts for when the source stops making them).
+ * Only one revalidation in STAT_SAMPLE is timed: reading the clock twice costs as much as the rest
+ * of the check (bench/static, 304 case), and slow storage makes nearly every call slow, so sampled
+ * calls still catch it within a few hundred requests.
  */
-const SLOW_SYNC_MS = 1;
-const SLOW_DECAY = 31 / 32;
-const SLOW_SCORE = 16;
 const STAT_SAMPLE = 8;
 
 /** Answers up to this many bytes from a file not in memory are read in one go instead of streamed. */
@@ -202,9 +197,9 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
   const absRoot = resolve(root);
   const dotfiles = options.dotfiles ?? false;
   let realRoot: string | undefined;
-  /** Set once a synchronous check took too long: this storage is not local and warm, stay async. */
-  let slow = false;
-  let slowScore = 0;
+  /** Turns on once synchronous checks take too long: this storage is not local and warm, stay async. */
+  const slowness = createSlowness();
+  const timed = slowness.timed;
   let stats = 0;
   const rootSlash = absRoot + sep;
 
@@ -217,15 +212,6 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
       realRoot = undefined;
     }
     return realRoot;
-  }
-
-  /** Feeds the moving average of synchronous call times; a slow storage turns `slow` on for good. */
-  function timed(t0: number): void {
-    // Count slow calls with decay rather than average their time: a busy machine preempts a process
-    // now and then for many ms, which an average would take for slow storage; slow storage makes
-    // nearly every call slow, which this catches after about twenty calls.
-    slowScore = slowScore * SLOW_DECAY + (performance.now() - t0 > SLOW_SYNC_MS ? 1 : 0);
-    if (slowScore > SLOW_SCORE) slow = true;
   }
 
   /** `locate` without the thread pool (dotfiles already checked); undefined when it cannot decide cheaply. */
@@ -288,7 +274,7 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
       return st !== null && st.isFile() ? { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino } : null;
     },
     statSync(rel) {
-      if (slow) return undefined;
+      if (slowness.slow) return undefined;
       if (!dotfiles && hasDotSegment(rel)) return null;
       const t0 = ++stats % STAT_SAMPLE === 0 ? performance.now() : -1;
       try {
@@ -327,7 +313,7 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
       return null;
     },
     openSync(rel) {
-      if (slow) return undefined;
+      if (slowness.slow) return undefined;
       if (!dotfiles && hasDotSegment(rel)) return null;
       const t0 = performance.now();
       let fd: number;

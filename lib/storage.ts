@@ -16,6 +16,7 @@ import { dirname, join, sep } from 'node:path';
 import { Writable } from 'node:stream';
 import { WharfError, fromFsError } from './errors.js';
 import { isUploadId } from './filenames.js';
+import { createSlowness, type Slowness } from './slowness.js';
 import { createDirectorySource, type FileSource } from './static.js';
 
 /** A staged file being written; `bytes` counts what it has accepted so far. */
@@ -37,7 +38,7 @@ export interface Staging {
   file(id: string, rel: string): StagedFile;
   /**
    * Stages the whole file `<id>/<rel>` from `chunks` (a small file the parser gathered: no stream);
-   * resolves with its size. On the event loop when it is under `syncWriteBelow`, as `file` does.
+   * resolves with its size. On the event loop when it is under `syncWriteBelow`, as with `file`.
    */
   put(id: string, rel: string, chunks: Buffer[]): Promise<number>;
   /** Stages a copy of the local file `from` as `<id>/<rel>` (copy-on-write where the filesystem can); resolves with its size. */
@@ -69,14 +70,18 @@ export interface LocalStorageOptions {
    */
   writeBuffer?: number;
   /**
-   * A file that ends at most this many bytes in, before its first batch went to disk, is written
-   * on the event loop (mkdir, open, writev, close) instead of through the thread pool: each
-   * thread-pool round trip costs more CPU (two thread wake-ups, an eventfd, an epoll turn) than such
-   * a syscall does, and a small file would need four of them. The loop is held for those few
-   * syscalls only, as nginx holds it to write a request body to its temp file. 0 turns it off.
-   * Default 64 KiB.
+   * The first this many bytes of each file are written on the event loop as they arrive (mkdir,
+   * open, one `writev` per 64 KiB, close), the rest in batches through the thread pool. A
+   * page-cache write of 64 KiB costs less CPU than the thread-pool round trip that would carry it
+   * (two thread wake-ups, an eventfd, an epoll turn), and a chunk written at once is a chunk no
+   * longer held: 64 uploads of 1 MiB at once peak ~20 MiB lower than with batches (bench/uploads).
+   * The loop is held for one write at a time, as nginx holds it to write a request body to its
+   * temp file; should those writes turn out slow (slowness.ts: a throttled or network disk), every
+   * write goes through the thread pool from then on. 0 turns it off. Default 1 MiB.
    */
   syncWriteBelow?: number;
+  /** What decides that writes on the event loop are slow. Default: a detector of this storage's own. */
+  slowness?: Slowness;
 }
 
 /** The temp area's name inside `dataDir`: distinctive, so sweeping it can never touch the host's own files. */
@@ -121,7 +126,8 @@ export function storageError(err: unknown): WharfError {
 export function createLocalStorage(dataDir: string, options: LocalStorageOptions = {}): Storage {
   const memory: WriteMemory = {
     batch: Math.max(16 * 1024, options.writeBatch ?? 1024 * 1024),
-    syncBelow: Math.max(0, options.syncWriteBelow ?? 64 * 1024),
+    syncBelow: Math.max(0, options.syncWriteBelow ?? 1024 * 1024),
+    slowness: options.slowness ?? createSlowness(),
     budget: Math.max(0, options.writeBuffer ?? 8 * 1024 * 1024),
     held: 0,
   };
@@ -238,7 +244,8 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
     put(id, rel, chunks) {
       let size = 0;
       for (const c of chunks) size += c.length;
-      if (size <= memory.syncBelow) {
+      if (size <= memory.syncBelow && !memory.slowness.slow) {
+        const t0 = performance.now();
         try {
           const root = rootOf(id);
           if (root.dirSync(dirOf(root, rel))) {
@@ -248,6 +255,8 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
         } catch (err) {
           broken = true;
           return Promise.reject(err);
+        } finally {
+          memory.slowness.timed(t0);
         }
       }
       // A directory of it is being made through the thread pool, or the file is big: a writer.
@@ -414,22 +423,28 @@ function createRoot(path: string): Root {
 // Bytes a file accepts past a batch being written before it pushes back: one socket read. More
 // would only move data from the kernel's socket buffer (not our memory) into ours.
 const WRITING_AHEAD = 64 * 1024;
+// Bytes gathered for one write on the event loop: one socket read, whatever slices it came in.
+const SYNC_WRITE = 64 * 1024;
 
 /** Write batching shared by the files of one storage. */
 interface WriteMemory {
   batch: number;
-  /** Files up to this size are written without the thread pool (see createFileWriter). */
+  /** Bytes at the start of each file written without the thread pool (see createFileWriter). */
   syncBelow: number;
+  /** Whether writes on the event loop turned out slow: then none are made any more. */
+  slowness: Slowness;
   budget: number;
   /** Bytes all writers hold right now, gathered or on their way to disk. */
   held: number;
 }
 
 /**
- * A file written through the thread pool with as few syscalls as possible: chunks (slices of socket
- * reads, 16–64 KiB) are gathered into batches and each batch goes down in one `writev`; the file is
- * opened only at the first batch, so a small file costs open + writev + close. Each accepted chunk
- * is acknowledged at once while a batch fills; the chunk that completes one waits for the disk, and
+ * A file written with as few syscalls and as little held as possible. Its first `memory.syncBelow`
+ * bytes go down on the event loop, a `writev` per SYNC_WRITE bytes gathered, the file opened (and
+ * its directory made) at the first. Past that, or while a directory is being made through the
+ * thread pool, or once the storage proved slow: chunks (slices of socket reads, 16–64 KiB) are
+ * gathered into batches, each batch one `writev` through the thread pool. Each accepted chunk is
+ * acknowledged at once while a batch fills; the chunk that completes one waits for the disk, and
  * past `WRITING_AHEAD` more bytes so does the stream (backpressure). A batch is `memory.batch`
  * bytes, or less once all writers together hold `memory.budget`.
  */
@@ -469,7 +484,32 @@ function createFileWriter(path: string, dir: string, root: Root, memory: WriteMe
     memory.held += chunk.length;
     writer.bytes += chunk.length;
   };
+  /** Writes what is held on this thread; false (nothing done) when that cannot be done now. */
+  const flushSync = (): boolean => {
+    if (io !== undefined || writer.bytes > memory.syncBelow || memory.slowness.slow) return false;
+    const t0 = performance.now();
+    try {
+      if (fd === undefined) {
+        if (!root.dirSync(dir)) return false;
+        fd = openSync(path, 'wx', 0o644);
+      }
+      const chunks = held;
+      const size = heldBytes;
+      held = [];
+      heldBytes = 0;
+      release(size);
+      writeAllSync(fd, chunks, size);
+      return true;
+    } finally {
+      memory.slowness.timed(t0);
+    }
+  };
   const settle = (cb: (err?: Error | null) => void): void => {
+    try {
+      if (heldBytes >= SYNC_WRITE ? flushSync() : io === undefined && writer.bytes <= memory.syncBelow && !memory.slowness.slow) return cb();
+    } catch (err) {
+      return cb(err as Error);
+    }
     if (heldBytes < memory.batch && memory.held < memory.budget) return cb();
     track(flush(), cb);
   };
@@ -486,18 +526,15 @@ function createFileWriter(path: string, dir: string, root: Root, memory: WriteMe
       settle(cb);
     },
     final: (cb) => {
-      if (fd === undefined && heldBytes <= memory.syncBelow) {
-        try {
-          if (root.dirSync(dir)) {
-            writeFileSync(path, held, heldBytes);
-            release(heldBytes);
-            held = [];
-            heldBytes = 0;
-            return cb();
-          }
-        } catch (err) {
-          return cb(err as Error);
+      try {
+        if (flushSync()) {
+          const done = fd!;
+          fd = undefined;
+          closeSync(done);
+          return cb();
         }
+      } catch (err) {
+        return cb(err as Error);
       }
       track(
         flush().then(() => {
@@ -537,16 +574,21 @@ class StagedWriter extends Writable implements StagedFile {
 function writeFileSync(path: string, chunks: Buffer[], size: number): void {
   const fd = openSync(path, 'wx', 0o644);
   try {
-    let bufs = chunks;
-    let left = size;
-    while (left > 0) {
-      const written = writevSync(fd, bufs);
-      if (written === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
-      left -= written;
-      if (left > 0) bufs = skipBytes(bufs, written);
-    }
+    writeAllSync(fd, chunks, size);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** `writevSync` until every byte is down: a short write (a disk filling up) is retried for the rest, which then fails with the real error. */
+function writeAllSync(fd: number, chunks: Buffer[], size: number): void {
+  let bufs = chunks;
+  let left = size;
+  while (left > 0) {
+    const written = writevSync(fd, bufs);
+    if (written === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+    left -= written;
+    if (left > 0) bufs = skipBytes(bufs, written);
   }
 }
 

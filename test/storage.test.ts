@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { WharfError } from '../lib/errors.js';
+import { createSlowness } from '../lib/slowness.js';
 import { createLocalStorage, storageError, TEMP_DIR } from '../lib/storage.js';
 import { tree } from './uploads-helpers.js';
 
@@ -35,7 +36,7 @@ test('storage: start() creates the layout and sweeps only dead runs\' temp files
   const dataDir = await tempDir(t);
   const temp = join(dataDir, TEMP_DIR);
   await mkdir(temp, { recursive: true });
-  const live = createLocalStorage(dataDir, { writeBatch: 16 * 1024 });
+  const live = createLocalStorage(dataDir, { writeBatch: 16 * 1024, syncWriteBelow: 0 });
   const staging = live.stage();
   const w = staging.file(randomUUID(), 'keep.txt');
   await new Promise((resolve) => w.write(randomBytes(20_000), resolve)); // one batch on disk: the staging directory exists
@@ -260,6 +261,61 @@ test('storage: its own directories removed while running come back; a data dir t
     await staging.abort();
   }
   assert.deepEqual(await readdir(parent), [], 'the data dir was not made again');
+});
+
+/** The bytes of the one staged file under `dataDir`'s temp area, or null while it has none. */
+async function stagedBytes(dataDir: string): Promise<Buffer | null> {
+  const files = (await tree(join(dataDir, TEMP_DIR))).filter((p) => p.endsWith('.bin'));
+  return files.length === 0 ? null : readFile(join(dataDir, TEMP_DIR, files[0]!));
+}
+
+test('storage: a file\'s first syncWriteBelow bytes are on disk when their write is acknowledged, the rest goes in batches', async (t) => {
+  const dataDir = await tempDir(t);
+  const storage = createLocalStorage(dataDir, { syncWriteBelow: 256 * 1024, writeBatch: 1024 * 1024 });
+  await storage.start();
+  const data = randomBytes(512 * 1024);
+  const staging = storage.stage();
+  const w = staging.file(randomUUID(), 'a.bin');
+  const write = (from: number, to: number): Promise<void> => new Promise((resolve, reject) => w.write(data.subarray(from, to), (err) => (err ? reject(err) : resolve())));
+  // Slices below one socket read are gathered first: nothing is written for them yet.
+  await write(0, 1000);
+  assert.equal(await stagedBytes(dataDir), null);
+  await write(1000, 64 * 1024);
+  assert.equal(sha((await stagedBytes(dataDir))!), sha(data.subarray(0, 64 * 1024)), 'the first 64 KiB went down at once');
+  await write(64 * 1024, 256 * 1024);
+  assert.equal((await stagedBytes(dataDir))!.length, 256 * 1024);
+  // Past syncWriteBelow bytes are gathered into a batch, written when the file ends.
+  await write(256 * 1024, 512 * 1024);
+  assert.equal((await stagedBytes(dataDir))!.length, 256 * 1024);
+  await new Promise<void>((resolve, reject) => w.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  assert.equal(sha((await stagedBytes(dataDir))!), sha(data));
+  await staging.commit();
+});
+
+test('storage: once writes on the event loop are slow, every write goes through the thread pool', async (t) => {
+  const slowness = createSlowness();
+  // Twenty writes of 5 ms each: a disk the kernel throttles.
+  for (let i = 0; i < 19; i++) slowness.timed(performance.now() - 5);
+  assert.equal(slowness.slow, false, 'a few slow calls are a busy machine, not slow storage');
+  for (let i = 0; i < 10; i++) slowness.timed(performance.now() - 5);
+  assert.equal(slowness.slow, true);
+  for (let i = 0; i < 1000; i++) slowness.timed(performance.now());
+  assert.equal(slowness.slow, true, 'slow storage stays slow');
+
+  const dataDir = await tempDir(t);
+  const storage = createLocalStorage(dataDir, { writeBatch: 1024 * 1024, slowness });
+  await storage.start();
+  const data = randomBytes(200 * 1024);
+  const staging = storage.stage();
+  const w = staging.file(randomUUID(), 'a.bin');
+  await new Promise((resolve) => w.write(data, resolve));
+  assert.equal(await stagedBytes(dataDir), null, 'held for a batch, not written on the loop');
+  await new Promise((resolve) => w.end(resolve));
+  const id = randomUUID();
+  assert.equal(await staging.put(id, 'b.bin', [Buffer.from('small')]), 5);
+  await staging.commit();
+  assert.equal(sha(await readFile(join(dataDir, 'f', id, 'b.bin'))), sha(Buffer.from('small')));
+  assert.equal((await tree(join(dataDir, 'f'))).filter((p) => !p.endsWith('/')).length, 2);
 });
 
 test('storage: put stages a whole small file on the loop, a big one or one whose directory is on its way through a writer', async (t) => {
