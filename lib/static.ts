@@ -199,7 +199,6 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
   let realRoot: string | undefined;
   /** Turns on once synchronous checks take too long: this storage is not local and warm, stay async. */
   const slowness = createSlowness();
-  const timed = slowness.timed;
   let stats = 0;
   const rootSlash = absRoot + sep;
 
@@ -289,7 +288,7 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
       } catch (err) {
         return orGone(err);
       } finally {
-        if (t0 >= 0) timed(t0);
+        if (t0 >= 0) slowness.timed(t0);
       }
     },
     async open(rel) {
@@ -334,7 +333,7 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
       } catch (err) {
         return orNotFile(err);
       } finally {
-        timed(t0);
+        slowness.timed(t0);
       }
       let st;
       try {

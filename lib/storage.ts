@@ -74,7 +74,7 @@ export interface LocalStorageOptions {
    * open, one `writev` per 64 KiB, close), the rest in batches through the thread pool. A
    * page-cache write of 64 KiB costs less CPU than the thread-pool round trip that would carry it
    * (two thread wake-ups, an eventfd, an epoll turn), and a chunk written at once is a chunk no
-   * longer held: 64 uploads of 1 MiB at once peak ~20 MiB lower than with batches (bench/uploads).
+   * longer held: 64 uploads of 1 MiB at once peak ~15 MiB lower than with batches (bench/uploads).
    * The loop is held for one write at a time, as nginx holds it to write a request body to its
    * temp file; should those writes turn out slow (slowness.ts: a throttled or network disk), every
    * write goes through the thread pool from then on. 0 turns it off. Default 1 MiB.
@@ -484,9 +484,10 @@ function createFileWriter(path: string, dir: string, root: Root, memory: WriteMe
     memory.held += chunk.length;
     writer.bytes += chunk.length;
   };
-  /** Writes what is held on this thread; false (nothing done) when that cannot be done now. */
+  /** Whether what this file holds now goes down on the event loop rather than in a batch. */
+  const syncing = (): boolean => io === undefined && writer.bytes <= memory.syncBelow && !memory.slowness.slow;
+  /** While `syncing()`: writes what is held on this thread; false (nothing done) while its directory is made through the thread pool. */
   const flushSync = (): boolean => {
-    if (io !== undefined || writer.bytes > memory.syncBelow || memory.slowness.slow) return false;
     const t0 = performance.now();
     try {
       if (fd === undefined) {
@@ -505,10 +506,13 @@ function createFileWriter(path: string, dir: string, root: Root, memory: WriteMe
     }
   };
   const settle = (cb: (err?: Error | null) => void): void => {
-    try {
-      if (heldBytes >= SYNC_WRITE ? flushSync() : io === undefined && writer.bytes <= memory.syncBelow && !memory.slowness.slow) return cb();
-    } catch (err) {
-      return cb(err as Error);
+    if (syncing()) {
+      if (heldBytes < SYNC_WRITE) return cb();
+      try {
+        if (flushSync()) return cb();
+      } catch (err) {
+        return cb(err as Error);
+      }
     }
     if (heldBytes < memory.batch && memory.held < memory.budget) return cb();
     track(flush(), cb);
@@ -527,7 +531,7 @@ function createFileWriter(path: string, dir: string, root: Root, memory: WriteMe
     },
     final: (cb) => {
       try {
-        if (flushSync()) {
+        if (syncing() && flushSync()) {
           const done = fd!;
           fd = undefined;
           closeSync(done);
