@@ -18,6 +18,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { basicAuth } from '../lib/auth.js';
+import type { Limits } from '../lib/limits.js';
 import { eventually, formBody, matchesPattern, patternBytes, rawConnect, send, settledFds, sleep, startChild, type Answer, type Child, type FormFile, type RawConnection } from './load-gen.js';
 
 const run = promisify(execFile);
@@ -371,6 +372,18 @@ test('faults: an upload body that stops coming → 408 after uploadIdleTimeout, 
   assert.equal(ok.status, 200);
 });
 
+const STALL_FILE = 48 * MiB;
+
+/** A server publishing `<root>/public` as /pub with a STALL_FILE-byte big.bin (pattern 9) in it, and its descriptor count at rest. */
+async function downloadServer(t: TestContext, limits: Partial<Limits> = {}): Promise<{ child: Child; pub: string; base: number }> {
+  const root = await tempRoot(t);
+  const pub = join(root, 'public');
+  await mkdir(pub, { recursive: true });
+  await writeFile(join(pub, 'big.bin'), patternBytes(9, 0, STALL_FILE));
+  const child = await server(t, { dataDir: join(root, 'data'), publicDirs: [`/pub/@${pub}`], limits });
+  return { child, pub, base: await child.fds() };
+}
+
 /**
  * `count` connections that ask for /pub/big.bin and never read; resolves once each holds its socket
  * and its file (the server has stopped writing to it: backpressure). Destroyed when the test ends.
@@ -391,14 +404,8 @@ async function stalledDownloads(t: TestContext, child: Child, base: number, coun
 }
 
 test('faults: a client that never reads its download; others served; its descriptors freed once it is gone', async (t) => {
-  const root = await tempRoot(t);
-  const pub = join(root, 'public');
-  await mkdir(pub, { recursive: true });
-  const BIG = 48 * MiB;
-  await writeFile(join(pub, 'big.bin'), patternBytes(9, 0, BIG));
+  const { child, pub, base } = await downloadServer(t);
   await writeFile(join(pub, 'small.txt'), patternBytes(1, 0, 4096));
-  const child = await server(t, { dataDir: join(root, 'data'), publicDirs: [`/pub/@${pub}`] });
-  const base = await child.fds();
 
   const stalled = await stalledDownloads(t, child, base, 4);
 
@@ -415,7 +422,7 @@ test('faults: a client that never reads its download; others served; its descrip
   assert.equal(range.body.length, 2_000_000);
   assert.ok(matchesPattern(range.body, 9, 1_000_000));
   const whole = await send(child.url, '/pub/big.bin');
-  assert.equal(whole.body.length, BIG);
+  assert.equal(whole.body.length, STALL_FILE);
   assert.ok(matchesPattern(whole.body, 9, 0));
 
   for (const c of stalled) c.sock.destroy();
@@ -424,13 +431,7 @@ test('faults: a client that never reads its download; others served; its descrip
 });
 
 test('faults: a download nobody reads is cut after downloadStallTimeout, its descriptors freed; a slow reader is not', async (t) => {
-  const root = await tempRoot(t);
-  const pub = join(root, 'public');
-  await mkdir(pub, { recursive: true });
-  const BIG = 48 * MiB;
-  await writeFile(join(pub, 'big.bin'), patternBytes(9, 0, BIG));
-  const child = await server(t, { dataDir: join(root, 'data'), publicDirs: [`/pub/@${pub}`], limits: { downloadStallTimeout: 1000 } });
-  const base = await child.fds();
+  const { child, base } = await downloadServer(t, { downloadStallTimeout: 1000 });
   const stalled = await stalledDownloads(t, child, base, 3);
   // The server, not the client, ends them: their sockets and files are released.
   await eventually(async () => (await child.fds()) === base, 'the stalled downloads were cut and their descriptors closed');
@@ -451,7 +452,7 @@ test('faults: a download nobody reads is cut after downloadStallTimeout, its des
   });
   slow.write('GET /pub/big.bin HTTP/1.1\r\nHost: wharf\r\nConnection: close\r\n\r\n');
   await new Promise((resolve) => slow.once('end', resolve));
-  assert.ok(got > BIG, `the slow reader got ${got} bytes`);
+  assert.ok(got > STALL_FILE, `the slow reader got ${got} bytes`);
   assert.equal(child.stderr(), '');
 });
 
