@@ -1,7 +1,7 @@
 // Uploads over loopback into a data dir: wharf against node:http + busboy + fs.createWriteStream,
 // formidable and multer (Express), plus a server that parses nothing and drops the body (the
-// ceiling) and, for the small files, `floor`: no parsing, only the syscalls wharf's layout needs
-// per file (the most any server storing that layout could reach). Each server runs in a child process of its own (pinned to CPU 1 with `taskset` when
+// ceiling) and `floor`: no parsing, only the syscalls wharf's layout needs (the most any server
+// storing that layout could reach). Each server runs in a child process of its own (pinned to CPU 1 with `taskset` when
 // there is one, the client pinned to CPU 0), one fresh process per scenario, so each peak RSS
 // (VmHWM) belongs to one scenario. Bodies are generated on the fly, never held whole.
 //
@@ -34,12 +34,13 @@ const MiB = 1024 * KiB;
 
 type Kind = 'wharf' | 'busboy' | 'formidable' | 'multer' | 'discard' | 'floor';
 const KINDS: Kind[] = ['wharf', 'busboy', 'formidable', 'multer', 'discard', 'floor'];
-// Rows that only mean something in some scenarios.
-const ONLY_IN: Partial<Record<Kind, string>> = { floor: 'small' };
+// Rows that are no peer: left out of the peak RSS summary.
+const NOT_PEERS: Kind[] = ['discard', 'floor'];
+type ScenarioKey = 'big' | 'small' | 'concurrent';
 
 // ---- servers (child mode) --------------------------------------------------------------------
 
-async function serve(kind: Kind, dataDir: string): Promise<void> {
+async function serve(kind: Kind, dataDir: string, scenario: ScenarioKey): Promise<void> {
   const json = (res: ServerResponse, status: number, value: unknown): void => {
     res.writeHead(status, { 'Content-Type': 'application/json' });
     res.end(JSON.stringify(value));
@@ -104,6 +105,31 @@ async function serve(kind: Kind, dataDir: string): Promise<void> {
       res.json({ files: ((req as unknown as { files: Array<{ filename: string }> }).files ?? []).map((f) => f.filename) });
     });
     const srv = app.listen(0, '127.0.0.1');
+    await once(srv, 'listening');
+    port = (srv.address() as { port: number }).port;
+  } else if (kind === 'floor' && scenario !== 'small') {
+    // The least any server can do to store one streamed file in wharf's layout: the raw body, never
+    // parsed, goes to a staged file as it arrives, one writev per socket read on the event loop
+    // (wharf's own way for a file's first MiB, and cheaper than the thread pool on a page-cache
+    // write), then close and rename the staged directory to f/<id>.
+    const temp = join(dataDir, '.wharf-tmp');
+    const files = join(dataDir, 'f');
+    mkdirSync(temp, { recursive: true });
+    mkdirSync(files, { recursive: true });
+    let seq = 0;
+    const srv = createServer((req, res) => {
+      const dir = join(temp, String(++seq));
+      mkdirSync(dir);
+      const fd = openSync(join(dir, 'body.bin'), 'wx');
+      req.on('data', (chunk: Buffer) => writevSync(fd, [chunk]));
+      req.on('end', () => {
+        closeSync(fd);
+        const id = randomUUID();
+        renameSync(dir, join(files, id));
+        json(res, 200, { files: [`${id}/body.bin`] });
+      });
+    });
+    srv.listen(0, '127.0.0.1');
     await once(srv, 'listening');
     port = (srv.address() as { port: number }).port;
   } else if (kind === 'floor') {
@@ -212,9 +238,9 @@ interface Server {
 
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 
-async function startServer(kind: Kind, dir: string): Promise<Server> {
+async function startServer(kind: Kind, dir: string, scenario: ScenarioKey): Promise<Server> {
   const cmd = hasTaskset ? 'taskset' : process.execPath;
-  const argv = [...(hasTaskset ? ['-c', '1', process.execPath] : []), SELF, '--serve', kind, dir];
+  const argv = [...(hasTaskset ? ['-c', '1', process.execPath] : []), SELF, '--serve', kind, dir, scenario];
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   const port = await new Promise<number>((resolve, reject) => {
@@ -252,7 +278,7 @@ async function clear(dir: string): Promise<void> {
 }
 
 interface Scenario {
-  key: 'big' | 'small' | 'concurrent';
+  key: ScenarioKey;
   name: string;
   unit: string;
   /** Remove what each run stored right after it (big files); otherwise only at the very end. */
@@ -299,13 +325,13 @@ async function main(): Promise<void> {
   try {
     for (const [n, scenario] of scenarios.entries()) {
       if (pick && !pick.includes(scenario.key)) continue;
-      const here = kinds.filter((k) => (ONLY_IN[k] ?? scenario.key) === scenario.key);
+      const here = kinds; // every row, the floor included, runs in every scenario
       const servers: Server[] = [];
       try {
         for (const kind of here) {
           const dir = join(root, `${n}-${kind}`);
           await mkdir(dir, { recursive: true });
-          servers.push(await startServer(kind, dir));
+          servers.push(await startServer(kind, dir, scenario.key));
         }
         const rates = servers.map(() => [] as number[]);
         for (let i = 0; i < scenario.warmups; i++) {
@@ -348,11 +374,11 @@ async function main(): Promise<void> {
     console.log(`${r.scenario.padEnd(34)}${r.kind.padEnd(12)}${pad(`${r.rate.toFixed(0)} ${r.unit}`, 16)}${pad(ratio, 11)}${pad(r.cpu.toFixed(2), 11)}${pad(cpu, 15)}${pad(`${(r.hwm / MiB).toFixed(0)} MiB`, 11)}`);
   }
   const peak = (k: Kind): number => Math.max(...rows.filter((r) => r.kind === k).map((r) => r.hwm));
-  console.log(`\npeak RSS over all scenarios: ${kinds.filter((k) => !ONLY_IN[k]).map((k) => `${k} ${(peak(k) / MiB).toFixed(0)} MiB`).join(', ')}`);
+  console.log(`\npeak RSS over all scenarios: ${kinds.filter((k) => !NOT_PEERS.includes(k)).map((k) => `${k} ${(peak(k) / MiB).toFixed(0)} MiB`).join(', ')}`);
 }
 
 if (args[0] === '--serve') {
-  await serve(args[1] as Kind, args[2]!);
+  await serve(args[1] as Kind, args[2]!, args[3] as ScenarioKey);
 } else {
   await main();
 }
