@@ -107,34 +107,9 @@ async function serve(kind: Kind, dataDir: string, scenario: ScenarioKey): Promis
     const srv = app.listen(0, '127.0.0.1');
     await once(srv, 'listening');
     port = (srv.address() as { port: number }).port;
-  } else if (kind === 'floor' && scenario !== 'small') {
-    // The least any server can do to store one streamed file in wharf's layout: the raw body, never
-    // parsed, goes to a staged file as it arrives, one writev per socket read on the event loop
-    // (wharf's own way for a file's first MiB, and cheaper than the thread pool on a page-cache
-    // write), then close and rename the staged directory to f/<id>.
-    const temp = join(dataDir, '.wharf-tmp');
-    const files = join(dataDir, 'f');
-    mkdirSync(temp, { recursive: true });
-    mkdirSync(files, { recursive: true });
-    let seq = 0;
-    const srv = createServer((req, res) => {
-      const dir = join(temp, String(++seq));
-      mkdirSync(dir);
-      const fd = openSync(join(dir, 'body.bin'), 'wx');
-      req.on('data', (chunk: Buffer) => writevSync(fd, [chunk]));
-      req.on('end', () => {
-        closeSync(fd);
-        const id = randomUUID();
-        renameSync(dir, join(files, id));
-        json(res, 200, { files: [`${id}/body.bin`] });
-      });
-    });
-    srv.listen(0, '127.0.0.1');
-    await once(srv, 'listening');
-    port = (srv.address() as { port: number }).port;
   } else if (kind === 'floor') {
-    // The least any server can do to store the small scenario in wharf's layout (PROTOCOL.md §1,
-    // atomic): the body is read unparsed, its parts only counted by their delimiters, then each part
+    // The least any server can do to store a scenario in wharf's layout (PROTOCOL.md §1,
+    // atomic). Small files: the body is read unparsed, its parts only counted by their delimiters, then each part
     // costs the layout's syscalls, on the event loop with no stream or promise: mkdir a temp
     // directory, open, one 10 KiB writev, close, rename the directory to f/<id>. No check, no
     // cleanup: what is left is the file system's price for two inodes and a rename per file. That
@@ -146,7 +121,22 @@ async function serve(kind: Kind, dataDir: string, scenario: ScenarioKey): Promis
     mkdirSync(files, { recursive: true });
     const data = Buffer.alloc(10 * KiB, 1);
     let seq = 0;
-    const srv = createServer((req, res) => {
+    // One streamed file (the other scenarios): the raw body, never parsed, goes to a staged file as
+    // it arrives, one writev per socket read on the event loop (wharf's own way for a file's first
+    // MiB), then close and rename the staged directory to f/<id>.
+    const streamed = (req: IncomingMessage, res: ServerResponse): void => {
+      const dir = join(temp, String(++seq));
+      mkdirSync(dir);
+      const fd = openSync(join(dir, 'body.bin'), 'wx');
+      req.on('data', (chunk: Buffer) => writevSync(fd, [chunk]));
+      req.on('end', () => {
+        closeSync(fd);
+        const id = randomUUID();
+        renameSync(dir, join(files, id));
+        json(res, 200, { files: [`${id}/body.bin`] });
+      });
+    };
+    const srv = createServer(scenario !== 'small' ? streamed : (req, res) => {
       const delimiter = Buffer.from(`\r\n--${/boundary=(\S+)/.exec(req.headers['content-type'] ?? '')?.[1] ?? ''}`);
       let carry = Buffer.alloc(2);
       carry.write('\r\n');
@@ -325,10 +315,9 @@ async function main(): Promise<void> {
   try {
     for (const [n, scenario] of scenarios.entries()) {
       if (pick && !pick.includes(scenario.key)) continue;
-      const here = kinds; // every row, the floor included, runs in every scenario
       const servers: Server[] = [];
       try {
-        for (const kind of here) {
+        for (const kind of kinds) {
           const dir = join(root, `${n}-${kind}`);
           await mkdir(dir, { recursive: true });
           servers.push(await startServer(kind, dir, scenario.key));
@@ -348,7 +337,7 @@ async function main(): Promise<void> {
             const s = servers[at]!;
             const t0 = performance.now();
             const units = await scenario.run(s.port).catch((err: Error) => {
-              throw new Error(`${here[at]}: ${scenario.name}: ${err.message}`);
+              throw new Error(`${kinds[at]}: ${scenario.name}: ${err.message}`);
             });
             rates[at]!.push(units / ((performance.now() - t0) / 1000));
             if (scenario.clearEachRun) await clear(s.dir);
@@ -356,7 +345,7 @@ async function main(): Promise<void> {
         }
         servers.forEach((s, k) => {
           const { hwm, cpu } = procStats(s.child.pid!);
-          rows.push({ scenario: scenario.name, unit: scenario.unit, kind: here[k]!, rate: median(rates[k]!), cpu: (cpu - cpu0[k]!) / runs, hwm });
+          rows.push({ scenario: scenario.name, unit: scenario.unit, kind: kinds[k]!, rate: median(rates[k]!), cpu: (cpu - cpu0[k]!) / runs, hwm });
         });
       } finally {
         for (const s of servers) await stopServer(s);
