@@ -54,6 +54,25 @@ export interface ParseOptions {
   /** The request's `Content-Type` header (`multipart/form-data; boundary=…`). */
   contentType: string | undefined;
   limits?: Partial<MultipartLimits>;
+  /**
+   * Stops the parse from outside (a request limit, a timeout, a shutdown): the iteration rejects
+   * with the signal's `reason` when it is a `WharfError`, else with `MULTIPART_UNEXPECTED_END`
+   * carrying it as `cause`, exactly as when the source fails.
+   */
+  signal?: AbortSignal;
+}
+
+/**
+ * Where `sinkPart` delivers a part's bytes: synchronously, as zero-copy slices of the source's
+ * chunks (keep them, never change them). None of its methods may throw.
+ */
+export interface PartSink {
+  /** Takes the next bytes; false when it holds enough: the parser then reads nothing more until the function `sinkPart` returned is called. */
+  write(chunk: Buffer): boolean;
+  /** The part ended; every byte was written. */
+  end(): void;
+  /** The part will not end: the parse failed or was abandoned (`err` says why). */
+  destroy(err: Error): void;
 }
 
 /**
@@ -80,7 +99,7 @@ export interface ParseOptions {
  */
 export function parseMultipart(source: AsyncIterable<Buffer>, options: ParseOptions): AsyncIterableIterator<Part> {
   const limits = resolveLimits(options.limits);
-  const parser = new Parser(source, options.contentType, limits);
+  const parser = new Parser(source, options.contentType, limits, options.signal);
   const iterator: AsyncIterableIterator<Part> = {
     next: () => parser.next(),
     return: () => parser.abort(),
@@ -92,12 +111,30 @@ export function parseMultipart(source: AsyncIterable<Buffer>, options: ParseOpti
 /**
  * For the upload layer: a file part's bytes gathered whole, as slices of the source's chunks, when
  * it ends within `max` bytes (no stream is built: most of the cost of a small file), or null once
- * it is bigger, and then its `body` streams every byte from the first. Call it before touching
- * `body` or `text()`.
+ * it is bigger; then the parser waits until its consumer takes every byte from the first, through
+ * `body` or `sinkPart`. Call it before touching `body` or `text()`.
  */
 export function collectPart(part: Part, max: number): Promise<Buffer[] | null> {
   if (!(part instanceof FormPart)) return Promise.resolve(null);
   return part.collect(max);
+}
+
+/**
+ * For the upload layer: the part's bytes handed to `sink` as they are parsed, with no stream in
+ * between (a `Readable` and a pipe per part cost more CPU than scanning its bytes). Returns the
+ * function that lets the parser go on after `sink.write` returned false; call it later, never from
+ * inside `write`. A part whose bytes already went elsewhere (`text()`, dropped) ends the sink at
+ * once; a part of another parser, or whose `body` was asked for, is read from its `body`.
+ */
+export function sinkPart(part: Part, sink: PartSink): () => void {
+  if (part instanceof FormPart && part.stream === null) return part.sinkTo(sink);
+  const body = part.body;
+  body.on('data', (chunk: Buffer) => {
+    if (!sink.write(chunk)) body.pause();
+  });
+  body.once('end', () => sink.end());
+  body.once('error', (err) => sink.destroy(err));
+  return () => body.resume();
 }
 
 const CR = 13;
@@ -146,8 +183,12 @@ const enum Use {
   Undecided,
   Stream,
   Text,
-  /** Gathered whole while it stays under a size (see `collectPart`), else turned into a stream. */
+  /** Gathered whole while it stays under a size (see `collectPart`); past it, `Held`. */
   Collect,
+  /** A collected part that outgrew its size: what it gathered waits for `body` or `sinkPart`. */
+  Held,
+  /** Handed to a `PartSink` (see `sinkPart`). */
+  Sink,
   Drop,
 }
 
@@ -162,6 +203,7 @@ class FormPart implements Part {
   readonly contentType: string;
   use = Use.Undecided;
   stream: PartBody | null = null;
+  sink: PartSink | null = null;
   ended = false;
   failure: Error | null = null;
   // For `text()`: the first piece as a place in a chunk (most fields fit in one), any more as slices.
@@ -220,6 +262,10 @@ class FormPart implements Part {
   collect(max: number): Promise<Buffer[] | null> {
     return this.parser.collect(this, max);
   }
+
+  sinkTo(sink: PartSink): () => void {
+    return this.parser.sinkTo(this, sink);
+  }
 }
 
 /** A part's bytes as a stream. `_read` and `_destroy` are the parser's signals from the consumer. */
@@ -249,7 +295,7 @@ function destroyWith(body: Readable, err: Error | undefined): void {
   body.destroy(err);
 }
 
-/** What `text()` or `collectPart()` resolves with once the part has ended: null when a collected part spilled into a stream. */
+/** What `text()` or `collectPart()` resolves with once the part has ended: null when a collected part outgrew its size. */
 function gathered(part: FormPart): string | Buffer[] | null {
   return part.use === Use.Text ? textOf(part) : part.use === Use.Collect ? piecesOf(part) : null;
 }
@@ -337,11 +383,14 @@ class Parser {
   private more: () => void = noop;
   private hold: () => void = noop;
   private detach: () => void = noop;
+  private readonly signal: AbortSignal | undefined;
+  private readonly onAbort = (): void => this.fail(sourceError(this.signal!.reason));
 
-  constructor(source: AsyncIterable<Buffer>, contentType: string | undefined, limits: Limits) {
+  constructor(source: AsyncIterable<Buffer>, contentType: string | undefined, limits: Limits, signal: AbortSignal | undefined) {
     this.source = source;
     this.contentType = contentType;
     this.limits = limits;
+    this.signal = signal;
   }
 
   next(): Promise<IteratorResult<Part>> {
@@ -349,8 +398,10 @@ class Parser {
     const previous = this.delivered;
     if (previous !== null) {
       // Moving on drops what nobody started reading, or the parser could never reach the next part.
-      if (previous.use === Use.Undecided) {
+      if (previous.use === Use.Undecided || previous.use === Use.Held) {
         previous.use = Use.Drop;
+        previous.textChunk = null;
+        previous.textMore = null;
         this.wake(previous);
       } else if (previous.stream !== null && previous.stream.readableFlowing === null) {
         previous.stream.resume();
@@ -388,7 +439,11 @@ class Parser {
     const body = new PartBody(this, part);
     part.stream = body;
     if (part.failure !== null) destroyWith(body, part.failure);
-    else if (part.use === Use.Undecided && !part.ended) {
+    else if (part.use === Use.Held) {
+      part.use = Use.Stream;
+      for (const piece of piecesOf(part)) body.push(piece);
+      if (part.ended) body.push(null);
+    } else if (part.use === Use.Undecided && !part.ended) {
       // The parser goes on at the stream's first `_read`, when its consumer is ready: bytes pushed
       // before that would only queue up in it.
       part.use = Use.Stream;
@@ -400,14 +455,38 @@ class Parser {
   }
 
   readText(part: FormPart): Promise<string> {
-    if (part.stream !== null) return streamText(part.stream);
+    if (part.stream !== null || part.use === Use.Held) return streamText(part.body);
     return this.gather(part, Use.Text, '') as Promise<string>;
   }
 
   collect(part: FormPart, max: number): Promise<Buffer[] | null> {
-    if (part.stream !== null) return Promise.resolve(null);
+    if (part.stream !== null || part.use === Use.Held) return Promise.resolve(null);
     part.collectMax = max;
     return this.gather(part, Use.Collect, []) as Promise<Buffer[] | null>;
+  }
+
+  sinkTo(part: FormPart, sink: PartSink): () => void {
+    const resume = (): void => this.bodyRead(part);
+    if (part.failure !== null) {
+      sink.destroy(part.failure);
+      return resume;
+    }
+    if (part.use === Use.Held) {
+      // What was gathered goes out at once (it is in memory already); the last write says whether to go on.
+      part.use = Use.Sink;
+      part.sink = sink;
+      let room = true;
+      for (const piece of piecesOf(part)) room = sink.write(piece);
+      if (part.ended) sink.end();
+      else if (room) this.wake(part);
+    } else if (part.use === Use.Undecided && !part.ended) {
+      part.use = Use.Sink;
+      part.sink = sink;
+      this.wake(part);
+    } else {
+      sink.end();
+    }
+    return resume;
   }
 
   /**
@@ -421,7 +500,7 @@ class Parser {
     part.use = use;
     this.wake(part);
     if (part.failure !== null) return Promise.reject(part.failure);
-    // Ended, or spilled into a stream (a collected part that outgrew its size).
+    // Ended, or outgrew its size (a collected part, now held for `body` or `sinkPart`).
     if (part.ended || part.use !== use) return Promise.resolve(gathered(part));
     return new Promise((resolve, reject) => {
       part.resolveEnd = () => resolve(gathered(part));
@@ -450,6 +529,14 @@ class Parser {
 
   private start(): void {
     this.started = true;
+    const signal = this.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) {
+        this.onAbort();
+        return;
+      }
+      signal.addEventListener('abort', this.onAbort, { once: true });
+    }
     let boundary: string;
     try {
       boundary = boundaryOf(this.contentType);
@@ -471,8 +558,8 @@ class Parser {
 
   /**
    * A `Readable` is read through 'data' events and `pause()`: chunks arrive as they were received
-   * (its async iterator may concatenate them), and on an error it is left paused rather than
-   * destroyed, so an HTTP server can still answer.
+   * (its async iterator may concatenate them) with no promise per chunk, and on an error it is left
+   * paused rather than destroyed, so an HTTP server can still answer.
    */
   private attachReadable(src: Readable): void {
     if (src.readableEnded) {
@@ -524,6 +611,8 @@ class Parser {
     src.on('end', onEnd);
     src.on('error', onError);
     src.on('close', onClose);
+    // A 'data' listener leaves a stream its owner paused (to hold its bytes until now) paused.
+    src.resume();
   }
 
   private attachIterable(src: AsyncIterable<Buffer>): void {
@@ -631,7 +720,7 @@ class Parser {
    */
   private scanBody(c: Buffer, pos: number): number {
     const part = this.current;
-    if (part !== null && part.use === Use.Undecided) {
+    if (part !== null && (part.use === Use.Undecided || part.use === Use.Held)) {
       this.waitFor = part;
       return pos;
     }
@@ -696,13 +785,22 @@ class Parser {
       return;
     }
     const part = this.current!;
-    if (part.use === Use.Stream) {
+    const use = part.use;
+    if (use === Use.Sink) {
+      this.pulled = false;
+      if (!part.sink!.write(from === 0 && to === c.length ? c : c.subarray(from, to)) && !this.pulled && part.use === Use.Sink) this.waitFor = part;
+    } else if (use === Use.Stream) {
       this.pulled = false;
       if (!part.stream!.push(from === 0 && to === c.length ? c : c.subarray(from, to)) && !this.pulled && part.use === Use.Stream) this.waitFor = part;
-    } else if (part.use === Use.Text || part.use === Use.Collect) {
-      if (part.use === Use.Collect && this.size > part.collectMax) {
-        this.spill(part, c, from, to);
-        return;
+    } else if (use === Use.Text || use === Use.Collect || use === Use.Held) {
+      if (use === Use.Collect && this.size > part.collectMax) {
+        // Outgrown: what it gathered is held (with this slice) until its consumer says where it goes.
+        part.use = Use.Held;
+        this.waitFor = part;
+        const resolve = part.resolveEnd;
+        part.resolveEnd = null;
+        part.rejectEnd = null;
+        resolve?.();
       }
       if (part.textChunk === null) {
         part.textChunk = c;
@@ -714,28 +812,14 @@ class Parser {
     }
   }
 
-  /** A part being collected outgrew its size: what was gathered and `c[from, to)` become its stream, and its collector gets null. */
-  private spill(part: FormPart, c: Buffer, from: number, to: number): void {
-    const pieces = piecesOf(part);
-    const body = new PartBody(this, part);
-    part.stream = body;
-    part.use = Use.Stream;
-    for (const piece of pieces) body.push(piece);
-    this.pulled = false;
-    if (!body.push(from === 0 && to === c.length ? c : c.subarray(from, to)) && !this.pulled) this.waitFor = part;
-    const resolve = part.resolveEnd;
-    part.resolveEnd = null;
-    part.rejectEnd = null;
-    resolve?.();
-  }
-
   private endPart(): void {
     const part = this.current;
     if (part !== null) {
       this.current = null;
       part.ended = true;
       if (this.waitFor === part) this.waitFor = null;
-      if (part.use === Use.Stream) part.stream!.push(null);
+      if (part.use === Use.Sink) part.sink!.end();
+      else if (part.use === Use.Stream) part.stream!.push(null);
       else part.resolveEnd?.();
     }
     this.state = State.Delimiter;
@@ -1021,6 +1105,7 @@ class Parser {
     if (this.stopped) return;
     if (this.state === State.Epilogue) {
       this.finished = true;
+      this.signal?.removeEventListener('abort', this.onAbort);
       this.detach();
       this.flushWaiters();
       return;
@@ -1041,6 +1126,7 @@ class Parser {
     this.chunk = null;
     this.pending.length = 0;
     this.waitFor = null;
+    this.signal?.removeEventListener('abort', this.onAbort);
     if (this.started) this.detach();
   }
 
@@ -1049,6 +1135,9 @@ class Parser {
     part.ended = true;
     part.failure = err;
     if (part.stream !== null) destroyWith(part.stream, streamError ? err : undefined);
+    part.sink?.destroy(err);
+    part.textChunk = null;
+    part.textMore = null;
     part.rejectEnd?.(err);
   }
 

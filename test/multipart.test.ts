@@ -4,12 +4,12 @@
 // results must be identical, and equal to what the RFCs say.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
+import { getEventListeners, once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
-import { collectPart, parseMultipart, type Part, type MultipartLimits } from '../lib/multipart.js';
+import { collectPart, parseMultipart, sinkPart, type Part, type PartSink, type MultipartLimits } from '../lib/multipart.js';
 import { WharfError, sendError } from '../lib/errors.js';
 import { DEFAULT_LIMITS } from '../lib/limits.js';
 import { rng } from './fuzz-gen.js';
@@ -943,4 +943,160 @@ test('collectPart: a small part whole without a stream, a bigger one streamed fr
   assert.equal(pulled, seen);
   assert.equal((await readStream(first.body)).length, 400 * 1024);
   await it.return!();
+});
+
+/** A `PartSink` that keeps what it is given; `room()` is what each `write` answers. */
+function keeper(room: () => boolean = () => true): PartSink & { data(): string; writes: number; ended: boolean; error: Error | undefined } {
+  const got: Buffer[] = [];
+  const sink = {
+    writes: 0,
+    ended: false,
+    error: undefined as Error | undefined,
+    data: () => Buffer.concat(got).toString('latin1'),
+    write(chunk: Buffer): boolean {
+      assert.ok(!sink.ended && sink.error === undefined, 'a write after the end');
+      got.push(chunk);
+      sink.writes++;
+      return room();
+    },
+    end(): void {
+      assert.ok(!sink.ended && sink.error === undefined, 'ended twice');
+      sink.ended = true;
+    },
+    destroy(err: Error): void {
+      assert.ok(!sink.ended && sink.error === undefined, 'destroyed after the end');
+      sink.error = err;
+    },
+  };
+  return sink;
+}
+
+test('sinkPart: bytes go to the sink as parsed, ended before the next part; a held part first gives what it gathered', async () => {
+  const big = 'B'.repeat(3000);
+  const body = Buffer.from(file('f', 'held.bin', big) + file('f', 'direct.bin', big + 'C') + field('x', 'v') + file('f', 'empty', '') + file('f', 'told.txt', 'text') + end, 'latin1');
+  for (const [i, chunks] of chunkings(body).slice(0, 60).entries()) {
+    const got: Array<[string, ReturnType<typeof keeper>]> = [];
+    const source = i % 2 === 1 ? Readable.from(chunks, { objectMode: false }) : generate(chunks);
+    for await (const part of parseMultipart(source, { contentType: CT })) {
+      assert.ok(got.every(([, sink]) => sink.ended), 'the previous sink ended before the next part');
+      if (part.filename === undefined) continue;
+      if (part.filename === 'held.bin') assert.equal(await collectPart(part, 100), null);
+      // Bytes already taken another way: the sink ends at once, empty.
+      if (part.filename === 'told.txt') assert.equal(await part.text(), 'text');
+      const sink = keeper();
+      sinkPart(part, sink);
+      if (part.filename === 'told.txt') assert.equal(sink.ended, true);
+      got.push([part.filename, sink]);
+    }
+    assert.ok(got.every(([, sink]) => sink.ended));
+    assert.deepEqual(got.map(([name, sink]) => [name, sink.data()]), [['held.bin', big], ['direct.bin', big + 'C'], ['empty', ''], ['told.txt', '']], `chunking #${i}`);
+  }
+});
+
+test('sinkPart: a sink that says "enough" holds the parser until resumed, for a fresh part and a held one', async () => {
+  for (const held of [false, true]) {
+    const { source, pulled } = countingSource(100, 16 * 1024);
+    const it = parseMultipart(source, { contentType: CT });
+    const part = (await it.next()).value as Part;
+    if (held) assert.equal(await collectPart(part, 10), null);
+    const sink = keeper(() => false);
+    const resume = sinkPart(part, sink);
+    await turns(20);
+    const seen = pulled();
+    assert.ok(seen <= 3, `pulled ${seen} chunks past a full sink (held: ${held})`);
+    await turns(20);
+    assert.equal(pulled(), seen, 'nothing more is read while the sink is full');
+    // Each resume lets the parser go on until the sink says "enough" again.
+    while (!sink.ended) {
+      const writes = sink.writes;
+      resume();
+      await turns(3);
+      assert.ok(sink.ended || sink.writes > writes, 'a resume makes progress');
+    }
+    assert.equal(sink.data().length, 100 * 16 * 1024);
+    assert.equal((await it.next()).done, true);
+  }
+});
+
+test('sinkPart: a body asked for first is read through it, with its backpressure', async () => {
+  const { source, pulled } = countingSource(100, 16 * 1024);
+  const it = parseMultipart(source, { contentType: CT });
+  const part = (await it.next()).value as Part;
+  const body = part.body;
+  let full = true;
+  const sink = keeper(() => !full);
+  const resume = sinkPart(part, sink);
+  await turns(20);
+  const seen = pulled();
+  await turns(20);
+  assert.equal(pulled(), seen, 'the stream is paused while the sink is full');
+  assert.ok(body.isPaused());
+  full = false;
+  resume();
+  await finished(body);
+  assert.equal(sink.ended, true);
+  assert.equal(sink.data().length, 100 * 16 * 1024);
+  assert.equal((await it.next()).done, true);
+  // An error on the body reaches the sink.
+  const cut = Buffer.from(file('f', 'cut.bin', 'x'.repeat(500)), 'latin1');
+  const broken = parseMultipart(generate([cut.subarray(0, 100), cut.subarray(100)]), { contentType: CT });
+  const part2 = (await broken.next()).value as Part;
+  part2.body.on('error', () => {});
+  const sink2 = keeper();
+  sinkPart(part2, sink2);
+  await assert.rejects(broken.next(), (err: WharfError) => err.code === 'MULTIPART_UNEXPECTED_END');
+  await turns(3);
+  assert.equal((sink2.error as WharfError | undefined)?.code, 'MULTIPART_UNEXPECTED_END');
+});
+
+test('sinkPart: a failure destroys the sink with the error the iteration rejects with (cut body, file size limit)', async () => {
+  const body = Buffer.from(file('f', 'a.bin', 'x'.repeat(5000)) + end, 'latin1');
+  for (const [source, limits, code] of [
+    [generate([body.subarray(0, 2000)]), {}, 'MULTIPART_UNEXPECTED_END'],
+    [generate([body.subarray(0, 1000), body.subarray(1000)]), { fileSize: 4096 }, 'LIMIT_FILE_SIZE'],
+  ] as const) {
+    const it = parseMultipart(source, { contentType: CT, limits });
+    const part = (await it.next()).value as Part;
+    const sink = keeper();
+    sinkPart(part, sink);
+    await assert.rejects(it.next(), (err: WharfError) => err.code === code);
+    assert.equal((sink.error as WharfError | undefined)?.code, code);
+    assert.equal(sink.ended, false);
+  }
+});
+
+test('parseMultipart signal: an abort stops the parse with its reason; a part that failed meanwhile destroys its sink at once', async () => {
+  const body = Buffer.from(file('f', 'a.bin', 'x'.repeat(5000)) + end, 'latin1');
+  const reason = new WharfError('LIMIT_REQUEST_SIZE', 'too big', 413);
+
+  // Aborted before the first next(): nothing is parsed.
+  const early = new AbortController();
+  early.abort(reason);
+  await assert.rejects(parseMultipart(generate([body]), { contentType: CT, signal: early.signal }).next(), (err: unknown) => err === reason);
+
+  // Aborted while a part waits for its consumer: a sink given afterwards is destroyed with the reason.
+  const later = new AbortController();
+  const it = parseMultipart(generate([body.subarray(0, 200), body.subarray(200)]), { contentType: CT, signal: later.signal });
+  const part = (await it.next()).value as Part;
+  later.abort(reason);
+  const sink = keeper();
+  sinkPart(part, sink);
+  assert.equal(sink.error, reason);
+  await assert.rejects(it.next(), (err: unknown) => err === reason);
+
+  // Any other reason is an unexpected end carrying it as its cause.
+  const other = new AbortController();
+  const it2 = parseMultipart(generate([body.subarray(0, 200), body.subarray(200)]), { contentType: CT, signal: other.signal });
+  const part2 = (await it2.next()).value as Part;
+  const sink2 = keeper();
+  sinkPart(part2, sink2);
+  const cause = new Error('socket gone');
+  other.abort(cause);
+  await assert.rejects(it2.next(), (err: WharfError) => err.code === 'MULTIPART_UNEXPECTED_END' && err.cause === cause);
+  assert.equal((sink2.error as WharfError | undefined)?.code, 'MULTIPART_UNEXPECTED_END');
+
+  // A parse that ends leaves no listener on the signal.
+  const done = new AbortController();
+  for await (const p of parseMultipart(generate([body]), { contentType: CT, signal: done.signal })) sinkPart(p, keeper());
+  assert.equal(getEventListeners(done.signal, 'abort').length, 0);
 });
