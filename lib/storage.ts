@@ -13,15 +13,33 @@ import { randomBytes } from 'node:crypto';
 import { close, closeSync, constants, mkdir as mkdirCb, mkdirSync, open, openSync, renameSync, writev, writevSync } from 'node:fs';
 import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
-import { Writable } from 'node:stream';
 import { WharfError, fromFsError } from './errors.js';
 import { isUploadId } from './filenames.js';
 import { createSlowness, type Slowness } from './slowness.js';
 import { createDirectorySource, type FileSource } from './static.js';
 
-/** A staged file being written; `bytes` counts what it has accepted so far. */
-export interface StagedFile extends Writable {
+/**
+ * A staged file being written. Not a stream: the multipart parser hands it slices as it parses them
+ * (`sinkPart`), and a `Writable` and a pipe per file cost more CPU than the file's own syscalls.
+ */
+export interface StagedFile {
+  /** Bytes accepted so far. */
   readonly bytes: number;
+  /**
+   * Takes `chunk`, kept until written (it must not change meanwhile). False when the file holds
+   * enough: write more once the `drain` given to `Staging.file` was called. Ignored after `end`,
+   * `destroy` or a failure.
+   */
+  write(chunk: Buffer): boolean;
+  /** No more bytes: `done` resolves once every one is stored and the file closed. */
+  end(): void;
+  /** Gives up on the file: `done` rejects with `err` once a write under way has landed and the descriptor is closed. */
+  destroy(err: Error): void;
+  /**
+   * Settles once the file's descriptor is closed: with its size after `end`, or with the first I/O
+   * error (or `destroy`'s). Nobody has to watch it: its staging does.
+   */
+  readonly done: Promise<number>;
 }
 
 /**
@@ -31,11 +49,12 @@ export interface StagedFile extends Writable {
  */
 export interface Staging {
   /**
-   * A writable for `<id>/<rel>` (`rel` already checked by `checkFilename`). Bytes are coalesced and
-   * written with few syscalls; backpressure is real (`write()` returns false while a batch is on its
-   * way to disk). `finish` means every byte is stored and the file closed; an I/O error destroys it.
+   * A file `<id>/<rel>` to write (`rel` already checked by `checkFilename`). Bytes are coalesced and
+   * written with few syscalls; backpressure is real: `write()` returns false while a batch is on its
+   * way to disk and enough is held behind it, and `drain` is called (never from inside `write`)
+   * when it can take more.
    */
-  file(id: string, rel: string): StagedFile;
+  file(id: string, rel: string, drain: () => void): StagedFile;
   /**
    * Stages the whole file `<id>/<rel>` from `chunks` (a small file the parser gathered: no stream);
    * resolves with its size. On the event loop when it is under `syncWriteBelow`, as with `file`.
@@ -231,14 +250,17 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
   const removeAll = (): Promise<unknown> => Promise.all([...roots.values()].map((root) => rm(root.path, { recursive: true, force: true })));
 
   const staging: Staging = {
-    file(id, rel) {
+    file(id, rel, drain) {
       const root = rootOf(id);
-      const writer = createFileWriter(pathOf(root, rel), dirOf(root, rel), root, memory);
+      const writer = createFileWriter(pathOf(root, rel), dirOf(root, rel), root, memory, drain);
       writers.add(writer);
-      writer.once('finish', () => writers.delete(writer));
-      writer.once('close', () => {
-        if (writers.delete(writer)) broken = true;
-      });
+      writer.done.then(
+        () => writers.delete(writer),
+        () => {
+          writers.delete(writer);
+          broken = true;
+        },
+      );
       return writer;
     },
     put(id, rel, chunks) {
@@ -259,14 +281,12 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
           memory.slowness.timed(t0);
         }
       }
-      // A directory of it is being made through the thread pool, or the file is big: a writer.
-      const writer = staging.file(id, rel);
-      return new Promise<number>((resolve, reject) => {
-        writer.once('error', reject);
-        writer.once('finish', () => resolve(size));
-        for (const c of chunks) writer.write(c);
-        writer.end();
-      });
+      // A directory of it is being made through the thread pool, or the file is big: a writer,
+      // whose backpressure means nothing here (the bytes are all in memory already).
+      const writer = staging.file(id, rel, noop);
+      for (const c of chunks) writer.write(c);
+      writer.end();
+      return writer.done;
     },
     async copy(id, rel, from) {
       const root = rootOf(id);
@@ -316,8 +336,9 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
       if (state === 'committed') return Promise.resolve();
       state = 'aborted';
       return (aborting ??= (async () => {
-        const closing = [...writers].map((w) => new Promise((resolve) => (w.closed ? resolve(null) : w.once('close', resolve))));
-        for (const w of writers) w.destroy();
+        const closing = [...writers].map((w) => w.done.catch(noop));
+        const why = new WharfError('SHUTTING_DOWN', 'upload was aborted', 503);
+        for (const w of writers) w.destroy(why);
         await Promise.all(closing);
         await Promise.allSettled(copies);
         // Every mkdir must have landed before the tree is removed, or a late one could resurrect it.
@@ -420,6 +441,8 @@ function createRoot(path: string): Root {
   return root;
 }
 
+function noop(): void {}
+
 // Bytes a file accepts past a batch being written before it pushes back: one socket read. More
 // would only move data from the kernel's socket buffer (not our memory) into ours.
 const WRITING_AHEAD = 64 * 1024;
@@ -443,20 +466,55 @@ interface WriteMemory {
  * bytes go down on the event loop, a `writev` per SYNC_WRITE bytes gathered, the file opened (and
  * its directory made) at the first. Past that, or while a directory is being made through the
  * thread pool, or once the storage proved slow: chunks (slices of socket reads, 16–64 KiB) are
- * gathered into batches, each batch one `writev` through the thread pool. Each accepted chunk is
- * acknowledged at once while a batch fills; the chunk that completes one waits for the disk, and
- * past `WRITING_AHEAD` more bytes so does the stream (backpressure). A batch is `memory.batch`
- * bytes, or less once all writers together hold `memory.budget`.
+ * gathered into batches, each batch one `writev` through the thread pool. While a batch is on its
+ * way, up to `WRITING_AHEAD` more bytes are taken before `write` says to wait (backpressure). A
+ * batch is `memory.batch` bytes, or less once all writers together hold `memory.budget`.
  */
-function createFileWriter(path: string, dir: string, root: Root, memory: WriteMemory): StagedFile {
+function createFileWriter(path: string, dir: string, root: Root, memory: WriteMemory, drain: () => void): StagedFile {
   let fd: number | undefined;
   let held: Buffer[] = [];
   let heldBytes = 0;
-  let io: Promise<void> | undefined;
+  let bytes = 0;
+  // A batch (with the open before it, or the close after it) on its way through the thread pool.
+  let busy = false;
+  let ending = false;
+  let failure: Error | undefined;
+  let settled = false;
+  // `write` returned false: `drain` is owed.
+  let owed = false;
+  let resolveDone!: (size: number) => void;
+  let rejectDone!: (err: Error) => void;
+  const done = new Promise<number>((resolve, reject) => {
+    resolveDone = resolve;
+    rejectDone = reject;
+  });
+  done.catch(noop);
 
-  const release = (size: number): void => {
-    memory.held -= size;
+  const drop = (): void => {
+    memory.held -= heldBytes;
+    held = [];
+    heldBytes = 0;
   };
+  /** Whether what this file holds now goes down on the event loop rather than in a batch. */
+  const syncing = (): boolean => !busy && bytes <= memory.syncBelow && !memory.slowness.slow;
+  /** While `syncing()`: writes what is held on this thread; false (nothing done) while its directory is made through the thread pool. */
+  const flushSync = (): boolean => {
+    const t0 = performance.now();
+    try {
+      if (fd === undefined) {
+        if (!root.dirSync(dir)) return false;
+        fd = openSync(path, 'wx', 0o644);
+      }
+      const chunks = held;
+      const size = heldBytes;
+      drop();
+      writeAllSync(fd, chunks, size);
+      return true;
+    } finally {
+      memory.slowness.timed(t0);
+    }
+  };
+  /** One batch through the thread pool, the file opened (and its directory made) first if need be. */
   const flush = async (): Promise<void> => {
     const chunks = held;
     const size = heldBytes;
@@ -469,109 +527,99 @@ function createFileWriter(path: string, dir: string, root: Root, memory: WriteMe
       }
       if (size > 0) await writeAll(fd, chunks, size);
     } finally {
-      release(size);
+      memory.held -= size;
     }
   };
-  const track = (work: Promise<void>, cb: (err?: Error | null) => void): void => {
-    io = work;
-    work.then(() => cb(), cb).finally(() => {
-      if (io === work) io = undefined;
-    });
+  /** Settles `done` once the descriptor is closed. */
+  const close = (): void => {
+    settled = true;
+    const open = fd;
+    fd = undefined;
+    if (failure !== undefined) {
+      const err = failure;
+      if (open === undefined) rejectDone(err);
+      else closeFd(open).then(() => rejectDone(err), () => rejectDone(err));
+    } else {
+      resolveDone(bytes);
+    }
   };
-  const take = (chunk: Buffer): void => {
-    held.push(chunk);
-    heldBytes += chunk.length;
-    memory.held += chunk.length;
-    writer.bytes += chunk.length;
+  const fail = (err: unknown): void => {
+    if (failure !== undefined || settled) return;
+    failure = err as Error;
+    drop();
+    if (!busy) close();
   };
-  /** Whether what this file holds now goes down on the event loop rather than in a batch. */
-  const syncing = (): boolean => io === undefined && writer.bytes <= memory.syncBelow && !memory.slowness.slow;
-  /** While `syncing()`: writes what is held on this thread; false (nothing done) while its directory is made through the thread pool. */
-  const flushSync = (): boolean => {
-    const t0 = performance.now();
+  const landed = (): void => {
+    busy = false;
+    if (failure !== undefined) return close();
+    if (ending && fd === undefined) return close();
+    advance();
+    if (owed && (!busy || heldBytes < WRITING_AHEAD) && failure === undefined) {
+      owed = false;
+      drain();
+    }
+  };
+  const lost = (err: unknown): void => {
+    busy = false;
+    if (failure === undefined) failure = err as Error;
+    close();
+  };
+  /** After taking bytes, ending, or a batch landing (never while `busy`): write here, start a batch, close, or wait for more. */
+  const advance = (): void => {
     try {
-      if (fd === undefined) {
-        if (!root.dirSync(dir)) return false;
-        fd = openSync(path, 'wx', 0o644);
-      }
-      const chunks = held;
-      const size = heldBytes;
-      held = [];
-      heldBytes = 0;
-      release(size);
-      writeAllSync(fd, chunks, size);
-      return true;
-    } finally {
-      memory.slowness.timed(t0);
-    }
-  };
-  const settle = (cb: (err?: Error | null) => void): void => {
-    if (syncing()) {
-      if (heldBytes < SYNC_WRITE) return cb();
-      try {
-        if (flushSync()) return cb();
-      } catch (err) {
-        return cb(err as Error);
-      }
-    }
-    if (heldBytes < memory.batch && memory.held < memory.budget) return cb();
-    track(flush(), cb);
-  };
-
-  const writer: StagedWriter = new StagedWriter({
-    // What is accepted while a batch is on its way to disk; the batch itself is under the budget.
-    highWaterMark: WRITING_AHEAD,
-    write: (chunk: Buffer, _enc, cb) => {
-      take(chunk);
-      settle(cb);
-    },
-    writev: (entries, cb) => {
-      for (const e of entries) take(e.chunk as Buffer);
-      settle(cb);
-    },
-    final: (cb) => {
-      try {
-        if (syncing() && flushSync()) {
-          const done = fd!;
+      if (syncing()) {
+        if (!ending && heldBytes < SYNC_WRITE) return;
+        if (flushSync()) {
+          if (!ending) return;
+          const open = fd!;
           fd = undefined;
-          closeSync(done);
-          return cb();
+          closeSync(open);
+          return close();
         }
-      } catch (err) {
-        return cb(err as Error);
       }
-      track(
-        flush().then(() => {
-          const done = fd!;
-          fd = undefined;
-          return closeFd(done);
-        }),
-        cb,
-      );
-    },
-    // A batch may still be on its way to disk: let it land before the descriptor is closed.
-    destroy: (err, cb) => {
-      release(heldBytes);
-      held = [];
-      heldBytes = 0;
-      void Promise.resolve(io)
-        .catch(() => {})
-        .then(() => (fd === undefined ? undefined : closeFd(fd).catch(() => {})))
-        .then(() => {
-          fd = undefined;
-          cb(err);
-        });
-    },
-  });
-  return writer;
-}
+      if (ending) {
+        busy = true;
+        flush()
+          .then(() => {
+            const open = fd!;
+            fd = undefined;
+            return closeFd(open);
+          })
+          .then(landed, lost);
+      } else if (heldBytes >= memory.batch || memory.held >= memory.budget) {
+        busy = true;
+        flush().then(landed, lost);
+      }
+    } catch (err) {
+      fail(err);
+    }
+  };
 
-/**
- * `bytes` as a field of its own class: a property defined on the stream after it was built would
- * turn it into a slow dictionary-mode object, and every stream operation on it would pay for that.
- */
-class StagedWriter extends Writable implements StagedFile {
-  bytes = 0;
+  return {
+    get bytes() {
+      return bytes;
+    },
+    done,
+    write(chunk) {
+      if (ending || failure !== undefined) return true;
+      held.push(chunk);
+      heldBytes += chunk.length;
+      memory.held += chunk.length;
+      bytes += chunk.length;
+      if (!busy) advance();
+      if (busy && heldBytes >= WRITING_AHEAD) {
+        owed = true;
+        return false;
+      }
+      return true;
+    },
+    end() {
+      if (ending || failure !== undefined) return;
+      ending = true;
+      if (!busy) advance();
+    },
+    destroy: fail,
+  };
 }
 
 /** A whole small file in three syscalls on this thread: open, writev, close. */

@@ -5,14 +5,12 @@ import { randomUUID } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { basename, join } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { WharfError, fromFsError, sendError } from './errors.js';
 import { closeAfterAnswer } from './linger.js';
 import { checkFilename, isUploadId, parseUploadUrl, uploadUrl } from './filenames.js';
 import type { Limits } from './limits.js';
 import { contentTypeFor } from './mime.js';
-import { collectPart, parseMultipart } from './multipart.js';
+import { collectPart, parseMultipart, sinkPart } from './multipart.js';
 import type { Site, TransferOptions } from './site.js';
 import type { FileSource, StaticEngine } from './static.js';
 import { createLocalStorage, storageError, type Staging, type Storage } from './storage.js';
@@ -85,6 +83,7 @@ const FILES_IN_FLIGHT = 16;
 // Files up to this size are gathered whole by the parser (at most FILES_IN_FLIGHT of them held at once).
 const SMALL_FILE = 64 * 1024;
 const JSON_HEADERS = { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' };
+const noop = (): void => {};
 const shuttingDown = (): WharfError => new WharfError('SHUTTING_DOWN', 'the server is shutting down', 503);
 
 export function createUploads(config: UploadsConfig): Uploads {
@@ -92,7 +91,7 @@ export function createUploads(config: UploadsConfig): Uploads {
   const storage = config.storage ?? createLocalStorage(config.dataDir);
   const warn = config.warn ?? ((message: string) => console.warn(message));
   // What close() must stop: request bodies being read, and every staging (HTTP or site) not yet settled.
-  const bodies = new Set<BodyReader>();
+  const bodies = new Set<BodyWatch>();
   const stagings = new Set<Staging>();
   const running = new Set<Promise<unknown>>();
   let closed = false;
@@ -139,7 +138,7 @@ export function createUploads(config: UploadsConfig): Uploads {
   }
 
   async function receive(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = createBodyReader(req, limits.requestSize, limits.uploadIdleTimeout);
+    const body = watchBody(req, limits.requestSize, limits.uploadIdleTimeout);
     bodies.add(body);
     const stored: Stored[] = [];
     const directory = /^\s*true\s*$/i.test(String(req.headers['wave-directory-upload'] ?? ''));
@@ -158,15 +157,12 @@ export function createUploads(config: UploadsConfig): Uploads {
         // instead of adding up (1,000 small files would otherwise wait on 4,000 round trips in turn).
         const writing: Array<Promise<void>> = [];
         let index = 0;
-        for await (const part of parseMultipart(body, { contentType, limits })) {
+        for await (const part of parseMultipart(req, { contentType, limits, signal: body.signal })) {
           index++;
           try {
-            // Wave stores only `files` parts; anything else (fields, other file inputs) is read and dropped, within the limits.
-            if (part.name !== 'files' || part.filename === undefined) {
-              part.body.resume();
-              await finished(part.body);
-              continue;
-            }
+            // Wave stores only `files` parts; anything else (fields, other file inputs) is dropped
+            // (within the limits) when the next part is asked for.
+            if (part.name !== 'files' || part.filename === undefined) continue;
             const rel = checkFilename(part.filename, directory, `part ${index}`);
             paths?.add(rel, `part ${index}`);
             const entry: Stored = { id: dirId ?? randomUUID(), rel, size: 0, contentType: part.contentType };
@@ -180,26 +176,26 @@ export function createUploads(config: UploadsConfig): Uploads {
                 entry.size = size;
               });
             } else {
-              const file = staging.file(entry.id, rel);
-              written = pump(part.body, file).then(() => {
-                entry.size = file.bytes;
+              // Socket reads go from the parser straight into the file: no stream in between.
+              let resume = noop;
+              const file = staging.file(entry.id, rel, () => resume());
+              resume = sinkPart(part, file);
+              written = file.done.then((size) => {
+                entry.size = size;
               });
             }
             // A file failing later (the disk filling up at its close) stops the upload at once.
             written.catch((err: unknown) => body.fail(body.error ?? classify(err, warn)));
             writing.push(written);
-            if (whole === null) await handedOver(part.body, written);
             if (writing.length >= FILES_IN_FLIGHT) await writing.shift();
           } catch (err) {
-            // Stop reading before the parser is asked to clean up, so nothing waits on more input.
+            // Failing the body stops the parser, which destroys whatever this part was being written to.
             const e = body.error ?? classify(err, warn);
             body.fail(e);
-            part.body.destroy();
             throw e;
           }
         }
         await Promise.all(writing);
-        await body.finish();
         if (stored.length === 0) {
           throw new WharfError('NO_FILES', directory ? 'the directory upload has no files' : 'no part named "files" with a filename', 400);
         }
@@ -320,36 +316,6 @@ export function createUploads(config: UploadsConfig): Uploads {
   };
 }
 
-/**
- * Pipes `from` into `to`; resolves once `to` has finished (every byte stored, file closed). A
- * failure on either side destroys both, so the parser stops feeding a body nobody stores.
- */
-function pump(from: Readable, to: Writable): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const fail = (err: unknown): void => {
-      reject(err);
-      from.destroy();
-      to.destroy();
-    };
-    from.once('error', fail);
-    to.once('error', fail);
-    to.once('finish', resolve);
-    to.once('close', () => {
-      if (!to.writableFinished) fail(new WharfError('INTERNAL', 'a file was closed before it was stored', 500));
-    });
-    from.pipe(to);
-  });
-}
-
-/** Resolves once all of `body` was handed to its writer (its last bytes may still be on their way to disk). */
-function handedOver(body: Readable, written: Promise<void>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (body.readableEnded) return resolve();
-    body.once('end', resolve);
-    written.then(resolve, reject);
-  });
-}
-
 function sendJson(res: ServerResponse, status: number, value: unknown): void {
   const text = JSON.stringify(value);
   res.writeHead(status, { ...JSON_HEADERS, 'Content-Length': Buffer.byteLength(text) });
@@ -428,53 +394,42 @@ function createPathSet(): { add(rel: string, label: string): void } {
 }
 
 /**
- * The request body as the parser's input, with what the parser cannot know: the byte count against
+ * What the parser cannot know about the request body it reads: the byte count against
  * `limits.requestSize`, the idle timeout (time spent waiting for the client, never time the disk
- * makes us wait), the client going away, and `fail()` to stop reading without destroying the socket,
- * so an answer can still be sent. Chunks are handed over as Node delivers them (no concatenation).
+ * makes us wait), and the client going away. `fail()` stops the parse through `signal` without
+ * destroying the socket, so an answer can still be sent.
  */
-interface BodyReader extends AsyncIterable<Buffer> {
+interface BodyWatch {
+  /** Aborted, with the `WharfError` as reason, when reading stops early. */
+  readonly signal: AbortSignal;
   /** Why reading stopped early, if it did. */
   readonly error: WharfError | undefined;
   /** True once the whole body was received, even if reading failed after that. */
   readonly complete: boolean;
-  /** Reads (and drops) whatever follows the multipart body up to its end, counting it. */
-  finish(): Promise<void>;
   fail(err: WharfError): void;
 }
 
-// Bytes queued ahead of the parser before the socket is paused: about one socket read. Anything
-// more waits in the kernel's socket buffer, which costs this process nothing.
-const QUEUE_BYTES = 64 * 1024;
-
-function createBodyReader(req: IncomingMessage, maxBytes: number, idleMs: number): BodyReader {
-  const queue: Buffer[] = [];
-  let queued = 0;
+function watchBody(req: IncomingMessage, maxBytes: number, idleMs: number): BodyWatch {
+  const controller = new AbortController();
   let received = 0;
   let ended = false;
   let error: WharfError | undefined;
-  let wake: (() => void) | undefined;
   let lastProgress = Date.now();
   let timer: NodeJS.Timeout | undefined;
 
-  const signal = (): void => {
-    const w = wake;
-    wake = undefined;
-    w?.();
-  };
+  // Listening before the parser does, this sees each chunk first: one over the limit never reaches it.
   const onData = (chunk: Buffer): void => {
     received += chunk.length;
     if (received > maxBytes) return fail(requestTooLarge(maxBytes));
     lastProgress = Date.now();
-    queue.push(chunk);
-    queued += chunk.length;
-    if (queued >= QUEUE_BYTES) req.pause();
-    signal();
+  };
+  // Reading resumes after the disk made us wait: the client's clock starts again.
+  const onResume = (): void => {
+    lastProgress = Date.now();
   };
   const onEnd = (): void => {
     ended = true;
     stop();
-    signal();
   };
   const onClose = (): void => {
     if (!ended) fail(new WharfError('CLIENT_ABORTED', 'the client went away before the upload ended', 400));
@@ -483,19 +438,19 @@ function createBodyReader(req: IncomingMessage, maxBytes: number, idleMs: number
   const stop = (): void => {
     if (timer) clearTimeout(timer);
     req.off('data', onData);
+    req.off('resume', onResume);
     req.off('end', onEnd);
     req.off('close', onClose);
   };
   function fail(err: WharfError): void {
     if (error || ended) return;
     error = err;
-    queue.length = 0;
     stop();
     req.pause();
-    signal();
+    controller.abort(err);
   }
-  // Fires at most once per idle period; while the socket is paused (the disk is the slow side) the
-  // client is not idle, and the clock restarts when reading resumes.
+  // Fires at most once per idle period; while the request is paused (the disk is the slow side, or
+  // the parser has not started) the client is not idle.
   const check = (): void => {
     const quiet = Date.now() - lastProgress;
     if (req.isPaused() || quiet < idleMs) {
@@ -505,39 +460,22 @@ function createBodyReader(req: IncomingMessage, maxBytes: number, idleMs: number
     fail(new WharfError('UPLOAD_TIMEOUT', `no upload data received for ${idleMs} ms`, 408));
   };
 
+  // Paused, so that no byte flows before the parser listens (it resumes the request when it does).
+  req.pause();
   req.on('data', onData);
+  req.on('resume', onResume);
   req.on('end', onEnd);
   req.on('close', onClose);
   req.on('error', onError);
   if (idleMs > 0) timer = setTimeout(check, idleMs).unref();
 
-  const next = async (): Promise<IteratorResult<Buffer>> => {
-    for (;;) {
-      if (error) throw error;
-      const chunk = queue.shift();
-      if (chunk) {
-        queued -= chunk.length;
-        if (queue.length === 0 && req.isPaused() && !ended) {
-          lastProgress = Date.now();
-          req.resume();
-        }
-        return { value: chunk, done: false };
-      }
-      if (ended) return { value: undefined, done: true };
-      await new Promise<void>((resolve) => (wake = resolve));
-    }
-  };
-
   return {
+    signal: controller.signal,
     get error() {
       return error;
     },
     get complete() {
       return ended;
-    },
-    [Symbol.asyncIterator]: () => ({ next }),
-    async finish() {
-      while (!(await next()).done);
     },
     fail,
   };

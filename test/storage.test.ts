@@ -6,11 +6,9 @@ import { readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { WharfError } from '../lib/errors.js';
 import { createSlowness } from '../lib/slowness.js';
-import { createLocalStorage, storageError, TEMP_DIR } from '../lib/storage.js';
+import { createLocalStorage, storageError, TEMP_DIR, type StagedFile, type Staging } from '../lib/storage.js';
 import { tree } from './uploads-helpers.js';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -22,14 +20,25 @@ async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<str
   return dir;
 }
 
-/** A stream of `size` bytes in chunks of `chunk`, the way a socket hands them over. */
-function chunked(data: Buffer, chunk = 64 * 1024): Readable {
-  let at = 0;
-  return new Readable({
-    read() {
-      this.push(at < data.length ? data.subarray(at, (at += chunk)) : null);
-    },
-  });
+/** `data` in slices of `chunk`, the way a socket hands them over. */
+function* chunked(data: Buffer, chunk = 64 * 1024): Generator<Buffer> {
+  for (let at = 0; at < data.length; at += chunk) yield data.subarray(at, at + chunk);
+}
+
+/** A staged file whose `drained()` resolves at its next drain (or once it has failed). */
+function fileOf(staging: Staging, id: string, rel: string): StagedFile & { drained(): Promise<unknown> } {
+  let wake = (): void => {};
+  const file = staging.file(id, rel, () => wake());
+  const drained = (): Promise<unknown> => Promise.race([new Promise<void>((resolve) => (wake = resolve)), file.done.catch(() => {})]);
+  return Object.assign(file, { drained });
+}
+
+/** Writes `chunks` the way the parser does (waiting whenever `write` says so), ends the file and resolves with its size. */
+async function stream(staging: Staging, id: string, rel: string, chunks: Iterable<Buffer>): Promise<number> {
+  const file = fileOf(staging, id, rel);
+  for (const chunk of chunks) if (!file.write(chunk)) await file.drained();
+  file.end();
+  return file.done;
 }
 
 test('storage: start() creates the layout and sweeps only dead runs\' temp files', async (t) => {
@@ -38,8 +47,11 @@ test('storage: start() creates the layout and sweeps only dead runs\' temp files
   await mkdir(temp, { recursive: true });
   const live = createLocalStorage(dataDir, { writeBatch: 16 * 1024, syncWriteBelow: 0 });
   const staging = live.stage();
-  const w = staging.file(randomUUID(), 'keep.txt');
-  await new Promise((resolve) => w.write(randomBytes(20_000), resolve)); // one batch on disk: the staging directory exists
+  const w = fileOf(staging, randomUUID(), 'keep.txt');
+  // A batch on its way, and a socket read more behind it: the file pushes back until the batch is on disk.
+  assert.equal(w.write(randomBytes(20_000)), true);
+  assert.equal(w.write(randomBytes(64 * 1024)), false);
+  await w.drained(); // the staging directory exists
   assert.equal((await readdir(temp)).length, 1);
   // Leftovers: junk, a process that cannot exist, this process under an instance nobody owns, another live process.
   for (const name of ['junk', '999999999.0badcafe.1', `${process.pid}.deadbeef.3`]) {
@@ -52,7 +64,8 @@ test('storage: start() creates the layout and sweeps only dead runs\' temp files
   assert.ok(left.includes(`${process.ppid}.0badcafe.1`), 'a live process keeps its temp area');
   assert.deepEqual(left.filter((n) => ['junk', '999999999.0badcafe.1', `${process.pid}.deadbeef.3`].includes(n)), []);
   assert.ok((await stat(join(dataDir, 'f'))).isDirectory());
-  await new Promise<void>((resolve, reject) => w.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  w.end();
+  assert.equal(await w.done, 20_000 + 64 * 1024);
   await staging.commit();
   assert.equal((await tree(join(dataDir, 'f'))).filter((p) => p.endsWith('keep.txt')).length, 1, 'a live instance of this process kept its staging');
 });
@@ -65,13 +78,12 @@ test('storage: files stream in in batches, stay invisible until commit, then app
   const big = randomBytes(3 * 1024 * 1024 + 123);
   const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
   const staging = storage.stage();
-  const wa = staging.file(a, 'big.bin');
-  await pipeline(chunked(big, 10_000), wa);
-  const wb = staging.file(b, 'empty');
-  await pipeline(Readable.from([]), wb);
-  const wc = staging.file(c, 'deep/er/small.txt');
-  await pipeline(Readable.from([Buffer.from('hello '), Buffer.from('world')]), wc);
-  assert.deepEqual([wa.bytes, wb.bytes, wc.bytes], [big.length, 0, 11]);
+  const sizes = [
+    await stream(staging, a, 'big.bin', chunked(big, 10_000)),
+    await stream(staging, b, 'empty', []),
+    await stream(staging, c, 'deep/er/small.txt', [Buffer.from('hello '), Buffer.from('world')]),
+  ];
+  assert.deepEqual(sizes, [big.length, 0, 11]);
   assert.deepEqual(await readdir(join(dataDir, 'f')), [], 'nothing visible before commit');
   assert.equal(await storage.source.stat(`${a}/big.bin`), null);
   await staging.commit();
@@ -113,18 +125,19 @@ test('storage: abort removes every staged byte, also while a batch is on its way
   await storage.start();
   const before = fds();
   const staging = storage.stage();
-  const done = staging.file(randomUUID(), 'done.bin');
-  await pipeline(chunked(randomBytes(100_000)), done);
-  const busy = staging.file(randomUUID(), 'busy.bin');
+  await stream(staging, randomUUID(), 'done.bin', chunked(randomBytes(100_000)));
+  const busy = staging.file(randomUUID(), 'busy.bin', () => {});
   busy.write(randomBytes(40_000)); // past a batch: a writev is in flight now
-  const errored = new Promise((resolve) => busy.once('error', resolve).once('close', resolve));
   await staging.abort();
-  await errored;
+  await assert.rejects(busy.done, (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
+  assert.equal(busy.write(Buffer.from('late')), true, 'a destroyed file ignores writes');
+  busy.end();
+  busy.destroy(new Error('again'));
   assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
   assert.deepEqual(await readdir(join(dataDir, 'f')), []);
   assert.equal(fds(), before);
   await staging.abort(); // idempotent
-  assert.throws(() => staging.file(randomUUID(), 'late'), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
+  assert.throws(() => staging.file(randomUUID(), 'late', () => {}), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
   await assert.rejects(staging.copy(randomUUID(), 'late', '/etc/hostname'), (e: unknown) => e instanceof WharfError);
   await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
   // A staging that never wrote a byte creates nothing at all.
@@ -141,8 +154,8 @@ test('storage: a commit that fails half-way publishes nothing', async (t) => {
   await mkdir(join(dataDir, 'f', taken));
   await writeFile(join(dataDir, 'f', taken, 'someone-else'), 'x'); // a non-empty directory: rename fails ENOTEMPTY
   const staging = storage.stage();
-  await pipeline(Readable.from([Buffer.from('a')]), staging.file(ok, 'a.txt'));
-  await pipeline(Readable.from([Buffer.from('b')]), staging.file(taken, 'b.txt'));
+  await stream(staging, ok, 'a.txt', [Buffer.from('a')]);
+  await stream(staging, taken, 'b.txt', [Buffer.from('b')]);
   await assert.rejects(staging.commit(), (e: unknown) => ['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? ''));
   assert.deepEqual(await tree(join(dataDir, 'f')), [`${taken}/`, `${taken}/someone-else`]);
   assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
@@ -154,8 +167,8 @@ test('storage: a commit waits for nothing but refuses files still being written'
   const storage = createLocalStorage(dataDir);
   await storage.start();
   const staging = storage.stage();
-  const w = staging.file(randomUUID(), 'open.txt');
-  w.write('x');
+  const w = staging.file(randomUUID(), 'open.txt', () => {});
+  w.write(Buffer.from('x'));
   await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError && e.code === 'INTERNAL');
   await staging.abort();
   assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
@@ -227,8 +240,7 @@ test('storage: a disk that fills up mid-file fails the write, and abort leaves n
     const storage = createLocalStorage(dataDir, { writeBatch: 512 * 1024 });
     await storage.start();
     const staging = storage.stage();
-    const w = staging.file(randomUUID(), 'too-big.bin');
-    await assert.rejects(pipeline(chunked(randomBytes(3 * 1024 * 1024)), w), (e: unknown) => storageError(e).status === 507);
+    await assert.rejects(stream(staging, randomUUID(), 'too-big.bin', chunked(randomBytes(3 * 1024 * 1024))), (e: unknown) => storageError(e).status === 507);
     await staging.abort();
     assert.deepEqual(await tree(dataDir), [`${TEMP_DIR}/`, 'f/']);
   } finally {
@@ -248,7 +260,7 @@ test('storage: its own directories removed while running come back; a data dir t
   for (const size of [100, 100_000]) {
     const staging = storage.stage();
     const id = randomUUID();
-    await pipeline(chunked(randomBytes(size)), staging.file(id, 'back.bin'));
+    assert.equal(await stream(staging, id, 'back.bin', chunked(randomBytes(size))), size);
     await staging.commit();
     assert.equal((await stat(join(dataDir, 'f', id, 'back.bin'))).size, size);
     await rm(join(dataDir, TEMP_DIR), { recursive: true });
@@ -257,7 +269,7 @@ test('storage: its own directories removed while running come back; a data dir t
   await rm(dataDir, { recursive: true });
   for (const size of [100, 100_000]) {
     const staging = storage.stage();
-    await assert.rejects(pipeline(chunked(randomBytes(size)), staging.file(randomUUID(), 'lost.bin')), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT');
+    await assert.rejects(stream(staging, randomUUID(), 'lost.bin', chunked(randomBytes(size))), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT');
     await staging.abort();
   }
   assert.deepEqual(await readdir(parent), [], 'the data dir was not made again');
@@ -275,19 +287,21 @@ test('storage: a file\'s first syncWriteBelow bytes are on disk when their write
   await storage.start();
   const data = randomBytes(512 * 1024);
   const staging = storage.stage();
-  const w = staging.file(randomUUID(), 'a.bin');
-  const write = (from: number, to: number): Promise<void> => new Promise((resolve, reject) => w.write(data.subarray(from, to), (err) => (err ? reject(err) : resolve())));
+  const w = staging.file(randomUUID(), 'a.bin', () => {});
+  const write = (from: number, to: number): void => assert.equal(w.write(data.subarray(from, to)), true);
   // Slices below one socket read are gathered first: nothing is written for them yet.
-  await write(0, 1000);
+  write(0, 1000);
   assert.equal(await stagedBytes(dataDir), null);
-  await write(1000, 64 * 1024);
-  assert.equal(sha((await stagedBytes(dataDir))!), sha(data.subarray(0, 64 * 1024)), 'the first 64 KiB went down at once');
-  await write(64 * 1024, 256 * 1024);
+  write(1000, 64 * 1024);
+  assert.equal(sha((await stagedBytes(dataDir))!), sha(data.subarray(0, 64 * 1024)), 'the first 64 KiB went down at once, in write()');
+  write(64 * 1024, 256 * 1024);
   assert.equal((await stagedBytes(dataDir))!.length, 256 * 1024);
   // Past syncWriteBelow bytes are gathered into a batch, written when the file ends.
-  await write(256 * 1024, 512 * 1024);
+  write(256 * 1024, 512 * 1024);
   assert.equal((await stagedBytes(dataDir))!.length, 256 * 1024);
-  await new Promise<void>((resolve, reject) => w.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  assert.equal(w.bytes, 512 * 1024);
+  w.end();
+  assert.equal(await w.done, 512 * 1024);
   assert.equal(sha((await stagedBytes(dataDir))!), sha(data));
   await staging.commit();
 });
@@ -307,10 +321,11 @@ test('storage: once writes on the event loop are slow, every write goes through 
   await storage.start();
   const data = randomBytes(200 * 1024);
   const staging = storage.stage();
-  const w = staging.file(randomUUID(), 'a.bin');
-  await new Promise((resolve) => w.write(data, resolve));
+  const w = staging.file(randomUUID(), 'a.bin', () => {});
+  w.write(data);
   assert.equal(await stagedBytes(dataDir), null, 'held for a batch, not written on the loop');
-  await new Promise((resolve) => w.end(resolve));
+  w.end();
+  assert.equal(await w.done, data.length);
   const id = randomUUID();
   assert.equal(await staging.put(id, 'b.bin', [Buffer.from('small')]), 5);
   await staging.commit();
@@ -330,12 +345,12 @@ test('storage: put stages a whole small file on the loop, a big one or one whose
   assert.equal(await staging.put(small, 'a.txt', [Buffer.from('he'), Buffer.from('llo')]), 5);
   assert.equal(await staging.put(big, 'b.bin', [bigData.subarray(0, 100), bigData.subarray(100)]), 5000);
   // A streamed file makes `d/` through the thread pool; a put into it meanwhile waits for that mkdir.
-  const w = staging.file(dir, 'd/streamed.bin');
+  const w = staging.file(dir, 'd/streamed.bin', () => {});
   w.write(randomBytes(2000));
   const queued = staging.put(dir, 'd/put.txt', [Buffer.from('x')]);
   w.end();
   assert.equal(await queued, 1);
-  await new Promise((resolve) => w.once('finish', resolve));
+  assert.equal(await w.done, 2000);
   assert.deepEqual(await tree(join(dataDir, 'f')), []);
   await staging.commit();
   assert.equal(await readFile(join(dataDir, 'f', small, 'a.txt'), 'utf8'), 'hello');
