@@ -6,6 +6,7 @@
 // (VmHWM) belongs to one scenario. Bodies are generated on the fly, never held whole.
 //
 //   node dist/bench/uploads.js [--quick] [--only=wharf,busboy] [--scenarios=big,small,concurrent] [--data-dir=/somewhere]
+//                              [--also=LABEL=PATH/lib/index.js]   (another build of wharf, e.g. a previous commit's)
 //
 // Scenarios: one big file (MiB/s), 1,000 files of 10 KiB in one request (files/s), 64 concurrent
 // 1 MiB uploads (req/s). Figures are medians of the runs; "CPU" is the server's user+system time
@@ -18,9 +19,9 @@ import { closeSync, createWriteStream, mkdirSync, openSync, readFileSync, rename
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const SELF = fileURLToPath(import.meta.url);
 const args = process.argv.slice(2);
@@ -28,11 +29,14 @@ const quick = args.includes('--quick');
 const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',');
 const dataRoot = args.find((a) => a.startsWith('--data-dir='))?.slice(11) ?? tmpdir();
 const pick = args.find((a) => a.startsWith('--scenarios='))?.slice(12).split(',');
+const alsoArg = args.find((a) => a.startsWith('--also='))?.slice(7);
+const also = alsoArg === undefined ? undefined : { label: alsoArg.slice(0, alsoArg.indexOf('=')), path: resolve(alsoArg.slice(alsoArg.indexOf('=') + 1)) };
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-type Kind = 'wharf' | 'busboy' | 'formidable' | 'multer' | 'discard' | 'floor';
+// A kind not listed here is the label of the build given with `--also`.
+type Kind = string;
 const KINDS: Kind[] = ['wharf', 'busboy', 'formidable', 'multer', 'discard', 'floor'];
 // Rows that are no peer: left out of the peak RSS summary.
 const NOT_PEERS: Kind[] = ['discard', 'floor'];
@@ -40,14 +44,14 @@ type ScenarioKey = 'big' | 'small' | 'concurrent';
 
 // ---- servers (child mode) --------------------------------------------------------------------
 
-async function serve(kind: Kind, dataDir: string, scenario: ScenarioKey): Promise<void> {
+async function serve(kind: Kind, dataDir: string, scenario: ScenarioKey, wharfAt?: string): Promise<void> {
   const json = (res: ServerResponse, status: number, value: unknown): void => {
     res.writeHead(status, { 'Content-Type': 'application/json' });
     res.end(JSON.stringify(value));
   };
   let port: number;
-  if (kind === 'wharf') {
-    const { createFileServer } = await import('../lib/index.js');
+  if (kind === 'wharf' || wharfAt !== undefined) {
+    const { createFileServer } = (await import(wharfAt === undefined ? '../lib/index.js' : pathToFileURL(wharfAt).href)) as typeof import('../lib/index.js');
     const files = createFileServer({ dataDir, anonymousUploads: true, warn: () => {} });
     port = (await files.listen({ port: 0 })).port;
   } else if (kind === 'busboy') {
@@ -230,7 +234,7 @@ const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 
 async function startServer(kind: Kind, dir: string, scenario: ScenarioKey): Promise<Server> {
   const cmd = hasTaskset ? 'taskset' : process.execPath;
-  const argv = [...(hasTaskset ? ['-c', '1', process.execPath] : []), SELF, '--serve', kind, dir, scenario];
+  const argv = [...(hasTaskset ? ['-c', '1', process.execPath] : []), SELF, '--serve', kind, dir, scenario, ...(kind === also?.label ? [also.path] : [])];
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   const port = await new Promise<number>((resolve, reject) => {
@@ -307,6 +311,7 @@ async function main(): Promise<void> {
     },
   ];
   const kinds = KINDS.filter((k) => !only || only.includes(k));
+  if (also) kinds.splice(1, 0, also.label);
   const root = await mkdtemp(join(dataRoot, 'wharf-bench-uploads-'));
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   console.log(`uploads over loopback into ${dataRoot}, ${runs === 1 ? '1 run' : `median of ${runs} runs`} each, servers taking turns run by run; ` +
@@ -367,7 +372,7 @@ async function main(): Promise<void> {
 }
 
 if (args[0] === '--serve') {
-  await serve(args[1] as Kind, args[2]!, args[3] as ScenarioKey);
+  await serve(args[1]!, args[2]!, args[3] as ScenarioKey, args[4]);
 } else {
   await main();
 }
