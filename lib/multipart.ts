@@ -120,8 +120,8 @@ export function collectPart(part: Part, max: number): Promise<Buffer[] | null> {
 }
 
 /**
- * For the upload layer: the part's bytes handed to `sink` as they are parsed, with no stream in
- * between (a `Readable` and a pipe per part cost more CPU than scanning its bytes). Returns the
+ * For the upload layer: the part's bytes handed to `sink` as they are parsed, with no `Readable`,
+ * pipe or buffering in between (the sink's `write` is the backpressure). Returns the
  * function that lets the parser go on after `sink.write` returned false; call it later, never from
  * inside `write`. A part whose bytes already went elsewhere (`text()`, dropped) ends the sink at
  * once; a part of another parser, or whose `body` was asked for, is read from its `body`.

@@ -20,7 +20,7 @@ import { createDirectorySource, type FileSource } from './static.js';
 
 /**
  * A staged file being written. Not a stream: the multipart parser hands it slices as it parses them
- * (`sinkPart`), and a `Writable` and a pipe per file cost more CPU than the file's own syscalls.
+ * (`sinkPart`), with no `Writable`, pipe or per-chunk callback between the socket and the file.
  */
 export interface StagedFile {
   /** Bytes accepted so far. */
