@@ -16,7 +16,7 @@
 //   `headerSize`, no count past `parts`/`files`/`fields`, and a header block that never ends (a
 //   huge junk line streamed in) is refused after reading at most `headerSize` of it, plus one chunk.
 import { Readable } from 'node:stream';
-import { parseMultipart, type MultipartLimits, type Part } from '../lib/multipart.js';
+import { collectPart, parseMultipart, sinkPart, type MultipartLimits, type Part } from '../lib/multipart.js';
 
 /** Small limits, so generated bodies cross every one of them often. */
 export const FUZZ_LIMITS: MultipartLimits = Object.freeze({
@@ -404,7 +404,10 @@ function split(r: Rng, b: Buffer, boundary: string, opts: FuzzOptions): [Buffer[
 // ---------------------------------------------------------------------------------------------
 // One case
 
-type Consume = 'stream' | 'text' | 'skip' | 'paced';
+// 'sink': `sinkPart` with a sink that pushes back every other write; 'upload': the upload layer's
+// way, `collectPart` up to 64 bytes, else the same sink. Neither waits for the part's end before
+// asking for the next part.
+type Consume = 'stream' | 'text' | 'skip' | 'paced' | 'sink' | 'upload';
 
 export interface FuzzCase {
   seed: number;
@@ -446,7 +449,8 @@ export function makeCase(seed: number, opts: FuzzOptions = DEFAULT_FUZZ): FuzzCa
   }
   const [chunks, chunking] = split(r, body, g.boundary, opts);
   const cx = r();
-  const consume: Consume[] = cx < 0.7 ? ['stream'] : cx < 0.8 ? ['text'] : cx < 0.85 ? ['skip'] : cx < 0.9 ? ['paced'] : ['stream', 'skip', 'text', 'paced'];
+  const consume: Consume[] =
+    cx < 0.6 ? ['stream'] : cx < 0.7 ? ['text'] : cx < 0.75 ? ['skip'] : cx < 0.8 ? ['paced'] : cx < 0.85 ? ['sink'] : cx < 0.9 ? ['upload'] : ['stream', 'skip', 'text', 'paced', 'sink', 'upload'];
   return {
     seed,
     boundary: g.boundary,
@@ -539,6 +543,25 @@ async function readPaced(body: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/** A part's bytes through `sinkPart`, the sink saying "enough" every other write and asking for more a macrotask later. */
+function sinkAll(part: Part): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let writes = 0;
+    let resume = (): void => {};
+    resume = sinkPart(part, {
+      write(chunk) {
+        chunks.push(chunk);
+        if (++writes % 2 === 1) return true;
+        setImmediate(() => resume());
+        return false;
+      },
+      end: () => resolve(Buffer.concat(chunks)),
+      destroy: reject,
+    });
+  });
+}
+
 async function readAll(body: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of body) chunks.push(chunk as Buffer);
@@ -558,6 +581,8 @@ export async function runWharf(c: FuzzCase, opts: FuzzOptions = DEFAULT_FUZZ): P
   const result: WharfResult = { parts: [], error: undefined, pulled: 0, maxChunk, hung: false, aborted: false, violations: [] };
   const work = (async () => {
     const it = parseMultipart(src, { contentType: c.contentType, limits });
+    // Sinks still taking their parts' bytes while the iteration has moved on.
+    const sinking: Array<Promise<void>> = [];
     let files = 0;
     let fields = 0;
     try {
@@ -574,6 +599,15 @@ export async function runWharf(c: FuzzCase, opts: FuzzOptions = DEFAULT_FUZZ): P
           if (how === 'stream') rec.bytes = await readAll(part.body);
           else if (how === 'paced') rec.bytes = await readPaced(part.body);
           else if (how === 'text') rec.text = await (part as Part).text();
+          else if (how === 'sink' || how === 'upload') {
+            const whole = how === 'upload' ? await collectPart(part, 64) : null;
+            if (whole !== null) rec.bytes = Buffer.concat(whole);
+            else {
+              const bytes = sinkAll(part);
+              bytes.catch(() => {});
+              sinking.push(bytes.then((b) => void (rec.bytes = b), (err: unknown) => void (rec.bodyError = err)));
+            }
+          }
         } catch (err) {
           rec.bodyError = err;
         }
@@ -588,6 +622,11 @@ export async function runWharf(c: FuzzCase, opts: FuzzOptions = DEFAULT_FUZZ): P
     } catch (err) {
       result.error = err;
     }
+    await Promise.all(sinking);
+    result.parts.forEach((rec, i) => {
+      const max = rec.filename === undefined ? limits.fieldSize : limits.fileSize;
+      if ((rec.how === 'sink' || rec.how === 'upload') && (rec.bytes?.length ?? 0) > max) result.violations.push(`part ${i + 1}: ${rec.bytes!.length} bytes > its limit ${max}`);
+    });
   })();
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'hung'>((resolve) => {
