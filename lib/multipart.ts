@@ -129,6 +129,10 @@ export function collectPart(part: Part, max: number): Promise<Buffer[] | null> {
 export function sinkPart(part: Part, sink: PartSink): () => void {
   if (part instanceof FormPart && part.stream === null) return part.sinkTo(sink);
   const body = part.body;
+  if (body.readableEnded) {
+    sink.end();
+    return noop;
+  }
   body.on('data', (chunk: Buffer) => {
     if (!sink.write(chunk)) body.pause();
   });

@@ -1036,6 +1036,11 @@ test('sinkPart: a body asked for first is read through it, with its backpressure
   await finished(body);
   assert.equal(sink.ended, true);
   assert.equal(sink.data().length, 100 * 16 * 1024);
+  // A body already read to its end has nothing more: a sink given it now ends at once.
+  const late = keeper();
+  sinkPart(part, late);
+  assert.equal(late.ended, true);
+  assert.equal(late.writes, 0);
   assert.equal((await it.next()).done, true);
   // An error on the body reaches the sink.
   const cut = Buffer.from(file('f', 'cut.bin', 'x'.repeat(500)), 'latin1');
