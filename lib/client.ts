@@ -135,7 +135,6 @@ function urlFileName(url: URL): string {
   } catch {
     name = '';
   }
-  // eslint-disable-next-line no-control-regex
   if (name === '' || name === '.' || name === '..' || /[/\\\x00]/.test(name)) {
     throw new WharfError('BAD_NAME', `${url.pathname} does not end in a file name; give a file path to download to`, 400);
   }

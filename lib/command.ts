@@ -203,7 +203,6 @@ type LogFormat = 'text' | 'json' | 'off';
 
 /** Control characters in a logged path are escaped, so a request cannot forge log lines. */
 function printable(s: string): string {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 

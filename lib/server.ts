@@ -25,7 +25,7 @@ export interface DirMapping {
 /**
  * Options of `createFileServer`. Invalid values throw `WharfError` `INVALID_OPTION` at once.
  *
- * Who may do what (PROTOCOL §4), per route:
+ * Who may do what (docs/protocol.md §4), per route:
  * - `POST {base}_f/` (upload): a valid access key, or `authorize(req)` true, or `anonymousUploads`.
  * - `GET/HEAD {base}_f/…`, `GET/HEAD {base}_m/…`: anyone, unless `authorize` is set; then it must
  *   return true, or the request must carry a valid access key.

@@ -1,6 +1,6 @@
 // The storage seam: every read and write of uploaded bytes goes through `Storage`, so the HTTP layer
 // (uploads.ts) never touches `fs` for them and an object-store backend can be added later without
-// touching it. The one implementation here is the local disk layout of PROTOCOL.md §1:
+// touching it. The one implementation here is the local disk layout of docs/protocol.md §1:
 //
 //   <dataDir>/f/<id>/<path>            committed uploads (the layout Wave's client copies into)
 //   <dataDir>/.wharf-tmp/<pid>.<instance>.<n>/<path>

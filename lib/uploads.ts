@@ -1,4 +1,4 @@
-// Uploads, `{base}_f/` (PROTOCOL.md §1): POST streams `files` parts socket → parser → staging and
+// Uploads, `{base}_f/` (docs/protocol.md §1): POST streams `files` parts socket → parser → staging and
 // publishes the whole request at once; DELETE removes an upload; `site.*` does the same in-process
 // with local copies. Every byte of an upload goes through the `Storage` seam (storage.ts).
 import { randomUUID } from 'node:crypto';
@@ -47,7 +47,7 @@ export interface UploadsConfig {
   onUpload?: (event: UploadEvent) => void | Promise<void>;
   /** Where failures nobody else sees go (a failing `onUpload`, a temp dir that would not go away). Default `console.warn`. */
   warn?: (message: string) => void;
-  /** Where uploaded bytes live. Default: the local layout of PROTOCOL.md §1 under `dataDir`. */
+  /** Where uploaded bytes live. Default: the local layout of docs/protocol.md §1 under `dataDir`. */
   storage?: Storage;
 }
 

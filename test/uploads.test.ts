@@ -1,4 +1,4 @@
-// POST/GET/DELETE {base}_f/ over real HTTP through createFileServer (PROTOCOL.md §1, §4).
+// POST/GET/DELETE {base}_f/ over real HTTP through createFileServer (docs/protocol.md §1, §4).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
