@@ -157,43 +157,51 @@ export function createUploads(config: UploadsConfig): Uploads {
         // instead of adding up (1,000 small files would otherwise wait on 4,000 round trips in turn).
         const writing: Array<Promise<void>> = [];
         let index = 0;
-        for await (const part of parseMultipart(req, { contentType, limits, signal: body.signal })) {
-          index++;
-          try {
-            // Wave stores only `files` parts; anything else (fields, other file inputs) is dropped
-            // (within the limits) when the next part is asked for.
-            if (part.name !== 'files' || part.filename === undefined) continue;
-            const rel = checkFilename(part.filename, directory, `part ${index}`);
-            paths?.add(rel, `part ${index}`);
-            const entry: Stored = { id: dirId ?? randomUUID(), rel, size: 0, contentType: part.contentType };
-            stored.push(entry);
-            // A small file (most of a directory upload) is gathered whole and written in one go:
-            // a stream and a pipe per file would cost more than its syscalls.
-            const whole = await collectPart(part, SMALL_FILE);
-            let written: Promise<void>;
-            if (whole !== null) {
-              written = staging.put(entry.id, rel, whole).then((size) => {
-                entry.size = size;
-              });
-            } else {
-              // Socket reads go from the parser straight into the file: no stream in between.
-              let resume = noop;
-              const file = staging.file(entry.id, rel, () => resume());
-              resume = sinkPart(part, file);
-              written = file.done.then((size) => {
-                entry.size = size;
-              });
+        try {
+          for await (const part of parseMultipart(req, { contentType, limits, signal: body.signal })) {
+            index++;
+            try {
+              // Wave stores only `files` parts; anything else (fields, other file inputs) is dropped
+              // (within the limits) when the next part is asked for.
+              if (part.name !== 'files' || part.filename === undefined) continue;
+              const rel = checkFilename(part.filename, directory, `part ${index}`);
+              paths?.add(rel, `part ${index}`);
+              const entry: Stored = { id: dirId ?? randomUUID(), rel, size: 0, contentType: part.contentType };
+              stored.push(entry);
+              // A small file (most of a directory upload) is gathered whole and written in one go:
+              // a stream and a pipe per file would cost more than its syscalls.
+              const whole = await collectPart(part, SMALL_FILE);
+              let written: Promise<void>;
+              if (whole !== null) {
+                written = staging.put(entry.id, rel, whole).then((size) => {
+                  entry.size = size;
+                });
+              } else {
+                // Socket reads go from the parser straight into the file: no stream in between.
+                let resume = noop;
+                const file = staging.file(entry.id, rel, () => resume());
+                resume = sinkPart(part, file);
+                written = file.done.then((size) => {
+                  entry.size = size;
+                });
+              }
+              // A file failing later (the disk filling up at its close) stops the upload at once.
+              written.catch((err: unknown) => body.fail(body.error ?? classify(err, warn)));
+              writing.push(written);
+              if (writing.length >= FILES_IN_FLIGHT) await writing.shift();
+            } catch (err) {
+              // Failing the body stops the parser, which destroys whatever this part was being written to.
+              const e = body.error ?? classify(err, warn);
+              body.fail(e);
+              throw e;
             }
-            // A file failing later (the disk filling up at its close) stops the upload at once.
-            written.catch((err: unknown) => body.fail(body.error ?? classify(err, warn)));
-            writing.push(written);
-            if (writing.length >= FILES_IN_FLIGHT) await writing.shift();
-          } catch (err) {
-            // Failing the body stops the parser, which destroys whatever this part was being written to.
-            const e = body.error ?? classify(err, warn);
-            body.fail(e);
-            throw e;
           }
+        } catch (err) {
+          // The parser's own refusal (a limit, a malformed body) is the upload's error, recorded
+          // before the staging is aborted: the files that the abort then fails would otherwise
+          // report themselves as the cause (503 "upload was aborted" instead of the 413).
+          body.fail(body.error ?? classify(err, warn));
+          throw err;
         }
         await Promise.all(writing);
         if (stored.length === 0) {
