@@ -10,9 +10,9 @@ import { resolveLimits, type Limits } from './limits.js';
 import { missingDirWarnings, parseMappings } from './mappings.js';
 import type { Site } from './site.js';
 import { createDirectorySource, createStatic } from './static.js';
-import { createStreams, type StreamStats } from './streams.js';
+import { createStreams, streamName, type StreamStats } from './streams.js';
 import { createUploads, type UploadEvent } from './uploads.js';
-import { canonicalPrefix } from './urlpath.js';
+import { canonicalPrefix, decodePath, filePath, routePrefix, treePath, type PathRule } from './urlpath.js';
 
 /** A directory mapping: files under `path` are served at `url`. Wave writes it as `URL@PATH`. */
 export interface DirMapping {
@@ -122,6 +122,11 @@ type Access = 'open' | 'upload' | 'read' | 'private' | 'key';
 
 interface Method {
   access: Access;
+  /**
+   * How the rest of the path (what follows the route's prefix, decoded once by routing) is checked:
+   * what the rule returns is what `run` gets. Absent on an exact route, which has no rest.
+   */
+  path?: PathRule;
   /** Largest `Content-Length` accepted before any body byte is read, and the 413's error code. */
   maxBody?: { bytes: number; code: 'LIMIT_REQUEST_SIZE' | 'LIMIT_FRAME_SIZE' };
   /** Needs upload storage started. */
@@ -131,6 +136,7 @@ interface Method {
 }
 
 interface Route {
+  /** Decoded (`/my data/`, not `/my%20data/`): routing compares decoded paths. */
   prefix: string;
   /** Matches only the prefix itself (`{base}_f/`), not what is under it. */
   exact?: boolean;
@@ -171,7 +177,7 @@ function checkOptions(o: FileServerOptions): void {
 /**
  * The path part of `req.url`, still percent-encoded. An absolute-form target (`http://host/p`, sent
  * to proxies) is cut to its path by hand: `new URL()` would resolve `..` and `%2e%2e` first, and
- * paths must reach the route table exactly as sent.
+ * paths must reach routing exactly as sent (it decodes them once, and the routes refuse dot segments).
  */
 function pathOf(url: string): string {
   let path = url;
@@ -209,52 +215,76 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
   const streams = createStreams({ base, limits });
 
   // ---- the route table: every URL wharf answers, and who may use it -------------------------
+  // Routes match the decoded path, and each method's `path` rule checks what follows the prefix:
+  // `filePath` (files: dot segments 404, encoded separators 400), `treePath` (the same, or the
+  // upload itself with a trailing `/`), `streamName` (an encoded slash is a slash).
   const uploadSource = uploads.source;
+  const own = routePrefix(base);
   const routes: Route[] = [
     {
-      prefix: `${base}_f/`,
+      prefix: `${own}_f/`,
       exact: true,
       methods: { POST: { access: 'upload', maxBody: { bytes: limits.requestSize, code: 'LIMIT_REQUEST_SIZE' }, storage: true, run: (req, res) => uploads.receive(req, res) } },
       allow: 'POST',
     },
     {
-      prefix: `${base}_f/`,
+      prefix: `${own}_f/`,
       methods: {
-        GET: { access: 'read', storage: true, run: (req, res, rest) => statics.respond(req, res, uploadSource, rest) },
-        HEAD: { access: 'read', storage: true, run: (req, res, rest) => statics.respond(req, res, uploadSource, rest) },
-        DELETE: { access: 'key', storage: true, run: (req, res, rest) => uploads.remove(req, res, rest) },
+        GET: { access: 'read', path: filePath, storage: true, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel) },
+        HEAD: { access: 'read', path: filePath, storage: true, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel) },
+        DELETE: { access: 'key', path: treePath, storage: true, run: (req, res, rel) => uploads.remove(req, res, rel) },
       },
       allow: 'GET, HEAD, DELETE',
     },
     {
-      prefix: `${base}_m/`,
+      prefix: `${own}_m/`,
       methods: {
-        GET: { access: 'read', run: (req, res, rest) => streams.view(req, res, rest) },
-        HEAD: { access: 'read', run: (req, res, rest) => streams.view(req, res, rest) },
-        POST: { access: 'key', maxBody: { bytes: limits.frameSize + FRAME_FRAMING, code: 'LIMIT_FRAME_SIZE' }, run: (req, res, rest) => streams.publish(req, res, rest) },
-        DELETE: { access: 'key', run: (req, res, rest) => streams.end(req, res, rest) },
+        GET: { access: 'read', path: streamName, run: (req, res, name) => streams.view(req, res, name) },
+        HEAD: { access: 'read', path: streamName, run: (req, res, name) => streams.view(req, res, name) },
+        POST: { access: 'key', path: streamName, maxBody: { bytes: limits.frameSize + FRAME_FRAMING, code: 'LIMIT_FRAME_SIZE' }, run: (req, res, name) => streams.publish(req, res, name) },
+        DELETE: { access: 'key', path: streamName, run: (req, res, name) => streams.end(req, res, name) },
       },
       allow: 'GET, HEAD, POST, DELETE',
     },
     ...mappings.map((m): Route => {
       const source = createDirectorySource(m.path, { dotfiles: options.dotfiles ?? false });
-      const get: Method = { access: m.private ? 'private' : 'open', run: (req, res, rest) => statics.respond(req, res, source, rest) };
-      return { prefix: m.prefix, methods: { GET: get, HEAD: get }, allow: 'GET, HEAD' };
+      const get: Method = { access: m.private ? 'private' : 'open', path: filePath, run: (req, res, rel) => statics.respond(req, res, source, rel) };
+      return { prefix: routePrefix(m.prefix), methods: { GET: get, HEAD: get }, allow: 'GET, HEAD' };
     }),
   ];
 
-  /** The route of `path`, or undefined; `matchedRest` is then what follows its prefix (no object per request). */
+  // What `route` found besides the route (closure state, not an object per request).
   let matchedRest = '';
-  function match(path: string): Route | undefined {
+  let matchedFlags = 0;
+
+  /**
+   * The route of a request target, or undefined; `matchedRest` is then what follows its prefix and
+   * `matchedFlags` what decoding found there. The path is decoded here, once (docs/protocol.md §3):
+   * matching the raw path against encoded prefixes let `/n/%69nner/x` miss a private mapping
+   * `/n/inner/` and reach a public `/n/` that then decoded it to the private file.
+   */
+  function route(url: string): Route | undefined {
+    const raw = pathOf(url);
+    if (!raw.includes('%')) {
+      matchedFlags = 0;
+      return match(raw, raw.length);
+    }
+    const decoded = decodePath(raw);
+    matchedFlags = decoded.flags;
+    return match(decoded.path, decoded.clean);
+  }
+
+  /** The first route whose prefix starts `path` within its first `clean` characters (see `DecodedPath`). */
+  function match(path: string, clean: number): Route | undefined {
     for (const route of routes) {
       const p = route.prefix;
       if (path.startsWith(p)) {
-        if (route.exact && path.length !== p.length) continue;
+        if ((route.exact && path.length !== p.length) || p.length > clean) continue;
         matchedRest = path.slice(p.length);
         return route;
       }
       // `/datasets` is the mapping `/datasets/` itself (a directory: 404), `{base}_f` is `{base}_f/`.
-      if (path.length === p.length - 1 && p.startsWith(path)) {
+      if (path.length === p.length - 1 && p.startsWith(path) && path.length <= clean) {
         matchedRest = '';
         return route;
       }
@@ -304,7 +334,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     sendError(res, err);
   }
 
-  function refuse(req: IncomingMessage, res: ServerResponse, err: WharfError, headers: Record<string, string> = {}): void {
+  function refuse(req: IncomingMessage, res: ServerResponse, err: unknown, headers: Record<string, string> = {}): void {
     // The last answer on this connection: nobody will read the body, so nobody drains gigabytes of it.
     if (hasBody(req)) closeAfterAnswer(req, res);
     sendError(res, err, headers);
@@ -348,18 +378,26 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
   }
 
   function dispatch(req: IncomingMessage, res: ServerResponse, next: ((err?: unknown) => void) | undefined, expectContinue: boolean): void {
-    const route = match(pathOf(req.url ?? ''));
-    if (route === undefined) {
+    const found = route(req.url ?? '');
+    if (found === undefined) {
       if (next) return next();
       if (expectContinue) res.shouldKeepAlive = false;
       refuse(req, res, new WharfError('NOT_FOUND', 'no such route', 404));
       return;
     }
-    const rest = matchedRest;
-    const method = route.methods[req.method ?? ''];
+    const method = found.methods[req.method ?? ''];
     if (method === undefined) {
-      refuse(req, res, new WharfError('METHOD_NOT_ALLOWED', `${req.method} is not allowed here`, 405), { Allow: route.allow });
+      refuse(req, res, new WharfError('METHOD_NOT_ALLOWED', `${req.method} is not allowed here`, 405), { Allow: found.allow });
       return;
+    }
+    let rest = matchedRest;
+    if (method.path !== undefined) {
+      try {
+        rest = method.path(rest, matchedFlags);
+      } catch (err) {
+        refuse(req, res, err);
+        return;
+      }
     }
     if (closing) {
       shuttingDown(req, res);

@@ -6,10 +6,11 @@
 //   Content-Disposition);
 // - nothing stored: the upload ids on disk are exactly those before plus what the row says, and the
 //   temp area is empty.
-// Statuses follow the documented rules: lib/urlpath.ts (400 BAD_PATH for what no honest URL holds —
-// malformed or overlong escapes, encoded separators, backslashes, control characters; 404 for
-// dot segments and what does not exist), lib/filenames.ts (400 BAD_FILENAME), lib/multipart.ts,
-// PROTOCOL.md §4 (401 with `WWW-Authenticate`). Access-key checks are tested by behaviour only.
+// Statuses follow the documented rules: lib/urlpath.ts (routing decodes a path once and matches
+// routes on that; then 400 BAD_PATH for what no honest URL holds — malformed or overlong escapes,
+// encoded separators, backslashes, control characters; 404 for dot segments, on every method, and
+// what does not exist), lib/filenames.ts (400 BAD_FILENAME), lib/multipart.ts, docs/protocol.md §4
+// (401 with `WWW-Authenticate`). Access-key checks are tested by behaviour only.
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
@@ -32,6 +33,8 @@ let root: string;
 let dataDir: string;
 /** An upload made before the table runs: `_f/<id>/doc.txt`. */
 let uploadId: string;
+/** Another one, which rows try to delete by a path that names something else: `_f/<id>/doc.txt`. */
+let victimId: string;
 
 interface Req {
   method?: string;
@@ -164,6 +167,78 @@ function traversal(): Row[] {
     { name: 'private mapping with a key (control)', req: () => ({ path: '/priv/private.txt', headers: { Authorization: AUTH } }), status: 200, privateOk: true },
   );
   return rows;
+}
+
+/**
+ * A private mapping nested in a public one (`/n/` public, `/n/inner/` private, its directory inside
+ * the public one's): however the private prefix is spelled, the request is the private mapping's
+ * (routing decodes once, then matches), never the public mapping's with the private file under it.
+ */
+function nestedMappings(): Row[] {
+  const priv = (name: string, path: string, method = 'GET'): Row => ({
+    name,
+    req: () => ({ method, path }),
+    status: 401,
+    // A HEAD answer has no body to carry the code.
+    ...(method === 'HEAD' ? {} : { code: 'UNAUTHORIZED' }),
+    check: (a) => assert.equal(header(a, 'www-authenticate')[0], 'Basic realm="wharf"'),
+  });
+  return [
+    priv('the private prefix as is (control)', '/n/inner/secret.txt'),
+    priv('an escaped letter %69 (i) in the private prefix', '/n/%69nner/secret.txt'),
+    priv('an escaped letter %65 (e) in the private prefix', '/n/inn%65r/secret.txt'),
+    priv('the whole private segment escaped, upper-case hex', '/n/%69%6E%6E%65%72/secret.txt'),
+    priv('the whole private segment escaped, mixed-case hex', '/n/%69%6e%6E%65%72/secret.txt'),
+    priv('escapes in the prefix and the file name', '/n/%69nner/%73ecret.txt'),
+    priv('escapes, then a query string', '/n/%69nner/secret.txt?download'),
+    priv('escapes, HEAD (no body, but the status and length would tell)', '/n/%69nner/secret.txt', 'HEAD'),
+    priv('escapes, in an absolute-form target', 'http://wharf/n/%69nner/secret.txt'),
+    { name: 'escapes, the private prefix without its trailing slash: its directory, 404 as unescaped', req: () => ({ path: '/n/%69nner' }), status: 404, code: 'NOT_FOUND' },
+    { name: 'escapes, with a key: the private mapping serves it (control)', req: () => ({ path: '/n/%69nner/secret.txt', headers: { Authorization: AUTH } }), status: 200, privateOk: true },
+    { name: 'the public mapping still serves its own files, escaped or not (control)', req: () => ({ path: '/n/%70ub.txt' }), status: 200, check: (a) => assert.equal(a.body.toString(), 'nested public') },
+    { name: 'an encoded slash joining the private prefix', req: () => ({ path: '/n/inner%2Fsecret.txt' }), status: 400, code: 'BAD_PATH' },
+    { name: 'an encoded slash after an escaped prefix', req: () => ({ path: '/n/%69nner%2fsecret.txt' }), status: 400, code: 'BAD_PATH' },
+    { name: 'double-encoded %2569 (decoded once: a literal name)', req: () => ({ path: '/n/%2569nner/secret.txt' }), status: 404, code: 'NOT_FOUND' },
+    { name: 'a malformed escape in the private prefix', req: () => ({ path: '/n/%6nner/secret.txt' }), status: 400, code: 'BAD_PATH' },
+    { name: 'an overlong escape in the private prefix', req: () => ({ path: '/n/%c1%a9nner/secret.txt' }), status: 400, code: 'BAD_PATH' },
+    { name: 'through ./ in the public mapping', req: () => ({ path: '/n/./inner/secret.txt' }), status: 404, code: 'NOT_FOUND' },
+    { name: 'through an encoded %2e/ in the public mapping', req: () => ({ path: '/n/%2e/%69nner/secret.txt' }), status: 404, code: 'NOT_FOUND' },
+    { name: 'through x/../ in the public mapping', req: () => ({ path: '/n/x/../inner/secret.txt' }), status: 404, code: 'NOT_FOUND' },
+    { name: 'through an empty segment in the public mapping', req: () => ({ path: '/n//inner/secret.txt' }), status: 404, code: 'NOT_FOUND' },
+  ];
+}
+
+/**
+ * `DELETE {base}_f/<A>/../<B>`: every normalising client or proxy reads it as `<B>`, and a GET of it
+ * is 404; so is the DELETE, whatever the spelling of the dot segment: neither A nor B goes.
+ */
+function deleteDots(): Row[] {
+  const del = (name: string, path: () => string, status = 404, code = 'NOT_FOUND'): Row => ({
+    name,
+    req: () => ({ method: 'DELETE', path: path(), headers: { Authorization: AUTH } }),
+    status,
+    code,
+    check: async () => {
+      for (const id of [uploadId, victimId]) assert.equal((await get(`/_f/${id}/doc.txt`)).status, 200, `upload ${id} is still there`);
+    },
+  });
+  return [
+    del('A/../B', () => `/_f/${uploadId}/../${victimId}`),
+    del('A/%2e%2e/B', () => `/_f/${uploadId}/%2e%2e/${victimId}`),
+    del('A/.%2E/B', () => `/_f/${uploadId}/.%2E/${victimId}`),
+    del('A/%2E./B/doc.txt', () => `/_f/${uploadId}/%2E./${victimId}/doc.txt`),
+    del('x/../A', () => `/_f/x/../${uploadId}`),
+    del('%2e%2e/_f/A', () => `/_f/%2e%2e/_f/${uploadId}`),
+    del('A/..', () => `/_f/${uploadId}/..`),
+    del('A/./doc.txt', () => `/_f/${uploadId}/./doc.txt`),
+    del('A/%2e', () => `/_f/${uploadId}/%2e`),
+    del('A//doc.txt', () => `/_f/${uploadId}//doc.txt`),
+    del('A/..%2fB (an encoded separator)', () => `/_f/${uploadId}/..%2f${victimId}`, 400, 'BAD_PATH'),
+    del('A/..%5cB (an encoded backslash)', () => `/_f/${uploadId}/..%5c${victimId}`, 400, 'BAD_PATH'),
+    del('A/%ZZ (a malformed escape)', () => `/_f/${uploadId}/%ZZ`, 400, 'BAD_PATH'),
+    del('A in an absolute-form target with ../B', () => `http://wharf/_f/${uploadId}/../${victimId}`),
+    del('an image stream a/../b', () => '/_m/a/../b', 400, 'INVALID_STREAM_NAME'),
+  ];
 }
 
 function headerInjection(): Row[] {
@@ -380,12 +455,25 @@ before(async () => {
   await writeFile(join(priv, '.env'), DOTFILE);
   await symlink(join(root, 'outside'), join(priv, 'escape'));
   await symlink(join(root, 'outside', 'secret.txt'), join(priv, 'leak.txt'));
-  files = createFileServer({ dataDir, publicDirs: [`/pub/@${pub}`], privateDirs: [`/priv/@${priv}`], accessKeys: { [KEY.id]: KEY.secret }, warn: () => {} });
+  const nested = join(root, 'nested');
+  await mkdir(join(nested, 'inner'), { recursive: true });
+  await writeFile(join(nested, 'pub.txt'), 'nested public');
+  await writeFile(join(nested, 'inner', 'secret.txt'), PRIVATE);
+  files = createFileServer({
+    dataDir,
+    publicDirs: [`/pub/@${pub}`, `/n/@${nested}`],
+    privateDirs: [`/priv/@${priv}`, `/n/inner/@${join(nested, 'inner')}`],
+    accessKeys: { [KEY.id]: KEY.secret },
+    warn: () => {},
+  });
   ({ port } = await files.listen({ port: 0 }));
   const form = formBuffer([{ filename: 'doc.txt', data: Buffer.from('upload doc') }]);
   const a = await rawSend(port, rawRequest({ method: 'POST', path: '/_f/', headers: { 'Content-Type': form.contentType, Authorization: AUTH }, body: form.body }));
   assert.equal(a.status, 200);
   uploadId = idOf(answerJson(a).files[0]!);
+  const b = await rawSend(port, rawRequest({ method: 'POST', path: '/_f/', headers: { 'Content-Type': form.contentType, Authorization: AUTH }, body: form.body }));
+  assert.equal(b.status, 200);
+  victimId = idOf(answerJson(b).files[0]!);
   // Links inside the upload too: a symlink planted in storage must not lead out either.
   await mkdir(join(dataDir, 'f', uploadId, 'sub'));
   await symlink(join(root, 'outside'), join(dataDir, 'f', uploadId, 'escape'));
@@ -402,6 +490,8 @@ const uploadsOnDisk = async (): Promise<string[]> => (await readdir(join(dataDir
 test('security: every hostile input, its status, nothing stored, nothing leaked', async (t) => {
   const table: Array<[string, Row[]]> = [
     ['path traversal', traversal()],
+    ['nested mappings', nestedMappings()],
+    ['DELETE with dot segments', deleteDots()],
     ['header injection', headerInjection()],
     ['multipart limits', multipartLimits()],
     ['upload paths', paths()],
