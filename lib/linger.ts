@@ -5,6 +5,8 @@ import type { Socket } from 'node:net';
 const LINGER_MS = 2_000;
 /** …and up to this many bytes, before the connection is cut. */
 const LINGER_BYTES = 8 * 1024 * 1024;
+/** How often the bytes drained so far are compared with LINGER_BYTES. */
+const LINGER_CHECK_MS = 10;
 
 /**
  * Marks `res` as the last answer on its connection, for a request whose body will not be read to
@@ -28,10 +30,17 @@ export function closeAfterAnswer(req: IncomingMessage, res: ServerResponse): voi
     const limit = socket.bytesRead + LINGER_BYTES;
     const cut = (): void => { socket.destroy(); };
     const timer = setTimeout(cut, LINGER_MS);
+    // Node's HTTP parser reads the socket's handle itself: a 'data' listener on the socket would
+    // stop those reads (nothing drained, the close left to the timer), so the byte budget is
+    // checked on a short interval instead (overshooting it by at most what arrives in that time).
+    const meter = setInterval(() => { if (socket.bytesRead > limit) cut(); }, LINGER_CHECK_MS);
     timer.unref();
-    socket.on('data', () => { if (socket.bytesRead > limit) cut(); });
+    meter.unref();
     socket.once('end', cut);
-    socket.once('close', () => clearTimeout(timer));
+    socket.once('close', () => {
+      clearTimeout(timer);
+      clearInterval(meter);
+    });
     // The request may have been paused mid-body; with no listener left, resuming drops its bytes.
     req.resume();
     socket.resume();
