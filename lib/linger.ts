@@ -8,9 +8,22 @@ const LINGER_BYTES = 8 * 1024 * 1024;
 /** How often the bytes drained so far are compared with LINGER_BYTES. */
 const LINGER_CHECK_MS = 10;
 
+/** Set on a connection once wharf has given it (or decided) its last answer. */
+const LAST = Symbol('wharf.lastAnswer');
+type Closing = Socket & { destroySoon?: () => void; [LAST]?: true };
+
+/**
+ * Has `req`'s connection been given its last answer? Then nothing more from it is processed (RFC
+ * 9112 §9.6): a request pipelined after a refusal that announced close is neither run nor answered.
+ */
+export function afterLastAnswer(req: IncomingMessage): boolean {
+  return (req.socket as Closing | null)?.[LAST] === true;
+}
+
 /**
  * Marks `res` as the last answer on its connection, for a request whose body will not be read to
- * its end (refused from its headers, or past a limit halfway through).
+ * its end (refused from its headers, or past a limit halfway through). Every answer wharf gives with
+ * `Connection: close` goes through here, so that `afterLastAnswer` knows of it.
  *
  * Closing such a connection at once loses answers: the client is still sending, our kernel meets
  * those bytes with a reset, and a reset can erase the answer from the client's receive buffer
@@ -21,8 +34,9 @@ const LINGER_CHECK_MS = 10;
  */
 export function closeAfterAnswer(req: IncomingMessage, res: ServerResponse): void {
   if (!res.headersSent) res.setHeader('Connection', 'close');
-  const socket = req.socket as (Socket & { destroySoon?: () => void }) | null;
+  const socket = req.socket as Closing | null;
   if (!socket || socket.destroyed) return;
+  socket[LAST] = true;
   // Node's server ends a `Connection: close` exchange with socket.destroySoon(): a FIN, then a
   // full close as soon as it is flushed. This socket gets the staged close instead.
   socket.destroySoon = () => {

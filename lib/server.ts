@@ -5,7 +5,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { createKeyCheck, isLoopback } from './auth.js';
 import { WharfError, sendError } from './errors.js';
-import { closeAfterAnswer } from './linger.js';
+import { afterLastAnswer, closeAfterAnswer } from './linger.js';
 import { resolveLimits, type Limits } from './limits.js';
 import { missingDirWarnings, parseMappings } from './mappings.js';
 import type { Site } from './site.js';
@@ -90,7 +90,8 @@ export interface FileServer {
   listen(options?: ListenOptions): Promise<BoundAddress>;
   /**
    * Middleware for `node:http`, Express, Connect: calls `next()` for URLs that are not wharf's, else
-   * 404s. A plain function (no `this`), so `app.use(files.handle)` works. Mount it at the root:
+   * 404s; once wharf has answered a connection with `Connection: close`, nothing more from it runs,
+   * `next()` included (RFC 9112 §9.6). A plain function (no `this`), so `app.use(files.handle)` works. Mount it at the root:
    * under a mount path Express strips the prefix from `req.url`, and the upload URLs wharf hands
    * out (`{base}_f/…`) would no longer match what the browser requests.
    */
@@ -113,9 +114,16 @@ export const DEFAULT_HOST = '127.0.0.1';
 const FRAME_FRAMING = 64 * 1024;
 const KEEP_ALIVE_TIMEOUT = 5_000;
 
+/** Pipelined requests one connection may have waiting for their turn (see `admit`); past it, the connection is cut. */
+const MAX_WAITING = 32;
+
 /** A connection, with the response it carries now (see `track`). */
 const CURRENT = Symbol('wharf.response');
-type TrackedSocket = Socket & { [CURRENT]?: ServerResponse };
+/** How many requests of a connection wait for their turn (see `awaitTurn`). */
+const WAITING = Symbol('wharf.waiting');
+/** How many unsafe requests of a connection are not answered yet (see `admit`). */
+const UNSAFE = Symbol('wharf.unsafe');
+type TrackedSocket = Socket & { [CURRENT]?: ServerResponse; [WAITING]?: number; [UNSAFE]?: number };
 
 /** Who may use a route (see FileServerOptions). */
 type Access = 'open' | 'upload' | 'read' | 'private' | 'key';
@@ -377,12 +385,69 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     method.run(req, res, rest)?.catch((err: unknown) => fail(res, err));
   }
 
-  function dispatch(req: IncomingMessage, res: ServerResponse, next: ((err?: unknown) => void) | undefined, expectContinue: boolean): void {
+  /**
+   * May `req` run now, or must it wait for its turn (`awaitTurn`)? Pipelined requests (RFC 9112
+   * §9.3.2) may be processed in parallel only if they are all safe: an unsafe request waits until
+   * every answer ahead of it is given (Node hands `res` the connection then), and so does any
+   * request behind an unsafe one not answered yet, so that a GET after a DELETE sees it done. A
+   * request at the head of the line (`res.socket` set) always runs. Waiting is also what stops
+   * what follows a close decided late — an `authorize` promise that says no, an upload refused
+   * halfway through its body (§9.6): Node never hands the connection on after a last answer.
+   */
+  function admit(req: IncomingMessage, res: ServerResponse): boolean {
+    const socket = req.socket as TrackedSocket;
+    const ahead = socket[UNSAFE] ?? 0;
+    if (req.method === 'GET' || req.method === 'HEAD') return ahead === 0 || res.socket !== null;
+    socket[UNSAFE] = ahead + 1;
+    res.once('close', () => { socket[UNSAFE] = (socket[UNSAFE] ?? 1) - 1; });
+    return res.socket !== null;
+  }
+
+  /**
+   * Calls `go` once `res` has the connection to itself: every answer pipelined ahead of it has been
+   * given. Never, if one of those was the connection's last: Node then never hands `res` the
+   * connection, and closing it aborts `req`. A connection with more than MAX_WAITING waiting
+   * requests is cut: they produce no output, so Node's own pipelining backpressure (which pauses
+   * reading while answers pile up unsent) would never stop a flood of them.
+   */
+  function awaitTurn(req: IncomingMessage, res: ServerResponse, go: () => void): void {
+    const socket = req.socket as TrackedSocket;
+    const waiting = (socket[WAITING] ?? 0) + 1;
+    if (waiting > MAX_WAITING) {
+      socket.destroy();
+      return;
+    }
+    socket[WAITING] = waiting;
+    const gone = (): void => {
+      socket[WAITING] = (socket[WAITING] ?? 1) - 1;
+      res.off('socket', turn);
+    };
+    const turn = (): void => {
+      socket[WAITING] = (socket[WAITING] ?? 1) - 1;
+      req.off('close', gone);
+      go();
+    };
+    res.once('socket', turn);
+    req.once('close', gone);
+  }
+
+  function dispatch(req: IncomingMessage, res: ServerResponse, next: ((err?: unknown) => void) | undefined, expectContinue: boolean, admitted = false): void {
+    // After an answer that announced close, nothing more from the connection is processed (RFC 9112
+    // §9.6), not even handed to the host app: its body is dropped and it gets no answer, as the
+    // connection closes once the answers before it are out.
+    if (afterLastAnswer(req)) {
+      req.resume();
+      return;
+    }
     const found = route(req.url ?? '');
     if (found === undefined) {
       if (next) return next();
-      if (expectContinue) res.shouldKeepAlive = false;
+      if (expectContinue) closeAfterAnswer(req, res);
       refuse(req, res, new WharfError('NOT_FOUND', 'no such route', 404));
+      return;
+    }
+    if (!admitted && !admit(req, res)) {
+      awaitTurn(req, res, () => dispatchOrFail(req, res, next, expectContinue, true));
       return;
     }
     const method = found.methods[req.method ?? ''];
@@ -444,12 +509,16 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     refuse(req, res, new WharfError('AUTHORIZE_FAILED', 'authorization check failed', 500));
   }
 
-  function handle(req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void {
+  function dispatchOrFail(req: IncomingMessage, res: ServerResponse, next: ((err?: unknown) => void) | undefined, expectContinue: boolean, admitted = false): void {
     try {
-      dispatch(req, res, next, false);
+      dispatch(req, res, next, expectContinue, admitted);
     } catch (err) {
       fail(res, err);
     }
+  }
+
+  function handle(req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void {
+    dispatchOrFail(req, res, next, false);
   }
 
   async function listen(opts: ListenOptions = {}): Promise<BoundAddress> {
@@ -471,13 +540,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
       connectionsCheckingInterval: Math.max(250, Math.min(1000, limits.headersTimeout)),
     }, (req, res) => handle(req, res));
     // Answer `Expect: 100-continue` ourselves, so auth and size refusals go out instead of `100 Continue`.
-    srv.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-      try {
-        dispatch(req, res, undefined, true);
-      } catch (err) {
-        fail(res, err);
-      }
-    });
+    srv.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => dispatchOrFail(req, res, undefined, true));
     server = srv;
     try {
       await new Promise<void>((ok, bad) => {

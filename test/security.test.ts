@@ -6,6 +6,8 @@
 //   Content-Disposition);
 // - nothing stored: the upload ids on disk are exactly those before plus what the row says, and the
 //   temp area is empty.
+// A row may pipeline more requests behind its own in the same write (`then`): the answer checked is
+// the first, and nothing may follow it.
 // Statuses follow the documented rules: lib/urlpath.ts (routing decodes a path once and matches
 // routes on that; then 400 BAD_PATH for what no honest URL holds — malformed or overlong escapes,
 // encoded separators, backslashes, control characters; 404 for dot segments, on every method, and
@@ -18,7 +20,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { basicAuth } from '../lib/auth.js';
 import { createFileServer, type FileServer } from '../lib/server.js';
-import { eventually, formBuffer, rawSend, type RawAnswer } from './load-gen.js';
+import { connect } from 'node:net';
+import { eventually, formBuffer, parseAnswer, rawSend, type RawAnswer } from './load-gen.js';
 
 const OUTSIDE = 'OUTSIDE-SECRET-5d1c';
 const DOTFILE = 'DOTFILE-SECRET-77ae';
@@ -39,7 +42,8 @@ let victimId: string;
 interface Req {
   method?: string;
   path: string;
-  headers?: Record<string, string>;
+  /** `null` leaves out a header the request would carry by default (`Host`, `Connection`). */
+  headers?: Record<string, string | null>;
   body?: Buffer;
 }
 
@@ -54,13 +58,39 @@ interface Row {
   /** May the answer hold PRIVATE (an authorised read of the private mapping)? */
   privateOk?: boolean;
   check?: (a: RawAnswer) => void | Promise<void>;
+  /** Requests written right behind this one, in the same write (pipelined). */
+  then?: () => Req[];
 }
 
 function rawRequest(r: Req): Buffer {
-  const headers: Record<string, string> = { Host: 'wharf', Connection: 'close', ...r.headers };
+  const headers: Record<string, string | null> = { Host: 'wharf', Connection: 'close', ...r.headers };
   if (r.body !== undefined) headers['Content-Length'] = String(r.body.length);
-  const head = `${r.method ?? 'GET'} ${r.path} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
+  const lines = Object.entries(headers).filter(([, v]) => v !== null).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  const head = `${r.method ?? 'GET'} ${r.path} HTTP/1.1\r\n${lines}\r\n`;
   return Buffer.concat([Buffer.from(head, 'latin1'), r.body ?? Buffer.alloc(0)]);
+}
+
+/**
+ * Writes pipelined requests at once and reads until the server ends its side; then holds the
+ * connection open a little longer (a request the server should not run would run meanwhile), and
+ * gives the first answer.
+ */
+function rawPipelined(bytes: Buffer): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, '127.0.0.1');
+    let got = Buffer.alloc(0);
+    const timer = setTimeout(() => sock.destroy(), 10_000);
+    sock.on('data', (d: Buffer) => { got = Buffer.concat([got, d]); });
+    sock.on('error', () => {});
+    sock.once('end', () => setTimeout(() => sock.destroy(), 250));
+    sock.once('close', () => {
+      clearTimeout(timer);
+      const a = parseAnswer(got);
+      if (a === null) reject(new Error(`no complete answer: ${JSON.stringify(got.subarray(0, 200).toString('latin1'))}`));
+      else resolve(a);
+    });
+    sock.write(bytes);
+  });
 }
 
 /** A multipart upload request; `parts` may give a raw Content-Disposition to send bytes no encoder would. */
@@ -238,6 +268,60 @@ function deleteDots(): Row[] {
     del('A/%ZZ (a malformed escape)', () => `/_f/${uploadId}/%ZZ`, 400, 'BAD_PATH'),
     del('A in an absolute-form target with ../B', () => `http://wharf/_f/${uploadId}/../${victimId}`),
     del('an image stream a/../b', () => '/_m/a/../b', 400, 'INVALID_STREAM_NAME'),
+  ];
+}
+
+/**
+ * A refusal that announces `Connection: close`, and in the same write a keyed DELETE of another
+ * upload: after the last answer nothing more from the connection is processed (RFC 9112 §9.6), so
+ * the DELETE neither runs nor is answered. Refusals decided at the headers, halfway through the
+ * body, by Node itself, and after an interim `Expect: 100-continue`.
+ */
+function pipelinedAfterRefusal(): Row[] {
+  const keepAlive = { Connection: 'keep-alive' };
+  const upload = (body: string, headers: Record<string, string | null> = {}): Req => ({
+    method: 'POST',
+    path: '/_f/',
+    headers: { 'Content-Type': 'multipart/form-data; boundary=B', Authorization: AUTH, ...keepAlive, ...headers },
+    body: Buffer.from(body),
+  });
+  const files = (n: number, name = (i: number) => `f${i}.txt`): string => {
+    let out = '';
+    for (let i = 0; i < n; i++) out += `--B\r\nContent-Disposition: form-data; name="files"; filename="${name(i)}"\r\n\r\nx\r\n`;
+    return `${out}--B--\r\n`;
+  };
+  const row = (name: string, first: () => Req, status: number, code?: string): Row => ({
+    name,
+    req: first,
+    status,
+    ...(code === undefined ? {} : { code }),
+    then: () => [{ method: 'DELETE', path: `/_f/${victimId}`, headers: { Authorization: AUTH } }],
+    check: async (a) => {
+      assert.match(header(a, 'connection')[0] ?? '', /close/i, 'the refusal announced close');
+      assert.equal(a.raw.toString('latin1').match(/HTTP\/1\.1 \d{3} /g)?.length, 1, 'nothing answered after it');
+      assert.equal((await get(`/_f/${victimId}/doc.txt`)).status, 200, 'the pipelined DELETE did not run');
+    },
+  });
+  return [
+    row('401, upload without a key', () => upload(files(1), { Authorization: null }), 401, 'UNAUTHORIZED'),
+    row('401 instead of 100 Continue (the body sent anyway)', () => upload(files(1), { Authorization: basicAuth(KEY.id, 'wrong'), Expect: '100-continue' }), 401, 'UNAUTHORIZED'),
+    row('405, PUT with a body', () => ({ method: 'PUT', path: `/_f/${uploadId}/doc.txt`, headers: keepAlive, body: Buffer.from('x') }), 405, 'METHOD_NOT_ALLOWED'),
+    row('404, no route, with a body', () => ({ method: 'POST', path: '/nowhere', headers: keepAlive, body: Buffer.from('x') }), 404, 'NOT_FOUND'),
+    row('400, a bad path with a body', () => ({ path: '/pub/a%00b', headers: keepAlive, body: Buffer.from('x') }), 400, 'BAD_PATH'),
+    row('400, a bad stream name', () => ({ method: 'POST', path: '/_m/a%00b', headers: { 'Content-Type': 'image/png', Authorization: AUTH, ...keepAlive }, body: Buffer.from('png') }), 400, 'INVALID_STREAM_NAME'),
+    row('415, an upload that is not multipart', () => upload('x', { 'Content-Type': 'text/plain' }), 415, 'UNSUPPORTED_MEDIA_TYPE'),
+    row('400, multipart without a boundary', () => upload(files(1), { 'Content-Type': 'multipart/form-data' }), 400, 'MULTIPART_NO_BOUNDARY'),
+    row('400, a bad filename in the body (refused after the headers)', () => upload(files(3, (i) => (i === 1 ? '../x' : `f${i}.txt`))), 400, 'BAD_FILENAME'),
+    row('413, more files than allowed (refused halfway through the body)', () => upload(files(5000)), 413, 'LIMIT_FILES'),
+    row('413, a frame over the limit by its Content-Length (the body sent anyway)', () => ({ method: 'POST', path: '/_m/cam', headers: { 'Content-Type': 'image/png', Authorization: AUTH, ...keepAlive }, body: Buffer.alloc((5 << 20) + (65 << 10), 1) }), 413, 'LIMIT_FRAME_SIZE'),
+    row('400 from Node itself, no Host header', () => ({ path: `/_f/${uploadId}/doc.txt`, headers: { Host: null, ...keepAlive } }), 400),
+    {
+      name: '401, then a keyed upload: nothing stored',
+      req: () => upload(files(1), { Authorization: basicAuth(KEY.id, 'wrong') }),
+      status: 401,
+      code: 'UNAUTHORIZED',
+      then: () => [{ method: 'POST', path: '/_f/', headers: { 'Content-Type': 'multipart/form-data; boundary=B', Authorization: AUTH }, body: Buffer.from(files(1)) }],
+    },
   ];
 }
 
@@ -492,6 +576,7 @@ test('security: every hostile input, its status, nothing stored, nothing leaked'
     ['path traversal', traversal()],
     ['nested mappings', nestedMappings()],
     ['DELETE with dot segments', deleteDots()],
+    ['pipelined after a refusal', pipelinedAfterRefusal()],
     ['header injection', headerInjection()],
     ['multipart limits', multipartLimits()],
     ['upload paths', paths()],
@@ -505,7 +590,8 @@ test('security: every hostile input, its status, nothing stored, nothing leaked'
       rows++;
       await t.test(`${group} — ${row.name}`, async () => {
         const before = await uploadsOnDisk();
-        const a = await rawSend(port, rawRequest(row.req()), 60_000);
+        const more = row.then?.() ?? [];
+        const a = more.length === 0 ? await rawSend(port, rawRequest(row.req()), 60_000) : await rawPipelined(Buffer.concat([row.req(), ...more].map(rawRequest)));
         const text = a.raw.toString('latin1');
         assert.equal(a.status, row.status, `status; answer: ${text.slice(0, 300)}`);
         if (row.code !== undefined) assert.equal((JSON.parse(a.body.toString('utf8')) as { error?: string }).error, row.code, text.slice(0, 300));
