@@ -50,7 +50,9 @@ export interface FileServerOptions {
   /**
    * Mappings served to anyone: `'/datasets/@/srv/data'` or `{ url, path }`. `/datasets` and
    * `/datasets/` are the same URL; a relative path is resolved against the working directory; the
-   * longest matching URL wins; `{base}_f/` and `{base}_m/` always go to uploads and streams. A
+   * longest matching URL wins, compared with the request's path decoded once (so `/d%61tasets/x`
+   * is `/datasets/x`, and a mapping nested in another is reached only by its own rules, however
+   * its URL is spelled); `{base}_f/` and `{base}_m/` always go to uploads and streams. A
    * directory that does not exist yet is a warning and answers 404 until it appears.
    */
   publicDirs?: Array<string | DirMapping>;
