@@ -1,6 +1,7 @@
 // The naming rules of uploads (docs/protocol.md §1): which part filenames may be stored, what an upload id
 // looks like, and how `{base}_f/<id>/<path>` URLs are built and read back.
 import { WharfError } from './errors.js';
+import { decodePath, routePrefix, treePath } from './urlpath.js';
 
 /** Longest path segment, in UTF-8 bytes: NAME_MAX on Linux, macOS and NTFS (in UTF-16 units there). */
 export const MAX_SEGMENT_BYTES = 255;
@@ -62,27 +63,25 @@ export function uploadUrl(base: string, id: string, rel?: string): string {
 
 /**
  * Reads a URL path into the upload id and the decoded relative path under it (`''` for the upload
- * itself). Accepts `{base}_f/…` with an optional query or fragment; `null` for anything else — a
- * foreign URL, another base, an id that is not one, a malformed escape or a path that the rules
- * above would never have stored.
+ * itself, with or without a trailing `/`). Accepts `{base}_f/…` with an optional query or fragment;
+ * `null` for anything else — a foreign URL, another base, an id that is not one, or a path that
+ * routing would refuse (decoded once and checked as an HTTP request's path is: lib/urlpath.ts).
  */
 export function parseUploadUrl(base: string, url: string): { id: string; rel: string } | null {
-  const prefix = `${base}_f/`;
-  if (!url.startsWith(prefix)) return null;
-  const raw = url.slice(prefix.length).replace(/[?#].*$/s, '');
-  const [id = '', ...encoded] = raw.split('/');
+  const end = url.search(/[?#]/);
+  const raw = end < 0 ? url : url.slice(0, end);
+  const { path, clean, flags } = raw.includes('%') ? decodePath(raw) : { path: raw, clean: raw.length, flags: 0 };
+  const prefix = `${routePrefix(base)}_f/`;
+  if (!path.startsWith(prefix) || clean < prefix.length) return null;
+  const rest = path.slice(prefix.length);
+  const slash = rest.indexOf('/');
+  const id = slash < 0 ? rest : rest.slice(0, slash);
   if (!isUploadId(id)) return null;
-  if (encoded.length === 0 || (encoded.length === 1 && encoded[0] === '')) return { id, rel: '' };
-  const segments: string[] = [];
-  for (const seg of encoded) {
-    let s: string;
-    try {
-      s = decodeURIComponent(seg);
-    } catch {
-      return null;
-    }
-    if (s === '' || s === '.' || s === '..' || s.includes('/') || s.includes('\\') || CONTROL.test(s)) return null;
-    segments.push(s);
+  let rel: string;
+  try {
+    rel = treePath(rest, flags);
+  } catch {
+    return null;
   }
-  return { id, rel: segments.join('/') };
+  return { id, rel: slash < 0 ? '' : rel.slice(slash + 1) };
 }

@@ -5,10 +5,25 @@ import type { Socket } from 'node:net';
 const LINGER_MS = 2_000;
 /** …and up to this many bytes, before the connection is cut. */
 const LINGER_BYTES = 8 * 1024 * 1024;
+/** How often the bytes drained so far are compared with LINGER_BYTES. */
+const LINGER_CHECK_MS = 10;
+
+/** Set on a connection once wharf has given it (or decided) its last answer. */
+const LAST = Symbol('wharf.lastAnswer');
+type Closing = Socket & { destroySoon?: () => void; [LAST]?: true };
+
+/**
+ * Has `req`'s connection been given its last answer? Then nothing more from it is processed (RFC
+ * 9112 §9.6): a request pipelined after a refusal that announced close is neither run nor answered.
+ */
+export function afterLastAnswer(req: IncomingMessage): boolean {
+  return (req.socket as Closing | null)?.[LAST] === true;
+}
 
 /**
  * Marks `res` as the last answer on its connection, for a request whose body will not be read to
- * its end (refused from its headers, or past a limit halfway through).
+ * its end (refused from its headers, or past a limit halfway through). Every answer wharf gives with
+ * `Connection: close` goes through here, so that `afterLastAnswer` knows of it.
  *
  * Closing such a connection at once loses answers: the client is still sending, our kernel meets
  * those bytes with a reset, and a reset can erase the answer from the client's receive buffer
@@ -19,8 +34,9 @@ const LINGER_BYTES = 8 * 1024 * 1024;
  */
 export function closeAfterAnswer(req: IncomingMessage, res: ServerResponse): void {
   if (!res.headersSent) res.setHeader('Connection', 'close');
-  const socket = req.socket as (Socket & { destroySoon?: () => void }) | null;
+  const socket = req.socket as Closing | null;
   if (!socket || socket.destroyed) return;
+  socket[LAST] = true;
   // Node's server ends a `Connection: close` exchange with socket.destroySoon(): a FIN, then a
   // full close as soon as it is flushed. This socket gets the staged close instead.
   socket.destroySoon = () => {
@@ -28,10 +44,17 @@ export function closeAfterAnswer(req: IncomingMessage, res: ServerResponse): voi
     const limit = socket.bytesRead + LINGER_BYTES;
     const cut = (): void => { socket.destroy(); };
     const timer = setTimeout(cut, LINGER_MS);
+    // Node's HTTP parser reads the socket's handle itself: a 'data' listener on the socket would
+    // stop those reads (nothing drained, the close left to the timer), so the byte budget is
+    // checked on a short interval instead (overshooting it by at most what arrives in that time).
+    const meter = setInterval(() => { if (socket.bytesRead > limit) cut(); }, LINGER_CHECK_MS);
     timer.unref();
-    socket.on('data', () => { if (socket.bytesRead > limit) cut(); });
+    meter.unref();
     socket.once('end', cut);
-    socket.once('close', () => clearTimeout(timer));
+    socket.once('close', () => {
+      clearTimeout(timer);
+      clearInterval(meter);
+    });
     // The request may have been paused mid-body; with no listener left, resuming drops its bytes.
     req.resume();
     socket.resume();

@@ -5,16 +5,16 @@ import type { AddressInfo, Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { createKeyCheck, isLoopback } from './auth.js';
 import { WharfError, sendError } from './errors.js';
-import { closeAfterAnswer } from './linger.js';
+import { afterLastAnswer, closeAfterAnswer } from './linger.js';
 import { resolveLimits, type Limits } from './limits.js';
 import { missingDirWarnings, parseMappings } from './mappings.js';
 import type { Site } from './site.js';
 import type { SyncIo } from './slowness.js';
 import { createLocalStorage } from './storage.js';
 import { createDirectorySource, createStatic } from './static.js';
-import { createStreams, type StreamStats } from './streams.js';
+import { createStreams, streamName, type StreamStats } from './streams.js';
 import { createUploads, type UploadEvent } from './uploads.js';
-import { canonicalPrefix } from './urlpath.js';
+import { canonicalPrefix, decodePath, filePath, routePrefix, treePath, type PathRule } from './urlpath.js';
 
 /** A directory mapping: files under `path` are served at `url`. Wave writes it as `URL@PATH`. */
 export interface DirMapping {
@@ -52,7 +52,9 @@ export interface FileServerOptions {
   /**
    * Mappings served to anyone: `'/datasets/@/srv/data'` or `{ url, path }`. `/datasets` and
    * `/datasets/` are the same URL; a relative path is resolved against the working directory; the
-   * longest matching URL wins; `{base}_f/` and `{base}_m/` always go to uploads and streams. A
+   * longest matching URL wins, compared with the request's path decoded once (so `/d%61tasets/x`
+   * is `/datasets/x`, and a mapping nested in another is reached only by its own rules, however
+   * its URL is spelled); `{base}_f/` and `{base}_m/` always go to uploads and streams. A
    * directory that does not exist yet is a warning and answers 404 until it appears.
    */
   publicDirs?: Array<string | DirMapping>;
@@ -100,7 +102,8 @@ export interface FileServer {
   listen(options?: ListenOptions): Promise<BoundAddress>;
   /**
    * Middleware for `node:http`, Express, Connect: calls `next()` for URLs that are not wharf's, else
-   * 404s. A plain function (no `this`), so `app.use(files.handle)` works. Mount it at the root:
+   * 404s; once wharf has answered a connection with `Connection: close`, nothing more from it runs,
+   * `next()` included (RFC 9112 §9.6). A plain function (no `this`), so `app.use(files.handle)` works. Mount it at the root:
    * under a mount path Express strips the prefix from `req.url`, and the upload URLs wharf hands
    * out (`{base}_f/…`) would no longer match what the browser requests.
    */
@@ -123,15 +126,27 @@ export const DEFAULT_HOST = '127.0.0.1';
 const FRAME_FRAMING = 64 * 1024;
 const KEEP_ALIVE_TIMEOUT = 5_000;
 
+/** Pipelined requests one connection may have waiting for their turn (see `admit`); past it, the connection is cut. */
+const MAX_WAITING = 32;
+
 /** A connection, with the response it carries now (see `track`). */
 const CURRENT = Symbol('wharf.response');
-type TrackedSocket = Socket & { [CURRENT]?: ServerResponse };
+/** How many requests of a connection wait for their turn (see `awaitTurn`). */
+const WAITING = Symbol('wharf.waiting');
+/** How many unsafe requests of a connection are not answered yet (see `admit`). */
+const UNSAFE = Symbol('wharf.unsafe');
+type TrackedSocket = Socket & { [CURRENT]?: ServerResponse; [WAITING]?: number; [UNSAFE]?: number };
 
 /** Who may use a route (see FileServerOptions). */
 type Access = 'open' | 'upload' | 'read' | 'private' | 'key';
 
 interface Method {
   access: Access;
+  /**
+   * How the rest of the path (what follows the route's prefix, decoded once by routing) is checked:
+   * what the rule returns is what `run` gets. Absent on an exact route, which has no rest.
+   */
+  path?: PathRule;
   /** Largest `Content-Length` accepted before any body byte is read, and the 413's error code. */
   maxBody?: { bytes: number; code: 'LIMIT_REQUEST_SIZE' | 'LIMIT_FRAME_SIZE' };
   /** Needs upload storage started. */
@@ -141,6 +156,7 @@ interface Method {
 }
 
 interface Route {
+  /** Decoded (`/my data/`, not `/my%20data/`): routing compares decoded paths. */
   prefix: string;
   /** Matches only the prefix itself (`{base}_f/`), not what is under it. */
   exact?: boolean;
@@ -182,7 +198,7 @@ function checkOptions(o: FileServerOptions): void {
 /**
  * The path part of `req.url`, still percent-encoded. An absolute-form target (`http://host/p`, sent
  * to proxies) is cut to its path by hand: `new URL()` would resolve `..` and `%2e%2e` first, and
- * paths must reach the route table exactly as sent.
+ * paths must reach routing exactly as sent (it decodes them once, and the routes refuse dot segments).
  */
 function pathOf(url: string): string {
   let path = url;
@@ -222,52 +238,76 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
   const streams = createStreams({ base, limits });
 
   // ---- the route table: every URL wharf answers, and who may use it -------------------------
+  // Routes match the decoded path, and each method's `path` rule checks what follows the prefix:
+  // `filePath` (files: dot segments 404, encoded separators 400), `treePath` (the same, or the
+  // upload itself with a trailing `/`), `streamName` (an encoded slash is a slash).
   const uploadSource = uploads.source;
+  const own = routePrefix(base);
   const routes: Route[] = [
     {
-      prefix: `${base}_f/`,
+      prefix: `${own}_f/`,
       exact: true,
       methods: { POST: { access: 'upload', maxBody: { bytes: limits.requestSize, code: 'LIMIT_REQUEST_SIZE' }, storage: true, run: (req, res) => uploads.receive(req, res) } },
       allow: 'POST',
     },
     {
-      prefix: `${base}_f/`,
+      prefix: `${own}_f/`,
       methods: {
-        GET: { access: 'read', storage: true, run: (req, res, rest) => statics.respond(req, res, uploadSource, rest) },
-        HEAD: { access: 'read', storage: true, run: (req, res, rest) => statics.respond(req, res, uploadSource, rest) },
-        DELETE: { access: 'key', storage: true, run: (req, res, rest) => uploads.remove(req, res, rest) },
+        GET: { access: 'read', path: filePath, storage: true, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel) },
+        HEAD: { access: 'read', path: filePath, storage: true, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel) },
+        DELETE: { access: 'key', path: treePath, storage: true, run: (req, res, rel) => uploads.remove(req, res, rel) },
       },
       allow: 'GET, HEAD, DELETE',
     },
     {
-      prefix: `${base}_m/`,
+      prefix: `${own}_m/`,
       methods: {
-        GET: { access: 'read', run: (req, res, rest) => streams.view(req, res, rest) },
-        HEAD: { access: 'read', run: (req, res, rest) => streams.view(req, res, rest) },
-        POST: { access: 'key', maxBody: { bytes: limits.frameSize + FRAME_FRAMING, code: 'LIMIT_FRAME_SIZE' }, run: (req, res, rest) => streams.publish(req, res, rest) },
-        DELETE: { access: 'key', run: (req, res, rest) => streams.end(req, res, rest) },
+        GET: { access: 'read', path: streamName, run: (req, res, name) => streams.view(req, res, name) },
+        HEAD: { access: 'read', path: streamName, run: (req, res, name) => streams.view(req, res, name) },
+        POST: { access: 'key', path: streamName, maxBody: { bytes: limits.frameSize + FRAME_FRAMING, code: 'LIMIT_FRAME_SIZE' }, run: (req, res, name) => streams.publish(req, res, name) },
+        DELETE: { access: 'key', path: streamName, run: (req, res, name) => streams.end(req, res, name) },
       },
       allow: 'GET, HEAD, POST, DELETE',
     },
     ...mappings.map((m): Route => {
       const source = createDirectorySource(m.path, { dotfiles: options.dotfiles ?? false, syncIo });
-      const get: Method = { access: m.private ? 'private' : 'open', run: (req, res, rest) => statics.respond(req, res, source, rest) };
-      return { prefix: m.prefix, methods: { GET: get, HEAD: get }, allow: 'GET, HEAD' };
+      const get: Method = { access: m.private ? 'private' : 'open', path: filePath, run: (req, res, rel) => statics.respond(req, res, source, rel) };
+      return { prefix: routePrefix(m.prefix), methods: { GET: get, HEAD: get }, allow: 'GET, HEAD' };
     }),
   ];
 
-  /** The route of `path`, or undefined; `matchedRest` is then what follows its prefix (no object per request). */
+  // What `route` found besides the route (closure state, not an object per request).
   let matchedRest = '';
-  function match(path: string): Route | undefined {
+  let matchedFlags = 0;
+
+  /**
+   * The route of a request target, or undefined; `matchedRest` is then what follows its prefix and
+   * `matchedFlags` what decoding found there. The path is decoded here, once (docs/protocol.md §3):
+   * matching the raw path against encoded prefixes let `/n/%69nner/x` miss a private mapping
+   * `/n/inner/` and reach a public `/n/` that then decoded it to the private file.
+   */
+  function route(url: string): Route | undefined {
+    const raw = pathOf(url);
+    if (!raw.includes('%')) {
+      matchedFlags = 0;
+      return match(raw, raw.length);
+    }
+    const decoded = decodePath(raw);
+    matchedFlags = decoded.flags;
+    return match(decoded.path, decoded.clean);
+  }
+
+  /** The first route whose prefix starts `path` within its first `clean` characters (see `DecodedPath`). */
+  function match(path: string, clean: number): Route | undefined {
     for (const route of routes) {
       const p = route.prefix;
       if (path.startsWith(p)) {
-        if (route.exact && path.length !== p.length) continue;
+        if ((route.exact && path.length !== p.length) || p.length > clean) continue;
         matchedRest = path.slice(p.length);
         return route;
       }
       // `/datasets` is the mapping `/datasets/` itself (a directory: 404), `{base}_f` is `{base}_f/`.
-      if (path.length === p.length - 1 && p.startsWith(path)) {
+      if (path.length === p.length - 1 && p.startsWith(path) && path.length <= clean) {
         matchedRest = '';
         return route;
       }
@@ -317,7 +357,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     sendError(res, err);
   }
 
-  function refuse(req: IncomingMessage, res: ServerResponse, err: WharfError, headers: Record<string, string> = {}): void {
+  function refuse(req: IncomingMessage, res: ServerResponse, err: unknown, headers: Record<string, string> = {}): void {
     // The last answer on this connection: nobody will read the body, so nobody drains gigabytes of it.
     if (hasBody(req)) closeAfterAnswer(req, res);
     sendError(res, err, headers);
@@ -360,19 +400,84 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     method.run(req, res, rest)?.catch((err: unknown) => fail(res, err));
   }
 
-  function dispatch(req: IncomingMessage, res: ServerResponse, next: ((err?: unknown) => void) | undefined, expectContinue: boolean): void {
-    const route = match(pathOf(req.url ?? ''));
-    if (route === undefined) {
+  /**
+   * May `req` run now, or must it wait for its turn (`awaitTurn`)? Pipelined requests (RFC 9112
+   * §9.3.2) may be processed in parallel only if they are all safe: an unsafe request waits until
+   * every answer ahead of it is given (Node hands `res` the connection then), and so does any
+   * request behind an unsafe one not answered yet, so that a GET after a DELETE sees it done. A
+   * request at the head of the line (`res.socket` set) always runs. Waiting is also what stops
+   * what follows a close decided late — an `authorize` promise that says no, an upload refused
+   * halfway through its body (§9.6): Node never hands the connection on after a last answer.
+   */
+  function admit(req: IncomingMessage, res: ServerResponse): boolean {
+    const socket = req.socket as TrackedSocket;
+    const ahead = socket[UNSAFE] ?? 0;
+    if (req.method === 'GET' || req.method === 'HEAD') return ahead === 0 || res.socket !== null;
+    socket[UNSAFE] = ahead + 1;
+    res.once('close', () => { socket[UNSAFE] = (socket[UNSAFE] ?? 1) - 1; });
+    return res.socket !== null;
+  }
+
+  /**
+   * Calls `go` once `res` has the connection to itself: every answer pipelined ahead of it has been
+   * given. Never, if one of those was the connection's last: Node then never hands `res` the
+   * connection, and closing it aborts `req`. A connection with more than MAX_WAITING waiting
+   * requests is cut: they produce no output, so Node's own pipelining backpressure (which pauses
+   * reading while answers pile up unsent) would never stop a flood of them.
+   */
+  function awaitTurn(req: IncomingMessage, res: ServerResponse, go: () => void): void {
+    const socket = req.socket as TrackedSocket;
+    const waiting = (socket[WAITING] ?? 0) + 1;
+    if (waiting > MAX_WAITING) {
+      socket.destroy();
+      return;
+    }
+    socket[WAITING] = waiting;
+    const gone = (): void => {
+      socket[WAITING] = (socket[WAITING] ?? 1) - 1;
+      res.off('socket', turn);
+    };
+    const turn = (): void => {
+      socket[WAITING] = (socket[WAITING] ?? 1) - 1;
+      req.off('close', gone);
+      go();
+    };
+    res.once('socket', turn);
+    req.once('close', gone);
+  }
+
+  function dispatch(req: IncomingMessage, res: ServerResponse, next: ((err?: unknown) => void) | undefined, expectContinue: boolean, admitted = false): void {
+    // After an answer that announced close, nothing more from the connection is processed (RFC 9112
+    // §9.6), not even handed to the host app: its body is dropped and it gets no answer, as the
+    // connection closes once the answers before it are out.
+    if (afterLastAnswer(req)) {
+      req.resume();
+      return;
+    }
+    const found = route(req.url ?? '');
+    if (found === undefined) {
       if (next) return next();
-      if (expectContinue) res.shouldKeepAlive = false;
+      if (expectContinue) closeAfterAnswer(req, res);
       refuse(req, res, new WharfError('NOT_FOUND', 'no such route', 404));
       return;
     }
-    const rest = matchedRest;
-    const method = route.methods[req.method ?? ''];
-    if (method === undefined) {
-      refuse(req, res, new WharfError('METHOD_NOT_ALLOWED', `${req.method} is not allowed here`, 405), { Allow: route.allow });
+    if (!admitted && !admit(req, res)) {
+      awaitTurn(req, res, () => dispatchOrFail(req, res, next, expectContinue, true));
       return;
+    }
+    const method = found.methods[req.method ?? ''];
+    if (method === undefined) {
+      refuse(req, res, new WharfError('METHOD_NOT_ALLOWED', `${req.method} is not allowed here`, 405), { Allow: found.allow });
+      return;
+    }
+    let rest = matchedRest;
+    if (method.path !== undefined) {
+      try {
+        rest = method.path(rest, matchedFlags);
+      } catch (err) {
+        refuse(req, res, err);
+        return;
+      }
     }
     if (closing) {
       shuttingDown(req, res);
@@ -419,12 +524,16 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     refuse(req, res, new WharfError('AUTHORIZE_FAILED', 'authorization check failed', 500));
   }
 
-  function handle(req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void {
+  function dispatchOrFail(req: IncomingMessage, res: ServerResponse, next: ((err?: unknown) => void) | undefined, expectContinue: boolean, admitted = false): void {
     try {
-      dispatch(req, res, next, false);
+      dispatch(req, res, next, expectContinue, admitted);
     } catch (err) {
       fail(res, err);
     }
+  }
+
+  function handle(req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void {
+    dispatchOrFail(req, res, next, false);
   }
 
   async function listen(opts: ListenOptions = {}): Promise<BoundAddress> {
@@ -446,13 +555,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
       connectionsCheckingInterval: Math.max(250, Math.min(1000, limits.headersTimeout)),
     }, (req, res) => handle(req, res));
     // Answer `Expect: 100-continue` ourselves, so auth and size refusals go out instead of `100 Continue`.
-    srv.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-      try {
-        dispatch(req, res, undefined, true);
-      } catch (err) {
-        fail(res, err);
-      }
-    });
+    srv.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => dispatchOrFail(req, res, undefined, true));
     server = srv;
     try {
       await new Promise<void>((ok, bad) => {

@@ -10,7 +10,7 @@ import { WharfError, fromFsError, sendError } from './errors.js';
 import type { Limits } from './limits.js';
 import { contentTypeFor } from './mime.js';
 import { slownessFor, type SyncIo } from './slowness.js';
-import { hasDotSegment, toRelPath } from './urlpath.js';
+import { hasDotSegment } from './urlpath.js';
 
 /** What the static engine needs to know of a file to answer conditionals and ranges. */
 export interface FileInfo {
@@ -55,15 +55,20 @@ export interface StaticOptions {
   cacheControl?: string;
 }
 
+/**
+ * `rel` is the path of the file as routing decoded and checked it (`filePath` in urlpath.ts): decoded
+ * once, relative, no empty, `.` or `..` segment, no backslash or control character. The engine
+ * never decodes or re-reads it: what routing matched is what is served (docs/protocol.md §3).
+ */
 export interface StaticEngine {
-  /** Answers GET/HEAD for `rawPath` (still percent-encoded, no query string) from `source`. Never rejects. */
-  serve(req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string): Promise<void>;
+  /** Answers GET/HEAD for the file `rel` of `source`. Never rejects. */
+  serve(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string): Promise<void>;
   /**
    * `serve`, but an answer that needs nothing beyond a synchronous stat (a cached file, a 304) is
    * given before it returns, and then it returns undefined: no promise per request on the hot path.
    * Otherwise it returns the promise of the rest. Never throws, never rejects.
    */
-  respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string): Promise<void> | undefined;
+  respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string): Promise<void> | undefined;
 }
 
 export const DEFAULT_CACHE_CONTROL = 'public, max-age=0, must-revalidate';
@@ -675,12 +680,10 @@ export function createStatic(options: StaticOptions): StaticEngine {
   const answersFromMemory = (req: IncomingMessage, hit: Entry): boolean =>
     hit.data !== null || req.method === 'HEAD' || req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined;
 
-  function respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string): Promise<void> | undefined {
-    let rel: string;
+  function respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string): Promise<void> | undefined {
     let map: Map<string, Entry>;
     let hit: Entry | undefined;
     try {
-      rel = toRelPath(rawPath);
       map = cacheOf(source);
       hit = map.get(rel);
       // Revalidate a cached entry with one stat; for a big file only when that can spare the open
@@ -754,8 +757,8 @@ export function createStatic(options: StaticOptions): StaticEngine {
   }
 
   const done = Promise.resolve();
-  const serve = (req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string): Promise<void> =>
-    respond(req, res, source, rawPath) ?? done;
+  const serve = (req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string): Promise<void> =>
+    respond(req, res, source, rel) ?? done;
 
   return { serve, respond };
 }

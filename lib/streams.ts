@@ -24,6 +24,7 @@ import { parseMultipart } from './multipart.js';
 import type { Site } from './site.js';
 import { createLocalHub } from './hub.js';
 import type { Frame, Hub, Subscriber } from './hub.js';
+import { MALFORMED } from './urlpath.js';
 
 export interface StreamStats {
   name: string;
@@ -44,13 +45,14 @@ export interface StreamsConfig {
   hub?: Hub;
 }
 
+/** `name` is the stream's name as routing decoded it and `streamName` checked it. */
 export interface Streams {
-  /** `POST {base}_m/<rest>`; `rest` still percent-encoded. */
-  publish(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void>;
-  /** `GET {base}_m/<rest>`. */
-  view(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void>;
-  /** `DELETE {base}_m/<rest>`. */
-  end(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void>;
+  /** `POST {base}_m/<name>`. */
+  publish(req: IncomingMessage, res: ServerResponse, name: string): Promise<void>;
+  /** `GET {base}_m/<name>`. */
+  view(req: IncomingMessage, res: ServerResponse, name: string): Promise<void>;
+  /** `DELETE {base}_m/<name>`. */
+  end(req: IncomingMessage, res: ServerResponse, name: string): Promise<void>;
   site: Pick<Site, 'uplink' | 'unlink'>;
   stats(): StreamStats[];
   /** Ends every stream (viewers get the closing delimiter). */
@@ -107,9 +109,8 @@ export function createStreams(config: StreamsConfig): Streams {
     }
   }
 
-  async function publish(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void> {
+  async function publish(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
     try {
-      const name = decodeStreamName(rest);
       const frame = await readFrame(req, limits);
       await hub.publish(name, frame);
       res.writeHead(200, { 'Content-Length': 0, 'Cache-Control': 'no-store' }).end();
@@ -118,9 +119,8 @@ export function createStreams(config: StreamsConfig): Streams {
     }
   }
 
-  async function view(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void> {
+  async function view(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
     try {
-      const name = decodeStreamName(rest);
       const boundary = randomBytes(16).toString('hex');
       if (req.method === 'HEAD') {
         if (!hub.has(name)) throw noSuchStream();
@@ -145,9 +145,8 @@ export function createStreams(config: StreamsConfig): Streams {
     }
   }
 
-  async function end(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void> {
+  async function end(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
     try {
-      const name = decodeStreamName(rest);
       if (!(await hub.end(name))) throw noSuchStream();
       res.writeHead(200, { 'Content-Length': 0, 'Cache-Control': 'no-store' }).end();
     } catch (err) {
@@ -348,16 +347,17 @@ function streamPath(base: string, name: string): string {
   return `${base}_m/${name.split('/').map(encodeURIComponent).join('/')}`;
 }
 
-/** The name in a request path (still percent-encoded); `%2F` is a slash like any other. */
-function decodeStreamName(rest: string): string {
-  if (rest.length > MAX_STREAM_NAME * 3) throw badName(`longer than ${MAX_STREAM_NAME} bytes`);
-  let name: string;
-  try {
-    name = decodeURIComponent(rest);
-  } catch {
-    throw badName('bad percent-encoding');
-  }
-  return checkStreamName(name);
+/**
+ * The route rule of `{base}_m/<name>` (urlpath.ts `PathRule`): the name is the rest of the path as
+ * routing decoded it, where an encoded slash (`%2F`, as Wave's client sends a name's `/`) is a
+ * slash like any other. Malformed escapes and everything `checkStreamName` refuses are 400
+ * `INVALID_STREAM_NAME`.
+ */
+export function streamName(rest: string, flags: number): string {
+  if (flags & MALFORMED) throw badName('bad percent-encoding');
+  // More characters than bytes allowed: refused before measuring its UTF-8.
+  if (rest.length > MAX_STREAM_NAME) throw badName(`longer than ${MAX_STREAM_NAME} bytes`);
+  return checkStreamName(rest);
 }
 
 function checkStreamName(name: string): string {

@@ -62,8 +62,11 @@ export interface Uploads {
    * answer given before the body was read to its end closes the connection in stages (lib/linger.ts).
    */
   receive(req: IncomingMessage, res: ServerResponse): Promise<void>;
-  /** `DELETE {base}_f/<id>[/…]`, `rest` still percent-encoded: 200 `{"removed": "{base}_f/<id>"}`, or 404 when `<id>` is no upload id or absent. */
-  remove(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void>;
+  /**
+   * `DELETE {base}_f/<id>[/…]`, `rel` the path after `{base}_f/` as routing decoded and checked it
+   * (urlpath.ts `treePath`): 200 `{"removed": "{base}_f/<id>"}`, or 404 when `<id>` is no upload id or absent.
+   */
+  remove(req: IncomingMessage, res: ServerResponse, rel: string): Promise<void>;
   site: Pick<Site, 'upload' | 'uploadDir' | 'download' | 'unload'>;
   /** Creates the storage layout and sweeps a crashed run's temp leftovers. */
   start(): Promise<void>;
@@ -207,8 +210,8 @@ export function createUploads(config: UploadsConfig): Uploads {
     sendJson(res, 200, { files });
   }
 
-  async function remove(_req: IncomingMessage, res: ServerResponse, rest: string): Promise<void> {
-    const id = rest.split('/', 1)[0]!;
+  async function remove(_req: IncomingMessage, res: ServerResponse, rel: string): Promise<void> {
+    const id = rel.split('/', 1)[0]!;
     try {
       if (!isUploadId(id) || !(await storage.remove(id))) throw new WharfError('NOT_FOUND', 'no such upload', 404);
       sendJson(res, 200, { removed: uploadUrl(base, id) });
@@ -294,7 +297,7 @@ export function createUploads(config: UploadsConfig): Uploads {
   return {
     source: storage.source,
     receive: (req, res) => settle(receive(req, res)),
-    remove: (req, res, rest) => settle(remove(req, res, rest)),
+    remove: (req, res, rel) => settle(remove(req, res, rel)),
     site,
     start: () => storage.start(),
     async close() {

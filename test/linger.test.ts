@@ -2,8 +2,8 @@
 // and the connection must still be closed, without the server draining the whole body.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
-import { connect as tcpConnect } from 'node:net';
+import { createServer, request } from 'node:http';
+import { connect as tcpConnect, type AddressInfo } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,4 +63,30 @@ test('an early refusal without Expect: the client still sending reads the 401, a
     request({ port, path: '/_f/nope', method: 'GET' }, (res) => { res.resume(); ok(res.statusCode ?? 0); }).on('error', bad).end();
   });
   assert.equal(status, 404);
+});
+
+test('the staged close drains what the client still sends (up to its budget) and closes once the client is done', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'wharf-linger-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const files = createFileServer({ dataDir: join(dir, 'data'), accessKeys: { app: 'app-secret' } });
+  const server = createServer((req, res) => files.handle(req, res));
+  const read = new Promise<number>((ok) => server.once('connection', (socket) => socket.once('close', () => ok(socket.bytesRead))));
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  t.after(() => new Promise<void>((ok) => { server.close(() => ok()); server.closeAllConnections(); }));
+  t.after(() => files.close());
+  const port = (server.address() as AddressInfo).port;
+
+  // Refused at its headers (no key), then 6 MiB of body, then the client half-closes and waits.
+  const head = Buffer.from(`POST /_f/ HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: ${6 << 20}\r\n\r\n`);
+  const sock = tcpConnect(port, '127.0.0.1');
+  let answer = '';
+  sock.on('data', (d: Buffer) => { answer += d.toString('latin1'); });
+  sock.on('error', () => {}); // a cut connection fails the assertions below, not the process
+  const t0 = Date.now();
+  sock.end(Buffer.concat([head, Buffer.alloc(6 << 20, 1)]));
+  await new Promise((ok) => sock.once('close', ok));
+  const took = Date.now() - t0;
+  assert.match(answer, /^HTTP\/1\.1 401 /);
+  assert.equal(await read, head.length + (6 << 20), 'the server read every byte the client sent');
+  assert.ok(took < 1500, `closed once the client was done (${took} ms), not when the linger ran out`);
 });

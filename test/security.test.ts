@@ -6,10 +6,13 @@
 //   Content-Disposition);
 // - nothing stored: the upload ids on disk are exactly those before plus what the row says, and the
 //   temp area is empty.
-// Statuses follow the documented rules: lib/urlpath.ts (400 BAD_PATH for what no honest URL holds —
-// malformed or overlong escapes, encoded separators, backslashes, control characters; 404 for
-// dot segments and what does not exist), lib/filenames.ts (400 BAD_FILENAME), lib/multipart.ts,
-// docs/protocol.md §4 (401 with `WWW-Authenticate`). Access-key checks are tested by behaviour only.
+// A row may pipeline more requests behind its own in the same write (`then`): the answer checked is
+// the first, and nothing may follow it.
+// Statuses follow the documented rules: lib/urlpath.ts (routing decodes a path once and matches
+// routes on that; then 400 BAD_PATH for what no honest URL holds — malformed or overlong escapes,
+// encoded separators, backslashes, control characters; 404 for dot segments, on every method, and
+// what does not exist), lib/filenames.ts (400 BAD_FILENAME), lib/multipart.ts, docs/protocol.md §4
+// (401 with `WWW-Authenticate`). Access-key checks are tested by behaviour only.
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
@@ -17,7 +20,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { basicAuth } from '../lib/auth.js';
 import { createFileServer, type FileServer } from '../lib/server.js';
-import { eventually, formBuffer, rawSend, type RawAnswer } from './load-gen.js';
+import { connect } from 'node:net';
+import { eventually, formBuffer, parseAnswer, rawSend, type RawAnswer } from './load-gen.js';
 
 const OUTSIDE = 'OUTSIDE-SECRET-5d1c';
 const DOTFILE = 'DOTFILE-SECRET-77ae';
@@ -32,11 +36,14 @@ let root: string;
 let dataDir: string;
 /** An upload made before the table runs: `_f/<id>/doc.txt`. */
 let uploadId: string;
+/** Another one, which rows try to delete by a path that names something else: `_f/<id>/doc.txt`. */
+let victimId: string;
 
 interface Req {
   method?: string;
   path: string;
-  headers?: Record<string, string>;
+  /** `null` leaves out a header the request would carry by default (`Host`, `Connection`). */
+  headers?: Record<string, string | null>;
   body?: Buffer;
 }
 
@@ -51,13 +58,39 @@ interface Row {
   /** May the answer hold PRIVATE (an authorised read of the private mapping)? */
   privateOk?: boolean;
   check?: (a: RawAnswer) => void | Promise<void>;
+  /** Requests written right behind this one, in the same write (pipelined). */
+  then?: () => Req[];
 }
 
 function rawRequest(r: Req): Buffer {
-  const headers: Record<string, string> = { Host: 'wharf', Connection: 'close', ...r.headers };
+  const headers: Record<string, string | null> = { Host: 'wharf', Connection: 'close', ...r.headers };
   if (r.body !== undefined) headers['Content-Length'] = String(r.body.length);
-  const head = `${r.method ?? 'GET'} ${r.path} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
+  const lines = Object.entries(headers).filter(([, v]) => v !== null).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  const head = `${r.method ?? 'GET'} ${r.path} HTTP/1.1\r\n${lines}\r\n`;
   return Buffer.concat([Buffer.from(head, 'latin1'), r.body ?? Buffer.alloc(0)]);
+}
+
+/**
+ * Writes pipelined requests at once and reads until the server ends its side; then holds the
+ * connection open a little longer (a request the server should not run would run meanwhile), and
+ * gives the first answer.
+ */
+function rawPipelined(bytes: Buffer): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, '127.0.0.1');
+    let got = Buffer.alloc(0);
+    const timer = setTimeout(() => sock.destroy(), 10_000);
+    sock.on('data', (d: Buffer) => { got = Buffer.concat([got, d]); });
+    sock.on('error', () => {});
+    sock.once('end', () => setTimeout(() => sock.destroy(), 250));
+    sock.once('close', () => {
+      clearTimeout(timer);
+      const a = parseAnswer(got);
+      if (a === null) reject(new Error(`no complete answer: ${JSON.stringify(got.subarray(0, 200).toString('latin1'))}`));
+      else resolve(a);
+    });
+    sock.write(bytes);
+  });
 }
 
 /** A multipart upload request; `parts` may give a raw Content-Disposition to send bytes no encoder would. */
@@ -164,6 +197,132 @@ function traversal(): Row[] {
     { name: 'private mapping with a key (control)', req: () => ({ path: '/priv/private.txt', headers: { Authorization: AUTH } }), status: 200, privateOk: true },
   );
   return rows;
+}
+
+/**
+ * A private mapping nested in a public one (`/n/` public, `/n/inner/` private, its directory inside
+ * the public one's): however the private prefix is spelled, the request is the private mapping's
+ * (routing decodes once, then matches), never the public mapping's with the private file under it.
+ */
+function nestedMappings(): Row[] {
+  const priv = (name: string, path: string, method = 'GET'): Row => ({
+    name,
+    req: () => ({ method, path }),
+    status: 401,
+    // A HEAD answer has no body to carry the code.
+    ...(method === 'HEAD' ? {} : { code: 'UNAUTHORIZED' }),
+    check: (a) => assert.equal(header(a, 'www-authenticate')[0], 'Basic realm="wharf"'),
+  });
+  return [
+    priv('the private prefix as is (control)', '/n/inner/secret.txt'),
+    priv('an escaped letter %69 (i) in the private prefix', '/n/%69nner/secret.txt'),
+    priv('an escaped letter %65 (e) in the private prefix', '/n/inn%65r/secret.txt'),
+    priv('the whole private segment escaped, upper-case hex', '/n/%69%6E%6E%65%72/secret.txt'),
+    priv('the whole private segment escaped, mixed-case hex', '/n/%69%6e%6E%65%72/secret.txt'),
+    priv('escapes in the prefix and the file name', '/n/%69nner/%73ecret.txt'),
+    priv('escapes, then a query string', '/n/%69nner/secret.txt?download'),
+    priv('escapes, HEAD (no body, but the status and length would tell)', '/n/%69nner/secret.txt', 'HEAD'),
+    priv('escapes, in an absolute-form target', 'http://wharf/n/%69nner/secret.txt'),
+    { name: 'escapes, the private prefix without its trailing slash: its directory, 404 as unescaped', req: () => ({ path: '/n/%69nner' }), status: 404, code: 'NOT_FOUND' },
+    { name: 'escapes, with a key: the private mapping serves it (control)', req: () => ({ path: '/n/%69nner/secret.txt', headers: { Authorization: AUTH } }), status: 200, privateOk: true },
+    { name: 'the public mapping still serves its own files, escaped or not (control)', req: () => ({ path: '/n/%70ub.txt' }), status: 200, check: (a) => assert.equal(a.body.toString(), 'nested public') },
+    { name: 'an encoded slash joining the private prefix', req: () => ({ path: '/n/inner%2Fsecret.txt' }), status: 400, code: 'BAD_PATH' },
+    { name: 'an encoded slash after an escaped prefix', req: () => ({ path: '/n/%69nner%2fsecret.txt' }), status: 400, code: 'BAD_PATH' },
+    { name: 'double-encoded %2569 (decoded once: a literal name)', req: () => ({ path: '/n/%2569nner/secret.txt' }), status: 404, code: 'NOT_FOUND' },
+    { name: 'a malformed escape in the private prefix', req: () => ({ path: '/n/%6nner/secret.txt' }), status: 400, code: 'BAD_PATH' },
+    { name: 'an overlong escape in the private prefix', req: () => ({ path: '/n/%c1%a9nner/secret.txt' }), status: 400, code: 'BAD_PATH' },
+    { name: 'through ./ in the public mapping', req: () => ({ path: '/n/./inner/secret.txt' }), status: 404, code: 'NOT_FOUND' },
+    { name: 'through an encoded %2e/ in the public mapping', req: () => ({ path: '/n/%2e/%69nner/secret.txt' }), status: 404, code: 'NOT_FOUND' },
+    { name: 'through x/../ in the public mapping', req: () => ({ path: '/n/x/../inner/secret.txt' }), status: 404, code: 'NOT_FOUND' },
+    { name: 'through an empty segment in the public mapping', req: () => ({ path: '/n//inner/secret.txt' }), status: 404, code: 'NOT_FOUND' },
+  ];
+}
+
+/**
+ * `DELETE {base}_f/<A>/../<B>`: every normalising client or proxy reads it as `<B>`, and a GET of it
+ * is 404; so is the DELETE, whatever the spelling of the dot segment: neither A nor B goes.
+ */
+function deleteDots(): Row[] {
+  const del = (name: string, path: () => string, status = 404, code = 'NOT_FOUND'): Row => ({
+    name,
+    req: () => ({ method: 'DELETE', path: path(), headers: { Authorization: AUTH } }),
+    status,
+    code,
+    check: async () => {
+      for (const id of [uploadId, victimId]) assert.equal((await get(`/_f/${id}/doc.txt`)).status, 200, `upload ${id} is still there`);
+    },
+  });
+  return [
+    del('A/../B', () => `/_f/${uploadId}/../${victimId}`),
+    del('A/%2e%2e/B', () => `/_f/${uploadId}/%2e%2e/${victimId}`),
+    del('A/.%2E/B', () => `/_f/${uploadId}/.%2E/${victimId}`),
+    del('A/%2E./B/doc.txt', () => `/_f/${uploadId}/%2E./${victimId}/doc.txt`),
+    del('x/../A', () => `/_f/x/../${uploadId}`),
+    del('%2e%2e/_f/A', () => `/_f/%2e%2e/_f/${uploadId}`),
+    del('A/..', () => `/_f/${uploadId}/..`),
+    del('A/./doc.txt', () => `/_f/${uploadId}/./doc.txt`),
+    del('A/%2e', () => `/_f/${uploadId}/%2e`),
+    del('A//doc.txt', () => `/_f/${uploadId}//doc.txt`),
+    del('A/..%2fB (an encoded separator)', () => `/_f/${uploadId}/..%2f${victimId}`, 400, 'BAD_PATH'),
+    del('A/..%5cB (an encoded backslash)', () => `/_f/${uploadId}/..%5c${victimId}`, 400, 'BAD_PATH'),
+    del('A/%ZZ (a malformed escape)', () => `/_f/${uploadId}/%ZZ`, 400, 'BAD_PATH'),
+    del('A in an absolute-form target with ../B', () => `http://wharf/_f/${uploadId}/../${victimId}`),
+    del('an image stream a/../b', () => '/_m/a/../b', 400, 'INVALID_STREAM_NAME'),
+  ];
+}
+
+/**
+ * A refusal that announces `Connection: close`, and in the same write a keyed DELETE of another
+ * upload: after the last answer nothing more from the connection is processed (RFC 9112 §9.6), so
+ * the DELETE neither runs nor is answered. Refusals decided at the headers, halfway through the
+ * body, by Node itself, and after an interim `Expect: 100-continue`.
+ */
+function pipelinedAfterRefusal(): Row[] {
+  const keepAlive = { Connection: 'keep-alive' };
+  const upload = (body: string, headers: Record<string, string | null> = {}): Req => ({
+    method: 'POST',
+    path: '/_f/',
+    headers: { 'Content-Type': 'multipart/form-data; boundary=B', Authorization: AUTH, ...keepAlive, ...headers },
+    body: Buffer.from(body),
+  });
+  const files = (n: number, name = (i: number) => `f${i}.txt`): string => {
+    let out = '';
+    for (let i = 0; i < n; i++) out += `--B\r\nContent-Disposition: form-data; name="files"; filename="${name(i)}"\r\n\r\nx\r\n`;
+    return `${out}--B--\r\n`;
+  };
+  const row = (name: string, first: () => Req, status: number, code?: string): Row => ({
+    name,
+    req: first,
+    status,
+    ...(code === undefined ? {} : { code }),
+    then: () => [{ method: 'DELETE', path: `/_f/${victimId}`, headers: { Authorization: AUTH } }],
+    check: async (a) => {
+      assert.match(header(a, 'connection')[0] ?? '', /close/i, 'the refusal announced close');
+      assert.equal(a.raw.toString('latin1').match(/HTTP\/1\.1 \d{3} /g)?.length, 1, 'nothing answered after it');
+      assert.equal((await get(`/_f/${victimId}/doc.txt`)).status, 200, 'the pipelined DELETE did not run');
+    },
+  });
+  return [
+    row('401, upload without a key', () => upload(files(1), { Authorization: null }), 401, 'UNAUTHORIZED'),
+    row('401 instead of 100 Continue (the body sent anyway)', () => upload(files(1), { Authorization: basicAuth(KEY.id, 'wrong'), Expect: '100-continue' }), 401, 'UNAUTHORIZED'),
+    row('405, PUT with a body', () => ({ method: 'PUT', path: `/_f/${uploadId}/doc.txt`, headers: keepAlive, body: Buffer.from('x') }), 405, 'METHOD_NOT_ALLOWED'),
+    row('404, no route, with a body', () => ({ method: 'POST', path: '/nowhere', headers: keepAlive, body: Buffer.from('x') }), 404, 'NOT_FOUND'),
+    row('400, a bad path with a body', () => ({ path: '/pub/a%00b', headers: keepAlive, body: Buffer.from('x') }), 400, 'BAD_PATH'),
+    row('400, a bad stream name', () => ({ method: 'POST', path: '/_m/a%00b', headers: { 'Content-Type': 'image/png', Authorization: AUTH, ...keepAlive }, body: Buffer.from('png') }), 400, 'INVALID_STREAM_NAME'),
+    row('415, an upload that is not multipart', () => upload('x', { 'Content-Type': 'text/plain' }), 415, 'UNSUPPORTED_MEDIA_TYPE'),
+    row('400, multipart without a boundary', () => upload(files(1), { 'Content-Type': 'multipart/form-data' }), 400, 'MULTIPART_NO_BOUNDARY'),
+    row('400, a bad filename in the body (refused after the headers)', () => upload(files(3, (i) => (i === 1 ? '../x' : `f${i}.txt`))), 400, 'BAD_FILENAME'),
+    row('413, more files than allowed (refused halfway through the body)', () => upload(files(5000)), 413, 'LIMIT_FILES'),
+    row('413, a frame over the limit by its Content-Length (the body sent anyway)', () => ({ method: 'POST', path: '/_m/cam', headers: { 'Content-Type': 'image/png', Authorization: AUTH, ...keepAlive }, body: Buffer.alloc((5 << 20) + (65 << 10), 1) }), 413, 'LIMIT_FRAME_SIZE'),
+    row('400 from Node itself, no Host header', () => ({ path: `/_f/${uploadId}/doc.txt`, headers: { Host: null, ...keepAlive } }), 400),
+    {
+      name: '401, then a keyed upload: nothing stored',
+      req: () => upload(files(1), { Authorization: basicAuth(KEY.id, 'wrong') }),
+      status: 401,
+      code: 'UNAUTHORIZED',
+      then: () => [{ method: 'POST', path: '/_f/', headers: { 'Content-Type': 'multipart/form-data; boundary=B', Authorization: AUTH }, body: Buffer.from(files(1)) }],
+    },
+  ];
 }
 
 function headerInjection(): Row[] {
@@ -380,12 +539,25 @@ before(async () => {
   await writeFile(join(priv, '.env'), DOTFILE);
   await symlink(join(root, 'outside'), join(priv, 'escape'));
   await symlink(join(root, 'outside', 'secret.txt'), join(priv, 'leak.txt'));
-  files = createFileServer({ dataDir, publicDirs: [`/pub/@${pub}`], privateDirs: [`/priv/@${priv}`], accessKeys: { [KEY.id]: KEY.secret }, warn: () => {} });
+  const nested = join(root, 'nested');
+  await mkdir(join(nested, 'inner'), { recursive: true });
+  await writeFile(join(nested, 'pub.txt'), 'nested public');
+  await writeFile(join(nested, 'inner', 'secret.txt'), PRIVATE);
+  files = createFileServer({
+    dataDir,
+    publicDirs: [`/pub/@${pub}`, `/n/@${nested}`],
+    privateDirs: [`/priv/@${priv}`, `/n/inner/@${join(nested, 'inner')}`],
+    accessKeys: { [KEY.id]: KEY.secret },
+    warn: () => {},
+  });
   ({ port } = await files.listen({ port: 0 }));
   const form = formBuffer([{ filename: 'doc.txt', data: Buffer.from('upload doc') }]);
   const a = await rawSend(port, rawRequest({ method: 'POST', path: '/_f/', headers: { 'Content-Type': form.contentType, Authorization: AUTH }, body: form.body }));
   assert.equal(a.status, 200);
   uploadId = idOf(answerJson(a).files[0]!);
+  const b = await rawSend(port, rawRequest({ method: 'POST', path: '/_f/', headers: { 'Content-Type': form.contentType, Authorization: AUTH }, body: form.body }));
+  assert.equal(b.status, 200);
+  victimId = idOf(answerJson(b).files[0]!);
   // Links inside the upload too: a symlink planted in storage must not lead out either.
   await mkdir(join(dataDir, 'f', uploadId, 'sub'));
   await symlink(join(root, 'outside'), join(dataDir, 'f', uploadId, 'escape'));
@@ -402,6 +574,9 @@ const uploadsOnDisk = async (): Promise<string[]> => (await readdir(join(dataDir
 test('security: every hostile input, its status, nothing stored, nothing leaked', async (t) => {
   const table: Array<[string, Row[]]> = [
     ['path traversal', traversal()],
+    ['nested mappings', nestedMappings()],
+    ['DELETE with dot segments', deleteDots()],
+    ['pipelined after a refusal', pipelinedAfterRefusal()],
     ['header injection', headerInjection()],
     ['multipart limits', multipartLimits()],
     ['upload paths', paths()],
@@ -415,7 +590,8 @@ test('security: every hostile input, its status, nothing stored, nothing leaked'
       rows++;
       await t.test(`${group} — ${row.name}`, async () => {
         const before = await uploadsOnDisk();
-        const a = await rawSend(port, rawRequest(row.req()), 60_000);
+        const more = row.then?.() ?? [];
+        const a = more.length === 0 ? await rawSend(port, rawRequest(row.req()), 60_000) : await rawPipelined(Buffer.concat([row.req(), ...more].map(rawRequest)));
         const text = a.raw.toString('latin1');
         assert.equal(a.status, row.status, `status; answer: ${text.slice(0, 300)}`);
         if (row.code !== undefined) assert.equal((JSON.parse(a.body.toString('utf8')) as { error?: string }).error, row.code, text.slice(0, 300));

@@ -184,6 +184,11 @@ describe('middleware mode', () => {
       assert.equal((await request(url, `/_f/${id}/ok.txt`)).text, 'upload ok');
       assert.equal((await request(url, '/anything')).text, 'host app');
       assert.equal((await request(url, '/_fx/y')).text, 'host app');
+      // Routing decodes before it matches: a host URL with an escape wharf could not decode, or an
+      // encoded slash where a prefix needs a separator, is the host's, untouched; an escaped
+      // spelling of wharf's own URL is wharf's (RFC 3986 §6.2.2.2).
+      for (const path of ['/api/%zz', '/pub%2Fok.txt', '/%zz/pub/ok.txt']) assert.equal((await request(url, path)).text, 'host app', path);
+      assert.equal((await request(url, '/%70ub/ok.txt')).text, 'pub ok');
       const bare = await request(url, '/bare/nothing');
       assert.equal(bare.status, 404);
       assert.equal(JSON.parse(bare.text).error, 'NOT_FOUND');
