@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { basename, join } from 'node:path';
-import { WharfError, fromFsError, sendError } from './errors.js';
+import { WharfError, fromFsError, sendError, sendJson } from './errors.js';
 import { closeAfterAnswer } from './linger.js';
 import { checkFilename, isUploadId, parseUploadUrl, uploadUrl } from './filenames.js';
 import type { Limits } from './limits.js';
@@ -82,7 +82,6 @@ interface Stored {
 const FILES_IN_FLIGHT = 16;
 // Files up to this size are gathered whole by the parser (at most FILES_IN_FLIGHT of them held at once).
 const SMALL_FILE = 64 * 1024;
-const JSON_HEADERS = { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' };
 const noop = (): void => {};
 const shuttingDown = (): WharfError => new WharfError('SHUTTING_DOWN', 'the server is shutting down', 503);
 
@@ -314,12 +313,6 @@ export function createUploads(config: UploadsConfig): Uploads {
       await Promise.allSettled([...running]);
     },
   };
-}
-
-function sendJson(res: ServerResponse, status: number, value: unknown): void {
-  const text = JSON.stringify(value);
-  res.writeHead(status, { ...JSON_HEADERS, 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
 }
 
 const requestTooLarge = (max: number): WharfError => new WharfError('LIMIT_REQUEST_SIZE', `the upload is larger than ${max} bytes`, 413);
