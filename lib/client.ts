@@ -504,6 +504,7 @@ export function connect(url: string, options: ConnectOptions = {}): ClientSite {
     },
 
     async unlink(name, options) {
+      // A stream that is gone already answers 200 too (docs/protocol.md §2): unlinking twice is fine.
       await call('DELETE', target(streamPath(base, name)), {}, undefined, options?.signal);
     },
   };

@@ -25,6 +25,6 @@ export interface Site {
   unload(url: string, options?: Pick<TransferOptions, 'signal'>): Promise<void>;
   /** Publishes one frame to image stream `name`; resolves with the path viewers open (`{base}_m/<name>`). */
   uplink(name: string, contentType: string, data: Uint8Array, options?: Pick<TransferOptions, 'signal'>): Promise<string>;
-  /** Ends image stream `name`. */
+  /** Ends image stream `name`; resolves also when there is no such stream (never published, or ended already), as Wave does. */
   unlink(name: string, options?: Pick<TransferOptions, 'signal'>): Promise<void>;
 }
