@@ -16,7 +16,7 @@ import type { FileSource, StaticEngine } from './static.js';
 import { createLocalStorage, storageError, type Staging, type Storage } from './storage.js';
 
 export interface UploadedFile {
-  /** URL path, `{base}_f/<id>/<name>` (percent-encoded). */
+  /** URL path, `{base}_f/<id>/<name>`, the name as stored (only `%`, `#`, `?` escaped), as the uploader was answered. */
   path: string;
   /** Relative name as stored (`a/b.txt` for directory uploads). */
   filename: string;

@@ -2,6 +2,7 @@
 // `toRelPath` exactly once: it decodes once and rejects anything that could name a file outside
 // the root before any file system call is made (the real-path check in the source is the second wall).
 import { WharfError } from './errors.js';
+import { encodeSegment } from './urlnames.js';
 
 const badPath = (why: string): WharfError => new WharfError('BAD_PATH', `bad path: ${why}`, 400);
 const notFound = (): WharfError => new WharfError('NOT_FOUND', 'file not found', 404);
@@ -45,17 +46,6 @@ export function toRelPath(raw: string): string {
 /** True when some segment of a relative path starts with `.` (a dotfile or dot-directory). */
 export function hasDotSegment(rel: string): boolean {
   return rel.charCodeAt(0) === 46 || rel.includes('/.');
-}
-
-// RFC 3986 pchar minus pct-encoded: unreserved / sub-delims / ":" / "@". What browsers leave
-// unencoded in a path, so a mapping URL compares equal to what they send.
-const PCHAR = /[A-Za-z0-9\-._~!$&'()*+,;=:@]/;
-
-/** Percent-encodes one path segment the way browsers do (UTF-8, upper-case hex). */
-export function encodeSegment(segment: string): string {
-  let out = '';
-  for (const ch of segment) out += PCHAR.test(ch) ? ch : encodeURIComponent(ch).toUpperCase();
-  return out;
 }
 
 /**

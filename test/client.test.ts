@@ -26,7 +26,8 @@ test('upload, download and unload over HTTP: bytes equal, names kept, layout as 
   const paths = await site.upload(names.map((n) => join(dir, n)));
   assert.equal(paths.length, names.length);
   for (const [i, p] of paths.entries()) {
-    assert.match(p, new RegExp(`^/_f/${UUID}/${encodeURIComponent(names[i]!).replace(/[()*']/g, '\\$&')}$`));
+    assert.match(p, new RegExp(`^/_f/${UUID}/`));
+    assert.equal(p.slice(p.lastIndexOf('/') + 1), names[i]!.replace(/[%#?]/g, encodeURIComponent), 'the name as stored; only %, # and ? escaped');
     const got = await fetchRaw(url + p);
     assert.equal(got.status, 200);
     assert.equal(sha256(got.body), sha256(contents[i]!), names[i]);
