@@ -5,6 +5,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import test from 'node:test';
 import { connect, WharfError } from '../lib/client.js';
+import { createFileServer } from '../lib/server.js';
 import { KEY, UUID, eventually, fetchRaw, filesUnder, sha256, sha256File, startWharf, tempDir } from './client-helpers.js';
 
 const isWharfError = (code: string, status?: number) => (err: unknown): boolean => {
@@ -53,6 +54,49 @@ test('upload, download and unload over HTTP: bytes equal, names kept, layout as 
   assert.equal((await fetchRaw(url + paths[0]!)).status, 404);
   assert.equal((await fetchRaw(url + paths[1]!)).status, 200, 'other uploads stay');
   await assert.rejects(site.unload(paths[0]!), isWharfError('NOT_FOUND', 404));
+});
+
+test('download and unload take the path as returned, fully percent-encoded, or hand-built; the request line is encoded once', async (t) => {
+  const dir = await tempDir(t);
+  const files = createFileServer({ dataDir: join(dir, 'data'), accessKeys: { [KEY.accessKeyId]: KEY.accessKeySecret }, warn: () => {} });
+  const lines: string[] = [];
+  const server = http.createServer((req, res) => {
+    lines.push(`${req.method} ${req.url}`);
+    files.handle(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(async () => {
+    await files.close();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  const site = connect(`http://127.0.0.1:${(server.address() as { port: number }).port}`, KEY);
+  t.after(() => site.close());
+  // No sub-delims in these names: what goes on the wire is then exactly encodeURIComponent(name).
+  const names = ['ünïcødé 名前 €.txt', '100% #1 ?.txt', '%2e%2e%2f', '100% sure.txt'];
+  for (const n of names) await writeFile(join(dir, n), `bytes of ${n}`);
+  const paths = await site.upload(names.map((n) => join(dir, n)));
+  const into = join(dir, 'into');
+  await mkdir(into);
+  for (const [i, name] of names.entries()) {
+    const id = paths[i]!.split('/')[2]!;
+    const wire = `/_f/${id}/${encodeURIComponent(name)}`;
+    const forms = [paths[i]!, wire];
+    // By hand, with a `%` that starts no escape (a raw `#` or `?` would start a fragment or query
+    // as in any URL, and a name that reads as escapes, `%2e%2e%2f`, reads as what it escapes).
+    if (/%(?![0-9A-Fa-f]{2})/.test(name) && !/[#?]/.test(name)) forms.push(`/_f/${id}/${name}`);
+    for (const form of forms) {
+      lines.length = 0;
+      assert.equal(await site.download(form, into), join(into, name), `${form}: saved under its real name`);
+      assert.equal(await readFile(join(into, name), 'utf8'), `bytes of ${name}`);
+      assert.deepEqual(lines, [`GET ${wire}`], `${form}: encoded once on the request line`);
+    }
+  }
+  lines.length = 0;
+  await site.unload(paths[0]!);
+  await site.unload(`/_f/${paths[1]!.split('/')[2]}/${encodeURIComponent(names[1]!)}`);
+  await site.unload(paths[3]!.replace('%25', '%'));
+  assert.deepEqual(lines, [0, 1, 3].map((i) => `DELETE /_f/${paths[i]!.split('/')[2]}/${encodeURIComponent(names[i]!)}`));
+  await assert.rejects(site.download(paths[0]!, into), isWharfError('NOT_FOUND', 404));
 });
 
 test('uploadDir: one id, structure kept, symlinked files sent and symlinked directories not entered', async (t) => {

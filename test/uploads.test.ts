@@ -323,6 +323,24 @@ test('DELETE _f/<id>: needs a key, removes the whole upload, 404 when absent, ne
   assert.deepEqual(await tree(join(dataDir, '.wharf-tmp')), []);
 });
 
+test('DELETE _f/<id>/<name>: the returned path as a browser sends it, fully percent-encoded, or with a stray %', async (t) => {
+  const { url } = await serve(t);
+  const names = ['ünïcødé 名前 €.txt', '100% #1 ?.txt', '100% sure.txt'];
+  const res = await upload(url, names.map((filename) => ({ filename, data: filename })));
+  const paths = res.json.files as string[];
+  const forms = [
+    paths[0]!, // node:http puts it on the wire as browsers do: spaces and non-ASCII escaped
+    `${paths[1]!.slice(0, paths[1]!.lastIndexOf('/'))}/${encodeURIComponent(names[1]!)}`,
+    paths[2]!.replace('%25', '%'), // hand-built: `100%%20sure.txt` on the wire
+  ];
+  for (const [i, form] of forms.entries()) {
+    const del = await send(url, 'DELETE', form, undefined, { Authorization: KEY });
+    assert.equal(del.status, 200, form);
+    assert.deepEqual(del.json, { removed: paths[i]!.slice(0, paths[i]!.lastIndexOf('/')) });
+    assert.equal((await get(url, paths[i]!)).status, 404, `${form} is gone`);
+  }
+});
+
 test('POST _f/: an upload in flight when the server closes is aborted, its bytes removed', async (t) => {
   const { files, port, dataDir } = await serve(t);
   const mib = randomBytes(1024 * 1024);
