@@ -1,4 +1,4 @@
-// `node dist/bench/multipart.js [--quick] [--runs=N] [--wall]`: wharf's multipart parser against
+// `node dist/bench/multipart.js [--quick] [--runs=N] [--wall] [--also=LABEL=PATH/lib/index.js]`: wharf's multipart parser against
 // busboy, @fastify/busboy, formidable's MultipartParser and @remix-run/multipart-parser, plus a
 // floor (one `Buffer.indexOf` pass for the delimiter over each chunk, no parsing), on the same
 // in-memory bodies cut into the same chunks. Every contender first gets the same JIT warm-up; runs
@@ -19,7 +19,11 @@
 //   once its whole content has arrived (it keeps every chunk of a part in memory; no streaming).
 //   It parses a part's headers only when asked, so each part's name and filename are asked for,
 //   and a field's text.
+// `--also=LABEL=PATH` adds another build of wharf (its `lib/index.js`, e.g. a previous commit's
+// `dist/`) as a row of the same run, read the same way as wharf: a refactoring's cost in one run.
 import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import os from 'node:os';
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -151,13 +155,18 @@ function drain(body: Readable): Promise<number> {
 
 const LIMITS = { fileSize: 1 << 30, files: 1 << 20, fields: 1 << 20, parts: 1 << 20 };
 
-async function wharf(chunks: Buffer[]): Promise<number> {
+async function wharfWith(parse: typeof parseMultipart, chunks: Buffer[]): Promise<number> {
   let n = 0;
-  for await (const part of parseMultipart(chunksOf(chunks), { contentType: CONTENT_TYPE, limits: LIMITS })) {
+  for await (const part of parse(chunksOf(chunks), { contentType: CONTENT_TYPE, limits: LIMITS })) {
     n += part.filename === undefined ? Buffer.byteLength(await part.text()) : await drain(part.body);
   }
   return n;
 }
+const wharf = (chunks: Buffer[]): Promise<number> => wharfWith(parseMultipart, chunks);
+
+const alsoArg = args.find((a) => a.startsWith('--also='))?.slice(7);
+const also = alsoArg === undefined ? undefined : { label: alsoArg.slice(0, alsoArg.indexOf('=')), path: resolve(alsoArg.slice(alsoArg.indexOf('=') + 1)) };
+const alsoParse = also === undefined ? undefined : ((await import(pathToFileURL(also.path).href)) as { parseMultipart: typeof parseMultipart }).parseMultipart;
 
 async function wharfStreams(chunks: Buffer[]): Promise<number> {
   let n = 0;
@@ -253,10 +262,13 @@ interface Contender {
   run: (chunks: Buffer[]) => Promise<number>;
   fieldsOnly?: boolean;
   floor?: boolean;
+  /** Another build of wharf (`--also`): compared with wharf, not counted as a peer. */
+  build?: boolean;
 }
 
 const CONTENDERS: Contender[] = [
   { name: 'wharf', run: wharf },
+  ...(also && alsoParse ? [{ name: also.label, run: (chunks: Buffer[]) => wharfWith(alsoParse, chunks), build: true }] : []),
   { name: 'wharf (fields as streams)', run: wharfStreams, fieldsOnly: true },
   { name: 'busboy', run: viaBusboy },
   { name: '@fastify/busboy', run: viaFastify },
@@ -264,7 +276,7 @@ const CONTENDERS: Contender[] = [
   { name: '@remix-run/multipart-parser', run: viaRemix },
   { name: 'Buffer.indexOf floor', run: indexOfFloor, floor: true },
 ];
-const PEERS = CONTENDERS.filter((c) => !c.floor && !c.name.startsWith('wharf'));
+const PEERS = CONTENDERS.filter((c) => !c.floor && !c.build && !c.name.startsWith('wharf'));
 
 // ---- measuring ---------------------------------------------------------------------------------
 

@@ -112,7 +112,7 @@ async function serve(kind: Kind, dataDir: string, scenario: ScenarioKey, wharfAt
     await once(srv, 'listening');
     port = (srv.address() as { port: number }).port;
   } else if (kind === 'floor') {
-    // The least any server can do to store a scenario in wharf's layout (PROTOCOL.md §1,
+    // The least any server can do to store a scenario in wharf's layout (docs/protocol.md §1,
     // atomic). Small files: the body is read unparsed, its parts only counted by their delimiters, then each part
     // costs the layout's syscalls, on the event loop with no stream or promise: mkdir a temp
     // directory, open, one 10 KiB writev, close, rename the directory to f/<id>. No check, no

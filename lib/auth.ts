@@ -1,4 +1,4 @@
-// Access keys (PROTOCOL §4): HTTP Basic id + secret, compared in constant time.
+// Access keys (docs/protocol.md §4): HTTP Basic id + secret, compared in constant time.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';

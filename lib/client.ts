@@ -131,7 +131,6 @@ function normaliseBase(base: string): string {
 /** The file name a URL ends in, decoded once (the upload's real name); refused when it could not be a safe local name. */
 function urlFileName(url: URL): string {
   const name = decodeName(url.pathname.slice(url.pathname.lastIndexOf('/') + 1));
-  // eslint-disable-next-line no-control-regex
   if (name === '' || name === '.' || name === '..' || /[/\\\x00]/.test(name)) {
     throw new WharfError('BAD_NAME', `${url.pathname} does not end in a file name; give a file path to download to`, 400);
   }

@@ -106,6 +106,7 @@ export const SERVE_FLAGS: FlagSpec[] = [
   { name: 'anonymous-uploads', kind: 'boolean', env: 'WHARF_ANONYMOUS_UPLOADS', help: 'let anyone POST uploads', defaultText: 'off' },
   { name: 'dotfiles', kind: 'boolean', env: 'WHARF_DOTFILES', help: 'serve dotfiles from mapped directories', defaultText: 'off' },
   { name: 'cache-control', kind: 'string', env: 'WHARF_CACHE_CONTROL', value: 'VALUE', help: 'Cache-Control of served files' },
+  { name: 'sync-io', kind: 'choice', env: 'WHARF_SYNC_IO', choices: ['auto', 'off'], help: 'small file-system calls on the event loop while cheap; off for NFS/EFS/FUSE', defaultText: 'auto' },
   { name: 'log', kind: 'choice', env: 'WHARF_LOG', choices: ['text', 'json', 'off'], help: 'request log format', defaultText: 'text on a terminal, else json' },
   ...LIMIT_FLAGS,
   HELP_FLAG,
@@ -203,7 +204,6 @@ type LogFormat = 'text' | 'json' | 'off';
 
 /** Control characters in a logged path are escaped, so a request cannot forge log lines. */
 function printable(s: string): string {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
@@ -286,6 +286,7 @@ async function serve(argv: string[], io: CommandIo): Promise<number> {
   if (id !== undefined && secret !== undefined && !defaultKeys) options.accessKeys = { [id]: secret };
   const cacheControl = str('cache-control');
   if (cacheControl !== undefined) options.cacheControl = cacheControl;
+  if (values.get('sync-io') === 'off') options.syncIo = 'off';
 
   let files: FileServer;
   try {

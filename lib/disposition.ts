@@ -18,7 +18,6 @@ function encodeExtValue(name: string): string {
  * CR/LF header injection), quotes, backslashes and `%` never reach the quoted ASCII fallback.
  */
 export function attachment(name: string): string {
-  // eslint-disable-next-line no-control-regex
   const clean = name.replace(/[\u0000-\u001f\u007f/\\]/g, '_') || 'download';
   const fallback = clean.replace(/[^\x20-\x7e]|["%]/g, '_');
   return fallback === clean

@@ -1,4 +1,4 @@
-// The naming rules of uploads (PROTOCOL.md §1): which part filenames may be stored, what an upload id
+// The naming rules of uploads (docs/protocol.md §1): which part filenames may be stored, what an upload id
 // looks like, and how `{base}_f/<id>/<path>` URLs are built and read back.
 import { WharfError } from './errors.js';
 import { decodeName, escapeName } from './urlnames.js';

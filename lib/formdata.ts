@@ -49,7 +49,6 @@ export function contentDisposition(name: string, filename: string | undefined): 
   let out = `form-data; name="${quote(name)}"`;
   if (filename === undefined) return out;
   out += `; filename="${quote(filename)}"`;
-  // eslint-disable-next-line no-control-regex
   if (/[^\x20-\x7e]|["%\\]/.test(filename)) out += `; filename*=UTF-8''${extValue(filename)}`;
   return out;
 }

@@ -1,5 +1,6 @@
 export { createFileServer } from './server.js';
 export type { FileServer, FileServerOptions, DirMapping, ListenOptions, BoundAddress } from './server.js';
+export type { SyncIo } from './slowness.js';
 export { parseMultipart } from './multipart.js';
 export type { Part, ParseOptions, MultipartLimits } from './multipart.js';
 export { WharfError } from './errors.js';

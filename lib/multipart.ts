@@ -241,7 +241,7 @@ class FormPart implements Part {
   get headers(): Record<string, string> {
     if (this.record !== null) return this.record;
     const h = Object.create(null) as Record<string, string>;
-    // null: it was exactly the form `fastDisposition` reads, so it is rebuilt byte for byte.
+    // null: it was exactly the form `browserDisposition` reads, so it is rebuilt byte for byte.
     h['content-disposition'] = this.disposition ?? `form-data; name="${this.name}"${this.filename === undefined ? '' : `; filename="${this.filename}"`}`;
     if (this.type !== undefined) h['content-type'] = this.type;
     const others = this.others;
@@ -351,7 +351,7 @@ class Parser {
   private line: Buffer | null = null;
   // The header block being read.
   private disposition: string | undefined = undefined;
-  // Or what `fastDisposition` read of it.
+  // Or what `browserDisposition` read of it.
   private fastName: string | undefined = undefined;
   private fastFilename: string | undefined = undefined;
   private type: string | undefined = undefined;
@@ -1066,7 +1066,7 @@ class Parser {
     this.openPart(name, filename, cd);
   }
 
-  /** The limits, then the part handed out (or kept ready for the next `next()`); `cd` null when read by `fastDisposition`. */
+  /** The limits, then the part handed out (or kept ready for the next `next()`); `cd` null when read by `browserDisposition`. */
   private openPart(name: string, filename: string | undefined, cd: string | null): void {
     const limits = this.limits;
     if (++this.parts > limits.parts) {

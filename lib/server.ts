@@ -9,6 +9,8 @@ import { closeAfterAnswer } from './linger.js';
 import { resolveLimits, type Limits } from './limits.js';
 import { missingDirWarnings, parseMappings } from './mappings.js';
 import type { Site } from './site.js';
+import type { SyncIo } from './slowness.js';
+import { createLocalStorage } from './storage.js';
 import { createDirectorySource, createStatic } from './static.js';
 import { createStreams, type StreamStats } from './streams.js';
 import { createUploads, type UploadEvent } from './uploads.js';
@@ -23,7 +25,7 @@ export interface DirMapping {
 /**
  * Options of `createFileServer`. Invalid values throw `WharfError` `INVALID_OPTION` at once.
  *
- * Who may do what (PROTOCOL §4), per route:
+ * Who may do what (docs/protocol.md §4), per route:
  * - `POST {base}_f/` (upload): a valid access key, or `authorize(req)` true, or `anonymousUploads`.
  * - `GET/HEAD {base}_f/…`, `GET/HEAD {base}_m/…`: anyone, unless `authorize` is set; then it must
  *   return true, or the request must carry a valid access key.
@@ -66,6 +68,14 @@ export interface FileServerOptions {
   dotfiles?: boolean;
   /** `Cache-Control` for served files. Default `public, max-age=0, must-revalidate`. */
   cacheControl?: string;
+  /**
+   * Whether small file-system calls (a stat of a cached file, a page-cache write of 64 KiB) may be
+   * made synchronously on the event loop, where they cost less than a thread-pool round trip.
+   * `'auto'` (default): yes, while they prove cheap; when they turn slow they go through the thread
+   * pool for a back-off that grows while they stay slow. `'off'`: never — for a data dir or mapping
+   * on storage known to block (NFS, EFS, CephFS, FUSE), where a single call can hold every client.
+   */
+  syncIo?: SyncIo;
   limits?: Partial<Limits>;
   /** Called after an upload is committed. */
   onUpload?: (event: UploadEvent) => void | Promise<void>;
@@ -140,7 +150,7 @@ interface Route {
 
 const KNOWN_OPTIONS = new Set([
   'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads',
-  'dotfiles', 'cacheControl', 'limits', 'onUpload', 'warn',
+  'dotfiles', 'cacheControl', 'syncIo', 'limits', 'onUpload', 'warn',
 ]);
 
 const invalid = (message: string): WharfError => new WharfError('INVALID_OPTION', message);
@@ -156,6 +166,7 @@ function checkOptions(o: FileServerOptions): void {
   for (const f of ['anonymousUploads', 'dotfiles'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'boolean') throw invalid(`${f}: expected true or false`);
   }
+  if (o.syncIo !== undefined && o.syncIo !== 'auto' && o.syncIo !== 'off') throw invalid('syncIo: expected "auto" or "off"');
   if (o.cacheControl !== undefined && (typeof o.cacheControl !== 'string' || /[\r\n\0]/.test(o.cacheControl))) {
     throw invalid('cacheControl: expected a header value on one line');
   }
@@ -203,9 +214,11 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
   const anonymousUploads = options.anonymousUploads ?? false;
 
   const statics = createStatic(options.cacheControl === undefined ? { limits } : { limits, cacheControl: options.cacheControl });
+  const syncIo = options.syncIo ?? 'auto';
+  const storage = createLocalStorage(dataDir, { syncIo });
   const uploads = createUploads(options.onUpload === undefined
-    ? { dataDir, base, limits, statics, warn }
-    : { dataDir, base, limits, statics, warn, onUpload: options.onUpload });
+    ? { dataDir, base, limits, statics, warn, storage }
+    : { dataDir, base, limits, statics, warn, storage, onUpload: options.onUpload });
   const streams = createStreams({ base, limits });
 
   // ---- the route table: every URL wharf answers, and who may use it -------------------------
@@ -237,7 +250,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
       allow: 'GET, HEAD, POST, DELETE',
     },
     ...mappings.map((m): Route => {
-      const source = createDirectorySource(m.path, { dotfiles: options.dotfiles ?? false });
+      const source = createDirectorySource(m.path, { dotfiles: options.dotfiles ?? false, syncIo });
       const get: Method = { access: m.private ? 'private' : 'open', run: (req, res, rest) => statics.respond(req, res, source, rest) };
       return { prefix: m.prefix, methods: { GET: get, HEAD: get }, allow: 'GET, HEAD' };
     }),

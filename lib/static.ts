@@ -9,7 +9,7 @@ import { attachment } from './disposition.js';
 import { WharfError, fromFsError, sendError } from './errors.js';
 import type { Limits } from './limits.js';
 import { contentTypeFor } from './mime.js';
-import { createSlowness } from './slowness.js';
+import { slownessFor, type SyncIo } from './slowness.js';
 import { hasDotSegment, toRelPath } from './urlpath.js';
 
 /** What the static engine needs to know of a file to answer conditionals and ranges. */
@@ -190,15 +190,15 @@ function fstatFile(fd: number): Promise<{ size: number; mtimeMs: number; ino: nu
  * Cost: for a file the engine has served recently (`statSync`/`openSync`), realpath, stat, open
  * and fstat are made synchronously: the kernel has that metadata cached, so each takes a few µs,
  * where each thread-pool round trip costs ~20 µs of CPU (measured in bench/static). Should these
- * calls turn out slow on average (network storage), the source goes asynchronous for good.
+ * calls turn out slow on average (network storage), the source goes asynchronous (slowness.ts).
  * First requests and every read of file content go through the thread pool.
  */
-export function createDirectorySource(root: string, options: { dotfiles?: boolean } = {}): FileSource {
+export function createDirectorySource(root: string, options: { dotfiles?: boolean; syncIo?: SyncIo } = {}): FileSource {
   const absRoot = resolve(root);
   const dotfiles = options.dotfiles ?? false;
   let realRoot: string | undefined;
-  /** Turns on once synchronous checks take too long: this storage is not local and warm, stay async. */
-  const slowness = createSlowness();
+  /** Turns on once synchronous checks take too long: this storage is not local and warm, go async. */
+  const slowness = slownessFor(options.syncIo);
   let stats = 0;
   const rootSlash = absRoot + sep;
 

@@ -1,6 +1,6 @@
 // The storage seam: every read and write of uploaded bytes goes through `Storage`, so the HTTP layer
 // (uploads.ts) never touches `fs` for them and an object-store backend can be added later without
-// touching it. The one implementation here is the local disk layout of PROTOCOL.md §1:
+// touching it. The one implementation here is the local disk layout of docs/protocol.md §1:
 //
 //   <dataDir>/f/<id>/<path>            committed uploads (the layout Wave's client copies into)
 //   <dataDir>/.wharf-tmp/<pid>.<instance>.<n>/<path>
@@ -15,7 +15,7 @@ import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { WharfError, fromFsError } from './errors.js';
 import { isUploadId } from './filenames.js';
-import { createSlowness, type Slowness } from './slowness.js';
+import { slownessFor, type Slowness, type SyncIo } from './slowness.js';
 import { createDirectorySource, type FileSource } from './static.js';
 
 /**
@@ -96,11 +96,12 @@ export interface LocalStorageOptions {
    * longer held: 64 uploads of 1 MiB at once peak ~15 MiB lower than with batches (bench/uploads).
    * The loop is held for one write at a time, as nginx holds it to write a request body to its
    * temp file; should those writes turn out slow (slowness.ts: a throttled or network disk), every
-   * write goes through the thread pool from then on. 0 turns it off. Default 1 MiB.
+   * write goes through the thread pool for a while (a back-off that grows while they stay slow).
+   * 0 turns it off. Default 1 MiB.
    */
   syncWriteBelow?: number;
-  /** What decides that writes on the event loop are slow. Default: a detector of this storage's own. */
-  slowness?: Slowness;
+  /** `'off'`: no file-system call of this storage on the event loop, ever (see slowness.ts). Default `'auto'`. */
+  syncIo?: SyncIo;
 }
 
 /** The temp area's name inside `dataDir`: distinctive, so sweeping it can never touch the host's own files. */
@@ -146,7 +147,7 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
   const memory: WriteMemory = {
     batch: Math.max(16 * 1024, options.writeBatch ?? 1024 * 1024),
     syncBelow: Math.max(0, options.syncWriteBelow ?? 1024 * 1024),
-    slowness: options.slowness ?? createSlowness(),
+    slowness: slownessFor(options.syncIo),
     budget: Math.max(0, options.writeBuffer ?? 8 * 1024 * 1024),
     held: 0,
   };
@@ -160,7 +161,7 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
 
   // Created on first use: the directory may not exist before start().
   let dir: FileSource | undefined;
-  const uploads = (): FileSource => (dir ??= createDirectorySource(filesDir, { dotfiles: true }));
+  const uploads = (): FileSource => (dir ??= createDirectorySource(filesDir, { dotfiles: true, syncIo: options.syncIo ?? 'auto' }));
   const isUpload = (rel: string): boolean => {
     const slash = rel.indexOf('/');
     return isUploadId(slash < 0 ? rel : rel.slice(0, slash));
@@ -283,7 +284,12 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
       }
       // A directory of it is being made through the thread pool, or the file is big: a writer,
       // whose backpressure means nothing here (the bytes are all in memory already).
-      const writer = staging.file(id, rel, noop);
+      let writer: StagedFile;
+      try {
+        writer = staging.file(id, rel, noop);
+      } catch (err) {
+        return Promise.reject(err); // an aborted staging: a rejection, as on the path above
+      }
       for (const c of chunks) writer.write(c);
       writer.end();
       return writer.done;
@@ -454,7 +460,7 @@ interface WriteMemory {
   batch: number;
   /** Bytes at the start of each file written without the thread pool (see createFileWriter). */
   syncBelow: number;
-  /** Whether writes on the event loop turned out slow: then none are made any more. */
+  /** Whether writes on the event loop turned out slow: then none are made until it says otherwise. */
   slowness: Slowness;
   budget: number;
   /** Bytes all writers hold right now, gathered or on their way to disk. */
@@ -586,7 +592,10 @@ function createFileWriter(path: string, dir: string, root: Root, memory: WriteMe
             return closeFd(open);
           })
           .then(landed, lost);
-      } else if (heldBytes >= memory.batch || memory.held >= memory.budget) {
+      } else if (heldBytes > 0 && (heldBytes >= memory.batch || memory.held >= memory.budget)) {
+        // Never a batch of nothing: with the file already open it would land in a microtask with
+        // no I/O, and while other files keep the budget full this would start the next one at once,
+        // for ever, starving the event loop (so no socket is read and the budget never comes down).
         busy = true;
         flush().then(landed, lost);
       }

@@ -1,4 +1,4 @@
-// Image streams, `{base}_m/<name>` (PROTOCOL.md §2): frames are published by POST (Wave's one-part
+// Image streams, `{base}_m/<name>` (docs/protocol.md §2): frames are published by POST (Wave's one-part
 // multipart form, or a raw body) and relayed to every GET as `multipart/x-mixed-replace`.
 //
 // Fan-out cost per frame and viewer: two or three `res.write`s of Buffers that already exist. The

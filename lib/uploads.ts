@@ -1,4 +1,4 @@
-// Uploads, `{base}_f/` (PROTOCOL.md §1): POST streams `files` parts socket → parser → staging and
+// Uploads, `{base}_f/` (docs/protocol.md §1): POST streams `files` parts socket → parser → staging and
 // publishes the whole request at once; DELETE removes an upload; `site.*` does the same in-process
 // with local copies. Every byte of an upload goes through the `Storage` seam (storage.ts).
 import { randomUUID } from 'node:crypto';
@@ -10,7 +10,7 @@ import { closeAfterAnswer } from './linger.js';
 import { checkFilename, isUploadId, parseUploadUrl, uploadUrl } from './filenames.js';
 import type { Limits } from './limits.js';
 import { contentTypeFor } from './mime.js';
-import { collectPart, parseMultipart, sinkPart } from './multipart.js';
+import { collectPart, parseMultipart, sinkPart, type Part } from './multipart.js';
 import type { Site, TransferOptions } from './site.js';
 import type { FileSource, StaticEngine } from './static.js';
 import { createLocalStorage, storageError, type Staging, type Storage } from './storage.js';
@@ -47,7 +47,7 @@ export interface UploadsConfig {
   onUpload?: (event: UploadEvent) => void | Promise<void>;
   /** Where failures nobody else sees go (a failing `onUpload`, a temp dir that would not go away). Default `console.warn`. */
   warn?: (message: string) => void;
-  /** Where uploaded bytes live. Default: the local layout of PROTOCOL.md §1 under `dataDir`. */
+  /** Where uploaded bytes live. Default: the local layout of docs/protocol.md §1 under `dataDir`. */
   storage?: Storage;
 }
 
@@ -156,9 +156,9 @@ export function createUploads(config: UploadsConfig): Uploads {
         // instead of adding up (1,000 small files would otherwise wait on 4,000 round trips in turn).
         const writing: Array<Promise<void>> = [];
         let index = 0;
-        for await (const part of parseMultipart(req, { contentType, limits, signal: body.signal })) {
-          index++;
-          try {
+        try {
+          for await (const part of parseMultipart(req, { contentType, limits, signal: body.signal })) {
+            index++;
             // Wave stores only `files` parts; anything else (fields, other file inputs) is dropped
             // (within the limits) when the next part is asked for.
             if (part.name !== 'files' || part.filename === undefined) continue;
@@ -169,30 +169,20 @@ export function createUploads(config: UploadsConfig): Uploads {
             // A small file (most of a directory upload) is gathered whole and written in one go:
             // a stream and a pipe per file would cost more than its syscalls.
             const whole = await collectPart(part, SMALL_FILE);
-            let written: Promise<void>;
-            if (whole !== null) {
-              written = staging.put(entry.id, rel, whole).then((size) => {
-                entry.size = size;
-              });
-            } else {
-              // Socket reads go from the parser straight into the file: no stream in between.
-              let resume = noop;
-              const file = staging.file(entry.id, rel, () => resume());
-              resume = sinkPart(part, file);
-              written = file.done.then((size) => {
-                entry.size = size;
-              });
-            }
+            const written = whole !== null ? staging.put(entry.id, rel, whole).then((size) => void (entry.size = size)) : sinkFile(staging, part, entry);
             // A file failing later (the disk filling up at its close) stops the upload at once.
             written.catch((err: unknown) => body.fail(body.error ?? classify(err, warn)));
             writing.push(written);
             if (writing.length >= FILES_IN_FLIGHT) await writing.shift();
-          } catch (err) {
-            // Failing the body stops the parser, which destroys whatever this part was being written to.
-            const e = body.error ?? classify(err, warn);
-            body.fail(e);
-            throw e;
           }
+        } catch (err) {
+          // The first failure (a limit, a bad name, a malformed body) is what the client is told:
+          // it is recorded before the staging is aborted, since aborting fails the files still
+          // being written, and their SHUTTING_DOWN must not take its place. Failing the body stops
+          // the parser, which destroys whatever a part was being written to.
+          const e = body.error ?? classify(err, warn);
+          body.fail(e);
+          throw e;
         }
         await Promise.all(writing);
         if (stored.length === 0) {
@@ -313,6 +303,14 @@ export function createUploads(config: UploadsConfig): Uploads {
       await Promise.allSettled([...running]);
     },
   };
+}
+
+/** A part's bytes from the parser straight into its staged file, socket read by socket read; resolves once it is closed. */
+function sinkFile(staging: Staging, part: Part, entry: Stored): Promise<void> {
+  let resume = noop;
+  const file = staging.file(entry.id, entry.rel, () => resume());
+  resume = sinkPart(part, file);
+  return file.done.then((size) => void (entry.size = size));
 }
 
 const requestTooLarge = (max: number): WharfError => new WharfError('LIMIT_REQUEST_SIZE', `the upload is larger than ${max} bytes`, 413);

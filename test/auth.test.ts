@@ -1,4 +1,4 @@
-// Who may do what (PROTOCOL §4): the full matrix of route kinds × server configurations ×
+// Who may do what (docs/protocol.md §4): the full matrix of route kinds × server configurations ×
 // credentials, over HTTP. Handlers behind the auth check belong to other modules, so a request that
 // is let in is asserted only to have got past auth (not 401, not AUTHORIZE_FAILED).
 import { after, before, describe, test } from 'node:test';
@@ -96,7 +96,7 @@ function hookOf(hook: Hook): FileServerOptions['authorize'] {
   }
 }
 
-/** What PROTOCOL §4 says should happen: 'in' (past auth), 401, or 500 (the hook failed). */
+/** What docs/protocol.md §4 says should happen: 'in' (past auth), 401, or 500 (the hook failed). */
 function expected(access: Access, cfg: (typeof CONFIGS)[number], cred: (typeof CREDS)[number]): 'in' | 401 | 500 {
   const keyValid = cred.valid && (cfg.keys === undefined || Object.keys(cfg.keys).length > 0);
   if (keyValid) return 'in';

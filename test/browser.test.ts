@@ -25,10 +25,10 @@ const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest(
 
 // Callbacks given to page.evaluate run in the browser; these are the browser globals they use (the
 // DOM lib is not loaded for this Node program).
-declare const document: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-declare const DataTransfer: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-declare const DragEvent: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-declare const window: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+declare const document: any;
+declare const DataTransfer: any;
+declare const DragEvent: any;
+declare const window: any;
 
 // The names page: uploads what is picked, then lists each file by the name taken from its
 // returned path, with a link to follow, a `download` link carrying that name, a `?download` link
@@ -120,7 +120,7 @@ async function startExample(script: string, env: Record<string, string>, args: s
 /** A hash of the pixels the page currently shows for `selector` (an <img>), read through a canvas. */
 function imagePixels(page: Page, selector: string): Promise<{ width: number; hash: number }> {
   return page.$eval(selector, (img) => {
-    const el = img as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const el = img as any;
     const canvas = document.createElement('canvas');
     canvas.width = el.naturalWidth;
     canvas.height = el.naturalHeight;

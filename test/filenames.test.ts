@@ -27,7 +27,7 @@ test('filenames: stored in Unicode NFC, so macOS (NFD) and other clients agree',
   assert.equal(checkFilename(`dir\u0301/${nfd}`, true, 'part 1'), 'dir\u0301'.normalize('NFC') + '/caf\u00e9.txt');
 });
 
-test('filenames: the refusals of PROTOCOL.md §1, each with a reason naming the part', () => {
+test('filenames: the refusals of docs/protocol.md §1, each with a reason naming the part', () => {
   for (const directory of [false, true]) {
     refused(undefined, directory, /is empty/);
     refused('', directory, /is empty/);

@@ -15,8 +15,14 @@
 // - bounded memory: no part body grows past `fileSize`/`fieldSize`, no part's headers past
 //   `headerSize`, no count past `parts`/`files`/`fields`, and a header block that never ends (a
 //   huge junk line streamed in) is refused after reading at most `headerSize` of it, plus one chunk.
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { collectPart, parseMultipart, sinkPart, type MultipartLimits, type Part } from '../lib/multipart.js';
+import { createLocalStorage, type Storage } from '../lib/storage.js';
 
 /** Small limits, so generated bodies cross every one of them often. */
 export const FUZZ_LIMITS: MultipartLimits = Object.freeze({
@@ -405,9 +411,13 @@ function split(r: Rng, b: Buffer, boundary: string, opts: FuzzOptions): [Buffer[
 // One case
 
 // 'sink': `sinkPart` with a sink that pushes back every other write; 'upload': the upload layer's
-// way, `collectPart` up to 64 bytes, else the same sink. Neither waits for the part's end before
-// asking for the next part.
-type Consume = 'stream' | 'text' | 'skip' | 'paced' | 'sink' | 'upload';
+// way, `collectPart` up to 64 bytes, else the same sink; 'staged': `sinkPart` into a real staged file
+// of a storage whose every write goes through the thread pool (the path of a slow disk, which no
+// fast machine takes by itself) and whose write budget is always full, so every chunk is a batch
+// of its own and batches land as often as they can. None waits for the part's end before asking
+// for the next part.
+type Consume = 'stream' | 'text' | 'skip' | 'paced' | 'sink' | 'upload' | 'staged';
+const SINKS: readonly Consume[] = ['sink', 'upload', 'staged'];
 
 export interface FuzzCase {
   seed: number;
@@ -450,7 +460,7 @@ export function makeCase(seed: number, opts: FuzzOptions = DEFAULT_FUZZ): FuzzCa
   const [chunks, chunking] = split(r, body, g.boundary, opts);
   const cx = r();
   const consume: Consume[] =
-    cx < 0.6 ? ['stream'] : cx < 0.7 ? ['text'] : cx < 0.75 ? ['skip'] : cx < 0.8 ? ['paced'] : cx < 0.85 ? ['sink'] : cx < 0.9 ? ['upload'] : ['stream', 'skip', 'text', 'paced', 'sink', 'upload'];
+    cx < 0.6 ? ['stream'] : cx < 0.7 ? ['text'] : cx < 0.74 ? ['skip'] : cx < 0.78 ? ['paced'] : cx < 0.82 ? ['sink'] : cx < 0.86 ? ['upload'] : cx < 0.9 ? ['staged'] : ['stream', 'skip', 'text', 'paced', 'sink', 'upload', 'staged'];
   return {
     seed,
     boundary: g.boundary,
@@ -562,6 +572,50 @@ function sinkAll(part: Part): Promise<Buffer> {
   });
 }
 
+// The storage of 'staged' parts: one per process, made at first use, removed at exit. Made
+// synchronously: a part whose consumer has not chosen by the time the iteration moves on is skipped.
+let staged: { storage: Storage; dataDir: string; started: Promise<void> } | undefined;
+function stagedStorage(): { storage: Storage; dataDir: string; started: Promise<void> } {
+  if (staged) return staged;
+  const dataDir = mkdtempSync(join(tmpdir(), 'wharf-fuzz-'));
+  process.once('exit', () => rmSync(dataDir, { recursive: true, force: true }));
+  const storage = createLocalStorage(dataDir, { syncIo: 'off', writeBatch: 16 * 1024, writeBuffer: 0 });
+  return (staged = { storage, dataDir, started: storage.start() });
+}
+
+/** A part's bytes into a staged file (see 'staged'), committed, read back from disk and removed. */
+async function stageAll(part: Part): Promise<Buffer> {
+  const { storage, dataDir, started } = stagedStorage();
+  const staging = storage.stage();
+  const id = randomUUID();
+  let resume = (): void => {};
+  const file = staging.file(id, 'part.bin', () => resume());
+  // The 2nd and 4th writes also wait a millisecond, as a socket's next read does: batches then
+  // land while the part is still arriving, not only once it has ended.
+  let writes = 0;
+  resume = sinkPart(part, {
+    write(chunk) {
+      if (!file.write(chunk)) return false;
+      if (++writes % 2 === 1 || writes > 4) return true;
+      setTimeout(() => resume(), 1);
+      return false;
+    },
+    end: () => file.end(),
+    destroy: (err) => file.destroy(err),
+  });
+  await started;
+  try {
+    await file.done;
+  } catch (err) {
+    await staging.abort();
+    throw err;
+  }
+  await staging.commit();
+  const bytes = await readFile(join(dataDir, 'f', id, 'part.bin'));
+  await storage.remove(id);
+  return bytes;
+}
+
 async function readAll(body: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of body) chunks.push(chunk as Buffer);
@@ -599,11 +653,11 @@ export async function runWharf(c: FuzzCase, opts: FuzzOptions = DEFAULT_FUZZ): P
           if (how === 'stream') rec.bytes = await readAll(part.body);
           else if (how === 'paced') rec.bytes = await readPaced(part.body);
           else if (how === 'text') rec.text = await (part as Part).text();
-          else if (how === 'sink' || how === 'upload') {
+          else if (SINKS.includes(how)) {
             const whole = how === 'upload' ? await collectPart(part, 64) : null;
             if (whole !== null) rec.bytes = Buffer.concat(whole);
             else {
-              const bytes = sinkAll(part);
+              const bytes = how === 'staged' ? stageAll(part) : sinkAll(part);
               bytes.catch(() => {});
               sinking.push(bytes.then((b) => void (rec.bytes = b), (err: unknown) => void (rec.bodyError = err)));
             }
@@ -625,7 +679,7 @@ export async function runWharf(c: FuzzCase, opts: FuzzOptions = DEFAULT_FUZZ): P
     await Promise.all(sinking);
     result.parts.forEach((rec, i) => {
       const max = rec.filename === undefined ? limits.fieldSize : limits.fileSize;
-      if ((rec.how === 'sink' || rec.how === 'upload') && (rec.bytes?.length ?? 0) > max) result.violations.push(`part ${i + 1}: ${rec.bytes!.length} bytes > its limit ${max}`);
+      if (SINKS.includes(rec.how) && (rec.bytes?.length ?? 0) > max) result.violations.push(`part ${i + 1}: ${rec.bytes!.length} bytes > its limit ${max}`);
     });
   })();
   let timer: NodeJS.Timeout | undefined;

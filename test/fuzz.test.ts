@@ -14,6 +14,7 @@ import { parseMultipart, type Part } from '../lib/multipart.js';
 import { WharfError } from '../lib/errors.js';
 import { DEFAULT_FUZZ, describe } from './fuzz-gen.js';
 import { runCase } from './fuzz-oracle.js';
+import { watchLoop } from './loop-watchdog.js';
 
 const CASES = 10_000;
 const FIRST_SEED = Number(process.env.FUZZ_SEED ?? 1);
@@ -25,6 +26,9 @@ test(`fuzz: ${CASES} mutated multipart bodies against busboy`, async (t) => {
   };
   process.on('unhandledRejection', onError);
   process.on('uncaughtException', onError);
+  // A case that starves the event loop (the 'staged' consumer's storage) would stop every timer,
+  // the per-case timeout's too: only a watchdog on another thread can fail it.
+  t.after(watchLoop('the fuzzer', 15_000));
   t.after(() => {
     process.off('unhandledRejection', onError);
     process.off('uncaughtException', onError);

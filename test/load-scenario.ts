@@ -14,6 +14,7 @@
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { basicAuth } from '../lib/auth.js';
+import type { SyncIo } from '../lib/slowness.js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { eventually, formatReport, patternBytes, rssOf, runLoad, send, settledFds, startChild, type LoopDelay, type LoadReport, type Memory } from './load-gen.js';
 
@@ -44,7 +45,7 @@ export interface ScenarioResult {
 
 const KEY = { id: 'load', secret: 'load-secret-0123456789' };
 
-export async function runLoadScenario(o: { root: string; seconds: number; clients: number; log?: (line: string) => void }): Promise<ScenarioResult> {
+export async function runLoadScenario(o: { root: string; seconds: number; clients: number; syncIo?: SyncIo; log?: (line: string) => void }): Promise<ScenarioResult> {
   const dataDir = join(o.root, 'data');
   const pub = join(o.root, 'public');
   await mkdir(dataDir, { recursive: true });
@@ -55,7 +56,7 @@ export async function runLoadScenario(o: { root: string; seconds: number; client
     { name: 'large.bin', offset: 70_001, size: 4 * 1024 * 1024 },
   ];
   for (const f of staticFiles) await writeFile(join(pub, f.name), patternBytes(f.offset, 0, f.size));
-  const child = await startChild({ dataDir, publicDirs: [`/pub/@${pub}`], accessKeys: { [KEY.id]: KEY.secret } });
+  const child = await startChild({ dataDir, publicDirs: [`/pub/@${pub}`], accessKeys: { [KEY.id]: KEY.secret }, syncIo: o.syncIo ?? 'auto' });
   try {
     const auth = basicAuth(KEY.id, KEY.secret);
     const streams = ['cam-1', 'cam-2', 'cam-3'];

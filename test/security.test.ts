@@ -9,7 +9,7 @@
 // Statuses follow the documented rules: lib/urlpath.ts (400 BAD_PATH for what no honest URL holds —
 // malformed or overlong escapes, encoded separators, backslashes, control characters; 404 for
 // dot segments and what does not exist), lib/filenames.ts (400 BAD_FILENAME), lib/multipart.ts,
-// PROTOCOL.md §4 (401 with `WWW-Authenticate`). Access-key checks are tested by behaviour only.
+// docs/protocol.md §4 (401 with `WWW-Authenticate`). Access-key checks are tested by behaviour only.
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';

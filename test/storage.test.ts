@@ -1,15 +1,22 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
 import { WharfError } from '../lib/errors.js';
 import { createSlowness } from '../lib/slowness.js';
 import { createLocalStorage, storageError, TEMP_DIR, type StagedFile, type Staging } from '../lib/storage.js';
 import { tree } from './uploads-helpers.js';
+
+// Every test of the write path runs twice: as this machine runs it (small writes on the event loop
+// while they are cheap) and with the slow path forced (every write a batch through the thread
+// pool), which is what a throttled or network disk gets and which no test here would reach by chance.
+const SYNC_IO = ['auto', 'off'] as const;
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 const fds = (): number => readdirSync('/proc/self/fd').length;
@@ -70,143 +77,155 @@ test('storage: start() creates the layout and sweeps only dead runs\' temp files
   assert.equal((await tree(join(dataDir, 'f'))).filter((p) => p.endsWith('keep.txt')).length, 1, 'a live instance of this process kept its staging');
 });
 
-test('storage: files stream in in batches, stay invisible until commit, then appear whole', async (t) => {
-  const dataDir = await tempDir(t);
-  const storage = createLocalStorage(dataDir, { writeBatch: 64 * 1024 });
-  await storage.start();
-  const before = fds();
-  const big = randomBytes(3 * 1024 * 1024 + 123);
-  const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
-  const staging = storage.stage();
-  const sizes = [
-    await stream(staging, a, 'big.bin', chunked(big, 10_000)),
-    await stream(staging, b, 'empty', []),
-    await stream(staging, c, 'deep/er/small.txt', [Buffer.from('hello '), Buffer.from('world')]),
-  ];
-  assert.deepEqual(sizes, [big.length, 0, 11]);
-  assert.deepEqual(await readdir(join(dataDir, 'f')), [], 'nothing visible before commit');
-  assert.equal(await storage.source.stat(`${a}/big.bin`), null);
-  await staging.commit();
-  assert.equal(sha(await readFile(join(dataDir, 'f', a, 'big.bin'))), sha(big));
-  assert.equal((await readFile(join(dataDir, 'f', b, 'empty'))).length, 0);
-  assert.equal(await readFile(join(dataDir, 'f', c, 'deep/er/small.txt'), 'utf8'), 'hello world');
-  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), [], 'the staging area is gone');
-  const info = await storage.source.stat(`${a}/big.bin`);
-  assert.equal(info?.size, big.length);
-  const open = await storage.source.open(`${c}/deep/er/small.txt`);
-  assert.ok(open);
-  const chunks: Buffer[] = [];
-  for await (const chunk of open.stream(6, 10)) chunks.push(chunk as Buffer);
-  assert.equal(Buffer.concat(chunks).toString(), 'world');
-  assert.equal(fds(), before, 'no descriptor left open');
-  await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError, 'a staging commits once');
-});
+for (const syncIo of SYNC_IO) {
+  test(`storage (syncIo ${syncIo}): files stream in in batches, stay invisible until commit, then appear whole`, async (t) => {
+    const dataDir = await tempDir(t);
+    const storage = createLocalStorage(dataDir, { syncIo, writeBatch: 64 * 1024 });
+    await storage.start();
+    const before = fds();
+    const big = randomBytes(3 * 1024 * 1024 + 123);
+    const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+    const staging = storage.stage();
+    const sizes = [
+      await stream(staging, a, 'big.bin', chunked(big, 10_000)),
+      await stream(staging, b, 'empty', []),
+      await stream(staging, c, 'deep/er/small.txt', [Buffer.from('hello '), Buffer.from('world')]),
+    ];
+    assert.deepEqual(sizes, [big.length, 0, 11]);
+    assert.deepEqual(await readdir(join(dataDir, 'f')), [], 'nothing visible before commit');
+    assert.equal(await storage.source.stat(`${a}/big.bin`), null);
+    await staging.commit();
+    assert.equal(sha(await readFile(join(dataDir, 'f', a, 'big.bin'))), sha(big));
+    assert.equal((await readFile(join(dataDir, 'f', b, 'empty'))).length, 0);
+    assert.equal(await readFile(join(dataDir, 'f', c, 'deep/er/small.txt'), 'utf8'), 'hello world');
+    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), [], 'the staging area is gone');
+    const info = await storage.source.stat(`${a}/big.bin`);
+    assert.equal(info?.size, big.length);
+    const open = await storage.source.open(`${c}/deep/er/small.txt`);
+    assert.ok(open);
+    const chunks: Buffer[] = [];
+    for await (const chunk of open.stream(6, 10)) chunks.push(chunk as Buffer);
+    assert.equal(Buffer.concat(chunks).toString(), 'world');
+    assert.equal(fds(), before, 'no descriptor left open');
+    await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError, 'a staging commits once');
+  });
+}
 
-test('storage: the read side refuses anything that is not under an upload id', async (t) => {
-  const dataDir = await tempDir(t);
-  const storage = createLocalStorage(dataDir);
-  await storage.start();
-  await mkdir(join(dataDir, 'f', 'not-an-id'), { recursive: true });
-  await writeFile(join(dataDir, 'f', 'not-an-id', 'x'), 'x');
-  await writeFile(join(dataDir, 'f', 'top'), 'x');
-  assert.equal(await storage.source.stat('not-an-id/x'), null);
-  assert.equal(await storage.source.open('not-an-id/x'), null);
-  assert.equal(await storage.source.stat('top'), null);
-  const id = randomUUID();
-  await mkdir(join(dataDir, 'f', id));
-  await writeFile(join(dataDir, 'f', id, '.hidden'), 'dotfiles are ordinary uploads');
-  assert.equal((await storage.source.stat(`${id}/.hidden`))?.size, 29);
-  assert.equal(await storage.source.stat(id), null, 'an upload directory is not a file');
-});
+for (const syncIo of SYNC_IO) {
+  test(`storage (syncIo ${syncIo}): the read side refuses anything that is not under an upload id`, async (t) => {
+    const dataDir = await tempDir(t);
+    const storage = createLocalStorage(dataDir, { syncIo });
+    await storage.start();
+    await mkdir(join(dataDir, 'f', 'not-an-id'), { recursive: true });
+    await writeFile(join(dataDir, 'f', 'not-an-id', 'x'), 'x');
+    await writeFile(join(dataDir, 'f', 'top'), 'x');
+    assert.equal(await storage.source.stat('not-an-id/x'), null);
+    assert.equal(await storage.source.open('not-an-id/x'), null);
+    assert.equal(await storage.source.stat('top'), null);
+    const id = randomUUID();
+    await mkdir(join(dataDir, 'f', id));
+    await writeFile(join(dataDir, 'f', id, '.hidden'), 'dotfiles are ordinary uploads');
+    assert.equal((await storage.source.stat(`${id}/.hidden`))?.size, 29);
+    assert.equal(await storage.source.stat(id), null, 'an upload directory is not a file');
+  });
+}
 
-test('storage: abort removes every staged byte, also while a batch is on its way to disk', async (t) => {
-  const dataDir = await tempDir(t);
-  const storage = createLocalStorage(dataDir, { writeBatch: 16 * 1024 });
-  await storage.start();
-  const before = fds();
-  const staging = storage.stage();
-  await stream(staging, randomUUID(), 'done.bin', chunked(randomBytes(100_000)));
-  const busy = staging.file(randomUUID(), 'busy.bin', () => {});
-  busy.write(randomBytes(40_000)); // past a batch: a writev is in flight now
-  await staging.abort();
-  await assert.rejects(busy.done, (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
-  assert.equal(busy.write(Buffer.from('late')), true, 'a destroyed file ignores writes');
-  busy.end();
-  busy.destroy(new Error('again'));
-  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
-  assert.deepEqual(await readdir(join(dataDir, 'f')), []);
-  assert.equal(fds(), before);
-  await staging.abort(); // idempotent
-  assert.throws(() => staging.file(randomUUID(), 'late', () => {}), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
-  await assert.rejects(staging.copy(randomUUID(), 'late', '/etc/hostname'), (e: unknown) => e instanceof WharfError);
-  await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
-  // A staging that never wrote a byte creates nothing at all.
-  const idle = storage.stage();
-  await idle.abort();
-  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
-});
+for (const syncIo of SYNC_IO) {
+  test(`storage (syncIo ${syncIo}): abort removes every staged byte, also while a batch is on its way to disk`, async (t) => {
+    const dataDir = await tempDir(t);
+    const storage = createLocalStorage(dataDir, { syncIo, writeBatch: 16 * 1024 });
+    await storage.start();
+    const before = fds();
+    const staging = storage.stage();
+    await stream(staging, randomUUID(), 'done.bin', chunked(randomBytes(100_000)));
+    const busy = staging.file(randomUUID(), 'busy.bin', () => {});
+    busy.write(randomBytes(40_000)); // past a batch: a writev is in flight now
+    await staging.abort();
+    await assert.rejects(busy.done, (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
+    assert.equal(busy.write(Buffer.from('late')), true, 'a destroyed file ignores writes');
+    busy.end();
+    busy.destroy(new Error('again'));
+    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+    assert.deepEqual(await readdir(join(dataDir, 'f')), []);
+    assert.equal(fds(), before);
+    await staging.abort(); // idempotent
+    assert.throws(() => staging.file(randomUUID(), 'late', () => {}), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
+    await assert.rejects(staging.copy(randomUUID(), 'late', '/etc/hostname'), (e: unknown) => e instanceof WharfError);
+    await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
+    // A staging that never wrote a byte creates nothing at all.
+    const idle = storage.stage();
+    await idle.abort();
+    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+  });
+}
 
-test('storage: a commit that fails half-way publishes nothing', async (t) => {
-  const dataDir = await tempDir(t);
-  const storage = createLocalStorage(dataDir);
-  await storage.start();
-  const [ok, taken] = [randomUUID(), randomUUID()];
-  await mkdir(join(dataDir, 'f', taken));
-  await writeFile(join(dataDir, 'f', taken, 'someone-else'), 'x'); // a non-empty directory: rename fails ENOTEMPTY
-  const staging = storage.stage();
-  await stream(staging, ok, 'a.txt', [Buffer.from('a')]);
-  await stream(staging, taken, 'b.txt', [Buffer.from('b')]);
-  await assert.rejects(staging.commit(), (e: unknown) => ['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? ''));
-  assert.deepEqual(await tree(join(dataDir, 'f')), [`${taken}/`, `${taken}/someone-else`]);
-  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
-  await staging.abort(); // after a failed commit: nothing left to do
-});
+for (const syncIo of SYNC_IO) {
+  test(`storage (syncIo ${syncIo}): a commit that fails half-way publishes nothing`, async (t) => {
+    const dataDir = await tempDir(t);
+    const storage = createLocalStorage(dataDir, { syncIo });
+    await storage.start();
+    const [ok, taken] = [randomUUID(), randomUUID()];
+    await mkdir(join(dataDir, 'f', taken));
+    await writeFile(join(dataDir, 'f', taken, 'someone-else'), 'x'); // a non-empty directory: rename fails ENOTEMPTY
+    const staging = storage.stage();
+    await stream(staging, ok, 'a.txt', [Buffer.from('a')]);
+    await stream(staging, taken, 'b.txt', [Buffer.from('b')]);
+    await assert.rejects(staging.commit(), (e: unknown) => ['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? ''));
+    assert.deepEqual(await tree(join(dataDir, 'f')), [`${taken}/`, `${taken}/someone-else`]);
+    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+    await staging.abort(); // after a failed commit: nothing left to do
+  });
+}
 
-test('storage: a commit waits for nothing but refuses files still being written', async (t) => {
-  const dataDir = await tempDir(t);
-  const storage = createLocalStorage(dataDir);
-  await storage.start();
-  const staging = storage.stage();
-  const w = staging.file(randomUUID(), 'open.txt', () => {});
-  w.write(Buffer.from('x'));
-  await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError && e.code === 'INTERNAL');
-  await staging.abort();
-  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
-});
+for (const syncIo of SYNC_IO) {
+  test(`storage (syncIo ${syncIo}): a commit waits for nothing but refuses files still being written`, async (t) => {
+    const dataDir = await tempDir(t);
+    const storage = createLocalStorage(dataDir, { syncIo });
+    await storage.start();
+    const staging = storage.stage();
+    const w = staging.file(randomUUID(), 'open.txt', () => {});
+    w.write(Buffer.from('x'));
+    await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError && e.code === 'INTERNAL');
+    await staging.abort();
+    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+  });
+}
 
-test('storage: copy in, copy out (via a temp file next to the target), remove', async (t) => {
-  const dataDir = await tempDir(t);
-  const work = await tempDir(t);
-  const storage = createLocalStorage(dataDir);
-  await storage.start();
-  const data = randomBytes(200_000);
-  await writeFile(join(work, 'src.bin'), data);
-  const id = randomUUID();
-  const staging = storage.stage();
-  assert.equal(await staging.copy(id, 'dir/copy.bin', join(work, 'src.bin')), data.length);
-  await staging.commit();
-  const failing = storage.stage();
-  await assert.rejects(failing.copy(randomUUID(), 'x', join(work, 'missing')), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT');
-  await assert.rejects(failing.commit(), (e: unknown) => e instanceof WharfError && e.code === 'INTERNAL', 'a failed file can only be aborted');
-  await failing.abort();
-  assert.equal(sha(await readFile(join(dataDir, 'f', id, 'dir/copy.bin'))), sha(data));
+for (const syncIo of SYNC_IO) {
+  test(`storage (syncIo ${syncIo}): copy in, copy out (via a temp file next to the target), remove`, async (t) => {
+    const dataDir = await tempDir(t);
+    const work = await tempDir(t);
+    const storage = createLocalStorage(dataDir, { syncIo });
+    await storage.start();
+    const data = randomBytes(200_000);
+    await writeFile(join(work, 'src.bin'), data);
+    const id = randomUUID();
+    const staging = storage.stage();
+    assert.equal(await staging.copy(id, 'dir/copy.bin', join(work, 'src.bin')), data.length);
+    await staging.commit();
+    const failing = storage.stage();
+    await assert.rejects(failing.copy(randomUUID(), 'x', join(work, 'missing')), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT');
+    await assert.rejects(failing.commit(), (e: unknown) => e instanceof WharfError && e.code === 'INTERNAL', 'a failed file can only be aborted');
+    await failing.abort();
+    assert.equal(sha(await readFile(join(dataDir, 'f', id, 'dir/copy.bin'))), sha(data));
 
-  assert.equal(await storage.copyOut(id, 'dir/copy.bin', join(work, 'out.bin')), data.length);
-  assert.equal(sha(await readFile(join(work, 'out.bin'))), sha(data));
-  await writeFile(join(work, 'old.bin'), 'replaced atomically');
-  await storage.copyOut(id, 'dir/copy.bin', join(work, 'old.bin'));
-  assert.equal(sha(await readFile(join(work, 'old.bin'))), sha(data));
-  await assert.rejects(storage.copyOut(id, 'nope', join(work, 'x')), (e: unknown) => e instanceof WharfError && e.status === 404);
-  await assert.rejects(storage.copyOut(id, 'dir/copy.bin', join(work, 'no-such-dir', 'x')), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT');
-  assert.deepEqual((await readdir(work)).sort(), ['old.bin', 'out.bin', 'src.bin'], 'no temp file left next to a target');
+    assert.equal(await storage.copyOut(id, 'dir/copy.bin', join(work, 'out.bin')), data.length);
+    assert.equal(sha(await readFile(join(work, 'out.bin'))), sha(data));
+    await writeFile(join(work, 'old.bin'), 'replaced atomically');
+    await storage.copyOut(id, 'dir/copy.bin', join(work, 'old.bin'));
+    assert.equal(sha(await readFile(join(work, 'old.bin'))), sha(data));
+    await assert.rejects(storage.copyOut(id, 'nope', join(work, 'x')), (e: unknown) => e instanceof WharfError && e.status === 404);
+    await assert.rejects(storage.copyOut(id, 'dir/copy.bin', join(work, 'no-such-dir', 'x')), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT');
+    assert.deepEqual((await readdir(work)).sort(), ['old.bin', 'out.bin', 'src.bin'], 'no temp file left next to a target');
 
-  assert.equal(await storage.remove('not-an-id'), false);
-  assert.equal(await storage.remove(randomUUID()), false);
-  assert.equal(await storage.remove(id), true);
-  assert.equal(await storage.remove(id), false);
-  assert.deepEqual(await readdir(join(dataDir, 'f')), []);
-  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
-});
+    assert.equal(await storage.remove('not-an-id'), false);
+    assert.equal(await storage.remove(randomUUID()), false);
+    assert.equal(await storage.remove(id), true);
+    assert.equal(await storage.remove(id), false);
+    assert.deepEqual(await readdir(join(dataDir, 'f')), []);
+    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+  });
+}
 
 test('storage: write failures are storage errors with the right status', () => {
   const errno = (code: string): NodeJS.ErrnoException => Object.assign(new Error(code), { code, syscall: 'write' });
@@ -232,48 +251,52 @@ test('storage: write failures are storage errors with the right status', () => {
   assert.equal(storageError(new Error('no code')).code, 'STORAGE_ERROR');
 });
 
-test('storage: a disk that fills up mid-file fails the write, and abort leaves nothing', { skip: process.getuid?.() !== 0 ? 'mounting a tmpfs needs root' : false }, async (t) => {
-  const dataDir = join(await tempDir(t), 'mnt');
-  await mkdir(dataDir);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dataDir]);
-  try {
-    const storage = createLocalStorage(dataDir, { writeBatch: 512 * 1024 });
-    await storage.start();
-    const staging = storage.stage();
-    await assert.rejects(stream(staging, randomUUID(), 'too-big.bin', chunked(randomBytes(3 * 1024 * 1024))), (e: unknown) => storageError(e).status === 507);
-    await staging.abort();
-    assert.deepEqual(await tree(dataDir), [`${TEMP_DIR}/`, 'f/']);
-  } finally {
-    execFileSync('umount', ['-l', dataDir]);
-  }
-});
+for (const syncIo of SYNC_IO) {
+  test(`storage (syncIo ${syncIo}): a disk that fills up mid-file fails the write, and abort leaves nothing`, { skip: process.getuid?.() !== 0 ? 'mounting a tmpfs needs root' : false }, async (t) => {
+    const dataDir = join(await tempDir(t), 'mnt');
+    await mkdir(dataDir);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dataDir]);
+    try {
+      const storage = createLocalStorage(dataDir, { syncIo, writeBatch: 512 * 1024 });
+      await storage.start();
+      const staging = storage.stage();
+      await assert.rejects(stream(staging, randomUUID(), 'too-big.bin', chunked(randomBytes(3 * 1024 * 1024))), (e: unknown) => storageError(e).status === 507);
+      await staging.abort();
+      assert.deepEqual(await tree(dataDir), [`${TEMP_DIR}/`, 'f/']);
+    } finally {
+      execFileSync('umount', ['-l', dataDir]);
+    }
+  });
+}
 
-test('storage: its own directories removed while running come back; a data dir that is gone is not made again', async (t) => {
-  const parent = await tempDir(t);
-  const dataDir = join(parent, 'data');
-  await mkdir(dataDir);
-  const storage = createLocalStorage(dataDir, { writeBatch: 16 * 1024 });
-  await storage.start();
-  await rm(join(dataDir, TEMP_DIR), { recursive: true });
-  await rm(join(dataDir, 'f'), { recursive: true });
-  // A small file (written on the loop) and a big one (through the thread pool), each in its own staging.
-  for (const size of [100, 100_000]) {
-    const staging = storage.stage();
-    const id = randomUUID();
-    assert.equal(await stream(staging, id, 'back.bin', chunked(randomBytes(size))), size);
-    await staging.commit();
-    assert.equal((await stat(join(dataDir, 'f', id, 'back.bin'))).size, size);
+for (const syncIo of SYNC_IO) {
+  test(`storage (syncIo ${syncIo}): its own directories removed while running come back; a data dir that is gone is not made again`, async (t) => {
+    const parent = await tempDir(t);
+    const dataDir = join(parent, 'data');
+    await mkdir(dataDir);
+    const storage = createLocalStorage(dataDir, { syncIo, writeBatch: 16 * 1024 });
+    await storage.start();
     await rm(join(dataDir, TEMP_DIR), { recursive: true });
     await rm(join(dataDir, 'f'), { recursive: true });
-  }
-  await rm(dataDir, { recursive: true });
-  for (const size of [100, 100_000]) {
-    const staging = storage.stage();
-    await assert.rejects(stream(staging, randomUUID(), 'lost.bin', chunked(randomBytes(size))), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT');
-    await staging.abort();
-  }
-  assert.deepEqual(await readdir(parent), [], 'the data dir was not made again');
-});
+    // A small file (written on the loop) and a big one (through the thread pool), each in its own staging.
+    for (const size of [100, 100_000]) {
+      const staging = storage.stage();
+      const id = randomUUID();
+      assert.equal(await stream(staging, id, 'back.bin', chunked(randomBytes(size))), size);
+      await staging.commit();
+      assert.equal((await stat(join(dataDir, 'f', id, 'back.bin'))).size, size);
+      await rm(join(dataDir, TEMP_DIR), { recursive: true });
+      await rm(join(dataDir, 'f'), { recursive: true });
+    }
+    await rm(dataDir, { recursive: true });
+    for (const size of [100, 100_000]) {
+      const staging = storage.stage();
+      await assert.rejects(stream(staging, randomUUID(), 'lost.bin', chunked(randomBytes(size))), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT');
+      await staging.abort();
+    }
+    assert.deepEqual(await readdir(parent), [], 'the data dir was not made again');
+  });
+}
 
 /** The bytes of the one staged file under `dataDir`'s temp area, or null while it has none. */
 async function stagedBytes(dataDir: string): Promise<Buffer | null> {
@@ -306,18 +329,44 @@ test('storage: a file\'s first syncWriteBelow bytes are on disk when their write
   await staging.commit();
 });
 
-test('storage: once writes on the event loop are slow, every write goes through the thread pool', async (t) => {
+test('slowness: a throttled disk turns writes asynchronous; they are tried again after a back-off that grows while they stay slow', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
   const slowness = createSlowness();
+  const slowCalls = (n: number): void => {
+    for (let i = 0; i < n; i++) slowness.timed(performance.now() - 5);
+  };
   // Twenty writes of 5 ms each: a disk the kernel throttles.
-  for (let i = 0; i < 19; i++) slowness.timed(performance.now() - 5);
+  slowCalls(19);
   assert.equal(slowness.slow, false, 'a few slow calls are a busy machine, not slow storage');
-  for (let i = 0; i < 10; i++) slowness.timed(performance.now() - 5);
+  slowCalls(10);
   assert.equal(slowness.slow, true);
   for (let i = 0; i < 1000; i++) slowness.timed(performance.now());
-  assert.equal(slowness.slow, true, 'slow storage stays slow');
+  assert.equal(slowness.slow, true, 'fast calls while slow do not count: none should be made');
+  t.mock.timers.tick(9_999);
+  assert.equal(slowness.slow, true);
+  t.mock.timers.tick(1);
+  assert.equal(slowness.slow, false, 'after 10 s the loop is tried again');
+  // Still slow: four slow calls trip it again, now for twice as long.
+  slowCalls(4);
+  assert.equal(slowness.slow, true);
+  t.mock.timers.tick(10_000);
+  assert.equal(slowness.slow, true, 'a second trip right after the first backs off longer');
+  t.mock.timers.tick(10_000);
+  assert.equal(slowness.slow, false);
+  // Recovered: fast calls bring the count down, and a later busy spell starts from 10 s again.
+  for (let i = 0; i < 200; i++) slowness.timed(performance.now());
+  slowCalls(3);
+  assert.equal(slowness.slow, false, 'recovered storage is not tripped by a few slow calls');
+  t.mock.timers.tick(60_000);
+  slowCalls(40);
+  assert.equal(slowness.slow, true);
+  t.mock.timers.tick(10_000);
+  assert.equal(slowness.slow, false, 'a trip long after the last starts from the first back-off');
+});
 
+test('storage (syncIo off): every write goes through the thread pool, in batches', async (t) => {
   const dataDir = await tempDir(t);
-  const storage = createLocalStorage(dataDir, { writeBatch: 1024 * 1024, slowness });
+  const storage = createLocalStorage(dataDir, { writeBatch: 1024 * 1024, syncIo: 'off' });
   await storage.start();
   const data = randomBytes(200 * 1024);
   const staging = storage.stage();
@@ -333,46 +382,66 @@ test('storage: once writes on the event loop are slow, every write goes through 
   assert.equal((await tree(join(dataDir, 'f'))).filter((p) => !p.endsWith('/')).length, 2);
 });
 
-test('storage: put stages a whole small file on the loop, a big one or one whose directory is on its way through a writer', async (t) => {
+test('storage: a file whose batch lands with nothing more held, while others fill the write budget, does not starve the event loop', async (t) => {
+  // The writer in a process of its own (test/storage-child.ts): starving the event loop would also
+  // starve this test's timers, so only a parent can see it and kill it.
   const dataDir = await tempDir(t);
-  const storage = createLocalStorage(dataDir, { syncWriteBelow: 1024 });
-  await storage.start();
-  const staging = storage.stage();
-  const small = randomUUID();
-  const big = randomUUID();
-  const dir = randomUUID();
-  const bigData = randomBytes(5000);
-  assert.equal(await staging.put(small, 'a.txt', [Buffer.from('he'), Buffer.from('llo')]), 5);
-  assert.equal(await staging.put(big, 'b.bin', [bigData.subarray(0, 100), bigData.subarray(100)]), 5000);
-  // A streamed file makes `d/` through the thread pool; a put into it meanwhile waits for that mkdir.
-  const w = staging.file(dir, 'd/streamed.bin', () => {});
-  w.write(randomBytes(2000));
-  const queued = staging.put(dir, 'd/put.txt', [Buffer.from('x')]);
-  w.end();
-  assert.equal(await queued, 1);
-  assert.equal(await w.done, 2000);
-  assert.deepEqual(await tree(join(dataDir, 'f')), []);
-  await staging.commit();
-  assert.equal(await readFile(join(dataDir, 'f', small, 'a.txt'), 'utf8'), 'hello');
-  assert.equal(sha(await readFile(join(dataDir, 'f', big, 'b.bin'))), sha(bigData));
-  assert.equal(await readFile(join(dataDir, 'f', dir, 'd', 'put.txt'), 'utf8'), 'x');
-  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./storage-child.js', import.meta.url)), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+  clearTimeout(killer);
+  assert.equal(signal, null, 'the writer hung (the event loop starved) and was killed after 20 s');
+  assert.equal(code, 0);
+  assert.equal(out.trim(), `DONE ${16 * 1024 + 5 * 16 * 1024}`);
+  assert.equal((await tree(join(dataDir, 'f'))).filter((p) => !p.endsWith('/')).length, 2);
 });
 
-test('storage: a put that fails leaves a staging that only aborts, and abort removes everything', async (t) => {
-  const dataDir = await tempDir(t);
-  const storage = createLocalStorage(dataDir);
-  await storage.start();
-  const staging = storage.stage();
-  const id = randomUUID();
-  await staging.put(id, 'same.txt', [Buffer.from('one')]);
-  await assert.rejects(staging.put(id, 'same.txt', [Buffer.from('two')]), (err: NodeJS.ErrnoException) => storageError(err).code === 'DUPLICATE_FILENAME');
-  await assert.rejects(staging.commit(), (err: WharfError) => err.code === 'INTERNAL');
-  await staging.abort();
-  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
-  assert.deepEqual(await tree(join(dataDir, 'f')), []);
-  // After abort a put is refused, as a rejection.
-  const late = staging.put(randomUUID(), 'late.txt', [Buffer.from('x')]);
-  await assert.rejects(late, (err: WharfError) => err.code === 'SHUTTING_DOWN');
-  assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
-});
+for (const syncIo of SYNC_IO) {
+  test(`storage (syncIo ${syncIo}): put stages a whole small file on the loop, a big one or one whose directory is on its way through a writer`, async (t) => {
+    const dataDir = await tempDir(t);
+    const storage = createLocalStorage(dataDir, { syncIo, syncWriteBelow: 1024 });
+    await storage.start();
+    const staging = storage.stage();
+    const small = randomUUID();
+    const big = randomUUID();
+    const dir = randomUUID();
+    const bigData = randomBytes(5000);
+    assert.equal(await staging.put(small, 'a.txt', [Buffer.from('he'), Buffer.from('llo')]), 5);
+    assert.equal(await staging.put(big, 'b.bin', [bigData.subarray(0, 100), bigData.subarray(100)]), 5000);
+    // A streamed file makes `d/` through the thread pool; a put into it meanwhile waits for that mkdir.
+    const w = staging.file(dir, 'd/streamed.bin', () => {});
+    w.write(randomBytes(2000));
+    const queued = staging.put(dir, 'd/put.txt', [Buffer.from('x')]);
+    w.end();
+    assert.equal(await queued, 1);
+    assert.equal(await w.done, 2000);
+    assert.deepEqual(await tree(join(dataDir, 'f')), []);
+    await staging.commit();
+    assert.equal(await readFile(join(dataDir, 'f', small, 'a.txt'), 'utf8'), 'hello');
+    assert.equal(sha(await readFile(join(dataDir, 'f', big, 'b.bin'))), sha(bigData));
+    assert.equal(await readFile(join(dataDir, 'f', dir, 'd', 'put.txt'), 'utf8'), 'x');
+    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+  });
+}
+
+for (const syncIo of SYNC_IO) {
+  test(`storage (syncIo ${syncIo}): a put that fails leaves a staging that only aborts, and abort removes everything`, async (t) => {
+    const dataDir = await tempDir(t);
+    const storage = createLocalStorage(dataDir, { syncIo });
+    await storage.start();
+    const staging = storage.stage();
+    const id = randomUUID();
+    await staging.put(id, 'same.txt', [Buffer.from('one')]);
+    await assert.rejects(staging.put(id, 'same.txt', [Buffer.from('two')]), (err: NodeJS.ErrnoException) => storageError(err).code === 'DUPLICATE_FILENAME');
+    await assert.rejects(staging.commit(), (err: WharfError) => err.code === 'INTERNAL');
+    await staging.abort();
+    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+    assert.deepEqual(await tree(join(dataDir, 'f')), []);
+    // After abort a put is refused, as a rejection.
+    const late = staging.put(randomUUID(), 'late.txt', [Buffer.from('x')]);
+    await assert.rejects(late, (err: WharfError) => err.code === 'SHUTTING_DOWN');
+    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+  });
+}

@@ -79,7 +79,7 @@ export interface Answer {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   body: Buffer;
-  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  json: any;
 }
 
 /** One request with node:http; `body` sent whole. */

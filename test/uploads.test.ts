@@ -1,4 +1,4 @@
-// POST/GET/DELETE {base}_f/ over real HTTP through createFileServer (PROTOCOL.md §1, §4).
+// POST/GET/DELETE {base}_f/ over real HTTP through createFileServer (docs/protocol.md §1, §4).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -186,45 +186,50 @@ test('POST _f/: no file at all, a body that is not multipart, a malformed body: 
   assert.deepEqual(await tree(dataDir), EMPTY);
 });
 
-test('POST _f/: each limit is a 413 with nothing stored; a limit hit mid-body answers at once and closes the connection', async (t) => {
-  const { port, dataDir } = await serve(t, {
-    limits: { fileSize: 1024 * 1024, files: 3, requestSize: 2 * 1024 * 1024, fields: 2, fieldSize: 1000, headerSize: 2048 },
-  });
-  const few = await serve(t, { limits: { parts: 3 } });
-  const big = randomBytes(64 * 1024);
-  const headers = { 'Content-Type': MULTIPART, 'Transfer-Encoding': 'chunked' };
-  const chunked = function* (body: Iterable<Buffer>): Generator<Buffer> {
-    for (const b of body) yield Buffer.concat([Buffer.from(`${b.length.toString(16)}\r\n`), b, Buffer.from('\r\n')]);
-    yield Buffer.from('0\r\n\r\n');
-  };
-  const file = (i: number): Buffer[] => [partHead({ filename: `f${i}.bin` }, i === 0), Buffer.from('x')];
-  const cases: Array<[string, number, () => Iterable<Buffer>]> = [
-    // 64 MiB in one file: refused once 1 MiB has passed, long before the client is done.
-    ['LIMIT_FILE_SIZE', port, () => pieces(partHead({ filename: 'big.bin' }, true), repeat(big, 1024), TAIL)],
-    ['LIMIT_FILES', port, () => pieces(...[0, 1, 2, 3].flatMap(file), TAIL)],
-    // Three files just under 1 MiB each: over the 2 MiB request limit in the third.
-    ['LIMIT_REQUEST_SIZE', port, () => pieces(...[0, 1, 2].flatMap((i) => [partHead({ filename: `f${i}.bin` }, i === 0), ...repeat(big, 15)]), TAIL)],
-    ['LIMIT_FIELDS', port, () => pieces(...[0, 1, 2].map((i) => partHead({ name: `n${i}` }, i === 0)), TAIL)],
-    ['LIMIT_FIELD_SIZE', port, () => pieces(partHead({ name: 'note' }, true), Buffer.alloc(2000, 'a'), TAIL)],
-    ['MULTIPART_HEADER_TOO_LARGE', port, () => pieces(partHead({ filename: 'x'.repeat(3000) }, true), TAIL)],
-    ['LIMIT_PARTS', few.port, () => pieces(...[0, 1, 2, 3].flatMap(file), TAIL)],
-  ];
-  for (const [code, to, body] of cases) {
-    const res = await rawPost(to, '/_f/', headers, chunked(body()));
-    assert.equal(res.status, 413, `${code}: ${res.body}`);
-    assert.equal(JSON.parse(res.body).error, code);
-    if (code === 'LIMIT_FILE_SIZE' || code === 'LIMIT_REQUEST_SIZE') {
-      assert.equal(res.headers['connection'], 'close', code);
+// Both write paths: with every write through the thread pool (a slow disk), files are still being
+// written when a limit stops the upload, and the limit must still be what the client is told.
+for (const syncIo of ['auto', 'off'] as const) {
+  test(`POST _f/ (syncIo ${syncIo}): each limit is a 413 with nothing stored; a limit hit mid-body answers at once and closes the connection`, async (t) => {
+    const { port, dataDir } = await serve(t, {
+      syncIo,
+      limits: { fileSize: 1024 * 1024, files: 3, requestSize: 2 * 1024 * 1024, fields: 2, fieldSize: 1000, headerSize: 2048 },
+    });
+    const few = await serve(t, { syncIo, limits: { parts: 3 } });
+    const big = randomBytes(64 * 1024);
+    const headers = { 'Content-Type': MULTIPART, 'Transfer-Encoding': 'chunked' };
+    const chunked = function* (body: Iterable<Buffer>): Generator<Buffer> {
+      for (const b of body) yield Buffer.concat([Buffer.from(`${b.length.toString(16)}\r\n`), b, Buffer.from('\r\n')]);
+      yield Buffer.from('0\r\n\r\n');
+    };
+    const file = (i: number): Buffer[] => [partHead({ filename: `f${i}.bin` }, i === 0), Buffer.from('x')];
+    const cases: Array<[string, number, () => Iterable<Buffer>]> = [
+      // 64 MiB in one file: refused once 1 MiB has passed, long before the client is done.
+      ['LIMIT_FILE_SIZE', port, () => pieces(partHead({ filename: 'big.bin' }, true), repeat(big, 1024), TAIL)],
+      ['LIMIT_FILES', port, () => pieces(...[0, 1, 2, 3].flatMap(file), TAIL)],
+      // Three files just under 1 MiB each: over the 2 MiB request limit in the third.
+      ['LIMIT_REQUEST_SIZE', port, () => pieces(...[0, 1, 2].flatMap((i) => [partHead({ filename: `f${i}.bin` }, i === 0), ...repeat(big, 15)]), TAIL)],
+      ['LIMIT_FIELDS', port, () => pieces(...[0, 1, 2].map((i) => partHead({ name: `n${i}` }, i === 0)), TAIL)],
+      ['LIMIT_FIELD_SIZE', port, () => pieces(partHead({ name: 'note' }, true), Buffer.alloc(2000, 'a'), TAIL)],
+      ['MULTIPART_HEADER_TOO_LARGE', port, () => pieces(partHead({ filename: 'x'.repeat(3000) }, true), TAIL)],
+      ['LIMIT_PARTS', few.port, () => pieces(...[0, 1, 2, 3].flatMap(file), TAIL)],
+    ];
+    for (const [code, to, body] of cases) {
+      const res = await rawPost(to, '/_f/', headers, chunked(body()));
+      assert.equal(res.status, 413, `${code}: ${res.body}`);
+      assert.equal(JSON.parse(res.body).error, code);
+      if (code === 'LIMIT_FILE_SIZE' || code === 'LIMIT_REQUEST_SIZE') {
+        assert.equal(res.headers['connection'], 'close', code);
+      }
+      // A body cut short is not drained: the connection closes. A small body that arrived whole may keep it.
+      assert.equal(res.closed, res.headers['connection'] === 'close', `${code}: closed ${res.closed}, connection ${res.headers['connection']}`);
+      assert.deepEqual(await settledTree(dataDir), EMPTY, `${code}: nothing stored`);
+      assert.deepEqual(await settledTree(few.dataDir), EMPTY, `${code}: nothing stored`);
     }
-    // A body cut short is not drained: the connection closes. A small body that arrived whole may keep it.
-    assert.equal(res.closed, res.headers['connection'] === 'close', `${code}: closed ${res.closed}, connection ${res.headers['connection']}`);
-    assert.deepEqual(await settledTree(dataDir), EMPTY, `${code}: nothing stored`);
-    assert.deepEqual(await settledTree(few.dataDir), EMPTY, `${code}: nothing stored`);
-  }
-  // The file-size limit is hit well before the 64 MiB body is over: the client could not send it all.
-  const cut = await rawPost(port, '/_f/', headers, chunked(cases[0]![2]()));
-  assert.ok(cut.sent < 32 * 1024 * 1024, `sent ${cut.sent} bytes of 64 MiB before the answer`);
-});
+    // The file-size limit is hit well before the 64 MiB body is over: the client could not send it all.
+    const cut = await rawPost(port, '/_f/', headers, chunked(cases[0]![2]()));
+    assert.ok(cut.sent < 32 * 1024 * 1024, `sent ${cut.sent} bytes of 64 MiB before the answer`);
+  });
+}
 
 test('POST _f/: a Content-Length over requestSize is refused before the body, also with Expect: 100-continue', async (t) => {
   const { port, dataDir } = await serve(t, { limits: { requestSize: 1000 } });

@@ -78,7 +78,6 @@ export const pyBasename = (p: string): string => p.slice(p.lastIndexOf('/') + 1)
 
 /** httpx `_format_form_param` for a filename: `"` → `%22`, `\` → `\\`, C0 controls but ESC → `%XX`. */
 function formParam(value: string): string {
-  // eslint-disable-next-line no-control-regex
   return value.replace(/["\\\x00-\x1a\x1c-\x1f]/g, (c) => (c === '"' ? '%22' : c === '\\' ? '\\\\' : `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`));
 }
 
