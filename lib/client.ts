@@ -17,6 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WharfError, fromFsError } from './errors.js';
 import { bufferForm, fileForm, type FormFile } from './formdata.js';
+import { MAX_TIMER } from './limits.js';
 import { contentTypeFor } from './mime.js';
 import type { Progress, Site, TransferOptions } from './site.js';
 import { decodeName, requestPath } from './urlnames.js';
@@ -461,7 +462,7 @@ export function connect(url: string, options: ConnectOptions = {}): ClientSite {
         } catch (err) {
           if (signal?.aborted) throw abortError(signal);
           if (n >= retries || !isTransient(err)) throw err;
-          await sleep(retryDelay * 2 ** n, undefined, signal ? { signal } : {}).catch(() => { throw abortError(signal!); });
+          await sleep(Math.min(retryDelay * 2 ** n, MAX_TIMER), undefined, signal ? { signal } : {}).catch(() => { throw abortError(signal!); });
         }
       }
       await fh.sync();

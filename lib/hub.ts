@@ -2,6 +2,7 @@
 // subscribers. The HTTP layer (streams.ts) only ever talks to a `Hub`, so a cross-instance hub (one
 // that carries frames between several wharf processes over, say, Redis pub/sub) can replace the
 // in-process one below without touching how requests are read or responses written.
+import { MAX_TIMER } from './limits.js';
 import { WharfError } from './errors.js';
 
 /** One published image. `data` is shared by every subscriber: nobody may mutate it. */
@@ -65,9 +66,6 @@ interface Topic {
   skipped: number;
   idle: NodeJS.Timeout | undefined;
 }
-
-/** setTimeout fires at once (with a warning) past 2^31-1 ms; a longer timeout is as good as never. */
-const MAX_TIMER = 2 ** 31 - 1;
 
 /** The in-process hub: frames go straight from the publishing request to this process's viewers. */
 export function createLocalHub(options: LocalHubOptions): Hub {

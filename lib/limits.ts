@@ -97,7 +97,16 @@ export const LIMIT_UNITS: Readonly<Record<keyof Limits, 'bytes' | 'ms' | 'count'
   downloadStallTimeout: 'ms',
 });
 
-/** Merges `partial` over the defaults; an unknown key or a value that is not a non-negative finite integer fails fast. */
+/**
+ * Node runs a timer set for more than 2^31-1 ms after 1 ms instead (with a warning), so a wait
+ * longer than this, about 24.8 days, is held to it: as good as never, and never a busy loop.
+ */
+export const MAX_TIMER = 2 ** 31 - 1;
+
+/**
+ * Merges `partial` over the defaults; an unknown key or a value that is not a non-negative finite
+ * integer fails fast. A time limit over MAX_TIMER is held to it, so no timer set from a limit fires early.
+ */
 export function resolveLimits(partial: Partial<Limits> = {}): Limits {
   const out: Limits = { ...DEFAULT_LIMITS };
   for (const [key, value] of Object.entries(partial)) {
@@ -106,7 +115,7 @@ export function resolveLimits(partial: Partial<Limits> = {}): Limits {
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
       throw new WharfError('INVALID_OPTION', `limits.${key}: expected a non-negative integer, got ${String(value)}`);
     }
-    out[key as keyof Limits] = value;
+    out[key as keyof Limits] = LIMIT_UNITS[key as keyof Limits] === 'ms' ? Math.min(value, MAX_TIMER) : value;
   }
   return out;
 }

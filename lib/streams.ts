@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { WharfError, sendError, sendJson } from './errors.js';
 import { closeAfterAnswer } from './linger.js';
-import type { Limits } from './limits.js';
+import { MAX_TIMER, type Limits } from './limits.js';
 import { parseMultipart } from './multipart.js';
 import type { Site } from './site.js';
 import { createLocalHub } from './hub.js';
@@ -63,7 +63,6 @@ export interface Streams {
 /** Longest stream name, in UTF-8 bytes once decoded. */
 export const MAX_STREAM_NAME = 256;
 const MAX_TYPE = 256;
-const MAX_TIMER = 2 ** 31 - 1;
 
 // RFC 9110 §8.3.1 media type: token "/" token *( OWS ";" OWS parameter ), parameter values a token
 // or a quoted-string. No CR or LF can get through, so the type is safe to echo in a part's headers.

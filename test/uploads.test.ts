@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { connect } from 'node:net';
 import {
   EMPTY, KEY, MULTIPART, TAIL, form, get, openFds, partHead, settledFds, pieces, rawPost, repeat, send, serve, settledTree, sha256, sleep, tempDir, tree, upload,
   type FormPart,
@@ -367,4 +368,22 @@ test('start: what a crashed run left in the temp area is swept before the first 
   const res = await upload(url, [{ filename: 'x.txt', data: 'x' }]);
   assert.equal(res.status, 200);
   assert.deepEqual(await tree(join(dataDir, '.wharf-tmp')), []);
+});
+
+test('POST _f/: an idle timeout of a month keeps an idle upload waiting quietly (no timer re-armed every millisecond)', async (t) => {
+  const month = 30 * 24 * 3600 * 1000;
+  const { port } = await serve(t, { limits: { uploadIdleTimeout: month } });
+  let overflows = 0;
+  const onWarning = (w: Error): void => {
+    if (w.name === 'TimeoutOverflowWarning') overflows++;
+  };
+  process.on('warning', onWarning);
+  t.after(() => process.off('warning', onWarning));
+  const socket = connect(port, '127.0.0.1');
+  t.after(() => socket.destroy());
+  socket.write(`POST /_f/ HTTP/1.1\r\nHost: x\r\nContent-Type: ${MULTIPART}\r\nContent-Length: 100000\r\n\r\n`);
+  socket.write(partHead({ filename: 'idle.bin' }, true));
+  await sleep(500);
+  assert.equal(overflows, 0, 'a timer past 2^31-1 ms fires after 1 ms, with a warning each time');
+  assert.equal(socket.destroyed, false, 'the upload still waits for its body');
 });
