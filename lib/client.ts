@@ -20,6 +20,7 @@ import { bufferForm, fileForm, type FormFile } from './formdata.js';
 import { MAX_TIMER } from './limits.js';
 import { contentTypeFor } from './mime.js';
 import type { Progress, Site, TransferOptions } from './site.js';
+import { decodeName, requestPath } from './urlnames.js';
 
 export { WharfError } from './errors.js';
 export type { Site, Progress, TransferOptions } from './site.js';
@@ -128,14 +129,9 @@ function normaliseBase(base: string): string {
   return b;
 }
 
-/** The file name a URL ends in, decoded; refused when it could not be a safe local name. */
+/** The file name a URL ends in, decoded once (the upload's real name); refused when it could not be a safe local name. */
 function urlFileName(url: URL): string {
-  let name: string;
-  try {
-    name = decodeURIComponent(url.pathname.slice(url.pathname.lastIndexOf('/') + 1));
-  } catch {
-    name = '';
-  }
+  const name = decodeName(url.pathname.slice(url.pathname.lastIndexOf('/') + 1));
   if (name === '' || name === '.' || name === '..' || /[/\\\x00]/.test(name)) {
     throw new WharfError('BAD_NAME', `${url.pathname} does not end in a file name; give a file path to download to`, 400);
   }
@@ -215,6 +211,21 @@ export function connect(url: string, options: ConnectOptions = {}): ClientSite {
       throw new WharfError('INVALID_OPTION', `not a URL or path: ${JSON.stringify(pathOrUrl)}`);
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new WharfError('INVALID_OPTION', `only http: and https: URLs are supported, got ${u.protocol}`);
+    return u;
+  }
+
+  // Where this server's upload URLs live, as `target` spells them.
+  const uploads = target(`${base}_f/`);
+
+  /**
+   * A URL that `upload` returned, or its fully percent-encoded form (docs/protocol.md §1). The URL
+   * parser already escapes spaces and non-ASCII and keeps `%25`; an upload URL of this server is
+   * also read once more by the rule the server reads it by, so a stray `%` in a hand-built one goes
+   * out as `%25` instead of a malformed escape. Other URLs are sent as any HTTP client sends them.
+   */
+  function uploadTarget(url: string): URL {
+    const u = target(url);
+    if (u.origin === uploads.origin && u.pathname.startsWith(uploads.pathname)) u.pathname = requestPath(u.pathname);
     return u;
   }
 
@@ -352,7 +363,7 @@ export function connect(url: string, options: ConnectOptions = {}): ClientSite {
   }
 
   async function download(url: string, fileOrDir: string, options?: TransferOptions): Promise<string> {
-    const from = target(url);
+    const from = uploadTarget(url);
     const signal = options?.signal;
     const isDir = await stat(fileOrDir).then((s) => s.isDirectory(), () => false);
     const dest = isDir ? join(fileOrDir, urlFileName(from)) : fileOrDir;
@@ -492,7 +503,7 @@ export function connect(url: string, options: ConnectOptions = {}): ClientSite {
     download,
 
     async unload(url, options) {
-      await call('DELETE', target(url), {}, undefined, options?.signal);
+      await call('DELETE', uploadTarget(url), {}, undefined, options?.signal);
     },
 
     async uplink(name, contentType, data, options) {
@@ -504,6 +515,7 @@ export function connect(url: string, options: ConnectOptions = {}): ClientSite {
     },
 
     async unlink(name, options) {
+      // A stream that is gone already answers 200 too (docs/protocol.md §2): unlinking twice is fine.
       await call('DELETE', target(streamPath(base, name)), {}, undefined, options?.signal);
     },
   };

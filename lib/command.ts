@@ -17,6 +17,7 @@ import { DEFAULT_LIMITS, LIMIT_UNITS, type Limits } from './limits.js';
 import { parseMapping } from './mappings.js';
 import { createBar } from './progress.js';
 import { createFileServer, type FileServer, type FileServerOptions } from './server.js';
+import { decodeName } from './urlnames.js';
 import { canonicalPrefix } from './urlpath.js';
 import type { TransferOptions } from './site.js';
 
@@ -434,7 +435,8 @@ async function download(argv: string[], io: CommandIo): Promise<number> {
   const [url, dest = '.'] = positionals as [string, string?];
   const site = clientFrom(values);
   try {
-    const written = await transfer(io, basename(url.split('?')[0]!), (o) => site.download(url, dest, o));
+    // The bar shows the file's real name, however the URL spells it (docs/protocol.md §1).
+    const written = await transfer(io, decodeName(basename(url.split(/[?#]/)[0]!)), (o) => site.download(url, dest, o));
     io.stdout.write(`${written}\n`);
     return 0;
   } finally {

@@ -46,6 +46,15 @@ export function fromFsError(err: unknown, what = 'file'): WharfError {
   }
 }
 
+const JSON_HEADERS = { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' };
+
+/** Answers `value` as JSON with `status`: the successful counterpart of `sendError`. */
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const text = JSON.stringify(value);
+  res.writeHead(status, { ...JSON_HEADERS, 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
 /**
  * Answers `err` as `{"error","message"}` JSON. If the response has already started there is no
  * honest way to report an error in-band, so the connection is cut: the client sees a truncated body

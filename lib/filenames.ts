@@ -1,7 +1,7 @@
 // The naming rules of uploads (docs/protocol.md §1): which part filenames may be stored, what an upload id
 // looks like, and how `{base}_f/<id>/<path>` URLs are built and read back.
 import { WharfError } from './errors.js';
-import { decodePath, routePrefix, treePath } from './urlpath.js';
+import { decodeName, escapeName } from './urlnames.js';
 
 /** Longest path segment, in UTF-8 bytes: NAME_MAX on Linux, macOS and NTFS (in UTF-16 units there). */
 export const MAX_SEGMENT_BYTES = 255;
@@ -55,33 +55,33 @@ export function isUploadId(s: string): boolean {
   return UUID_V4.test(s);
 }
 
-/** `{base}_f/<id>[/<path>]`, every segment percent-encoded so the URL GETs exactly this file back. */
+/**
+ * `{base}_f/<id>[/<path>]` with the path as stored, as Wave returns it (docs/protocol.md §1): only
+ * `%`, `#` and `?` escaped, so the URL still GETs exactly this file back.
+ */
 export function uploadUrl(base: string, id: string, rel?: string): string {
-  const tail = rel === undefined ? '' : `/${rel.split('/').map(encodeURIComponent).join('/')}`;
-  return `${base}_f/${id}${tail}`;
+  return rel === undefined ? `${base}_f/${id}` : `${base}_f/${id}/${escapeName(rel)}`;
 }
 
 /**
  * Reads a URL path into the upload id and the decoded relative path under it (`''` for the upload
- * itself, with or without a trailing `/`). Accepts `{base}_f/…` with an optional query or fragment;
- * `null` for anything else — a foreign URL, another base, an id that is not one, or a path that
- * routing would refuse (decoded once and checked as an HTTP request's path is: lib/urlpath.ts).
+ * itself). Accepts `{base}_f/…` as returned or fully percent-encoded (each segment is decoded once;
+ * a `%` that is no valid escape is literal), with an optional query or fragment; `null` for
+ * anything else — a foreign URL, another base, an id that is not one, or a path that the rules
+ * above would never have stored.
  */
 export function parseUploadUrl(base: string, url: string): { id: string; rel: string } | null {
-  const end = url.search(/[?#]/);
-  const raw = end < 0 ? url : url.slice(0, end);
-  const { path, clean, flags } = raw.includes('%') ? decodePath(raw) : { path: raw, clean: raw.length, flags: 0 };
-  const prefix = `${routePrefix(base)}_f/`;
-  if (!path.startsWith(prefix) || clean < prefix.length) return null;
-  const rest = path.slice(prefix.length);
-  const slash = rest.indexOf('/');
-  const id = slash < 0 ? rest : rest.slice(0, slash);
+  const prefix = `${base}_f/`;
+  if (!url.startsWith(prefix)) return null;
+  const raw = url.slice(prefix.length).replace(/[?#].*$/s, '');
+  const [id = '', ...encoded] = raw.split('/');
   if (!isUploadId(id)) return null;
-  let rel: string;
-  try {
-    rel = treePath(rest, flags);
-  } catch {
-    return null;
+  if (encoded.length === 0 || (encoded.length === 1 && encoded[0] === '')) return { id, rel: '' };
+  const segments: string[] = [];
+  for (const seg of encoded) {
+    const s = decodeName(seg);
+    if (s === '' || s === '.' || s === '..' || s.includes('/') || s.includes('\\') || CONTROL.test(s)) return null;
+    segments.push(s);
   }
-  return { id, rel: slash < 0 ? '' : rel.slice(slash + 1) };
+  return { id, rel: segments.join('/') };
 }

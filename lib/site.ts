@@ -15,16 +15,16 @@ export interface TransferOptions {
  * both implement it, with the same results, so an app can switch between them.
  */
 export interface Site {
-  /** Stores each file under a new id; resolves with their URL paths (`{base}_f/<id>/<name>`), in order. */
+  /** Stores each file under a new id; resolves with their URL paths (`{base}_f/<id>/<name>`, the name as stored: only `%`, `#`, `?` escaped, as Wave returns it), in order. */
   upload(paths: string[], options?: TransferOptions): Promise<string[]>;
   /** Stores a directory tree under one new id; resolves with `[{base}_f/<id>]`. */
   uploadDir(dir: string, options?: TransferOptions): Promise<string[]>;
-  /** Fetches `url` into `fileOrDir` (an existing directory keeps the file's name); resolves with the local path written. */
+  /** Fetches `url` (as returned, or fully percent-encoded) into `fileOrDir` (an existing directory keeps the file's real name); resolves with the local path written. */
   download(url: string, fileOrDir: string, options?: TransferOptions): Promise<string>;
-  /** Deletes the upload that `url` points into. */
+  /** Deletes the upload that `url` (as returned, or fully percent-encoded) points into. */
   unload(url: string, options?: Pick<TransferOptions, 'signal'>): Promise<void>;
   /** Publishes one frame to image stream `name`; resolves with the path viewers open (`{base}_m/<name>`). */
   uplink(name: string, contentType: string, data: Uint8Array, options?: Pick<TransferOptions, 'signal'>): Promise<string>;
-  /** Ends image stream `name`. */
+  /** Ends image stream `name`; resolves also when there is no such stream (never published, or ended already), as Wave does. */
   unlink(name: string, options?: Pick<TransferOptions, 'signal'>): Promise<void>;
 }

@@ -11,13 +11,16 @@
 // each stalled viewer's socket is still sending, never a queue. (The kernel's own socket buffers
 // still hold what they accepted: a slow but live viewer lags by up to their size before it skips.)
 //
-// Answers: POST and DELETE 200 with an empty body (Wave's client checks the status only); 400
-// `INVALID_STREAM_NAME`, `INVALID_CONTENT_TYPE`, `EMPTY_FRAME`; 404 `NOT_FOUND`; 408 `BODY_TIMEOUT`;
+// Answers: POST 200 with an empty body (Wave's client checks the status only); DELETE 200
+// `{"ended": true}`, or `{"ended": false}` when there was no such stream (never published, ended
+// already, ended by the idle timeout or a restart): Wave answers 200 there too, and its `unlink()`
+// raises on anything else (docs/protocol.md §2). 400 `INVALID_STREAM_NAME`, `INVALID_CONTENT_TYPE`,
+// `EMPTY_FRAME`; 404 `NOT_FOUND` (GET/HEAD of no such stream); 408 `BODY_TIMEOUT`;
 // 413 `LIMIT_FRAME_SIZE`; 503 `TOO_MANY_STREAMS` / `TOO_MANY_VIEWERS` (a server-wide capacity, not a
 // per-client rate, hence 503 and not 429) and `SHUTTING_DOWN`. A timeout limit of 0 means never.
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { WharfError, sendError } from './errors.js';
+import { WharfError, sendError, sendJson } from './errors.js';
 import { closeAfterAnswer } from './linger.js';
 import { MAX_TIMER, type Limits } from './limits.js';
 import { parseMultipart } from './multipart.js';
@@ -147,8 +150,7 @@ export function createStreams(config: StreamsConfig): Streams {
 
   async function end(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
     try {
-      if (!(await hub.end(name))) throw noSuchStream();
-      res.writeHead(200, { 'Content-Length': 0, 'Cache-Control': 'no-store' }).end();
+      sendJson(res, 200, { ended: await hub.end(name) });
     } catch (err) {
       fail(req, res, err);
     }
@@ -167,7 +169,8 @@ export function createStreams(config: StreamsConfig): Streams {
     },
     async unlink(name, options) {
       options?.signal?.throwIfAborted();
-      if (!(await hub.end(checkStreamName(name)))) throw noSuchStream();
+      // Like DELETE: a stream that is already gone is not an error (docs/protocol.md §2).
+      await hub.end(checkStreamName(name));
     },
   };
 

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { basename, join } from 'node:path';
-import { WharfError, fromFsError, sendError } from './errors.js';
+import { WharfError, fromFsError, sendError, sendJson } from './errors.js';
 import { closeAfterAnswer } from './linger.js';
 import { checkFilename, isUploadId, parseUploadUrl, uploadUrl } from './filenames.js';
 import type { Limits } from './limits.js';
@@ -16,7 +16,7 @@ import type { FileSource, StaticEngine } from './static.js';
 import { createLocalStorage, storageError, type Staging, type Storage } from './storage.js';
 
 export interface UploadedFile {
-  /** URL path, `{base}_f/<id>/<name>` (percent-encoded). */
+  /** URL path, `{base}_f/<id>/<name>`, the name as stored (only `%`, `#`, `?` escaped), as the uploader was answered. */
   path: string;
   /** Relative name as stored (`a/b.txt` for directory uploads). */
   filename: string;
@@ -85,7 +85,6 @@ interface Stored {
 const FILES_IN_FLIGHT = 16;
 // Files up to this size are gathered whole by the parser (at most FILES_IN_FLIGHT of them held at once).
 const SMALL_FILE = 64 * 1024;
-const JSON_HEADERS = { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' };
 const noop = (): void => {};
 const shuttingDown = (): WharfError => new WharfError('SHUTTING_DOWN', 'the server is shutting down', 503);
 
@@ -315,12 +314,6 @@ function sinkFile(staging: Staging, part: Part, entry: Stored): Promise<void> {
   const file = staging.file(entry.id, entry.rel, () => resume());
   resume = sinkPart(part, file);
   return file.done.then((size) => void (entry.size = size));
-}
-
-function sendJson(res: ServerResponse, status: number, value: unknown): void {
-  const text = JSON.stringify(value);
-  res.writeHead(status, { ...JSON_HEADERS, 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
 }
 
 const requestTooLarge = (max: number): WharfError => new WharfError('LIMIT_REQUEST_SIZE', `the upload is larger than ${max} bytes`, 413);

@@ -4,6 +4,7 @@
 // step can read a path differently from the router (docs/protocol.md §3): a `%69nner` that missed
 // a private mapping's prefix cannot turn into `inner` further down.
 import { WharfError } from './errors.js';
+import { encodeSegment } from './urlnames.js';
 
 const badPath = (why: string): WharfError => new WharfError('BAD_PATH', `bad path: ${why}`, 400);
 const notFound = (): WharfError => new WharfError('NOT_FOUND', 'file not found', 404);
@@ -110,17 +111,6 @@ export const treePath: PathRule = (rest, flags) =>
 /** True when some segment of a relative path starts with `.` (a dotfile or dot-directory). */
 export function hasDotSegment(rel: string): boolean {
   return rel.charCodeAt(0) === 46 || rel.includes('/.');
-}
-
-// RFC 3986 pchar minus pct-encoded: unreserved / sub-delims / ":" / "@". What browsers leave
-// unencoded in a path, so a mapping URL compares equal to what they send.
-const PCHAR = /[A-Za-z0-9\-._~!$&'()*+,;=:@]/;
-
-/** Percent-encodes one path segment the way browsers do (UTF-8, upper-case hex). */
-export function encodeSegment(segment: string): string {
-  let out = '';
-  for (const ch of segment) out += PCHAR.test(ch) ? ch : encodeURIComponent(ch).toUpperCase();
-  return out;
 }
 
 /**

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +29,51 @@ declare const document: any;
 declare const DataTransfer: any;
 declare const DragEvent: any;
 declare const window: any;
+
+// The names page: uploads what is picked, then lists each file by the name taken from its
+// returned path, with a link to follow, a `download` link carrying that name, a `?download` link
+// and a bare `download` link (the browser names the file from the URL).
+const NAMES_PAGE = `<!doctype html><meta charset="utf-8"><title>names</title>
+<input id="picker" type="file" multiple><ul id="files"></ul>
+<script>
+document.getElementById('picker').addEventListener('change', async (event) => {
+  const body = new FormData();
+  for (const f of event.target.files) body.append('files', f, f.name);
+  const { files } = await (await fetch('/_f/', { method: 'POST', body })).json();
+  for (const path of files) {
+    const raw = path.slice(path.lastIndexOf('/') + 1);
+    const li = document.createElement('li');
+    li.dataset.raw = raw;
+    const link = (cls, href, text) => {
+      const a = document.createElement('a');
+      a.className = cls;
+      a.href = href;
+      a.textContent = text;
+      li.append(a, ' ');
+      return a;
+    };
+    const name = decodeURIComponent(raw);
+    link('open', path, name);
+    link('save', path, 'save').download = name;
+    link('attach', path + '?download', 'attachment');
+    link('bare', path, 'named by the browser').download = '';
+    document.getElementById('files').append(li);
+  }
+});
+</script>
+`;
+
+/**
+ * The name Chromium saves `name` under, by its own rules whatever the server says: it writes `?`
+ * as `_` in any name (its file-name sanitising calls `?` illegal on every platform), and a name it
+ * takes from the URL alone ends at a `;` (GURL reads `;…` in the last segment as path parameters),
+ * to which it adds the extension of the `Content-Type`.
+ */
+function chromiumSaves(name: string, kind: string): string {
+  const safe = name.replace(/\?/g, '_');
+  const semi = safe.indexOf(';');
+  return kind === 'bare' && semi >= 0 ? `${safe.slice(0, semi)}.txt` : safe;
+}
 
 interface Example {
   url: string;
@@ -251,6 +296,58 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     await page.waitForFunction(() => document.getElementById('one').naturalWidth === 320, undefined, { timeout: 5_000 });
     await page.screenshot({ path: join(SHOTS, 'single-frame.png') });
     await site.unlink('single');
+  });
+
+  test('upload names: shown from the returned paths, followed and saved by the browser under exactly the uploaded names', async (t) => {
+    // A page as a Wave app would write it: it shows each name from the path the upload returned and
+    // links to that path as it is. The names carry what a URL could misread.
+    const names = ['ünïcødé 名前 €.txt', 'with  spaces .txt', '100% done.txt', 'hash #1.txt', 'what?.txt', 'a+b.txt', 'semi;colon.txt', '%2e%2e%2f.txt'];
+    const datas = names.map((n) => Buffer.from(`bytes of ${n}: ${randomBytes(64).toString('hex')}`));
+    const dir = join(tmp, 'names-page');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'index.html'), NAMES_PAGE);
+    const files = createFileServer({ dataDir: join(tmp, 'names-data'), anonymousUploads: true, publicDirs: [`/page/@${dir}`] });
+    const { url } = await files.listen({ port: 0, host: '127.0.0.1' });
+    t.after(() => files.close());
+    const page = await context.newPage();
+    t.after(() => page.close());
+
+    await page.goto(`${url}/page/index.html`);
+    await page.setInputFiles('#picker', names.map((name, i) => ({ name, mimeType: 'text/plain', buffer: datas[i]! })));
+    await page.waitForFunction((n) => document.querySelectorAll('#files li').length === n, names.length, { timeout: 30_000 });
+    const items = await page.$$eval('#files li', (lis) => lis.map((li: any) => ({ shown: li.querySelector('.open').textContent as string, raw: li.dataset.raw as string, href: li.querySelector('.open').href as string })));
+    assert.deepEqual(items.map((i) => i.shown), names, 'the names shown are the names uploaded');
+    for (const [i, name] of names.entries()) {
+      // A page that shows the returned segment as it is (as Wave apps do) shows the name itself
+      // whenever it has no %, # or ?, the only characters escaped.
+      if (!/[%#?]/.test(name)) assert.equal(items[i]!.raw, name, 'the returned path ends in the name as it is');
+    }
+    await page.screenshot({ path: join(SHOTS, 'upload-names.png'), fullPage: true });
+
+    // Following each link shows that file's own bytes.
+    const viewer = await context.newPage();
+    t.after(() => viewer.close());
+    for (const [i, item] of items.entries()) {
+      const res = await viewer.goto(item.href);
+      assert.equal(res?.status(), 200, item.href);
+      assert.equal((await viewer.evaluate(() => document.body.innerText as string)).trimEnd(), datas[i]!.toString(), names[i]);
+    }
+
+    // Saving through each kind of link: the browser's name and the bytes are the uploaded ones.
+    for (const [i, name] of names.entries()) {
+      for (const kind of ['save', 'attach', 'bare']) {
+        const link = page.locator(`#files li:nth-child(${i + 1}) .${kind}`);
+        let download;
+        for (let attempt = 0; attempt < 2 && download === undefined; attempt++) {
+          [download] = await Promise.all([page.waitForEvent('download', { timeout: 15_000 }).catch(() => undefined), link.click()]);
+        }
+        assert.ok(download, `${kind} ${name}: a download started`);
+        assert.equal(download.suggestedFilename(), chromiumSaves(name, kind), `${kind}: saved under the uploaded name`);
+        const saved = join(tmp, `saved-${kind}-${i}`);
+        await download.saveAs(saved);
+        assert.equal(sha256(await readFile(saved)), sha256(datas[i]!), `${kind} ${name}: bytes`);
+      }
+    }
   });
 
   test('express example: wharf behind the app\'s own session', async (t) => {

@@ -235,16 +235,18 @@ test('upload, download and unload subcommands end to end; exit codes 0, 1 and 2;
   const a = randomBytes(300_000);
   await writeFile(join(dir, 'a.bin'), a);
   await writeFile(join(dir, 'b c.txt'), 'bee');
+  await writeFile(join(dir, '100% #1.txt'), 'percent');
   await mkdir(join(dir, 'tree', 'sub'), { recursive: true });
   await writeFile(join(dir, 'tree', 'sub', 'deep.txt'), 'deep');
 
-  const up = await runWharf(t, ['upload', join(dir, 'a.bin'), join(dir, 'b c.txt')], env);
+  const up = await runWharf(t, ['upload', join(dir, 'a.bin'), join(dir, 'b c.txt'), join(dir, '100% #1.txt')], env);
   assert.equal(up.code, 0, up.stderr);
   assert.equal(up.stderr, '', 'no progress bar off a terminal');
   const paths = up.stdout.trim().split('\n');
-  assert.equal(paths.length, 2);
+  assert.equal(paths.length, 3);
   assert.match(paths[0]!, new RegExp(`^/_f/${UUID}/a\\.bin$`));
-  assert.match(paths[1]!, new RegExp(`^/_f/${UUID}/b%20c\\.txt$`));
+  assert.match(paths[1]!, new RegExp(`^/_f/${UUID}/b c\\.txt$`), 'the name as stored, as Wave prints it');
+  assert.match(paths[2]!, new RegExp(`^/_f/${UUID}/100%25 %231\\.txt$`), 'only %, # and ? escaped');
   assert.equal(sha256((await fetchRaw(server.url + paths[0]!)).body), sha256(a));
 
   const upDir = await runWharf(t, ['upload', '--dir', join(dir, 'tree')], env);
@@ -262,6 +264,14 @@ test('upload, download and unload subcommands end to end; exit codes 0, 1 and 2;
   const here = await runWharf(t, ['download', `${server.url}${paths[1]!}`, '--server', server.url], { ...env, WHARF_SERVER: 'http://127.0.0.1:1' }, into);
   assert.equal(here.code, 0, here.stderr);
   assert.equal(await readFile(join(into, 'b c.txt'), 'utf8'), 'bee');
+  // The fully percent-encoded form works as well as the returned one, and saves under the real name.
+  const encoded = paths[2]!.replace(/[^/]+$/, encodeURIComponent('100% #1.txt'));
+  const pct = await runWharf(t, ['download', encoded, into], env);
+  assert.equal(pct.code, 0, pct.stderr);
+  assert.equal(pct.stdout, `${join(into, '100% #1.txt')}\n`);
+  assert.equal(await readFile(join(into, '100% #1.txt'), 'utf8'), 'percent');
+  assert.equal((await runWharf(t, ['unload', paths[2]!], env)).code, 0);
+  assert.equal((await fetchRaw(server.url + encoded)).status, 404);
 
   const un = await runWharf(t, ['unload', paths[0]!], env);
   assert.equal(un.code, 0, un.stderr);

@@ -35,7 +35,7 @@ export interface Answer {
   status: number;
   headers: http.IncomingHttpHeaders;
   body: Buffer;
-  json: { error?: string; message?: string } | undefined;
+  json: { error?: string; message?: string; ended?: boolean } | undefined;
 }
 
 /**

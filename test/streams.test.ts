@@ -90,6 +90,7 @@ test('DELETE ends every viewer with the closing delimiter; the stream is gone af
   for (const v of viewers) await v.until((r) => r.parts.length === 1, 'frame');
   const del = await request(`${s.url}/_m/bye`, { method: 'DELETE', headers: { Authorization: AUTH } });
   assert.equal(del.status, 200);
+  assert.deepEqual(del.json, { ended: true });
   for (const v of viewers) {
     assert.deepEqual(await v.ended, { complete: true });
     assert.equal(v.reader.closed, true);
@@ -100,8 +101,27 @@ test('DELETE ends every viewer with the closing delimiter; the stream is gone af
   const gone = await request(`${s.url}/_m/bye`);
   assert.equal(gone.status, 404);
   assert.equal(gone.json?.error, 'NOT_FOUND');
-  const again = await request(`${s.url}/_m/bye`, { method: 'DELETE', headers: { Authorization: AUTH } });
-  assert.equal(again.status, 404);
+  assert.deepEqual(s.stats(), []);
+});
+
+test('DELETE of a stream that is gone or never was answers 200, as Wave does (its unlink() raises on anything else)', async (t) => {
+  const s = await start(t, { streamIdleTimeout: 150 });
+  const del = (name: string) => request(`${s.url}/_m/${name}`, { method: 'DELETE', headers: { Authorization: AUTH } });
+  await s.site.uplink('twice', 'image/jpeg', frame(1, 10));
+  assert.deepEqual((await del('twice')).json, { ended: true });
+  for (const [name, why] of [['twice', 'unlinked twice'], ['never', 'never published'], ['a%20b/c', 'never published, encoded']] as const) {
+    const again = await del(name);
+    assert.equal(again.status, 200, why);
+    assert.match(String(again.headers['content-type']), /^application\/json/, why);
+    assert.deepEqual(again.json, { ended: false }, why);
+  }
+  // Ended by wharf's own idle timeout: the app's late unlink must not break it.
+  await s.site.uplink('idle', 'image/jpeg', frame(1, 10));
+  await eventually(() => s.stats().length === 0, 'the idle stream ended itself');
+  assert.deepEqual((await del('idle')).json, { ended: false });
+  await s.site.unlink('idle');
+  // A bad name is still bad input, not "nothing to end".
+  assert.equal((await del('a/../b')).status, 400);
   assert.deepEqual(s.stats(), []);
 });
 
@@ -307,9 +327,13 @@ test('a stream with no frame for limits.streamIdleTimeout ends itself', async (t
   assert.equal((await request(`${s.url}/_m/idle`)).status, 404);
 });
 
-test('site.unlink of an unknown stream and aborted calls reject', async (t) => {
+test('site.unlink of an unknown stream resolves, as DELETE answers 200; aborted calls reject', async (t) => {
   const s = await start(t);
-  await assert.rejects(s.site.unlink('never'), isCode('NOT_FOUND'));
+  assert.equal(await s.site.unlink('never'), undefined);
+  await s.site.uplink('once', 'image/jpeg', frame(1, 10));
+  await s.site.unlink('once');
+  await s.site.unlink('once');
+  assert.deepEqual(s.stats(), []);
   const ac = new AbortController();
   ac.abort();
   await assert.rejects(s.site.uplink('x', 'image/jpeg', frame(1, 10), { signal: ac.signal }), { name: 'AbortError' });

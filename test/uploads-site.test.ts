@@ -3,7 +3,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WharfError } from '../lib/index.js';
 import type { UploadEvent } from '../lib/index.js';
@@ -86,6 +86,34 @@ test('site.download: into a directory (keeping the name) or to a file path, via 
   }
   await assert.rejects(files.site.download(path!, join(work, 'no-such-dir', 'x')), isWharf('NOT_FOUND', 404));
   await assert.rejects(files.site.download(path!, out, { signal: AbortSignal.abort() }), isWharf('ABORTED'));
+});
+
+test('site.download and site.unload take the path as returned, fully percent-encoded, or hand-built with a stray %', async (t) => {
+  const { files } = await serve(t);
+  const work = await tempDir(t);
+  const out = join(work, 'out');
+  await mkdir(out);
+  const names = ['ünïcødé 名前 €.txt', '100% #1 ?.txt', '%2e%2e%2f', 'a+b;c.txt'];
+  for (const n of names) await writeFile(join(work, n), `bytes of ${n}`);
+  const paths = await files.site.upload(names.map((n) => join(work, n)));
+  for (const [i, name] of names.entries()) {
+    const [returned, id] = [paths[i]!, paths[i]!.split('/')[2]!];
+    assert.equal(returned, `/_f/${id}/${name.replace(/[%#?]/g, encodeURIComponent)}`);
+    const encoded = `/_f/${id}/${encodeURIComponent(name)}`;
+    for (const form of [returned, encoded]) {
+      await rm(join(out, name), { force: true });
+      assert.equal(await files.site.download(form, out), join(out, name), `${form}: saved under its real name`);
+      assert.equal(await readFile(join(out, name), 'utf8'), `bytes of ${name}`, form);
+    }
+  }
+  // Written by hand from the name, with a `%` that is no escape: the name as written.
+  await writeFile(join(work, '100% sure.txt'), 'sure');
+  const [sure] = await files.site.upload([join(work, '100% sure.txt')]);
+  assert.equal(await files.site.download(sure!.replace('%25', '%'), out), join(out, '100% sure.txt'));
+  // Unload in either form.
+  await files.site.unload(paths[0]!);
+  await files.site.unload(`/_f/${paths[1]!.split('/')[2]}/${encodeURIComponent(names[1]!)}`);
+  for (const p of paths.slice(0, 2)) await assert.rejects(files.site.download(p, out), isWharf('NOT_FOUND', 404), p);
 });
 
 test('site.unload: the upload is gone for GET; unloading it again or a foreign URL is a 404 error', async (t) => {

@@ -31,14 +31,17 @@ test('POST _f/: each file under a fresh id, answered in order, and every path GE
   assert.equal(res.json.files.length, names.length);
   const ids = new Set<string>();
   for (const [i, path] of (res.json.files as string[]).entries()) {
-    const [id, encoded] = split(path);
+    const [id, shown] = split(path);
     assert.match(id, UUID);
     ids.add(id);
-    assert.equal(encoded, encodeURIComponent(names[i]!), 'each segment percent-encoded');
+    assert.equal(shown, names[i]!.replace(/[%#?]/g, encodeURIComponent), 'the name as stored, as Wave returns it; only %, # and ? escaped');
     assert.equal(sha256(await readFile(join(dataDir, 'f', id, names[i]!))), sha256(datas[i]!), 'the layout is <dataDir>/f/<id>/<name>');
-    const back = await get(url, path);
-    assert.equal(back.status, 200, path);
-    assert.equal(sha256(back.body), sha256(datas[i]!), path);
+    // Requested as a browser requests the returned path, and fully percent-encoded.
+    for (const p of [path, `/_f/${id}/${encodeURIComponent(names[i]!)}`]) {
+      const back = await get(url, p);
+      assert.equal(back.status, 200, p);
+      assert.equal(sha256(back.body), sha256(datas[i]!), p);
+    }
   }
   assert.equal(ids.size, names.length, 'a fresh id per file');
   const head = await send(url, 'HEAD', res.json.files[1]);
@@ -82,8 +85,8 @@ test('POST _f/: filename* (RFC 5987) wins over filename; raw UTF-8 filename is a
     { filename: 'cafe\u0301.txt', data: 'nfd' },
   ]);
   assert.equal(res.status, 200, res.body.toString());
-  const names = res.json.files.map((p: string) => decodeURIComponent(split(p)[1]));
-  assert.deepEqual(names, ['résumé #1.txt', 'naïve café.txt', 'caf\u00e9.txt']);
+  const names = res.json.files.map((p: string) => split(p)[1]);
+  assert.deepEqual(names, ['résumé %231.txt', 'naïve café.txt', 'caf\u00e9.txt']);
   assert.equal((await get(url, res.json.files[0])).body.toString(), 'star');
   assert.equal((await get(url, res.json.files[2])).body.toString(), 'nfd');
 });
@@ -332,6 +335,30 @@ test('DELETE _f/<id>: needs a key, removes the whole upload, 404 when absent, ne
   assert.equal((await get(url, plain.json.files[0])).body.toString(), 'keep');
   assert.ok((await tree(join(dataDir, 'f'))).includes('not-an-id/x'));
   assert.deepEqual(await tree(join(dataDir, '.wharf-tmp')), []);
+});
+
+test('DELETE _f/<id>/<name>: the returned path as a browser sends it or fully percent-encoded; a stray % on the wire is 400 and deletes nothing', async (t) => {
+  const { url } = await serve(t);
+  const names = ['ünïcødé 名前 €.txt', '100% #1 ?.txt', '100% sure.txt'];
+  const res = await upload(url, names.map((filename) => ({ filename, data: filename })));
+  const paths = res.json.files as string[];
+  // Hand-built with the `%` unescaped: `100%%20sure.txt` on the wire is malformed percent-encoding,
+  // refused as on GET (the in-process site and the client take it literally: they are not the wire).
+  const stray = await send(url, 'DELETE', paths[2]!.replace('%25', '%'), undefined, { Authorization: KEY });
+  assert.equal(stray.status, 400);
+  assert.equal(stray.json.error, 'BAD_PATH');
+  assert.equal((await get(url, paths[2]!)).status, 200, 'nothing deleted');
+  const forms = [
+    paths[0]!, // node:http puts it on the wire as browsers do: spaces and non-ASCII escaped
+    `${paths[1]!.slice(0, paths[1]!.lastIndexOf('/'))}/${encodeURIComponent(names[1]!)}`,
+    paths[2]!,
+  ];
+  for (const [i, form] of forms.entries()) {
+    const del = await send(url, 'DELETE', form, undefined, { Authorization: KEY });
+    assert.equal(del.status, 200, form);
+    assert.deepEqual(del.json, { removed: paths[i]!.slice(0, paths[i]!.lastIndexOf('/')) });
+    assert.equal((await get(url, paths[i]!)).status, 404, `${form} is gone`);
+  }
 });
 
 test('POST _f/: an upload in flight when the server closes is aborted, its bytes removed', async (t) => {

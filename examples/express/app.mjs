@@ -42,6 +42,12 @@ app.use((req, res) => res.status(404).json({ error: 'NOT_FOUND', message: 'no su
 
 const port = Number(process.env.PORT ?? 10104);
 const server = app.listen(port, '127.0.0.1', () => console.log(`open http://127.0.0.1:${server.address().port}/`));
-const stop = () => server.close(() => files.close().then(() => process.exit(0)));
+// A browser keeps idle and preconnected sockets open, and `server.close()` waits for them (Node
+// counts a socket that never sent a request as active until its headers timeout): once wharf has
+// finished its uploads, drop them, or Ctrl+C with a browser open takes minutes.
+const stop = () => {
+  server.close(() => process.exit(0));
+  files.close().then(() => server.closeAllConnections());
+};
 process.once('SIGINT', stop);
 process.once('SIGTERM', stop);
