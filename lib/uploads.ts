@@ -103,8 +103,11 @@ export function createUploads(config: UploadsConfig): Uploads {
     return work;
   };
 
-  /** Stages and commits; any failure removes every staged byte and rethrows. */
-  async function withStaging<T>(fill: (staging: Staging) => Promise<T>): Promise<T> {
+  /**
+   * Stages and commits; any failure removes every staged byte and rethrows. `failed` hears of a
+   * failure before the abort, which fails every file still being written.
+   */
+  async function withStaging<T>(fill: (staging: Staging) => Promise<T>, failed?: (err: unknown) => void): Promise<T> {
     if (closed) throw shuttingDown();
     const staging = storage.stage();
     stagings.add(staging);
@@ -114,6 +117,7 @@ export function createUploads(config: UploadsConfig): Uploads {
       await staging.commit();
       return result;
     } catch (err) {
+      failed?.(err);
       await staging.abort().catch((e: unknown) => warn(`wharf: could not remove an aborted upload's temp files: ${String(e)}`));
       throw err;
     } finally {
@@ -199,6 +203,10 @@ export function createUploads(config: UploadsConfig): Uploads {
         if (stored.length === 0) {
           throw new WharfError('NO_FILES', directory ? 'the directory upload has no files' : 'no part named "files" with a filename', 400);
         }
+      }, (err) => {
+        // The cause (a limit the parser met, say) is the answer, not the SHUTTING_DOWN of the files
+        // the abort is about to fail, whose `written.catch` would otherwise claim the body first.
+        body.fail(body.error ?? classify(err, warn));
       });
     } catch (err) {
       // A body not read to its end cannot be followed by another request on this connection: answer
