@@ -11,6 +11,7 @@ import { missingDirWarnings, parseMappings } from './mappings.js';
 import type { Site } from './site.js';
 import { createDirectorySource, createStatic } from './static.js';
 import { createStreams, type StreamStats } from './streams.js';
+import type { UploadVia } from './trust.js';
 import { createUploads, type UploadEvent } from './uploads.js';
 import { canonicalPrefix } from './urlpath.js';
 
@@ -29,6 +30,11 @@ export interface DirMapping {
  *   return true, or the request must carry a valid access key.
  * - `DELETE {base}_f/…`, `POST/DELETE {base}_m/…`: a valid access key, always.
  * - public mappings: anyone. Private mappings: a valid access key or `authorize(req)` true.
+ *
+ * Each upload records who made it (lib/trust.ts): an upload made with an access key (or through
+ * `files.site`) is the app's own; one let in by `authorize` or `anonymousUploads` is an end user's.
+ * An upload request with a valid key is the app's even when `anonymousUploads` would have let it in.
+ *
  * A request that is refused gets 401 with `WWW-Authenticate: Basic realm="wharf"` — whether it
  * carried no credentials, wrong ones, or the hook said no: a valid key would always be let in —
  * except a browser page's own requests (`Sec-Fetch-Mode` other than `navigate`), which get the 401
@@ -126,9 +132,18 @@ interface Method {
   maxBody?: { bytes: number; code: 'LIMIT_REQUEST_SIZE' | 'LIMIT_FRAME_SIZE' };
   /** Needs upload storage started. */
   storage?: boolean;
-  /** Undefined when the answer was given synchronously (a cached file, a 304): no promise to wait on. */
-  run(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void> | undefined;
+  /**
+   * Undefined when the answer was given synchronously (a cached file, a 304): no promise to wait on.
+   * `via`: what let the request in.
+   */
+  run(req: IncomingMessage, res: ServerResponse, rest: string, via: Via): Promise<void> | undefined;
 }
+
+/** What let a request in: nothing was needed (`open`), an access key, the `authorize` hook, or `anonymousUploads`. */
+type Via = 'open' | 'key' | 'authorize' | 'anonymous';
+
+/** Who made an upload let in `via` (an upload route is never open: that would be an end user). */
+const uploaderOf = (via: Via): UploadVia => (via === 'open' ? 'anonymous' : via);
 
 interface Route {
   prefix: string;
@@ -214,7 +229,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     {
       prefix: `${base}_f/`,
       exact: true,
-      methods: { POST: { access: 'upload', maxBody: { bytes: limits.requestSize, code: 'LIMIT_REQUEST_SIZE' }, storage: true, run: (req, res) => uploads.receive(req, res) } },
+      methods: { POST: { access: 'upload', maxBody: { bytes: limits.requestSize, code: 'LIMIT_REQUEST_SIZE' }, storage: true, run: (req, res, _rest, via) => uploads.receive(req, res, uploaderOf(via)) } },
       allow: 'POST',
     },
     {
@@ -326,7 +341,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     refuse(req, res, err, mode === undefined || mode === 'navigate' ? { 'WWW-Authenticate': 'Basic realm="wharf"' } : {});
   }
 
-  function run(req: IncomingMessage, res: ServerResponse, method: Method, rest: string, expectContinue: boolean): void {
+  function run(req: IncomingMessage, res: ServerResponse, method: Method, rest: string, expectContinue: boolean, via: Via): void {
     if (closing) {
       shuttingDown(req, res); // an async authorize() may have resolved after close() began
       return;
@@ -341,10 +356,10 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     if (expectContinue) res.writeContinue();
     track(req, res);
     if (method.storage && !storageReady) {
-      ready().then(() => method.run(req, res, rest)).catch((err: unknown) => fail(res, err));
+      ready().then(() => method.run(req, res, rest, via)).catch((err: unknown) => fail(res, err));
       return;
     }
-    method.run(req, res, rest)?.catch((err: unknown) => fail(res, err));
+    method.run(req, res, rest, via)?.catch((err: unknown) => fail(res, err));
   }
 
   function dispatch(req: IncomingMessage, res: ServerResponse, next: ((err?: unknown) => void) | undefined, expectContinue: boolean): void {
@@ -366,12 +381,17 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
       return;
     }
     const access = method.access;
-    if (access === 'open' || (access === 'read' && authorize === undefined) || (access === 'upload' && anonymousUploads)) {
-      run(req, res, method, rest, expectContinue);
+    if (access === 'open' || (access === 'read' && authorize === undefined)) {
+      run(req, res, method, rest, expectContinue, 'open');
       return;
     }
+    // The key is checked before `anonymousUploads`: an app's upload is the app's, wherever it comes in.
     if (keyCheck(req) === 'valid') {
-      run(req, res, method, rest, expectContinue);
+      run(req, res, method, rest, expectContinue, 'key');
+      return;
+    }
+    if (access === 'upload' && anonymousUploads) {
+      run(req, res, method, rest, expectContinue, 'anonymous');
       return;
     }
     // Wrong or foreign credentials still fall through to the hook: a browser behind the host
@@ -388,7 +408,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
       return;
     }
     if (verdict === true) {
-      run(req, res, method, rest, expectContinue);
+      run(req, res, method, rest, expectContinue, 'authorize');
       return;
     }
     if (verdict === false || typeof (verdict as Promise<boolean> | undefined)?.then !== 'function') {
@@ -396,7 +416,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
       return;
     }
     verdict.then(
-      (ok) => (ok === true ? run(req, res, method, rest, expectContinue) : unauthorized(req, res)),
+      (ok) => (ok === true ? run(req, res, method, rest, expectContinue, 'authorize') : unauthorized(req, res)),
       (err: unknown) => authorizeFailed(req, res, err),
     ).catch((err: unknown) => fail(res, err));
   }

@@ -21,6 +21,12 @@ export interface FileInfo {
 
 /** A regular file opened for reading; exactly one of `stream`, `read` or `close` must be called, once. */
 export interface OpenFile extends FileInfo {
+  /**
+   * Written by someone not trusted to run script on this origin (an end user's upload, trust.ts):
+   * served with `Content-Security-Policy: sandbox`, active types as attachments of a type that
+   * cannot run (see `untrustedView`).
+   */
+  untrusted?: boolean;
   /** Bytes `start`..`end` inclusive; the stream owns the descriptor and closes it on end, error or destroy. */
   stream(start: number, end: number): Readable;
   /**

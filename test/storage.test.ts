@@ -9,7 +9,10 @@ import { join } from 'node:path';
 import { WharfError } from '../lib/errors.js';
 import { createSlowness } from '../lib/slowness.js';
 import { createLocalStorage, storageError, TEMP_DIR, type StagedFile, type Staging } from '../lib/storage.js';
+import { RECORD_NAME, recordFor } from '../lib/trust.js';
 import { tree } from './uploads-helpers.js';
+
+const RECORD = recordFor('key');
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 const fds = (): number => readdirSync('/proc/self/fd').length;
@@ -66,7 +69,7 @@ test('storage: start() creates the layout and sweeps only dead runs\' temp files
   assert.ok((await stat(join(dataDir, 'f'))).isDirectory());
   w.end();
   assert.equal(await w.done, 20_000 + 64 * 1024);
-  await staging.commit();
+  await staging.commit(RECORD);
   assert.equal((await tree(join(dataDir, 'f'))).filter((p) => p.endsWith('keep.txt')).length, 1, 'a live instance of this process kept its staging');
 });
 
@@ -86,7 +89,7 @@ test('storage: files stream in in batches, stay invisible until commit, then app
   assert.deepEqual(sizes, [big.length, 0, 11]);
   assert.deepEqual(await readdir(join(dataDir, 'f')), [], 'nothing visible before commit');
   assert.equal(await storage.source.stat(`${a}/big.bin`), null);
-  await staging.commit();
+  await staging.commit(RECORD);
   assert.equal(sha(await readFile(join(dataDir, 'f', a, 'big.bin'))), sha(big));
   assert.equal((await readFile(join(dataDir, 'f', b, 'empty'))).length, 0);
   assert.equal(await readFile(join(dataDir, 'f', c, 'deep/er/small.txt'), 'utf8'), 'hello world');
@@ -99,7 +102,7 @@ test('storage: files stream in in batches, stay invisible until commit, then app
   for await (const chunk of open.stream(6, 10)) chunks.push(chunk as Buffer);
   assert.equal(Buffer.concat(chunks).toString(), 'world');
   assert.equal(fds(), before, 'no descriptor left open');
-  await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError, 'a staging commits once');
+  await assert.rejects(staging.commit(RECORD), (e: unknown) => e instanceof WharfError, 'a staging commits once');
 });
 
 test('storage: the read side refuses anything that is not under an upload id', async (t) => {
@@ -139,7 +142,7 @@ test('storage: abort removes every staged byte, also while a batch is on its way
   await staging.abort(); // idempotent
   assert.throws(() => staging.file(randomUUID(), 'late', () => {}), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
   await assert.rejects(staging.copy(randomUUID(), 'late', '/etc/hostname'), (e: unknown) => e instanceof WharfError);
-  await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
+  await assert.rejects(staging.commit(RECORD), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
   // A staging that never wrote a byte creates nothing at all.
   const idle = storage.stage();
   await idle.abort();
@@ -156,7 +159,7 @@ test('storage: a commit that fails half-way publishes nothing', async (t) => {
   const staging = storage.stage();
   await stream(staging, ok, 'a.txt', [Buffer.from('a')]);
   await stream(staging, taken, 'b.txt', [Buffer.from('b')]);
-  await assert.rejects(staging.commit(), (e: unknown) => ['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? ''));
+  await assert.rejects(staging.commit(RECORD), (e: unknown) => ['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? ''));
   assert.deepEqual(await tree(join(dataDir, 'f')), [`${taken}/`, `${taken}/someone-else`]);
   assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
   await staging.abort(); // after a failed commit: nothing left to do
@@ -169,7 +172,7 @@ test('storage: a commit waits for nothing but refuses files still being written'
   const staging = storage.stage();
   const w = staging.file(randomUUID(), 'open.txt', () => {});
   w.write(Buffer.from('x'));
-  await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError && e.code === 'INTERNAL');
+  await assert.rejects(staging.commit(RECORD), (e: unknown) => e instanceof WharfError && e.code === 'INTERNAL');
   await staging.abort();
   assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
 });
@@ -184,10 +187,10 @@ test('storage: copy in, copy out (via a temp file next to the target), remove', 
   const id = randomUUID();
   const staging = storage.stage();
   assert.equal(await staging.copy(id, 'dir/copy.bin', join(work, 'src.bin')), data.length);
-  await staging.commit();
+  await staging.commit(RECORD);
   const failing = storage.stage();
   await assert.rejects(failing.copy(randomUUID(), 'x', join(work, 'missing')), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT');
-  await assert.rejects(failing.commit(), (e: unknown) => e instanceof WharfError && e.code === 'INTERNAL', 'a failed file can only be aborted');
+  await assert.rejects(failing.commit(RECORD), (e: unknown) => e instanceof WharfError && e.code === 'INTERNAL', 'a failed file can only be aborted');
   await failing.abort();
   assert.equal(sha(await readFile(join(dataDir, 'f', id, 'dir/copy.bin'))), sha(data));
 
@@ -261,7 +264,7 @@ test('storage: its own directories removed while running come back; a data dir t
     const staging = storage.stage();
     const id = randomUUID();
     assert.equal(await stream(staging, id, 'back.bin', chunked(randomBytes(size))), size);
-    await staging.commit();
+    await staging.commit(RECORD);
     assert.equal((await stat(join(dataDir, 'f', id, 'back.bin'))).size, size);
     await rm(join(dataDir, TEMP_DIR), { recursive: true });
     await rm(join(dataDir, 'f'), { recursive: true });
@@ -303,7 +306,7 @@ test('storage: a file\'s first syncWriteBelow bytes are on disk when their write
   w.end();
   assert.equal(await w.done, 512 * 1024);
   assert.equal(sha((await stagedBytes(dataDir))!), sha(data));
-  await staging.commit();
+  await staging.commit(RECORD);
 });
 
 test('storage: once writes on the event loop are slow, every write goes through the thread pool', async (t) => {
@@ -328,9 +331,12 @@ test('storage: once writes on the event loop are slow, every write goes through 
   assert.equal(await w.done, data.length);
   const id = randomUUID();
   assert.equal(await staging.put(id, 'b.bin', [Buffer.from('small')]), 5);
-  await staging.commit();
+  await staging.commit(RECORD);
   assert.equal(sha(await readFile(join(dataDir, 'f', id, 'b.bin'))), sha(Buffer.from('small')));
-  assert.equal((await tree(join(dataDir, 'f'))).filter((p) => !p.endsWith('/')).length, 2);
+  const files = (await tree(join(dataDir, 'f'))).filter((p) => !p.endsWith('/'));
+  assert.equal(files.filter((p) => !p.endsWith(`/${RECORD_NAME}`)).length, 2);
+  assert.equal(files.filter((p) => p.endsWith(`/${RECORD_NAME}`)).length, 2, 'a record per id, written through the thread pool too');
+  assert.deepEqual(JSON.parse(await readFile(join(dataDir, 'f', id, RECORD_NAME), 'utf8')), RECORD);
 });
 
 test('storage: put stages a whole small file on the loop, a big one or one whose directory is on its way through a writer', async (t) => {
@@ -352,7 +358,7 @@ test('storage: put stages a whole small file on the loop, a big one or one whose
   assert.equal(await queued, 1);
   assert.equal(await w.done, 2000);
   assert.deepEqual(await tree(join(dataDir, 'f')), []);
-  await staging.commit();
+  await staging.commit(RECORD);
   assert.equal(await readFile(join(dataDir, 'f', small, 'a.txt'), 'utf8'), 'hello');
   assert.equal(sha(await readFile(join(dataDir, 'f', big, 'b.bin'))), sha(bigData));
   assert.equal(await readFile(join(dataDir, 'f', dir, 'd', 'put.txt'), 'utf8'), 'x');
@@ -367,7 +373,7 @@ test('storage: a put that fails leaves a staging that only aborts, and abort rem
   const id = randomUUID();
   await staging.put(id, 'same.txt', [Buffer.from('one')]);
   await assert.rejects(staging.put(id, 'same.txt', [Buffer.from('two')]), (err: NodeJS.ErrnoException) => storageError(err).code === 'DUPLICATE_FILENAME');
-  await assert.rejects(staging.commit(), (err: WharfError) => err.code === 'INTERNAL');
+  await assert.rejects(staging.commit(RECORD), (err: WharfError) => err.code === 'INTERNAL');
   await staging.abort();
   assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
   assert.deepEqual(await tree(join(dataDir, 'f')), []);
@@ -375,4 +381,56 @@ test('storage: a put that fails leaves a staging that only aborts, and abort rem
   const late = staging.put(randomUUID(), 'late.txt', [Buffer.from('x')]);
   await assert.rejects(late, (err: WharfError) => err.code === 'SHUTTING_DOWN');
   assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+});
+
+test("storage: each id's record says whose it is; the read side never serves a record, marks an end user's files, reads a record once", async (t) => {
+  const dataDir = await tempDir(t);
+  const storage = createLocalStorage(dataDir);
+  await storage.start();
+  const ids = { app: randomUUID(), user: randomUUID() };
+  for (const [who, via] of [['app', 'key'], ['user', 'anonymous']] as const) {
+    const staging = storage.stage();
+    await staging.put(ids[who], 'page.html', [Buffer.from('<p>hi</p>')]);
+    await staging.commit(recordFor(via));
+  }
+  assert.deepEqual(JSON.parse(await readFile(join(dataDir, 'f', ids.user, RECORD_NAME), 'utf8')), { v: 1, trust: 'user', via: 'anonymous' });
+  const untrusted = async (id: string): Promise<boolean | undefined> => {
+    const file = await storage.source.open(`${id}/page.html`);
+    assert.ok(file);
+    await file.close();
+    return file.untrusted;
+  };
+  assert.equal(await untrusted(ids.app), undefined);
+  assert.equal(await untrusted(ids.user), true);
+  for (const name of [RECORD_NAME, RECORD_NAME.toUpperCase(), `${RECORD_NAME}.`, `${RECORD_NAME} `, `${RECORD_NAME}/x`]) {
+    assert.equal(await storage.source.stat(`${ids.app}/${name}`), null, name);
+    assert.equal(await storage.source.open(`${ids.app}/${name}`), null, name);
+  }
+  await assert.rejects(storage.copyOut(ids.app, RECORD_NAME, join(dataDir, 'out')), (e: unknown) => e instanceof WharfError && e.code === 'NOT_FOUND');
+  // Read once: the record changing afterwards (it never does) is not seen.
+  await writeFile(join(dataDir, 'f', ids.user, RECORD_NAME), JSON.stringify(recordFor('key')));
+  assert.equal(await untrusted(ids.user), true, 'remembered');
+
+  // Copied into the layout: no record, a record too large to be one, a record that cannot be read.
+  const copied = async (record?: string | 'dir'): Promise<string> => {
+    const id = randomUUID();
+    await mkdir(join(dataDir, 'f', id));
+    await writeFile(join(dataDir, 'f', id, 'page.html'), 'x');
+    if (record === 'dir') await mkdir(join(dataDir, 'f', id, RECORD_NAME));
+    else if (record !== undefined) await writeFile(join(dataDir, 'f', id, RECORD_NAME), record);
+    return id;
+  };
+  assert.equal(await untrusted(await copied()), true, 'no record: an end user\'s');
+  assert.equal(await untrusted(await copied(`{"v":1,"trust":"app","pad":"${'x'.repeat(20_000)}"}`)), true, 'too large to be a record');
+  const unreadable = await copied('dir');
+  assert.equal(await untrusted(unreadable), true, 'unreadable: an end user\'s');
+  await rm(join(dataDir, 'f', unreadable, RECORD_NAME), { recursive: true });
+  await writeFile(join(dataDir, 'f', unreadable, RECORD_NAME), JSON.stringify(recordFor('site')));
+  assert.equal(await untrusted(unreadable), undefined, 'an unreadable record is not remembered: read again, now the app\'s');
+  assert.equal(await storage.source.open(`${randomUUID()}/page.html`), null);
+
+  const trusting = createLocalStorage(dataDir, { unrecorded: 'app' });
+  const file = await trusting.source.open(`${await copied()}/page.html`);
+  await file!.close();
+  assert.equal(file!.untrusted, undefined, 'unrecorded: "app" serves a copied-in upload as the app\'s');
 });
