@@ -105,6 +105,7 @@ export const SERVE_FLAGS: FlagSpec[] = [
   { name: 'anonymous-uploads', kind: 'boolean', env: 'WHARF_ANONYMOUS_UPLOADS', help: 'let anyone POST uploads', defaultText: 'off' },
   { name: 'dotfiles', kind: 'boolean', env: 'WHARF_DOTFILES', help: 'serve dotfiles from mapped directories', defaultText: 'off' },
   { name: 'cache-control', kind: 'string', env: 'WHARF_CACHE_CONTROL', value: 'VALUE', help: 'Cache-Control of served files' },
+  { name: 'trust-unrecorded-uploads', kind: 'boolean', env: 'WHARF_TRUST_UNRECORDED_UPLOADS', help: "serve uploads with no record of who made them (copied into the data dir) as the app's own", defaultText: "off: as an end user's" },
   { name: 'log', kind: 'choice', env: 'WHARF_LOG', choices: ['text', 'json', 'off'], help: 'request log format', defaultText: 'text on a terminal, else json' },
   ...LIMIT_FLAGS,
   HELP_FLAG,
@@ -274,6 +275,7 @@ async function serve(argv: string[], io: CommandIo): Promise<number> {
     privateDirs,
     anonymousUploads: values.get('anonymous-uploads') === true,
     dotfiles: values.get('dotfiles') === true,
+    trustUnrecordedUploads: values.get('trust-unrecorded-uploads') === true,
     limits,
     // The server words its warnings for a log of its own ("wharf: WARNING: …"); ours says who and what.
     warn: (message) => {

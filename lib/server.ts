@@ -31,9 +31,12 @@ export interface DirMapping {
  * - `DELETE {base}_f/…`, `POST/DELETE {base}_m/…`: a valid access key, always.
  * - public mappings: anyone. Private mappings: a valid access key or `authorize(req)` true.
  *
- * Each upload records who made it (lib/trust.ts): an upload made with an access key (or through
- * `files.site`) is the app's own; one let in by `authorize` or `anonymousUploads` is an end user's.
- * An upload request with a valid key is the app's even when `anonymousUploads` would have let it in.
+ * Who uploaded decides how an upload is served (docs/protocol.md §4, lib/trust.ts): an upload made
+ * with an access key (or through `files.site`) is the app's own and is served as it is; one let in
+ * by `authorize` or `anonymousUploads` is an end user's, and never runs script on this origin —
+ * every file of it has `Content-Security-Policy: sandbox`, and HTML, XML, SVG and JavaScript are
+ * attachments (`application/octet-stream`, SVG keeping its type for `<img>`). An upload request
+ * with a valid key is the app's even when `anonymousUploads` would have let it in.
  *
  * A request that is refused gets 401 with `WWW-Authenticate: Basic realm="wharf"` — whether it
  * carried no credentials, wrong ones, or the hook said no: a valid key would always be let in —
@@ -72,6 +75,13 @@ export interface FileServerOptions {
   dotfiles?: boolean;
   /** `Cache-Control` for served files. Default `public, max-age=0, must-revalidate`. */
   cacheControl?: string;
+  /**
+   * Serve uploads that have no record of who made them (files copied straight into
+   * `<dataDir>/f/<id>/`, as Wave's client does when it shares the server's disk; uploads stored
+   * before wharf kept records) as the app's own. Default false: they are served as end users'
+   * uploads, since who made them cannot be known.
+   */
+  trustUnrecordedUploads?: boolean;
   limits?: Partial<Limits>;
   /** Called after an upload is committed. */
   onUpload?: (event: UploadEvent) => void | Promise<void>;
@@ -155,7 +165,7 @@ interface Route {
 
 const KNOWN_OPTIONS = new Set([
   'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads',
-  'dotfiles', 'cacheControl', 'limits', 'onUpload', 'warn',
+  'dotfiles', 'cacheControl', 'trustUnrecordedUploads', 'limits', 'onUpload', 'warn',
 ]);
 
 const invalid = (message: string): WharfError => new WharfError('INVALID_OPTION', message);
@@ -168,7 +178,7 @@ function checkOptions(o: FileServerOptions): void {
   for (const f of ['authorize', 'onUpload', 'warn'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'function') throw invalid(`${f}: expected a function`);
   }
-  for (const f of ['anonymousUploads', 'dotfiles'] as const) {
+  for (const f of ['anonymousUploads', 'dotfiles', 'trustUnrecordedUploads'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'boolean') throw invalid(`${f}: expected true or false`);
   }
   if (o.cacheControl !== undefined && (typeof o.cacheControl !== 'string' || /[\r\n\0]/.test(o.cacheControl))) {
@@ -218,9 +228,10 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
   const anonymousUploads = options.anonymousUploads ?? false;
 
   const statics = createStatic(options.cacheControl === undefined ? { limits } : { limits, cacheControl: options.cacheControl });
+  const trustUnrecorded = options.trustUnrecordedUploads ?? false;
   const uploads = createUploads(options.onUpload === undefined
-    ? { dataDir, base, limits, statics, warn }
-    : { dataDir, base, limits, statics, warn, onUpload: options.onUpload });
+    ? { dataDir, base, limits, statics, warn, trustUnrecorded }
+    : { dataDir, base, limits, statics, warn, trustUnrecorded, onUpload: options.onUpload });
   const streams = createStreams({ base, limits });
 
   // ---- the route table: every URL wharf answers, and who may use it -------------------------

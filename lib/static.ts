@@ -10,6 +10,7 @@ import { WharfError, fromFsError, sendError } from './errors.js';
 import type { Limits } from './limits.js';
 import { contentTypeFor } from './mime.js';
 import { createSlowness } from './slowness.js';
+import { UNTRUSTED_CSP, untrustedView } from './trust.js';
 import { hasDotSegment, toRelPath } from './urlpath.js';
 
 /** What the static engine needs to know of a file to answer conditionals and ranges. */
@@ -358,9 +359,14 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
 // ---------------------------------------------------------------------------------------------
 // Validators and conditionals (RFC 9110 §8.8, §13)
 
-/** Strong: changes whenever size, mtime (µs) or inode do, i.e. whenever the bytes are rewritten. */
-function etagOf(info: FileInfo): string {
-  return `"${info.ino.toString(36)}-${info.size.toString(36)}-${Math.round(info.mtimeMs * 1000).toString(36)}"`;
+/**
+ * Strong: changes whenever size, mtime (µs) or inode do, i.e. whenever the bytes are rewritten, and
+ * between an untrusted file's answer and a trusted one's. Their headers differ, and a 304 carries
+ * none of them (RFC 9110 §15.4.5): a browser holding a copy served before wharf protected end
+ * users' uploads must get the protected answer, not a 304 that revives its unprotected copy.
+ */
+function etagOf(info: FileInfo, untrusted: boolean): string {
+  return `"${untrusted ? 'u' : ''}${info.ino.toString(36)}-${info.size.toString(36)}-${Math.round(info.mtimeMs * 1000).toString(36)}"`;
 }
 
 const opaque = (tag: string): string => (tag.startsWith('W/') ? tag.slice(2) : tag);
@@ -453,7 +459,12 @@ interface Entry {
   ino: number;
   etag: string;
   lastModified: string;
+  /** The Content-Type sent. */
   type: string;
+  /** See `OpenFile.untrusted`. */
+  untrusted: boolean;
+  /** The Content-Disposition sent when the URL asks for none (`?download`), if any. */
+  disposition: string | undefined;
   /** The whole file, or null for a file too big to cache (its validators still answer 304s cheaply). */
   data: Buffer | null;
   /** Bytes this entry is charged against `limits.cacheSize`. */
@@ -468,14 +479,23 @@ interface Entry {
 /** Bookkeeping charged per entry on top of its bytes, so many tiny or data-less entries stay bounded too. */
 const ENTRY_OVERHEAD = 256;
 
-function entryOf(info: FileInfo, rel: string, data: Buffer | null): Entry {
+function entryOf(info: FileInfo, rel: string, data: Buffer | null, untrusted: boolean): Entry {
+  let type = contentTypeFor(rel);
+  let disposition: string | undefined;
+  if (untrusted) {
+    const view = untrustedView(type);
+    type = view.type;
+    if (view.attachment) disposition = attachment(basename(rel));
+  }
   return {
     size: info.size,
     mtimeMs: info.mtimeMs,
     ino: info.ino,
-    etag: etagOf(info),
+    etag: etagOf(info, untrusted),
     lastModified: new Date(info.mtimeMs).toUTCString(),
-    type: contentTypeFor(rel),
+    type,
+    untrusted,
+    disposition,
     data,
     cost: ENTRY_OVERHEAD + rel.length + (data?.length ?? 0),
     rel,
@@ -622,6 +642,8 @@ export function createStatic(options: StaticOptions): StaticEngine {
     if (status === 206) headers.push('Content-Range', `bytes ${start}-${end}/${e.size}`);
     const name = downloadName(req.url ?? '', rel);
     if (name !== undefined) headers.push('Content-Disposition', attachment(name));
+    else if (e.disposition !== undefined) headers.push('Content-Disposition', e.disposition);
+    if (e.untrusted) headers.push('Content-Security-Policy', UNTRUSTED_CSP);
     if (req.method === 'HEAD' || end < start) {
       void file?.close();
       res.writeHead(status, headers);
@@ -743,12 +765,12 @@ export function createStatic(options: StaticOptions): StaticEngine {
         const f = file;
         file = null;
         const data = await readWhole(f);
-        const e = entryOf(data.length === f.size ? f : { ...f, size: data.length }, rel, data);
+        const e = entryOf(data.length === f.size ? f : { ...f, size: data.length }, rel, data, f.untrusted === true);
         if (data.length === f.size) remember(map, rel, e);
         answer(req, res, e, rel, null);
         return;
       }
-      const e = entryOf(file, rel, null);
+      const e = entryOf(file, rel, null, file.untrusted === true);
       if (cacheOn) remember(map, rel, e);
       const f = file;
       file = null;

@@ -70,3 +70,59 @@ export function isRecordName(segment: string): boolean {
   if (segment.length < RECORD_NAME.length) return false;
   return segment.replace(/[. ]+$/, '').toLowerCase() === RECORD_NAME;
 }
+
+/** Content-Security-Policy of every end user's upload: an opaque origin, no script, no forms, no popups. */
+export const UNTRUSTED_CSP = 'sandbox';
+
+// JavaScript MIME types (WHATWG MIME Sniffing, "JavaScript MIME type"): what browsers run as classic or module scripts
+// and workers. Any other type is refused as a script when sent with `X-Content-Type-Options: nosniff`
+// (Fetch, "should response to request be blocked due to nosniff"); modules and workers refuse it always.
+const SCRIPT_TYPES = new Set([
+  'application/ecmascript', 'application/javascript', 'application/x-ecmascript', 'application/x-javascript',
+  'text/ecmascript', 'text/javascript', 'text/javascript1.0', 'text/javascript1.1', 'text/javascript1.2',
+  'text/javascript1.3', 'text/javascript1.4', 'text/javascript1.5', 'text/jscript', 'text/livescript',
+  'text/x-ecmascript', 'text/x-javascript',
+]);
+
+/**
+ * Is `type` one a browser can run script from: a document that may hold script when navigated to,
+ * framed or embedded (HTML, XHTML, any XML — an XML document runs `<html:script>` elements — SVG,
+ * XSL, multipart/x-mixed-replace whose parts render as documents), or a script itself?
+ */
+export function isActiveType(type: string): boolean {
+  const semi = type.indexOf(';');
+  const essence = (semi < 0 ? type : type.slice(0, semi)).trim().toLowerCase();
+  return essence === 'text/html' || SCRIPT_TYPES.has(essence) || essence.endsWith('/xml') || essence.endsWith('+xml') ||
+    essence === 'text/xsl' || essence === 'multipart/x-mixed-replace';
+}
+
+/** How an end user's file of content type `type` is served. */
+export interface UntrustedView {
+  /** The Content-Type sent. */
+  type: string;
+  /** Sent as `Content-Disposition: attachment`: a navigation or a frame saves it instead of rendering it. */
+  attachment: boolean;
+}
+
+const INERT_TYPE = 'application/octet-stream';
+
+/**
+ * An end user's file, every one with `Content-Security-Policy: sandbox` (and `nosniff`, as every
+ * file): a document rendered anyway (an `<object>`, a browser that ignores the disposition) gets an
+ * opaque origin and runs no script.
+ *
+ * - Active types (isActiveType) are attachments, sent as `application/octet-stream`: no browser
+ *   renders or runs that type, and with `nosniff` it is refused as a `<script src>`, a module or a
+ *   worker — which Content-Disposition and the response's own CSP would not stop.
+ * - SVG keeps `image/svg+xml`, as an attachment: `<img src=x.svg>` shows it (an image never runs
+ *   script: SVG in an image context runs in SVG Integration's secure mode; and images ignore the
+ *   disposition), while a navigation or a frame saves it, and `<script src>` refuses `image/*`
+ *   whatever the other headers say (Fetch, "should response to request be blocked due to its
+ *   MIME type").
+ * - Every other type is served as it is: images, media, PDF (rendered by the browser's own viewer,
+ *   which has no access to the origin), text, JSON, CSS, archives.
+ */
+export function untrustedView(type: string): UntrustedView {
+  if (!isActiveType(type)) return { type, attachment: false };
+  return { type: type.startsWith('image/svg+xml') ? type : INERT_TYPE, attachment: true };
+}

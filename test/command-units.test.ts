@@ -206,3 +206,21 @@ test('main in-process: a port in use is exit 1 with the reason', async (t) => {
   assert.equal(code, 1);
   assert.match(stderr.text(), /^wharf: cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE/);
 });
+
+test('main in-process: --trust-unrecorded-uploads serves files copied into the layout as the app\'s own', async (t) => {
+  const dir = await tempDir(t);
+  const dataDir = join(dir, 'data');
+  const copied = join(dataDir, 'f', '0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b');
+  await mkdir(copied, { recursive: true });
+  await writeFile(join(copied, 'page.html'), '<p>copied</p>');
+  const stdout = terminal(false);
+  const signals = new EventEmitter();
+  const running = main(['--listen', '127.0.0.1:0', '--data-dir', dataDir, '--log', 'off'], { stdout, stderr: terminal(false), env: { WHARF_TRUST_UNRECORDED_UPLOADS: 'true' }, signals });
+  assert.ok(await eventually(async () => /"listening"/.test(stdout.text())));
+  const url = /"url":"(http:[^"]+)"/.exec(stdout.text())![1]!;
+  const page = await fetchRaw(`${url}/_f/0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b/page.html`);
+  assert.equal(page.headers['content-type'], 'text/html; charset=utf-8', 'served as the app\'s own');
+  assert.equal(page.headers['content-security-policy'], undefined);
+  signals.emit('SIGTERM');
+  assert.equal(await running, 0);
+});

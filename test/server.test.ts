@@ -58,6 +58,7 @@ describe('options fail fast', () => {
     ['an empty dataDir', () => ({ dataDir: '' }), /dataDir/],
     ['a baseUrl that is not a string', () => ({ baseUrl: 5 as never }), /baseUrl/],
     ['a cacheControl with a newline', () => ({ cacheControl: 'public\r\nX: y' }), /cacheControl/],
+    ['trustUnrecordedUploads not a boolean', () => ({ trustUnrecordedUploads: 1 as never }), /trustUnrecordedUploads/],
   ];
   for (const [what, opts, message] of bad) {
     test(what, () => {
