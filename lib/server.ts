@@ -73,8 +73,15 @@ export interface FileServerOptions {
   anonymousUploads?: boolean;
   /** Serve dotfiles from mappings. Default false. */
   dotfiles?: boolean;
-  /** `Cache-Control` for served files. Default `public, max-age=0, must-revalidate`. */
+  /** `Cache-Control` for files anyone may read (public mappings; uploads without `authorize`). Default `public, max-age=0, must-revalidate`. */
   cacheControl?: string;
+  /**
+   * `Cache-Control` for files that need authorization: private mappings, and uploads when
+   * `authorize` is set (304s too). Default `private, max-age=0, must-revalidate`. It must say
+   * `private` or `no-store`, and neither `public` nor `s-maxage`: a shared cache must never keep
+   * an answer given to one user for the next (RFC 9111 §5.2.2.7).
+   */
+  privateCacheControl?: string;
   /**
    * Serve uploads that have no record of who made them (files copied straight into
    * `<dataDir>/f/<id>/`, as Wave's client does when it shares the server's disk; uploads stored
@@ -165,7 +172,7 @@ interface Route {
 
 const KNOWN_OPTIONS = new Set([
   'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads',
-  'dotfiles', 'cacheControl', 'trustUnrecordedUploads', 'limits', 'onUpload', 'warn',
+  'dotfiles', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'limits', 'onUpload', 'warn',
 ]);
 
 const invalid = (message: string): WharfError => new WharfError('INVALID_OPTION', message);
@@ -183,6 +190,13 @@ function checkOptions(o: FileServerOptions): void {
   }
   if (o.cacheControl !== undefined && (typeof o.cacheControl !== 'string' || /[\r\n\0]/.test(o.cacheControl))) {
     throw invalid('cacheControl: expected a header value on one line');
+  }
+  if (o.privateCacheControl !== undefined) {
+    if (typeof o.privateCacheControl !== 'string' || /[\r\n\0]/.test(o.privateCacheControl)) throw invalid('privateCacheControl: expected a header value on one line');
+    const directives = new Set(o.privateCacheControl.split(',').map((d) => d.split('=', 1)[0]!.trim().toLowerCase()));
+    if ((!directives.has('private') && !directives.has('no-store')) || directives.has('public') || directives.has('s-maxage')) {
+      throw invalid('privateCacheControl: must say "private" or "no-store", and neither "public" nor "s-maxage" (a shared cache would keep one user\'s answer for the next)');
+    }
   }
   if (o.accessKeys !== undefined) {
     if (o.accessKeys === null || typeof o.accessKeys !== 'object' || Array.isArray(o.accessKeys)) throw invalid('accessKeys: expected { [id]: secret }');
@@ -227,11 +241,17 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
   const authorize = options.authorize;
   const anonymousUploads = options.anonymousUploads ?? false;
 
-  const statics = createStatic(options.cacheControl === undefined ? { limits } : { limits, cacheControl: options.cacheControl });
+  const statics = createStatic({
+    limits,
+    ...(options.cacheControl === undefined ? {} : { cacheControl: options.cacheControl }),
+    ...(options.privateCacheControl === undefined ? {} : { privateCacheControl: options.privateCacheControl }),
+  });
   const trustUnrecorded = options.trustUnrecordedUploads ?? false;
   const uploads = createUploads(options.onUpload === undefined
     ? { dataDir, base, limits, statics, warn, trustUnrecorded }
     : { dataDir, base, limits, statics, warn, trustUnrecorded, onUpload: options.onUpload });
+  // With an `authorize` hook, reading an upload needs authorization: its answers are private.
+  const uploadsPrivate = authorize !== undefined;
   const streams = createStreams({ base, limits });
 
   // ---- the route table: every URL wharf answers, and who may use it -------------------------
@@ -246,8 +266,8 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     {
       prefix: `${base}_f/`,
       methods: {
-        GET: { access: 'read', storage: true, run: (req, res, rest) => statics.respond(req, res, uploadSource, rest) },
-        HEAD: { access: 'read', storage: true, run: (req, res, rest) => statics.respond(req, res, uploadSource, rest) },
+        GET: { access: 'read', storage: true, run: (req, res, rest) => statics.respond(req, res, uploadSource, rest, uploadsPrivate) },
+        HEAD: { access: 'read', storage: true, run: (req, res, rest) => statics.respond(req, res, uploadSource, rest, uploadsPrivate) },
         DELETE: { access: 'key', storage: true, run: (req, res, rest) => uploads.remove(req, res, rest) },
       },
       allow: 'GET, HEAD, DELETE',
@@ -264,7 +284,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     },
     ...mappings.map((m): Route => {
       const source = createDirectorySource(m.path, { dotfiles: options.dotfiles ?? false });
-      const get: Method = { access: m.private ? 'private' : 'open', run: (req, res, rest) => statics.respond(req, res, source, rest) };
+      const get: Method = { access: m.private ? 'private' : 'open', run: (req, res, rest) => statics.respond(req, res, source, rest, m.private) };
       return { prefix: m.prefix, methods: { GET: get, HEAD: get }, allow: 'GET, HEAD' };
     }),
   ];

@@ -58,22 +58,31 @@ export interface FileSource {
 
 export interface StaticOptions {
   limits: Limits;
-  /** `Cache-Control` for served files. Default `public, max-age=0, must-revalidate`. */
+  /** `Cache-Control` for files anyone may read. Default `public, max-age=0, must-revalidate`. */
   cacheControl?: string;
+  /** `Cache-Control` for files only some may read (`respond`'s `isPrivate`). Default `private, max-age=0, must-revalidate`. */
+  privateCacheControl?: string;
 }
 
 export interface StaticEngine {
-  /** Answers GET/HEAD for `rawPath` (still percent-encoded, no query string) from `source`. Never rejects. */
-  serve(req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string): Promise<void>;
+  /**
+   * Answers GET/HEAD for `rawPath` (still percent-encoded, no query string) from `source`. Never
+   * rejects. `isPrivate`: only some may read `source` (a private mapping; uploads behind an
+   * `authorize` hook), so its answers, 304s included, carry the private `Cache-Control`: a shared
+   * cache must not store an answer given to one user and hand it to the next (RFC 9111 §5.2.2.7).
+   */
+  serve(req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string, isPrivate?: boolean): Promise<void>;
   /**
    * `serve`, but an answer that needs nothing beyond a synchronous stat (a cached file, a 304) is
    * given before it returns, and then it returns undefined: no promise per request on the hot path.
    * Otherwise it returns the promise of the rest. Never throws, never rejects.
    */
-  respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string): Promise<void> | undefined;
+  respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string, isPrivate?: boolean): Promise<void> | undefined;
 }
 
 export const DEFAULT_CACHE_CONTROL = 'public, max-age=0, must-revalidate';
+/** The browser may keep it but must ask again each time, so a revoked session is refused at once. */
+export const DEFAULT_PRIVATE_CACHE_CONTROL = 'private, max-age=0, must-revalidate';
 
 /**
  * A synchronous revalidation (realpath + stat of a file just served, so its metadata is in the
@@ -541,7 +550,8 @@ const notFound = (): WharfError => new WharfError('NOT_FOUND', 'file not found',
 
 export function createStatic(options: StaticOptions): StaticEngine {
   const { limits } = options;
-  const cacheControl = options.cacheControl ?? DEFAULT_CACHE_CONTROL;
+  const publicCacheControl = options.cacheControl ?? DEFAULT_CACHE_CONTROL;
+  const privateCacheControl = options.privateCacheControl ?? DEFAULT_PRIVATE_CACHE_CONTROL;
   const cacheOn = limits.cacheFileSize > 0 && limits.cacheSize > 0;
   // One map per source (rel → entry: no key to build per request) and one LRU order over all of
   // them: a Set keeps insertion order, so its first entry is the least recently used.
@@ -596,7 +606,8 @@ export function createStatic(options: StaticOptions): StaticEngine {
   }
 
   /** Writes the answer for `e`, its body from `e.data` or from `file` (which this then owns). */
-  function answer(req: IncomingMessage, res: ServerResponse, e: Entry, rel: string, file: OpenFile | null): void {
+  function answer(req: IncomingMessage, res: ServerResponse, e: Entry, rel: string, file: OpenFile | null, isPrivate: boolean): void {
+    const cacheControl = isPrivate ? privateCacheControl : publicCacheControl;
     const h = req.headers;
     const cond = h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['if-match'] !== undefined || h['if-unmodified-since'] !== undefined
       ? precondition(h, e.etag, e.mtimeMs)
@@ -703,7 +714,7 @@ export function createStatic(options: StaticOptions): StaticEngine {
   const answersFromMemory = (req: IncomingMessage, hit: Entry): boolean =>
     hit.data !== null || req.method === 'HEAD' || req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined;
 
-  function respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string): Promise<void> | undefined {
+  function respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string, isPrivate = false): Promise<void> | undefined {
     let rel: string;
     let map: Map<string, Entry>;
     let hit: Entry | undefined;
@@ -715,19 +726,19 @@ export function createStatic(options: StaticOptions): StaticEngine {
       // (a conditional request or HEAD), since a full download needs the open anyway.
       if (hit !== undefined && answersFromMemory(req, hit)) {
         const info = source.statSync?.(rel);
-        if (info === undefined) return load(req, res, source, rel, map, hit, true);
-        if (revalidated(req, res, map, hit, info, rel)) return undefined;
-        return load(req, res, source, rel, map, hit, false);
+        if (info === undefined) return load(req, res, source, rel, map, hit, true, isPrivate);
+        if (revalidated(req, res, map, hit, info, rel, isPrivate)) return undefined;
+        return load(req, res, source, rel, map, hit, false, isPrivate);
       }
     } catch (err) {
       sendError(res, fromFsError(err));
       return undefined;
     }
-    return load(req, res, source, rel, map, hit, false);
+    return load(req, res, source, rel, map, hit, false, isPrivate);
   }
 
   /** Answers from `hit` when `info` shows the file unchanged (true); else forgets it (false: open it). */
-  function revalidated(req: IncomingMessage, res: ServerResponse, map: Map<string, Entry>, hit: Entry, info: FileInfo | null, rel: string): boolean {
+  function revalidated(req: IncomingMessage, res: ServerResponse, map: Map<string, Entry>, hit: Entry, info: FileInfo | null, rel: string, isPrivate: boolean): boolean {
     if (info === null) {
       forget(map, rel);
       sendError(res, notFound());
@@ -736,7 +747,7 @@ export function createStatic(options: StaticOptions): StaticEngine {
     if (sameFile(info, hit)) {
       touch(hit);
       if (hit.data !== null || req.method === 'HEAD' || precondition(req.headers, hit.etag, hit.mtimeMs) !== 0) {
-        answer(req, res, hit, rel, null);
+        answer(req, res, hit, rel, null, isPrivate);
         return true;
       }
     }
@@ -748,10 +759,10 @@ export function createStatic(options: StaticOptions): StaticEngine {
    * The rest of `respond`, through the thread pool where needed: `stat` first when `revalidate`
    * (`hit` is cached and the source could not stat it cheaply), then open and answer.
    */
-  async function load(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, map: Map<string, Entry>, hit: Entry | undefined, revalidate: boolean): Promise<void> {
+  async function load(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, map: Map<string, Entry>, hit: Entry | undefined, revalidate: boolean, isPrivate: boolean): Promise<void> {
     let file: OpenFile | null = null;
     try {
-      if (revalidate && hit !== undefined && revalidated(req, res, map, hit, await source.stat(rel), rel)) return;
+      if (revalidate && hit !== undefined && revalidated(req, res, map, hit, await source.stat(rel), rel, isPrivate)) return;
       // A file served recently has its metadata in the kernel's caches: open it without the thread pool.
       let opened = hit !== undefined ? source.openSync?.(rel) : undefined;
       if (opened === undefined) opened = await source.open(rel);
@@ -767,14 +778,14 @@ export function createStatic(options: StaticOptions): StaticEngine {
         const data = await readWhole(f);
         const e = entryOf(data.length === f.size ? f : { ...f, size: data.length }, rel, data, f.untrusted === true);
         if (data.length === f.size) remember(map, rel, e);
-        answer(req, res, e, rel, null);
+        answer(req, res, e, rel, null, isPrivate);
         return;
       }
       const e = entryOf(file, rel, null, file.untrusted === true);
       if (cacheOn) remember(map, rel, e);
       const f = file;
       file = null;
-      answer(req, res, e, rel, f);
+      answer(req, res, e, rel, f, isPrivate);
     } catch (err) {
       if (file !== null) void file.close();
       sendError(res, fromFsError(err));
@@ -782,8 +793,8 @@ export function createStatic(options: StaticOptions): StaticEngine {
   }
 
   const done = Promise.resolve();
-  const serve = (req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string): Promise<void> =>
-    respond(req, res, source, rawPath) ?? done;
+  const serve = (req: IncomingMessage, res: ServerResponse, source: FileSource, rawPath: string, isPrivate = false): Promise<void> =>
+    respond(req, res, source, rawPath, isPrivate) ?? done;
 
   return { serve, respond };
 }

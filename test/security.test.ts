@@ -14,7 +14,8 @@
 // (access keys only), `anon` (anonymousUploads) and `hook` (an authorize hook taking the cookie
 // `session=ok`, trustUnrecordedUploads, a public cacheControl of an hour); a row says which it
 // talks to (`on`). End users' uploads (through `anon` or `hook`) must never run script on the
-// origin, an app's (with its key) is served as it is (lib/trust.ts).
+// origin, an app's (with its key) is served as it is (lib/trust.ts); answers that needed
+// authorization are `Cache-Control: private`.
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -569,6 +570,47 @@ function endUsersUploads(): Row[] {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Answers that needed authorization are private (RFC 9111 §5.2.2.7)
+
+function privateAnswers(): Row[] {
+  const PRIVATE_CC = 'private, max-age=0, must-revalidate';
+  const cc = (want: string) => (a: RawAnswer): void => assert.equal(one(a, 'cache-control'), want);
+  const key = { Authorization: AUTH };
+  const rows: Array<[string, On, string, Record<string, string>, number, string, boolean]> = [
+    ['a private mapping with a key', 'main', '/priv/private.txt', key, 200, PRIVATE_CC, true],
+    ["a private mapping's 304", 'main', '/priv/private.txt', { ...key, 'If-None-Match': '*' }, 304, PRIVATE_CC, true],
+    ["a private mapping's 206", 'main', '/priv/private.txt', { ...key, Range: 'bytes=0-3' }, 206, PRIVATE_CC, true],
+    ["a private mapping's HEAD", 'main', 'HEAD /priv/private.txt', key, 200, PRIVATE_CC, true],
+    ['a private mapping through the hook, where cacheControl is public for an hour', 'hook', '/priv/private.txt', SESSION, 200, PRIVATE_CC, true],
+    ['a private mapping with a key, where cacheControl is public for an hour', 'hook', '/priv/private.txt', key, 200, PRIVATE_CC, true],
+    ["a private mapping's 304, where cacheControl is public for an hour", 'hook', '/priv/private.txt', { ...SESSION, 'If-None-Match': '*' }, 304, PRIVATE_CC, true],
+    ['an upload, where reads need the hook', 'hook', '/_f/{id}/doc.txt', SESSION, 200, PRIVATE_CC, false],
+    ["an upload's 304, where reads need the hook", 'hook', '/_f/{id}/doc.txt', { ...SESSION, 'If-None-Match': '*' }, 304, PRIVATE_CC, false],
+    ['an upload read with a key, where reads need the hook', 'hook', '/_f/{id}/doc.txt', key, 200, PRIVATE_CC, false],
+    ['a public mapping (control: cacheControl)', 'hook', '/pub/ok.txt', {}, 200, 'public, max-age=3600', false],
+    ['an upload where reads are open (control: public)', 'main', '/_f/{id}/doc.txt', {}, 200, 'public, max-age=0, must-revalidate', false],
+  ];
+  return [
+    ...rows.map(([name, on, target, headers, status, want, privateOk]): Row => {
+      const [method, path] = target.startsWith('HEAD ') ? ['HEAD', target.slice(5)] : ['GET', target];
+      return { name, on, req: () => ({ method, path: path.replace('{id}', uploadId), headers }), status, privateOk, check: cc(want) };
+    }),
+    {
+      name: 'an image stream, where reads need the hook: no-store (stronger than private)',
+      on: 'hook',
+      req: () => ({ method: 'POST', path: '/_m/trust-cam', headers: { ...key, 'Content-Type': 'image/png' }, body: Buffer.from('frame') }),
+      status: 200,
+      check: async () => {
+        const view = await get('/_m/trust-cam', SESSION, 'hook', 'HEAD');
+        assert.equal(view.status, 200);
+        assert.equal(one(view, 'cache-control'), 'no-store');
+        assert.equal((await rawSend(ports.hook, rawRequest({ method: 'DELETE', path: '/_m/trust-cam', headers: key }))).status, 200);
+      },
+    },
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'wharf-security-'));
@@ -638,6 +680,7 @@ test('security: every hostile input, its status, nothing stored, nothing leaked'
     ['Windows device names', deviceNames()],
     ['access keys', keys()],
     ["end users' uploads never run script", endUsersUploads()],
+    ['private answers', privateAnswers()],
   ];
   let rows = 0;
   for (const [group, list] of table) {
