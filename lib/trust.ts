@@ -3,7 +3,8 @@
 //
 // Each upload id carries a small record, `<dataDir>/f/<id>/.wharf-upload.json`, written into the
 // id's staging directory and published by the same rename as its files (storage.ts), so it is there
-// exactly when they are, and survives restarts. It is JSON, one object:
+// exactly when they are, and survives restarts (the ids of one request share one file through hard
+// links, so a record is replaced, never edited in place). It is JSON, one object:
 //
 //   {"v":1,"trust":"app","via":"key"}
 //

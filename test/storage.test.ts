@@ -394,6 +394,15 @@ test("storage: each id's record says whose it is; the read side never serves a r
     await staging.commit(recordFor(via));
   }
   assert.deepEqual(JSON.parse(await readFile(join(dataDir, 'f', ids.user, RECORD_NAME), 'utf8')), { v: 1, trust: 'user', via: 'anonymous' });
+  // The ids of one request share one record: the first id's file, hard links in the others.
+  const many = [randomUUID(), randomUUID(), randomUUID()];
+  const staging = storage.stage();
+  for (const id of many) await staging.put(id, 'a.txt', [Buffer.from(id)]);
+  await staging.commit(recordFor('authorize'));
+  const inodes = await Promise.all(many.map((id) => stat(join(dataDir, 'f', id, RECORD_NAME))));
+  assert.deepEqual(inodes.map((st) => st.nlink), [3, 3, 3]);
+  assert.equal(new Set(inodes.map((st) => st.ino)).size, 1);
+  assert.deepEqual(JSON.parse(await readFile(join(dataDir, 'f', many[2]!, RECORD_NAME), 'utf8')), recordFor('authorize'));
   const untrusted = async (id: string): Promise<boolean | undefined> => {
     const file = await storage.source.open(`${id}/page.html`);
     assert.ok(file);
