@@ -4,6 +4,10 @@
 //   node dist/bench/static.js [--quick] [--only=<case name part, e.g. 304>] [--servers=wharf,sirv]
 //                             [--also=LABEL=PATH/lib/index.js]   (another build of wharf, e.g. a previous commit's)
 //
+// The `upload:` cases are wharf's alone: the same 1 KiB file served from `{base}_f/<id>/`, once as
+// the app's own upload (`files.site.upload`) and once as an end user's (an anonymous POST), since
+// uploads are answered by who uploaded them (docs/protocol.md §4).
+//
 // Every server runs in a child process of its own (pinned to CPU 0 with taskset when there are two
 // or more CPUs); the load generator is wrk when installed (pinned to CPU 1), else autocannon, also in
 // a separate process. Each cycle runs every case against every server once; the table shows the
@@ -28,17 +32,30 @@ const SERVERS: readonly ServerKind[] = [
   ...ALL_SERVERS.filter((k) => k === 'wharf' || chosen === undefined || chosen.includes(k)),
 ];
 if (also) (SERVERS as ServerKind[]).splice(1, 0, also.label);
+/** Every build of wharf in this run: the upload cases are theirs alone. */
+const WHARFS = SERVERS.filter((s) => s === 'wharf' || s === also?.label);
 /** The bare floor's constant validator: it answers any If-None-Match with 304. */
 const FLOOR_ETAG = '"floor"';
 
 // ---------------------------------------------------------------------------------------------
-// Server mode: `--serve <kind> <dir>` prints `PORT <n>` and serves until killed.
+// Server mode: `--serve <kind> <dir>` prints `PORT <n>` (wharf first prints `UPLOADS <json>`, the
+// paths of its two uploads of 1k.bin) and serves until killed.
+
+/** Where wharf serves its two uploads of 1k.bin, for the `upload:` cases. */
+interface UploadPaths {
+  app: string;
+  user: string;
+}
 
 async function serve(kind: ServerKind, dir: string, wharfAt?: string): Promise<number> {
   if (kind === 'wharf' || wharfAt !== undefined) {
     const { createFileServer } = (await import(wharfAt === undefined ? '../lib/index.js' : pathToFileURL(wharfAt).href)) as typeof import('../lib/index.js');
-    const files = createFileServer({ dataDir: join(dir, '.wharf-data'), publicDirs: [`/@${dir}`], warn: () => {} });
-    return (await files.listen({ port: 0 })).port;
+    const files = createFileServer({ dataDir: join(dir, `.wharf-data-${kind}`), publicDirs: [`/@${dir}`], anonymousUploads: true, warn: () => {} });
+    const { port } = await files.listen({ port: 0 });
+    const app = (await files.site.upload([join(dir, '1k.bin')]))[0]!;
+    const user = await anonymousUpload(port, '1k.bin', readFileSync(join(dir, '1k.bin')));
+    console.log(`UPLOADS ${JSON.stringify({ app, user } satisfies UploadPaths)}`);
+    return port;
   }
   if (kind === 'fastify') {
     const { default: fastify } = await import('fastify');
@@ -87,11 +104,31 @@ async function serve(kind: ServerKind, dir: string, wharfAt?: string): Promise<n
   return (server.address() as import('node:net').AddressInfo).port;
 }
 
+/** An end user's upload: a multipart POST with no credentials; resolves with its path. */
+function anonymousUpload(port: number, name: string, data: Buffer): Promise<string> {
+  const boundary = 'benchboundary';
+  const body = Buffer.concat([
+    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="files"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`),
+    data,
+    Buffer.from(`\r\n--${boundary}--\r\n`),
+  ]);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path: '/_f/', method: 'POST', agent: false, headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': body.length } }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => { text += c; });
+      res.on('end', () => (res.statusCode === 200 ? resolve((JSON.parse(text) as { files: string[] }).files[0]!) : reject(new Error(`upload: ${res.statusCode} ${text}`))));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Driver
 
 interface Case {
   name: string;
+  /** `{app}` and `{user}` stand for wharf's upload paths. */
   path: string;
   connections: number;
   /** 'req' reports requests/s, 'mib' MiB/s. */
@@ -109,6 +146,9 @@ const CASES: Case[] = [
   { name: '304 revalidation (1 KiB)', path: '/1k.bin', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: SERVERS },
   // The floor of a 304 that revalidates (one lstat per request, no other work): bare only.
   { name: '304 floor + one lstat', path: '/1k.bin?lstat', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: SERVERS.filter((s) => s === 'bare') },
+  { name: "upload: 1 KiB, the app's", path: '{app}', connections: 64, unit: 'req', status: 200, headers: () => ({}), servers: WHARFS },
+  { name: "upload: 1 KiB, an end user's", path: '{user}', connections: 64, unit: 'req', status: 200, headers: () => ({}), servers: WHARFS },
+  { name: "upload: 304 (1 KiB, an end user's)", path: '{user}', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: WHARFS },
 ];
 
 /** The issue's targets: wharf / peer ≥ ratio. */
@@ -125,7 +165,7 @@ const cpus = availableParallelism();
 const pin = cpus >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 const haveWrk = spawnSync('wrk', ['--version']).error === undefined;
 
-function startServer(kind: ServerKind, dir: string): Promise<{ child: ChildProcess; port: number }> {
+function startServer(kind: ServerKind, dir: string): Promise<{ child: ChildProcess; port: number; uploads?: UploadPaths }> {
   const args = [self, '--serve', kind, dir, ...(kind === also?.label ? [also.path] : [])];
   const child = pin ? spawn('taskset', ['-c', '0', process.execPath, ...args], { stdio: ['ignore', 'pipe', 'inherit'] }) : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
@@ -133,7 +173,8 @@ function startServer(kind: ServerKind, dir: string): Promise<{ child: ChildProce
     child.stdout!.on('data', (d: Buffer) => {
       out += d;
       const m = /PORT (\d+)/.exec(out);
-      if (m) resolve({ child, port: Number(m[1]) });
+      const u = /UPLOADS (\{.*\})/.exec(out);
+      if (m) resolve(u ? { child, port: Number(m[1]), uploads: JSON.parse(u[1]!) as UploadPaths } : { child, port: Number(m[1]) });
     });
     child.once('exit', (code) => reject(new Error(`${kind} server exited ${code}`)));
   });
@@ -224,22 +265,27 @@ async function main(): Promise<void> {
     await makeFiles(dir);
     const ports = new Map<ServerKind, number>();
     const pids = new Map<ServerKind, number>();
+    let uploads: UploadPaths | undefined;
     for (const kind of SERVERS) {
-      const { child, port } = await startServer(kind, dir);
-      children.push(child);
-      ports.set(kind, port);
-      pids.set(kind, child.pid!);
+      const started = await startServer(kind, dir);
+      children.push(started.child);
+      ports.set(kind, started.port);
+      pids.set(kind, started.child.pid!);
+      uploads ??= started.uploads;
     }
+    const pathOf = (c: Case): string => c.path.replace(/\{(app|user)\}/, (_, k: 'app' | 'user') => uploads?.[k] ?? '/no-upload');
     console.log(`bench/static: ${quick ? 'quick, ' : ''}${cycles} cycle(s) × ${seconds}s per run, load by ${haveWrk ? 'wrk -t1' : 'autocannon'}, ` +
       `${pin ? 'servers pinned to CPU 0, load generator to CPU 1' : 'no CPU pinning'}, ${cpus} CPUs, Node ${process.version}`);
 
-    // Check every server answers every case correctly, and learn each one's ETag for the 304 case.
-    const etags = new Map<ServerKind, string>();
+    // Check every server answers every case correctly, and learn each one's ETag of each case's file.
+    const etags = new Map<string, string>();
+    const etag = (c: Case, kind: ServerKind): string => etags.get(`${kind}|${pathOf(c)}`) ?? '';
     const skip = new Set<string>();
-    for (const kind of SERVERS) etags.set(kind, kind === 'bare' ? FLOOR_ETAG : (await probe(ports.get(kind)!, '/1k.bin', {})).etag);
     for (const c of cases) {
       for (const kind of c.servers) {
-        const p = await probe(ports.get(kind)!, c.path, c.headers(etags.get(kind)!));
+        const key = `${kind}|${pathOf(c)}`;
+        if (!etags.has(key)) etags.set(key, kind === 'bare' ? FLOOR_ETAG : (await probe(ports.get(kind)!, pathOf(c), {})).etag);
+        const p = await probe(ports.get(kind)!, pathOf(c), c.headers(etag(c, kind)));
         if (p.status !== c.status) {
           console.log(`  ${kind} answers "${c.name}" with ${p.status}, not ${c.status}: left out`);
           skip.add(`${c.name}|${kind}`);
@@ -247,7 +293,7 @@ async function main(): Promise<void> {
       }
     }
     // Warm-up: a short run of each case on each server, not counted.
-    for (const c of cases) for (const kind of c.servers) runLoad(`http://127.0.0.1:${ports.get(kind)}${c.path}`, c.connections, 1, c.headers(etags.get(kind)!));
+    for (const c of cases) for (const kind of c.servers) runLoad(`http://127.0.0.1:${ports.get(kind)}${pathOf(c)}`, c.connections, 1, c.headers(etag(c, kind)));
 
     const results = new Map<string, number[]>();
     const cpuPerReq = new Map<string, number[]>();
@@ -258,7 +304,7 @@ async function main(): Promise<void> {
         for (const kind of order) {
           if (skip.has(`${c.name}|${kind}`)) continue;
           const cpu0 = cpuMicros(pids.get(kind)!);
-          const load = runLoad(`http://127.0.0.1:${ports.get(kind)}${c.path}`, c.connections, seconds, c.headers(etags.get(kind)!));
+          const load = runLoad(`http://127.0.0.1:${ports.get(kind)}${pathOf(c)}`, c.connections, seconds, c.headers(etag(c, kind)));
           const cpu1 = cpuMicros(pids.get(kind)!);
           if (load.bad > 0) console.log(`  warning: ${kind} gave ${load.bad} unexpected responses on "${c.name}"`);
           const v = c.unit === 'req' ? load.reqPerSec : load.bytesPerSec / 1024 ** 2;

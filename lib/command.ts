@@ -105,7 +105,9 @@ export const SERVE_FLAGS: FlagSpec[] = [
   ...keyFlags(true),
   { name: 'anonymous-uploads', kind: 'boolean', env: 'WHARF_ANONYMOUS_UPLOADS', help: 'let anyone POST uploads', defaultText: 'off' },
   { name: 'dotfiles', kind: 'boolean', env: 'WHARF_DOTFILES', help: 'serve dotfiles from mapped directories', defaultText: 'off' },
-  { name: 'cache-control', kind: 'string', env: 'WHARF_CACHE_CONTROL', value: 'VALUE', help: 'Cache-Control of served files' },
+  { name: 'cache-control', kind: 'string', env: 'WHARF_CACHE_CONTROL', value: 'VALUE', help: 'Cache-Control of files anyone may read', defaultText: 'public, max-age=0, must-revalidate' },
+  { name: 'private-cache-control', kind: 'string', env: 'WHARF_PRIVATE_CACHE_CONTROL', value: 'VALUE', help: 'Cache-Control of files that need authorization (must say private or no-store)', defaultText: 'private, max-age=0, must-revalidate' },
+  { name: 'trust-unrecorded-uploads', kind: 'boolean', env: 'WHARF_TRUST_UNRECORDED_UPLOADS', help: "serve uploads with no record of who made them (copied into the data dir) as the app's own", defaultText: "off: as an end user's" },
   { name: 'sync-io', kind: 'choice', env: 'WHARF_SYNC_IO', choices: ['auto', 'off'], help: 'small file-system calls on the event loop while cheap; off for NFS/EFS/FUSE', defaultText: 'auto' },
   { name: 'log', kind: 'choice', env: 'WHARF_LOG', choices: ['text', 'json', 'off'], help: 'request log format', defaultText: 'text on a terminal, else json' },
   ...LIMIT_FLAGS,
@@ -275,6 +277,7 @@ async function serve(argv: string[], io: CommandIo): Promise<number> {
     privateDirs,
     anonymousUploads: values.get('anonymous-uploads') === true,
     dotfiles: values.get('dotfiles') === true,
+    trustUnrecordedUploads: values.get('trust-unrecorded-uploads') === true,
     limits,
     // The server words its warnings for a log of its own ("wharf: WARNING: …"); ours says who and what.
     warn: (message) => {
@@ -287,6 +290,8 @@ async function serve(argv: string[], io: CommandIo): Promise<number> {
   const cacheControl = str('cache-control');
   if (cacheControl !== undefined) options.cacheControl = cacheControl;
   if (values.get('sync-io') === 'off') options.syncIo = 'off';
+  const privateCacheControl = str('private-cache-control');
+  if (privateCacheControl !== undefined) options.privateCacheControl = privateCacheControl;
 
   let files: FileServer;
   try {

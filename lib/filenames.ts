@@ -2,6 +2,7 @@
 // looks like, and how `{base}_f/<id>/<path>` URLs are built and read back.
 import { WharfError } from './errors.js';
 import { decodeName, escapeName } from './urlnames.js';
+import { isRecordName } from './trust.js';
 
 /** Longest path segment, in UTF-8 bytes: NAME_MAX on Linux, macOS and NTFS (in UTF-16 units there). */
 export const MAX_SEGMENT_BYTES = 255;
@@ -47,6 +48,9 @@ export function checkFilename(raw: string | undefined, directory: boolean, label
     if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES) return refuse(`has a segment longer than ${MAX_SEGMENT_BYTES} bytes`);
     if (DEVICE.test(segment)) return refuse('is a reserved Windows device name');
   }
+  // The place of the upload's own record (trust.ts): an uploader who could write it could forge it.
+  const slash = name.indexOf('/');
+  if (isRecordName(slash < 0 ? name : name.slice(0, slash))) return refuse('is reserved for the upload\'s record');
   return name;
 }
 

@@ -13,6 +13,7 @@ import type { SyncIo } from './slowness.js';
 import { createLocalStorage } from './storage.js';
 import { createDirectorySource, createStatic } from './static.js';
 import { createStreams, streamName, type StreamStats } from './streams.js';
+import type { UploadVia } from './trust.js';
 import { createUploads, type UploadEvent } from './uploads.js';
 import { canonicalPrefix, decodePath, filePath, routePrefix, treePath, type PathRule } from './urlpath.js';
 
@@ -31,6 +32,14 @@ export interface DirMapping {
  *   return true, or the request must carry a valid access key.
  * - `DELETE {base}_f/…`, `POST/DELETE {base}_m/…`: a valid access key, always.
  * - public mappings: anyone. Private mappings: a valid access key or `authorize(req)` true.
+ *
+ * Who uploaded decides how an upload is served (docs/protocol.md §4, lib/trust.ts): an upload made
+ * with an access key (or through `files.site`) is the app's own and is served as it is; one let in
+ * by `authorize` or `anonymousUploads` is an end user's, and never runs script on this origin —
+ * every file of it has `Content-Security-Policy: sandbox`, and HTML, XML, SVG and JavaScript are
+ * attachments (`application/octet-stream`, SVG keeping its type for `<img>`). An upload request
+ * with a valid key is the app's even when `anonymousUploads` would have let it in.
+ *
  * A request that is refused gets 401 with `WWW-Authenticate: Basic realm="wharf"` — whether it
  * carried no credentials, wrong ones, or the hook said no: a valid key would always be let in —
  * except a browser page's own requests (`Sec-Fetch-Mode` other than `navigate`), which get the 401
@@ -68,7 +77,7 @@ export interface FileServerOptions {
   anonymousUploads?: boolean;
   /** Serve dotfiles from mappings. Default false. */
   dotfiles?: boolean;
-  /** `Cache-Control` for served files. Default `public, max-age=0, must-revalidate`. */
+  /** `Cache-Control` for files anyone may read (public mappings; uploads without `authorize`). Default `public, max-age=0, must-revalidate`. */
   cacheControl?: string;
   /**
    * Whether small file-system calls (a stat of a cached file, a page-cache write of 64 KiB) may be
@@ -78,6 +87,20 @@ export interface FileServerOptions {
    * on storage known to block (NFS, EFS, CephFS, FUSE), where a single call can hold every client.
    */
   syncIo?: SyncIo;
+  /**
+   * `Cache-Control` for files that need authorization: private mappings, and uploads when
+   * `authorize` is set (304s too). Default `private, max-age=0, must-revalidate`. It must say
+   * `private` or `no-store`, and neither `public` nor `s-maxage`: a shared cache must never keep
+   * an answer given to one user for the next (RFC 9111 §5.2.2.7).
+   */
+  privateCacheControl?: string;
+  /**
+   * Serve uploads that have no record of who made them (files copied straight into
+   * `<dataDir>/f/<id>/`, as Wave's client does when it shares the server's disk; uploads stored
+   * before wharf kept records) as the app's own. Default false: they are served as end users'
+   * uploads, since who made them cannot be known.
+   */
+  trustUnrecordedUploads?: boolean;
   limits?: Partial<Limits>;
   /** Called after an upload is committed. */
   onUpload?: (event: UploadEvent) => void | Promise<void>;
@@ -151,9 +174,18 @@ interface Method {
   maxBody?: { bytes: number; code: 'LIMIT_REQUEST_SIZE' | 'LIMIT_FRAME_SIZE' };
   /** Needs upload storage started. */
   storage?: boolean;
-  /** Undefined when the answer was given synchronously (a cached file, a 304): no promise to wait on. */
-  run(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void> | undefined;
+  /**
+   * Undefined when the answer was given synchronously (a cached file, a 304): no promise to wait on.
+   * `via`: what let the request in.
+   */
+  run(req: IncomingMessage, res: ServerResponse, rest: string, via: Via): Promise<void> | undefined;
 }
+
+/** What let a request in: nothing was needed (`open`), an access key, the `authorize` hook, or `anonymousUploads`. */
+type Via = 'open' | 'key' | 'authorize' | 'anonymous';
+
+/** Who made an upload let in `via` (an upload route is never open: that would be an end user). */
+const uploaderOf = (via: Via): UploadVia => (via === 'open' ? 'anonymous' : via);
 
 interface Route {
   /** Decoded (`/my data/`, not `/my%20data/`): routing compares decoded paths. */
@@ -166,7 +198,7 @@ interface Route {
 
 const KNOWN_OPTIONS = new Set([
   'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads',
-  'dotfiles', 'cacheControl', 'syncIo', 'limits', 'onUpload', 'warn',
+  'dotfiles', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'syncIo', 'limits', 'onUpload', 'warn',
 ]);
 
 const invalid = (message: string): WharfError => new WharfError('INVALID_OPTION', message);
@@ -179,12 +211,19 @@ function checkOptions(o: FileServerOptions): void {
   for (const f of ['authorize', 'onUpload', 'warn'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'function') throw invalid(`${f}: expected a function`);
   }
-  for (const f of ['anonymousUploads', 'dotfiles'] as const) {
+  for (const f of ['anonymousUploads', 'dotfiles', 'trustUnrecordedUploads'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'boolean') throw invalid(`${f}: expected true or false`);
   }
   if (o.syncIo !== undefined && o.syncIo !== 'auto' && o.syncIo !== 'off') throw invalid('syncIo: expected "auto" or "off"');
   if (o.cacheControl !== undefined && (typeof o.cacheControl !== 'string' || /[\r\n\0]/.test(o.cacheControl))) {
     throw invalid('cacheControl: expected a header value on one line');
+  }
+  if (o.privateCacheControl !== undefined) {
+    if (typeof o.privateCacheControl !== 'string' || /[\r\n\0]/.test(o.privateCacheControl)) throw invalid('privateCacheControl: expected a header value on one line');
+    const directives = new Set(o.privateCacheControl.split(',').map((d) => d.split('=', 1)[0]!.trim().toLowerCase()));
+    if ((!directives.has('private') && !directives.has('no-store')) || directives.has('public') || directives.has('s-maxage')) {
+      throw invalid('privateCacheControl: must say "private" or "no-store", and neither "public" nor "s-maxage" (a shared cache would keep one user\'s answer for the next)');
+    }
   }
   if (o.accessKeys !== undefined) {
     if (o.accessKeys === null || typeof o.accessKeys !== 'object' || Array.isArray(o.accessKeys)) throw invalid('accessKeys: expected { [id]: secret }');
@@ -229,12 +268,18 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
   const authorize = options.authorize;
   const anonymousUploads = options.anonymousUploads ?? false;
 
-  const statics = createStatic(options.cacheControl === undefined ? { limits } : { limits, cacheControl: options.cacheControl });
+  const statics = createStatic({
+    limits,
+    ...(options.cacheControl === undefined ? {} : { cacheControl: options.cacheControl }),
+    ...(options.privateCacheControl === undefined ? {} : { privateCacheControl: options.privateCacheControl }),
+  });
   const syncIo = options.syncIo ?? 'auto';
-  const storage = createLocalStorage(dataDir, { syncIo });
+  const storage = createLocalStorage(dataDir, { syncIo, unrecorded: options.trustUnrecordedUploads === true ? 'app' : 'user' });
   const uploads = createUploads(options.onUpload === undefined
     ? { dataDir, base, limits, statics, warn, storage }
     : { dataDir, base, limits, statics, warn, storage, onUpload: options.onUpload });
+  // With an `authorize` hook, reading an upload needs authorization: its answers are private.
+  const uploadsPrivate = authorize !== undefined;
   const streams = createStreams({ base, limits });
 
   // ---- the route table: every URL wharf answers, and who may use it -------------------------
@@ -247,14 +292,14 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     {
       prefix: `${own}_f/`,
       exact: true,
-      methods: { POST: { access: 'upload', maxBody: { bytes: limits.requestSize, code: 'LIMIT_REQUEST_SIZE' }, storage: true, run: (req, res) => uploads.receive(req, res) } },
+      methods: { POST: { access: 'upload', maxBody: { bytes: limits.requestSize, code: 'LIMIT_REQUEST_SIZE' }, storage: true, run: (req, res, _rest, via) => uploads.receive(req, res, uploaderOf(via)) } },
       allow: 'POST',
     },
     {
       prefix: `${own}_f/`,
       methods: {
-        GET: { access: 'read', path: filePath, storage: true, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel) },
-        HEAD: { access: 'read', path: filePath, storage: true, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel) },
+        GET: { access: 'read', path: filePath, storage: true, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel, uploadsPrivate) },
+        HEAD: { access: 'read', path: filePath, storage: true, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel, uploadsPrivate) },
         DELETE: { access: 'key', path: treePath, storage: true, run: (req, res, rel) => uploads.remove(req, res, rel) },
       },
       allow: 'GET, HEAD, DELETE',
@@ -271,7 +316,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     },
     ...mappings.map((m): Route => {
       const source = createDirectorySource(m.path, { dotfiles: options.dotfiles ?? false, syncIo });
-      const get: Method = { access: m.private ? 'private' : 'open', path: filePath, run: (req, res, rel) => statics.respond(req, res, source, rel) };
+      const get: Method = { access: m.private ? 'private' : 'open', path: filePath, run: (req, res, rel) => statics.respond(req, res, source, rel, m.private) };
       return { prefix: routePrefix(m.prefix), methods: { GET: get, HEAD: get }, allow: 'GET, HEAD' };
     }),
   ];
@@ -379,7 +424,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     refuse(req, res, err, mode === undefined || mode === 'navigate' ? { 'WWW-Authenticate': 'Basic realm="wharf"' } : {});
   }
 
-  function run(req: IncomingMessage, res: ServerResponse, method: Method, rest: string, expectContinue: boolean): void {
+  function run(req: IncomingMessage, res: ServerResponse, method: Method, rest: string, expectContinue: boolean, via: Via): void {
     if (closing) {
       shuttingDown(req, res); // an async authorize() may have resolved after close() began
       return;
@@ -394,10 +439,10 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     if (expectContinue) res.writeContinue();
     track(req, res);
     if (method.storage && !storageReady) {
-      ready().then(() => method.run(req, res, rest)).catch((err: unknown) => fail(res, err));
+      ready().then(() => method.run(req, res, rest, via)).catch((err: unknown) => fail(res, err));
       return;
     }
-    method.run(req, res, rest)?.catch((err: unknown) => fail(res, err));
+    method.run(req, res, rest, via)?.catch((err: unknown) => fail(res, err));
   }
 
   /**
@@ -484,12 +529,17 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
       return;
     }
     const access = method.access;
-    if (access === 'open' || (access === 'read' && authorize === undefined) || (access === 'upload' && anonymousUploads)) {
-      run(req, res, method, rest, expectContinue);
+    if (access === 'open' || (access === 'read' && authorize === undefined)) {
+      run(req, res, method, rest, expectContinue, 'open');
       return;
     }
+    // The key is checked before `anonymousUploads`: an app's upload is the app's, wherever it comes in.
     if (keyCheck(req) === 'valid') {
-      run(req, res, method, rest, expectContinue);
+      run(req, res, method, rest, expectContinue, 'key');
+      return;
+    }
+    if (access === 'upload' && anonymousUploads) {
+      run(req, res, method, rest, expectContinue, 'anonymous');
       return;
     }
     // Wrong or foreign credentials still fall through to the hook: a browser behind the host
@@ -506,7 +556,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
       return;
     }
     if (verdict === true) {
-      run(req, res, method, rest, expectContinue);
+      run(req, res, method, rest, expectContinue, 'authorize');
       return;
     }
     if (verdict === false || typeof (verdict as Promise<boolean> | undefined)?.then !== 'function') {
@@ -514,7 +564,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
       return;
     }
     verdict.then(
-      (ok) => (ok === true ? run(req, res, method, rest, expectContinue) : unauthorized(req, res)),
+      (ok) => (ok === true ? run(req, res, method, rest, expectContinue, 'authorize') : unauthorized(req, res)),
       (err: unknown) => authorizeFailed(req, res, err),
     ).catch((err: unknown) => fail(res, err));
   }

@@ -10,6 +10,7 @@ import { WharfError, fromFsError, sendError } from './errors.js';
 import type { Limits } from './limits.js';
 import { contentTypeFor } from './mime.js';
 import { slownessFor, type SyncIo } from './slowness.js';
+import { UNTRUSTED_CSP, untrustedView } from './trust.js';
 import { hasDotSegment } from './urlpath.js';
 
 /** What the static engine needs to know of a file to answer conditionals and ranges. */
@@ -21,6 +22,12 @@ export interface FileInfo {
 
 /** A regular file opened for reading; exactly one of `stream`, `read` or `close` must be called, once. */
 export interface OpenFile extends FileInfo {
+  /**
+   * Written by someone not trusted to run script on this origin (an end user's upload, trust.ts):
+   * served with `Content-Security-Policy: sandbox`, active types as attachments of a type that
+   * cannot run (see `untrustedView`).
+   */
+  untrusted?: boolean;
   /** Bytes `start`..`end` inclusive; the stream owns the descriptor and closes it on end, error or destroy. */
   stream(start: number, end: number): Readable;
   /**
@@ -51,8 +58,10 @@ export interface FileSource {
 
 export interface StaticOptions {
   limits: Limits;
-  /** `Cache-Control` for served files. Default `public, max-age=0, must-revalidate`. */
+  /** `Cache-Control` for files anyone may read. Default `public, max-age=0, must-revalidate`. */
   cacheControl?: string;
+  /** `Cache-Control` for files only some may read (`respond`'s `isPrivate`). Default `private, max-age=0, must-revalidate`. */
+  privateCacheControl?: string;
 }
 
 /**
@@ -61,17 +70,24 @@ export interface StaticOptions {
  * never decodes or re-reads it: what routing matched is what is served (docs/protocol.md §3).
  */
 export interface StaticEngine {
-  /** Answers GET/HEAD for the file `rel` of `source`. Never rejects. */
-  serve(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string): Promise<void>;
+  /**
+   * Answers GET/HEAD for the file `rel` of `source`. Never rejects. `isPrivate`: only some may read
+   * `source` (a private mapping; uploads behind an `authorize` hook), so its answers, 304s included,
+   * carry the private `Cache-Control`: a shared cache must not store an answer given to one user
+   * and hand it to the next (RFC 9111 §5.2.2.7).
+   */
+  serve(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, isPrivate?: boolean): Promise<void>;
   /**
    * `serve`, but an answer that needs nothing beyond a synchronous stat (a cached file, a 304) is
    * given before it returns, and then it returns undefined: no promise per request on the hot path.
    * Otherwise it returns the promise of the rest. Never throws, never rejects.
    */
-  respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string): Promise<void> | undefined;
+  respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, isPrivate?: boolean): Promise<void> | undefined;
 }
 
 export const DEFAULT_CACHE_CONTROL = 'public, max-age=0, must-revalidate';
+/** The browser may keep it but must ask again each time, so a revoked session is refused at once. */
+export const DEFAULT_PRIVATE_CACHE_CONTROL = 'private, max-age=0, must-revalidate';
 
 /**
  * A synchronous revalidation (realpath + stat of a file just served, so its metadata is in the
@@ -357,9 +373,14 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
 // ---------------------------------------------------------------------------------------------
 // Validators and conditionals (RFC 9110 §8.8, §13)
 
-/** Strong: changes whenever size, mtime (µs) or inode do, i.e. whenever the bytes are rewritten. */
-function etagOf(info: FileInfo): string {
-  return `"${info.ino.toString(36)}-${info.size.toString(36)}-${Math.round(info.mtimeMs * 1000).toString(36)}"`;
+/**
+ * Strong: changes whenever size, mtime (µs) or inode do, i.e. whenever the bytes are rewritten, and
+ * between an untrusted file's answer and a trusted one's. Their headers differ, and a 304 carries
+ * none of them (RFC 9110 §15.4.5): a browser holding a copy served before wharf protected end
+ * users' uploads must get the protected answer, not a 304 that revives its unprotected copy.
+ */
+function etagOf(info: FileInfo, untrusted: boolean): string {
+  return `"${untrusted ? 'u' : ''}${info.ino.toString(36)}-${info.size.toString(36)}-${Math.round(info.mtimeMs * 1000).toString(36)}"`;
 }
 
 const opaque = (tag: string): string => (tag.startsWith('W/') ? tag.slice(2) : tag);
@@ -452,7 +473,12 @@ interface Entry {
   ino: number;
   etag: string;
   lastModified: string;
+  /** The Content-Type sent. */
   type: string;
+  /** See `OpenFile.untrusted`. */
+  untrusted: boolean;
+  /** The Content-Disposition sent when the URL asks for none (`?download`), if any. */
+  disposition: string | undefined;
   /** The whole file, or null for a file too big to cache (its validators still answer 304s cheaply). */
   data: Buffer | null;
   /** Bytes this entry is charged against `limits.cacheSize`. */
@@ -467,14 +493,23 @@ interface Entry {
 /** Bookkeeping charged per entry on top of its bytes, so many tiny or data-less entries stay bounded too. */
 const ENTRY_OVERHEAD = 256;
 
-function entryOf(info: FileInfo, rel: string, data: Buffer | null): Entry {
+function entryOf(info: FileInfo, rel: string, data: Buffer | null, untrusted: boolean): Entry {
+  let type = contentTypeFor(rel);
+  let disposition: string | undefined;
+  if (untrusted) {
+    const view = untrustedView(type);
+    type = view.type;
+    if (view.attachment) disposition = attachment(basename(rel));
+  }
   return {
     size: info.size,
     mtimeMs: info.mtimeMs,
     ino: info.ino,
-    etag: etagOf(info),
+    etag: etagOf(info, untrusted),
     lastModified: new Date(info.mtimeMs).toUTCString(),
-    type: contentTypeFor(rel),
+    type,
+    untrusted,
+    disposition,
     data,
     cost: ENTRY_OVERHEAD + rel.length + (data?.length ?? 0),
     rel,
@@ -520,7 +555,8 @@ const notFound = (): WharfError => new WharfError('NOT_FOUND', 'file not found',
 
 export function createStatic(options: StaticOptions): StaticEngine {
   const { limits } = options;
-  const cacheControl = options.cacheControl ?? DEFAULT_CACHE_CONTROL;
+  const publicCacheControl = options.cacheControl ?? DEFAULT_CACHE_CONTROL;
+  const privateCacheControl = options.privateCacheControl ?? DEFAULT_PRIVATE_CACHE_CONTROL;
   const cacheOn = limits.cacheFileSize > 0 && limits.cacheSize > 0;
   // One map per source (rel → entry: no key to build per request) and one LRU order over all of
   // them: a Set keeps insertion order, so its first entry is the least recently used.
@@ -575,7 +611,8 @@ export function createStatic(options: StaticOptions): StaticEngine {
   }
 
   /** Writes the answer for `e`, its body from `e.data` or from `file` (which this then owns). */
-  function answer(req: IncomingMessage, res: ServerResponse, e: Entry, rel: string, file: OpenFile | null): void {
+  function answer(req: IncomingMessage, res: ServerResponse, e: Entry, rel: string, file: OpenFile | null, isPrivate: boolean): void {
+    const cacheControl = isPrivate ? privateCacheControl : publicCacheControl;
     const h = req.headers;
     const cond = h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['if-match'] !== undefined || h['if-unmodified-since'] !== undefined
       ? precondition(h, e.etag, e.mtimeMs)
@@ -621,6 +658,8 @@ export function createStatic(options: StaticOptions): StaticEngine {
     if (status === 206) headers.push('Content-Range', `bytes ${start}-${end}/${e.size}`);
     const name = downloadName(req.url ?? '', rel);
     if (name !== undefined) headers.push('Content-Disposition', attachment(name));
+    else if (e.disposition !== undefined) headers.push('Content-Disposition', e.disposition);
+    if (e.untrusted) headers.push('Content-Security-Policy', UNTRUSTED_CSP);
     if (req.method === 'HEAD' || end < start) {
       void file?.close();
       res.writeHead(status, headers);
@@ -680,7 +719,7 @@ export function createStatic(options: StaticOptions): StaticEngine {
   const answersFromMemory = (req: IncomingMessage, hit: Entry): boolean =>
     hit.data !== null || req.method === 'HEAD' || req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined;
 
-  function respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string): Promise<void> | undefined {
+  function respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, isPrivate = false): Promise<void> | undefined {
     let map: Map<string, Entry>;
     let hit: Entry | undefined;
     try {
@@ -690,19 +729,19 @@ export function createStatic(options: StaticOptions): StaticEngine {
       // (a conditional request or HEAD), since a full download needs the open anyway.
       if (hit !== undefined && answersFromMemory(req, hit)) {
         const info = source.statSync?.(rel);
-        if (info === undefined) return load(req, res, source, rel, map, hit, true);
-        if (revalidated(req, res, map, hit, info, rel)) return undefined;
-        return load(req, res, source, rel, map, hit, false);
+        if (info === undefined) return load(req, res, source, rel, map, hit, true, isPrivate);
+        if (revalidated(req, res, map, hit, info, rel, isPrivate)) return undefined;
+        return load(req, res, source, rel, map, hit, false, isPrivate);
       }
     } catch (err) {
       sendError(res, fromFsError(err));
       return undefined;
     }
-    return load(req, res, source, rel, map, hit, false);
+    return load(req, res, source, rel, map, hit, false, isPrivate);
   }
 
   /** Answers from `hit` when `info` shows the file unchanged (true); else forgets it (false: open it). */
-  function revalidated(req: IncomingMessage, res: ServerResponse, map: Map<string, Entry>, hit: Entry, info: FileInfo | null, rel: string): boolean {
+  function revalidated(req: IncomingMessage, res: ServerResponse, map: Map<string, Entry>, hit: Entry, info: FileInfo | null, rel: string, isPrivate: boolean): boolean {
     if (info === null) {
       forget(map, rel);
       sendError(res, notFound());
@@ -711,7 +750,7 @@ export function createStatic(options: StaticOptions): StaticEngine {
     if (sameFile(info, hit)) {
       touch(hit);
       if (hit.data !== null || req.method === 'HEAD' || precondition(req.headers, hit.etag, hit.mtimeMs) !== 0) {
-        answer(req, res, hit, rel, null);
+        answer(req, res, hit, rel, null, isPrivate);
         return true;
       }
     }
@@ -723,10 +762,10 @@ export function createStatic(options: StaticOptions): StaticEngine {
    * The rest of `respond`, through the thread pool where needed: `stat` first when `revalidate`
    * (`hit` is cached and the source could not stat it cheaply), then open and answer.
    */
-  async function load(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, map: Map<string, Entry>, hit: Entry | undefined, revalidate: boolean): Promise<void> {
+  async function load(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, map: Map<string, Entry>, hit: Entry | undefined, revalidate: boolean, isPrivate: boolean): Promise<void> {
     let file: OpenFile | null = null;
     try {
-      if (revalidate && hit !== undefined && revalidated(req, res, map, hit, await source.stat(rel), rel)) return;
+      if (revalidate && hit !== undefined && revalidated(req, res, map, hit, await source.stat(rel), rel, isPrivate)) return;
       // A file served recently has its metadata in the kernel's caches: open it without the thread pool.
       let opened = hit !== undefined ? source.openSync?.(rel) : undefined;
       if (opened === undefined) opened = await source.open(rel);
@@ -740,16 +779,16 @@ export function createStatic(options: StaticOptions): StaticEngine {
         const f = file;
         file = null;
         const data = await readWhole(f);
-        const e = entryOf(data.length === f.size ? f : { ...f, size: data.length }, rel, data);
+        const e = entryOf(data.length === f.size ? f : { ...f, size: data.length }, rel, data, f.untrusted === true);
         if (data.length === f.size) remember(map, rel, e);
-        answer(req, res, e, rel, null);
+        answer(req, res, e, rel, null, isPrivate);
         return;
       }
-      const e = entryOf(file, rel, null);
+      const e = entryOf(file, rel, null, file.untrusted === true);
       if (cacheOn) remember(map, rel, e);
       const f = file;
       file = null;
-      answer(req, res, e, rel, f);
+      answer(req, res, e, rel, f, isPrivate);
     } catch (err) {
       if (file !== null) void file.close();
       sendError(res, fromFsError(err));
@@ -757,8 +796,8 @@ export function createStatic(options: StaticOptions): StaticEngine {
   }
 
   const done = Promise.resolve();
-  const serve = (req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string): Promise<void> =>
-    respond(req, res, source, rel) ?? done;
+  const serve = (req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, isPrivate = false): Promise<void> =>
+    respond(req, res, source, rel, isPrivate) ?? done;
 
   return { serve, respond };
 }

@@ -3,6 +3,9 @@
 // touching it. The one implementation here is the local disk layout of docs/protocol.md §1:
 //
 //   <dataDir>/f/<id>/<path>            committed uploads (the layout Wave's client copies into)
+//   <dataDir>/f/<id>/.wharf-upload.json
+//                                      the upload's record: who uploaded it (trust.ts), written
+//                                      into the staged directory, so published by the same rename
 //   <dataDir>/.wharf-tmp/<pid>.<instance>.<n>/<path>
 //                                      one upload id being staged, invisible to readers; same
 //                                      filesystem, so committing it is one rename to f/<id>
@@ -10,13 +13,14 @@
 // Commits are atomic for readers, not durable: nothing is fsync'd, so a power cut right after an
 // answer may lose the upload's last bytes (as with busboy, formidable or multer writing to disk).
 import { randomBytes } from 'node:crypto';
-import { close, closeSync, constants, mkdir as mkdirCb, mkdirSync, open, openSync, renameSync, writev, writevSync } from 'node:fs';
-import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { close, closeSync, constants, linkSync, mkdir as mkdirCb, mkdirSync, open, openSync, renameSync, writev, writevSync } from 'node:fs';
+import { copyFile, link, mkdir, open as openHandle, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { WharfError, fromFsError } from './errors.js';
 import { isUploadId } from './filenames.js';
 import { slownessFor, type Slowness, type SyncIo } from './slowness.js';
-import { createDirectorySource, type FileSource } from './static.js';
+import { createDirectorySource, type FileSource, type OpenFile } from './static.js';
+import { MAX_RECORD_BYTES, RECORD_NAME, isRecordName, serializeRecord, trustOf, type Trust, type UploadRecord } from './trust.js';
 
 /**
  * A staged file being written. Not a stream: the multipart parser hands it slices as it parses them
@@ -62,14 +66,21 @@ export interface Staging {
   put(id: string, rel: string, chunks: Buffer[]): Promise<number>;
   /** Stages a copy of the local file `from` as `<id>/<rel>` (copy-on-write where the filesystem can); resolves with its size. */
   copy(id: string, rel: string, from: string): Promise<number>;
-  /** Publishes every upload id staged. Every file must be finished. On failure nothing is published. */
-  commit(): Promise<void>;
+  /**
+   * Publishes every upload id staged, each with `record` (trust.ts) written next to its files first,
+   * so an id never appears without it. Every file must be finished. On failure nothing is published.
+   */
+  commit(record: UploadRecord): Promise<void>;
   /** Stops writers, waits for their descriptors to close and removes every staged byte. Idempotent. */
   abort(): Promise<void>;
 }
 
 export interface Storage {
-  /** The read side (`stat`, ranged `open`) for `<id>/<path>`, served by the static engine; anything whose first segment is not an upload id is absent. */
+  /**
+   * The read side (`stat`, ranged `open`) for `<id>/<path>`, served by the static engine; anything
+   * whose first segment is not an upload id is absent, and so is each upload's record. A file
+   * `open` returns is marked `untrusted` unless its upload's record says it is the app's own.
+   */
   readonly source: FileSource;
   /** Creates the layout and removes what a crashed run left in the temp area. */
   start(): Promise<void>;
@@ -102,6 +113,12 @@ export interface LocalStorageOptions {
   syncWriteBelow?: number;
   /** `'off'`: no file-system call of this storage on the event loop, ever (see slowness.ts). Default `'auto'`. */
   syncIo?: SyncIo;
+  /**
+   * The trust of an upload without a record (trust.ts): files copied straight into the layout, or
+   * stored before records existed. Default `'user'`: whoever made them cannot be known, so they
+   * are served so that they cannot run script.
+   */
+  unrecorded?: Trust;
 }
 
 /** The temp area's name inside `dataDir`: distinctive, so sweeping it can never touch the host's own files. */
@@ -109,6 +126,13 @@ export const TEMP_DIR = '.wharf-tmp';
 
 // Upload ids published per turn of the event loop on commit.
 const RENAME_SLICE = 64;
+
+// Upload ids whose trust is remembered: an id's record never changes once it is committed, so the
+// record is read once, when a file of the id is first opened (at most ~1.5 MiB for all of them).
+const TRUST_CACHE = 8192;
+
+// O_NONBLOCK: a FIFO planted where a record should be must not park a thread-pool thread.
+const RECORD_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
 
 // Storage instances alive in this process: a start() sweeps its own process's leftovers only when
 // they belong to none of these (a second server on the same dataDir in one process keeps its uploads).
@@ -162,13 +186,48 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
   // Created on first use: the directory may not exist before start().
   let dir: FileSource | undefined;
   const uploads = (): FileSource => (dir ??= createDirectorySource(filesDir, { dotfiles: true, syncIo: options.syncIo ?? 'auto' }));
-  const isUpload = (rel: string): boolean => {
+  /** Is `rel` a file of an upload that may be served: under an upload id, and not the id's record? */
+  const servable = (rel: string): boolean => {
     const slash = rel.indexOf('/');
-    return isUploadId(slash < 0 ? rel : rel.slice(0, slash));
+    if (!isUploadId(slash < 0 ? rel : rel.slice(0, slash))) return false;
+    // Every spelling of the record's name starts with a dot: other names cost one comparison.
+    if (slash < 0 || rel.charCodeAt(slash + 1) !== 46) return true;
+    const next = rel.indexOf('/', slash + 1);
+    return !isRecordName(next < 0 ? rel.slice(slash + 1) : rel.slice(slash + 1, next));
   };
+  const unrecorded = options.unrecorded ?? 'user';
+  const trusts = new Map<string, Trust>();
+  /**
+   * The trust of upload `id` from its record; never rejects. A record that cannot be read now (EMFILE,
+   * EIO…) makes an end user's answer that is not remembered: the next open reads it again.
+   */
+  const readTrust = (id: string): Promise<Trust | undefined> =>
+    readRecord(join(filesDir, id, RECORD_NAME)).then((text) => trustOf(text, unrecorded), () => undefined);
   const source: FileSource = {
-    stat: async (rel) => (isUpload(rel) ? uploads().stat(rel) : null),
-    open: async (rel) => (isUpload(rel) ? uploads().open(rel) : null),
+    stat: async (rel) => (servable(rel) ? uploads().stat(rel) : null),
+    async open(rel) {
+      if (!servable(rel)) return null;
+      const slash = rel.indexOf('/');
+      const id = slash < 0 ? rel : rel.slice(0, slash);
+      let trust = trusts.get(id);
+      let file: OpenFile | null;
+      if (trust === undefined) {
+        // The record is read beside the file's own open, not after it.
+        let read: Trust | undefined;
+        [file, read] = await Promise.all([uploads().open(rel), readTrust(id)]);
+        if (file === null) return null; // no such file: no id to remember (nor to fill the cache with)
+        if (read !== undefined) {
+          if (trusts.size >= TRUST_CACHE) trusts.delete(trusts.keys().next().value!);
+          trusts.set(id, read);
+        }
+        trust = read ?? 'user';
+      } else {
+        file = await uploads().open(rel);
+        if (file === null) return null;
+      }
+      if (trust !== 'app') file.untrusted = true;
+      return file;
+    },
   };
 
   function isStale(name: string): boolean {
@@ -208,6 +267,7 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
     },
     async remove(id) {
       if (!isUploadId(id)) return false;
+      trusts.delete(id);
       // Out of readers' sight in one rename, then deleted at leisure.
       const grave = tempName();
       try {
@@ -224,7 +284,8 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
 
 function createStaging(tempName: () => string, filesDir: string, memory: WriteMemory): Staging {
   // Each upload id is staged in a temp directory of its own, renamed to f/<id> on commit: two
-  // inodes per file of a plain upload (its directory and itself), the least the layout allows.
+  // inodes per file of a plain upload (its directory and itself), the least the layout allows, and
+  // a link to the request's record.
   const roots = new Map<string, Root>();
   const writers = new Set<StagedFile>();
   const copies = new Set<Promise<unknown>>();
@@ -310,10 +371,18 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
         copies.delete(work);
       }
     },
-    async commit() {
+    async commit(record) {
       if (state !== 'open') throw new WharfError('SHUTTING_DOWN', 'upload was aborted', 503);
       if (writers.size > 0 || copies.size > 0 || broken) throw new WharfError('INTERNAL', 'commit with a file unfinished or failed', 500);
       state = 'committing';
+      // Every record first, so that no id is published without one.
+      try {
+        await writeRecords([...roots.values()], Buffer.from(serializeRecord(record)), memory);
+      } catch (err) {
+        state = 'aborted';
+        await removeAll();
+        throw err;
+      }
       // Renames are the cheapest metadata syscall there is, cheaper than a thread-pool round trip:
       // done on this thread, a slice at a time, so a 1,000-file request holds the loop for no more
       // than a slice.
@@ -448,6 +517,69 @@ function createRoot(path: string): Root {
 }
 
 function noop(): void {}
+
+/**
+ * Writes `text` as the record of each staged root. The first root gets the file; the others a hard
+ * link to it: one syscall and no inode each, where a file of its own costs three and an inode (1,000
+ * files of one request, each its own id, cost 40% more CPU with a file per record; bench/uploads on
+ * tmpfs). The ids of one request share one uploader, so one record; a record is never changed in
+ * place. Where the file system has no hard links (or a file would have too many), a file each.
+ * On the event loop, a slice at a time, as the small files of `put` are (cheaper than the
+ * thread-pool round trips that would carry them); through the thread pool once this storage
+ * proved slow.
+ */
+async function writeRecords(roots: Root[], text: Buffer, memory: WriteMemory): Promise<void> {
+  const pathOf = (root: Root): string => `${root.path}${sep}${RECORD_NAME}`;
+  let first: string | undefined;
+  for (let i = 0; i < roots.length; i++) {
+    const path = pathOf(roots[i]!);
+    if (memory.slowness.slow) {
+      const rest = roots.slice(i).map(pathOf);
+      if (first === undefined) await writeFile((first = rest.shift()!), text, { flag: 'wx', mode: 0o644 });
+      const from = first;
+      await Promise.all(rest.map((to) => link(from, to).catch(() => writeFile(to, text, { flag: 'wx', mode: 0o644 }))));
+      return;
+    }
+    if (i > 0 && i % RENAME_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
+    const t0 = performance.now();
+    try {
+      if (first !== undefined && linkOrFalse(first, path)) continue;
+      writeFileSync(path, [text], text.length);
+      first = path;
+    } finally {
+      memory.slowness.timed(t0);
+    }
+  }
+}
+
+/** `link(from, to)`; false where that cannot be done (no hard links there, too many links): write a file instead. */
+function linkOrFalse(from: string, to: string): boolean {
+  try {
+    linkSync(from, to);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw err;
+    return false;
+  }
+}
+
+/** The text of the record at `path` (at most MAX_RECORD_BYTES, else ''); undefined when there is none. */
+async function readRecord(path: string): Promise<string | undefined> {
+  let handle;
+  try {
+    handle = await openHandle(path, RECORD_FLAGS);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const buf = Buffer.allocUnsafe(MAX_RECORD_BYTES + 1);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+    return bytesRead > MAX_RECORD_BYTES ? '' : buf.toString('utf8', 0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
 
 // Bytes a file accepts past a batch being written before it pushes back: one socket read. More
 // would only move data from the kernel's socket buffer (not our memory) into ours.

@@ -14,6 +14,7 @@ import { collectPart, parseMultipart, sinkPart, type Part } from './multipart.js
 import type { Site, TransferOptions } from './site.js';
 import type { FileSource, StaticEngine } from './static.js';
 import { createLocalStorage, storageError, type Staging, type Storage } from './storage.js';
+import { recordFor, type UploadRecord, type UploadVia } from './trust.js';
 
 export interface UploadedFile {
   /** URL path, `{base}_f/<id>/<name>`, the name as stored (only `%`, `#`, `?` escaped), as the uploader was answered. */
@@ -49,6 +50,8 @@ export interface UploadsConfig {
   warn?: (message: string) => void;
   /** Where uploaded bytes live. Default: the local layout of docs/protocol.md §1 under `dataDir`. */
   storage?: Storage;
+  /** For the default storage: serve uploads without a record as the app's own (see `FileServerOptions.trustUnrecordedUploads`). Default false. */
+  trustUnrecorded?: boolean;
 }
 
 export interface Uploads {
@@ -60,8 +63,9 @@ export interface Uploads {
    * `{"files": [...]}`, or `{"error","message"}` with 400 (names, malformed body, no file), 408
    * (`limits.uploadIdleTimeout`), 413 (a limit), 415 (not multipart), 5xx (storage, shutdown); an
    * answer given before the body was read to its end closes the connection in stages (lib/linger.ts).
+   * `via` is what let the request in; it decides the upload's record (trust.ts), hence how it is served.
    */
-  receive(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  receive(req: IncomingMessage, res: ServerResponse, via: UploadVia): Promise<void>;
   /**
    * `DELETE {base}_f/<id>[/…]`, `rel` the path after `{base}_f/` as routing decoded and checked it
    * (urlpath.ts `treePath`): 200 `{"removed": "{base}_f/<id>"}`, or 404 when `<id>` is no upload id or absent.
@@ -87,10 +91,12 @@ const FILES_IN_FLIGHT = 16;
 const SMALL_FILE = 64 * 1024;
 const noop = (): void => {};
 const shuttingDown = (): WharfError => new WharfError('SHUTTING_DOWN', 'the server is shutting down', 503);
+// `files.site` is the app itself, in process.
+const SITE_RECORD = recordFor('site');
 
 export function createUploads(config: UploadsConfig): Uploads {
   const { base, limits } = config;
-  const storage = config.storage ?? createLocalStorage(config.dataDir);
+  const storage = config.storage ?? createLocalStorage(config.dataDir, { unrecorded: config.trustUnrecorded === true ? 'app' : 'user' });
   const warn = config.warn ?? ((message: string) => console.warn(message));
   // What close() must stop: request bodies being read, and every staging (HTTP or site) not yet settled.
   const bodies = new Set<BodyWatch>();
@@ -105,17 +111,21 @@ export function createUploads(config: UploadsConfig): Uploads {
     return work;
   };
 
-  /** Stages and commits; any failure removes every staged byte and rethrows. */
-  async function withStaging<T>(fill: (staging: Staging) => Promise<T>): Promise<T> {
+  /**
+   * Stages and commits with `record`; any failure removes every staged byte and rethrows. `failed`
+   * hears of a failure before the abort, which fails every file still being written.
+   */
+  async function withStaging<T>(record: UploadRecord, fill: (staging: Staging) => Promise<T>, failed?: (err: unknown) => void): Promise<T> {
     if (closed) throw shuttingDown();
     const staging = storage.stage();
     stagings.add(staging);
     try {
       const result = await fill(staging);
       if (closed) throw shuttingDown();
-      await staging.commit();
+      await staging.commit(record);
       return result;
     } catch (err) {
+      failed?.(err);
       await staging.abort().catch((e: unknown) => warn(`wharf: could not remove an aborted upload's temp files: ${String(e)}`));
       throw err;
     } finally {
@@ -139,7 +149,7 @@ export function createUploads(config: UploadsConfig): Uploads {
     }
   }
 
-  async function receive(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function receive(req: IncomingMessage, res: ServerResponse, via: UploadVia): Promise<void> {
     const body = watchBody(req, limits.requestSize, limits.uploadIdleTimeout);
     bodies.add(body);
     const stored: Stored[] = [];
@@ -153,7 +163,7 @@ export function createUploads(config: UploadsConfig): Uploads {
       if (Number(req.headers['content-length']) > limits.requestSize) throw requestTooLarge(limits.requestSize);
       const dirId = directory ? randomUUID() : undefined;
       const paths = directory ? createPathSet() : undefined;
-      await withStaging(async (staging) => {
+      await withStaging(recordFor(via), async (staging) => {
         // Files whose bytes were all handed over but are still being written and closed: parsing
         // moves on meanwhile, so one file's open/writev/close overlaps the next one's arrival
         // instead of adding up (1,000 small files would otherwise wait on 4,000 round trips in turn).
@@ -191,6 +201,10 @@ export function createUploads(config: UploadsConfig): Uploads {
         if (stored.length === 0) {
           throw new WharfError('NO_FILES', directory ? 'the directory upload has no files' : 'no part named "files" with a filename', 400);
         }
+      }, (err) => {
+        // The cause (a limit the parser met, say) is the answer, not the SHUTTING_DOWN of the files
+        // the abort is about to fail, whose `written.catch` would otherwise claim the body first.
+        body.fail(body.error ?? classify(err, warn));
       });
     } catch (err) {
       // A body not read to its end cannot be followed by another request on this connection: answer
@@ -246,7 +260,7 @@ export function createUploads(config: UploadsConfig): Uploads {
         (async () => {
           if (paths.length === 0) throw new WharfError('NO_FILES', 'no files to upload', 400);
           const files = await Promise.all(paths.map((p, i) => localFile(p, checkFilename(basename(p), false, `file ${i + 1}`))));
-          const stored = await withStaging((staging) => copyIn(staging, files, randomUUID, options)).catch(rethrow(warn));
+          const stored = await withStaging(SITE_RECORD, (staging) => copyIn(staging, files, randomUUID, options)).catch(rethrow(warn));
           announce(stored);
           return stored.map((f) => uploadUrl(base, f.id, f.rel));
         })(),
@@ -260,7 +274,7 @@ export function createUploads(config: UploadsConfig): Uploads {
           if (rels.length === 0) throw new WharfError('NO_FILES', 'the directory has no files', 400);
           const files = await Promise.all(rels.map((rel) => localFile(join(dir, rel), checkFilename(rel, true, `file ${JSON.stringify(rel)}`))));
           const id = randomUUID();
-          const stored = await withStaging((staging) => copyIn(staging, files, () => id, options)).catch(rethrow(warn));
+          const stored = await withStaging(SITE_RECORD, (staging) => copyIn(staging, files, () => id, options)).catch(rethrow(warn));
           announce(stored);
           return [uploadUrl(base, id)];
         })(),
@@ -295,7 +309,7 @@ export function createUploads(config: UploadsConfig): Uploads {
 
   return {
     source: storage.source,
-    receive: (req, res) => settle(receive(req, res)),
+    receive: (req, res, via) => settle(receive(req, res, via)),
     remove: (req, res, rel) => settle(remove(req, res, rel)),
     site,
     start: () => storage.start(),

@@ -350,6 +350,123 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     }
   });
 
+  test("uploads: an end user's never runs script on the origin (navigated, framed, embedded, as a script, module or worker); the app's keyed bundle does", async (t) => {
+    const root = join(tmp, 'trust');
+    const pageDir = join(root, 'page');
+    const appDir = join(root, 'app');
+    const userDir = join(root, 'user');
+    for (const d of [pageDir, join(appDir, 'bundle'), join(appDir, 'site-bundle'), join(userDir, 'bundle')]) await mkdir(d, { recursive: true });
+    // Every script announces itself by fetching /ran/<tag>: the requests the browser makes are the record of what ran.
+    const ran = (tag: string): string => `fetch('/ran/${tag}?' + encodeURIComponent(document.cookie));`;
+    const ranInWorker = (tag: string): string => `fetch('/ran/${tag}');`;
+    // The app's trusted page (a public mapping): it loads whatever its fragment lists, as a page of
+    // the origin under attack would if it were tricked into pointing at an end user's upload.
+    await writeFile(join(pageDir, 'host.html'), '<!doctype html><title>host</title><script src="host.js" defer></script>');
+    await writeFile(join(pageDir, 'host.js'), `
+      window.images = {};
+      for (const [kind, src] of JSON.parse(decodeURIComponent(location.hash.slice(1)))) {
+        if (kind === 'worker') { try { new Worker(src); } catch {} continue; }
+        if (kind === 'module-worker') { try { new Worker(src, { type: 'module' }); } catch {} continue; }
+        const el = document.createElement(kind === 'module' ? 'script' : kind);
+        if (kind === 'script') el.src = src;
+        if (kind === 'module') { el.type = 'module'; el.src = src; }
+        if (kind === 'iframe' || kind === 'embed') el.src = src;
+        if (kind === 'object') el.data = src;
+        if (kind === 'img') { el.src = src; el.onload = () => { window.images[src] = el.naturalWidth; }; }
+        document.body.append(el);
+      }`);
+    const svg = (tag: string): string => `<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20"><rect width="20" height="20" fill="red"/><script>${ran(tag)}</script></svg>`;
+    const userFiles: Record<string, string> = {
+      'evil.html': `<!doctype html><script>${ran('user-html')}</script>`,
+      'evil.svg': svg('user-svg'),
+      'evil.xml': `<?xml version="1.0"?><r xmlns:h="http://www.w3.org/1999/xhtml"><h:script>${ran('user-xml')}</h:script></r>`,
+      'evil.js': ran('user-js'),
+      'evil.mjs': ran('user-mjs'),
+      'evil-worker.js': ranInWorker('user-worker'),
+      'evil-module-worker.mjs': ranInWorker('user-module-worker'),
+    };
+    for (const [name, text] of Object.entries(userFiles)) await writeFile(join(userDir, name), text);
+    await writeFile(join(userDir, 'bundle', 'index.html'), '<!doctype html><script src="app.js"></script>');
+    await writeFile(join(userDir, 'bundle', 'app.js'), ran('user-bundle'));
+    await writeFile(join(appDir, 'bundle', 'index.html'), '<!doctype html><script src="app.js"></script>');
+    await writeFile(join(appDir, 'bundle', 'app.js'), ran('app-bundle'));
+    await writeFile(join(appDir, 'site-bundle', 'index.html'), '<!doctype html><script src="js/app.js"></script>');
+    await mkdir(join(appDir, 'site-bundle', 'js'));
+    await writeFile(join(appDir, 'site-bundle', 'js', 'app.js'), ran('site-bundle'));
+    await writeFile(join(appDir, 'good.js'), ran('app-js'));
+    await writeFile(join(appDir, 'good.mjs'), ran('app-mjs'));
+    await writeFile(join(appDir, 'good-worker.js'), ranInWorker('app-worker'));
+    await writeFile(join(appDir, 'good.svg'), svg('app-svg'));
+
+    const files = createFileServer({ dataDir: join(root, 'data'), publicDirs: [`/page/@${pageDir}`], anonymousUploads: true, accessKeys: { app: 'app-secret' }, warn: () => {} });
+    const { url } = await files.listen({ port: 0, host: '127.0.0.1' });
+    t.after(() => files.close());
+    // End users: anonymous uploads from a browser-like client, no key.
+    const anonymous = async (names: string[], dir: string, directory = false): Promise<string[]> => {
+      const form = new FormData();
+      for (const name of names) form.append('files', new Blob([await readFile(join(dir, name))]), name);
+      const res = await fetch(`${url}/_f/`, { method: 'POST', body: form, headers: directory ? { 'Wave-Directory-Upload': 'True' } : {} });
+      assert.equal(res.status, 200);
+      return ((await res.json()) as { files: string[] }).files;
+    };
+    const userPaths = Object.fromEntries((await anonymous(Object.keys(userFiles), userDir)).map((p) => [p.slice(p.lastIndexOf('/') + 1), p]));
+    const [userBundle] = await anonymous(['index.html', 'app.js'], join(userDir, 'bundle'), true);
+    // The app: its own key over HTTP (Wave's upload_dir), and in process.
+    const app = connect(url, { accessKeyId: 'app', accessKeySecret: 'app-secret' });
+    const [appBundle] = await app.uploadDir(join(appDir, 'bundle'));
+    const [siteBundle] = await files.site.uploadDir(join(appDir, 'site-bundle'));
+    const [goodJs, goodMjs, goodWorker, goodSvg] = await app.upload(['good.js', 'good.mjs', 'good-worker.js', 'good.svg'].map((n) => join(appDir, n)));
+
+    const seen = new Set<string>();
+    const onRequest = (r: { url(): string }): void => {
+      const m = /\/ran\/([\w-]+)/.exec(r.url());
+      if (m) seen.add(m[1]!);
+    };
+    context.on('request', onRequest);
+    t.after(() => context.off('request', onRequest));
+    await context.addCookies([{ name: 'session', value: 'victim-secret', url }]);
+    const page = await context.newPage();
+    t.after(() => page.close());
+    const waitFor = async (tags: string[]): Promise<void> => {
+      for (let i = 0; i < 300 && !tags.every((tag) => seen.has(tag)); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(tags.filter((tag) => !seen.has(tag)), [], 'the app\'s own scripts ran');
+    };
+    const userRan = (): string[] => [...seen].filter((tag) => tag.startsWith('user-'));
+
+    // 1. From the app's trusted page: every way a page can load an end user's upload, beside the same
+    // ways to load the app's own (which must run: the checks below are not vacuous).
+    const vectors: Array<[string, string]> = [
+      ['script', userPaths['evil.js']!], ['module', userPaths['evil.mjs']!],
+      ['worker', userPaths['evil-worker.js']!], ['module-worker', userPaths['evil-module-worker.mjs']!],
+      ['script', userPaths['evil.svg']!], ['script', userPaths['evil.html']!],
+      ['iframe', userPaths['evil.html']!], ['iframe', userPaths['evil.svg']!], ['iframe', userPaths['evil.xml']!], ['iframe', `${userBundle}/index.html`],
+      ['object', userPaths['evil.html']!], ['object', userPaths['evil.svg']!], ['embed', userPaths['evil.svg']!], ['embed', userPaths['evil.xml']!],
+      ['img', userPaths['evil.svg']!], ['img', goodSvg!],
+      ['script', goodJs!], ['module', goodMjs!], ['worker', goodWorker!], ['iframe', `${appBundle}/index.html`],
+    ];
+    await page.goto(`${url}/page/host.html#${encodeURIComponent(JSON.stringify(vectors))}`);
+    await waitFor(['app-js', 'app-mjs', 'app-worker', 'app-bundle']);
+    // An end user's SVG still shows as an image (an image never runs script), like the app's.
+    await page.waitForFunction((src) => window.images[src] === 20, userPaths['evil.svg']!, { timeout: 10_000 });
+    assert.equal(await page.evaluate((src) => window.images[src], goodSvg!), 20);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.deepEqual(userRan(), [], 'no end user\'s script ran from the trusted page');
+    await page.screenshot({ path: join(SHOTS, 'trust-host.png') });
+
+    // 2. Navigated to: an end user's document is saved, never rendered; the app's bundles render and run.
+    for (const path of [userPaths['evil.html']!, userPaths['evil.svg']!, userPaths['evil.xml']!, `${userBundle}/index.html`]) {
+      const [download] = await Promise.all([page.waitForEvent('download', { timeout: 10_000 }), page.goto(url + path).catch(() => undefined)]);
+      assert.equal(download.suggestedFilename(), path.slice(path.lastIndexOf('/') + 1));
+      await download.delete();
+    }
+    await page.goto(`${url}${siteBundle}/index.html`);
+    await waitFor(['site-bundle']);
+    await page.goto(`${url}${appBundle}/index.html`);
+    assert.equal(await page.evaluate(() => document.contentType), 'text/html');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(userRan(), [], 'no end user\'s script ran when navigated to');
+  });
+
   test('express example: wharf behind the app\'s own session', async (t) => {
     const app = await startExample('express/app.mjs', { WHARF_DATA_DIR: join(tmp, 'express-data') });
     t.after(() => app.stop());

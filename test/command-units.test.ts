@@ -206,3 +206,31 @@ test('main in-process: a port in use is exit 1 with the reason', async (t) => {
   assert.equal(code, 1);
   assert.match(stderr.text(), /^wharf: cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE/);
 });
+
+test('main in-process: --private-cache-control for what needs a key, --trust-unrecorded-uploads for files copied into the layout', async (t) => {
+  const dir = await tempDir(t);
+  const dataDir = join(dir, 'data');
+  const copied = join(dataDir, 'f', '0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b');
+  await mkdir(copied, { recursive: true });
+  await writeFile(join(copied, 'page.html'), '<p>copied</p>');
+  await mkdir(join(dir, 'priv'));
+  await writeFile(join(dir, 'priv', 'x.txt'), 'x');
+  const stdout = terminal(false);
+  const signals = new EventEmitter();
+  const env = { WHARF_ACCESS_KEY_ID: KEY.accessKeyId, WHARF_ACCESS_KEY_SECRET: KEY.accessKeySecret, WHARF_TRUST_UNRECORDED_UPLOADS: 'true' };
+  const running = main(['--listen', '127.0.0.1:0', '--data-dir', dataDir, '--private-dir', `/priv/@${join(dir, 'priv')}`, '--private-cache-control', 'private, max-age=60', '--log', 'off'],
+    { stdout, stderr: terminal(false), env, signals });
+  assert.ok(await eventually(async () => /"listening"/.test(stdout.text())));
+  const url = /"url":"(http:[^"]+)"/.exec(stdout.text())![1]!;
+  const authorization = `Basic ${Buffer.from(`${KEY.accessKeyId}:${KEY.accessKeySecret}`).toString('base64')}`;
+  assert.equal((await fetchRaw(`${url}/priv/x.txt`, { headers: { authorization } })).headers['cache-control'], 'private, max-age=60');
+  const page = await fetchRaw(`${url}/_f/0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b/page.html`);
+  assert.equal(page.headers['content-type'], 'text/html; charset=utf-8', 'served as the app\'s own');
+  assert.equal(page.headers['content-security-policy'], undefined);
+  signals.emit('SIGTERM');
+  assert.equal(await running, 0);
+
+  const stderr = terminal(false);
+  assert.equal(await main(['--data-dir', dataDir, '--private-cache-control', 'public, max-age=60'], { stdout: terminal(false), stderr, env: {}, signals: new EventEmitter() }), 2);
+  assert.match(stderr.text(), /privateCacheControl: must say "private" or "no-store"/);
+});

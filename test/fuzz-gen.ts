@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { collectPart, parseMultipart, sinkPart, type MultipartLimits, type Part } from '../lib/multipart.js';
 import { createLocalStorage, type Storage } from '../lib/storage.js';
+import { recordFor } from '../lib/trust.js';
 
 /** Small limits, so generated bodies cross every one of them often. */
 export const FUZZ_LIMITS: MultipartLimits = Object.freeze({
@@ -610,7 +611,7 @@ async function stageAll(part: Part): Promise<Buffer> {
     await staging.abort();
     throw err;
   }
-  await staging.commit();
+  await staging.commit(recordFor('site'));
   const bytes = await readFile(join(dataDir, 'f', id, 'part.bin'));
   await storage.remove(id);
   return bytes;

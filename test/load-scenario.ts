@@ -15,6 +15,7 @@ import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { basicAuth } from '../lib/auth.js';
 import type { SyncIo } from '../lib/slowness.js';
+import { RECORD_NAME } from '../lib/trust.js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { eventually, formatReport, patternBytes, rssOf, runLoad, send, settledFds, startChild, type LoopDelay, type LoadReport, type Memory } from './load-gen.js';
 
@@ -139,7 +140,9 @@ async function checkDisk(filesDir: string, report: LoadReport): Promise<string[]
       problems.push(`unexpected upload on disk: ${id}`);
       continue;
     }
-    const names = await readdir(join(filesDir, id));
+    const all = await readdir(join(filesDir, id));
+    if (!all.includes(RECORD_NAME)) problems.push(`${id}: no record`);
+    const names = all.filter((n) => n !== RECORD_NAME);
     if (names.length !== 1 || names[0] !== u.filename) problems.push(`${id}: holds ${JSON.stringify(names)}, expected ${u.filename}`);
     else {
       const size = (await stat(join(filesDir, id, u.filename))).size;

@@ -13,14 +13,22 @@
 // encoded separators, backslashes, control characters; 404 for dot segments, on every method, and
 // what does not exist), lib/filenames.ts (400 BAD_FILENAME), lib/multipart.ts, docs/protocol.md §4
 // (401 with `WWW-Authenticate`). Access-key checks are tested by behaviour only.
+// Three servers share one data dir, so an upload made through one is seen by all: the main one
+// (access keys only), `anon` (anonymousUploads) and `hook` (an authorize hook taking the cookie
+// `session=ok`, trustUnrecordedUploads, a public cacheControl of an hour); a row says which it
+// talks to (`on`). End users' uploads (through `anon` or `hook`) must never run script on the
+// origin, an app's (with its key) is served as it is (lib/trust.ts); answers that needed
+// authorization are `Cache-Control: private`.
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { basicAuth } from '../lib/auth.js';
 import { createFileServer, type FileServer } from '../lib/server.js';
 import { connect } from 'node:net';
+import { RECORD_NAME } from '../lib/trust.js';
 import { eventually, formBuffer, parseAnswer, rawSend, type RawAnswer } from './load-gen.js';
 
 const OUTSIDE = 'OUTSIDE-SECRET-5d1c';
@@ -32,6 +40,14 @@ const AUTH = basicAuth(KEY.id, KEY.secret);
 
 let files: FileServer;
 let port: number;
+/** The other two servers on the same data dir (see the top of this file). */
+let anonFiles: FileServer;
+let hookFiles: FileServer;
+type On = 'main' | 'anon' | 'hook';
+const ports: Record<On, number> = { main: 0, anon: 0, hook: 0 };
+const SESSION = { Cookie: 'session=ok' };
+/** Uploads copied straight into the layout (no record from wharf): `page.html` in each. */
+const copied = { bare: '', appRecord: '', badRecord: '', futureRecord: '' };
 let root: string;
 let dataDir: string;
 /** An upload made before the table runs: `_f/<id>/doc.txt`. */
@@ -49,6 +65,8 @@ interface Req {
 
 interface Row {
   name: string;
+  /** The server the request goes to (default the main one). */
+  on?: On;
   req: () => Req;
   status: number;
   /** The JSON `error` code, when the answer is wharf's JSON error. */
@@ -94,7 +112,7 @@ function rawPipelined(bytes: Buffer): Promise<RawAnswer> {
 }
 
 /** A multipart upload request; `parts` may give a raw Content-Disposition to send bytes no encoder would. */
-function uploadReq(parts: Array<{ filename?: string; disposition?: string; data?: Buffer | string }>, o: { directory?: boolean; boundary?: string; auth?: string } = {}): Req {
+function uploadReq(parts: Array<{ filename?: string; disposition?: string; data?: Buffer | string }>, o: { directory?: boolean; boundary?: string; auth?: string; headers?: Record<string, string> } = {}): Req {
   const boundary = o.boundary ?? 'sec0boundary';
   const chunks: Buffer[] = [];
   for (const p of parts) {
@@ -107,13 +125,14 @@ function uploadReq(parts: Array<{ filename?: string; disposition?: string; data?
   const headers: Record<string, string> = { 'Content-Type': `multipart/form-data; boundary=${boundary}`, Authorization: o.auth ?? AUTH };
   if (o.auth === '') delete headers.Authorization;
   if (o.directory) headers['Wave-Directory-Upload'] = 'True';
+  Object.assign(headers, o.headers);
   return { method: 'POST', path: '/_f/', headers, body: Buffer.concat(chunks) };
 }
 
 const header = (a: RawAnswer, name: string): string[] => a.headers.filter(([k]) => k === name).map(([, v]) => v);
 const answerJson = (a: RawAnswer): { files: string[] } => JSON.parse(a.body.toString('utf8')) as { files: string[] };
 const idOf = (url: string): string => url.split('/')[2]!;
-const get = (path: string, headers: Record<string, string> = {}): Promise<RawAnswer> => rawSend(port, rawRequest({ path, headers }));
+const get = (path: string, headers: Record<string, string> = {}, on: On = 'main', method = 'GET'): Promise<RawAnswer> => rawSend(ports[on], rawRequest({ method, path, headers }));
 /** A returned upload path (the name as stored) as a browser puts it on the request line. */
 const asBrowser = (path: string): string => {
   const u = new URL(path, 'http://wharf');
@@ -441,7 +460,7 @@ function unicode(): Row[] {
       check: async (a) => {
         const url = answerJson(a).files[0]!;
         assert.ok(url.endsWith('/caf\u00e9.txt'), url);
-        assert.deepEqual(await readdir(join(dataDir, 'f', idOf(url))), ['caf\u00e9.txt']);
+        assert.deepEqual((await readdir(join(dataDir, 'f', idOf(url)))).sort(), [RECORD_NAME, 'caf\u00e9.txt']);
         assert.equal((await get(asBrowser(url))).status, 200);
       },
     },
@@ -462,7 +481,7 @@ function unicode(): Row[] {
       stored: 1,
       check: async (a) => {
         const id = idOf(answerJson(a).files[0]!);
-        assert.deepEqual(await readdir(join(dataDir, 'f', id)), ['a\uff0fb.txt']);
+        assert.deepEqual((await readdir(join(dataDir, 'f', id))).sort(), [RECORD_NAME, 'a\uff0fb.txt']);
       },
     },
     {
@@ -524,6 +543,238 @@ function keys(): Row[] {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Who uploaded decides how an upload is served (docs/protocol.md §4, lib/trust.ts)
+
+const one = (a: RawAnswer, name: string): string | undefined => {
+  const values = header(a, name);
+  assert.ok(values.length <= 1, `at most one ${name}`);
+  return values[0];
+};
+
+/** An end user's file: sandboxed, sniffing off, and (`filename`) an attachment, of the type given. */
+function assertProtected(a: RawAnswer, type: string, filename: string | undefined): void {
+  assert.equal(one(a, 'content-security-policy'), 'sandbox', 'Content-Security-Policy: sandbox');
+  assert.equal(one(a, 'x-content-type-options'), 'nosniff');
+  assert.equal(one(a, 'content-type'), type);
+  if (filename === undefined) assert.equal(one(a, 'content-disposition'), undefined, 'inline');
+  else assert.equal(downloadName(a), filename, 'an attachment');
+}
+
+/** The app's own file: its own type, inline, no sandbox. */
+function assertAsIs(a: RawAnswer, type: string): void {
+  assert.equal(one(a, 'content-security-policy'), undefined, 'no sandbox');
+  assert.equal(one(a, 'content-disposition'), undefined, 'inline');
+  assert.equal(one(a, 'content-type'), type);
+}
+
+const SCRIPT = 'fetch("/ran?" + document.cookie)';
+const HTML_TYPE = 'text/html; charset=utf-8';
+const JS_TYPE = 'text/javascript; charset=utf-8';
+const INERT = 'application/octet-stream';
+/** name, bytes, the type an app's upload is served with, the type an end user's is, whether the latter is an attachment. */
+const SCRIPTED: Array<[string, string, string, string, boolean]> = [
+  ['x.html', `<!doctype html><script>${SCRIPT}</script>`, HTML_TYPE, INERT, true],
+  ['x.htm', `<script>${SCRIPT}</script>`, HTML_TYPE, INERT, true],
+  ['x.svg', `<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><script>${SCRIPT}</script></svg>`, 'image/svg+xml', 'image/svg+xml', true],
+  ['x.xml', `<?xml version="1.0"?><r><h:script xmlns:h="http://www.w3.org/1999/xhtml">${SCRIPT}</h:script></r>`, 'application/xml; charset=utf-8', INERT, true],
+  ['x.js', SCRIPT, JS_TYPE, INERT, true],
+  ['x.mjs', SCRIPT, JS_TYPE, INERT, true],
+  ['x.png', 'PNG (the type comes from the name)', 'image/png', 'image/png', false],
+  ['x.pdf', '%PDF-1.4\n%%EOF\n', 'application/pdf', 'application/pdf', false],
+];
+
+function endUsersUploads(): Row[] {
+  const rows: Row[] = [];
+  const url = (a: RawAnswer): string => answerJson(a).files[0]!;
+  for (const [name, data, appType, userType, attached] of SCRIPTED) {
+    const filename = attached ? name : undefined;
+    rows.push({
+      name: `an anonymous upload of ${name}: sandboxed${attached ? `, an attachment of type ${userType}` : ''} (GET, HEAD, a Range)`,
+      on: 'anon',
+      req: () => uploadReq([{ filename: name, data }], { auth: '' }),
+      status: 200,
+      stored: 1,
+      check: async (a) => {
+        const g = await get(url(a), {}, 'anon');
+        assert.equal(g.status, 200);
+        assert.equal(g.body.toString('latin1'), data);
+        assertProtected(g, userType, filename);
+        assert.match(one(g, 'etag') ?? '', /^"u/, 'an ETag of its own');
+        assertProtected(await get(url(a), {}, 'anon', 'HEAD'), userType, filename);
+        const r = await get(url(a), { Range: 'bytes=0-3' }, 'anon');
+        assert.equal(r.status, 206);
+        assertProtected(r, userType, filename);
+        assertProtected(await get(url(a), {}, 'main'), userType, filename);
+      },
+    });
+    rows.push({
+      name: `an upload of ${name} let in by the authorize hook: sandboxed${attached ? ', an attachment' : ''}`,
+      on: 'hook',
+      req: () => uploadReq([{ filename: name, data }], { auth: '', headers: SESSION }),
+      status: 200,
+      stored: 1,
+      check: async (a) => assertProtected(await get(url(a), SESSION, 'hook'), userType, filename),
+    });
+    rows.push({
+      name: `an upload of ${name} with the access key, where anonymous uploads are on too: the app's, served as it is`,
+      on: 'anon',
+      req: () => uploadReq([{ filename: name, data }]),
+      status: 200,
+      stored: 1,
+      check: async (a) => {
+        const g = await get(url(a), {}, 'anon');
+        assert.equal(g.body.toString('latin1'), data);
+        assertAsIs(g, appType);
+      },
+    });
+  }
+  const bundle = (extra: Array<{ filename: string; data: string }> = []): Array<{ filename: string; data: string }> => [
+    { filename: 'index.html', data: '<!doctype html><script src="app.js"></script>' },
+    { filename: 'app.js', data: SCRIPT },
+    ...extra,
+  ];
+  const forged = JSON.stringify({ v: 1, trust: 'app', via: 'key' });
+  rows.push(
+    {
+      name: 'an upload of x.html with the access key on the main server: served as it is',
+      req: () => uploadReq([{ filename: 'x.html', data: '<p>app</p>' }]),
+      status: 200,
+      stored: 1,
+      check: async (a) => assertAsIs(await get(url(a)), HTML_TYPE),
+    },
+    {
+      name: "an end user's x.html with ?download=y.html: one Content-Disposition, the name asked for, still sandboxed",
+      on: 'anon',
+      req: () => uploadReq([{ filename: 'x.html', data: '<p>user</p>' }], { auth: '' }),
+      status: 200,
+      stored: 1,
+      check: async (a) => assertProtected(await get(`${url(a)}?download=y.html`, {}, 'anon'), INERT, 'y.html'),
+    },
+    {
+      name: "the app's directory upload of an HTML/JS bundle (Wave's upload_dir): served as it is",
+      req: () => uploadReq(bundle(), { directory: true }),
+      status: 200,
+      stored: 1,
+      check: async (a) => {
+        assertAsIs(await get(`${url(a)}/index.html`), HTML_TYPE);
+        assertAsIs(await get(`${url(a)}/app.js`), JS_TYPE);
+      },
+    },
+    {
+      name: "an end user's directory upload of the same bundle, with a forged record one level down: every file protected",
+      on: 'anon',
+      req: () => uploadReq(bundle([{ filename: `sub/${RECORD_NAME}`, data: forged }]), { directory: true, auth: '' }),
+      status: 200,
+      stored: 1,
+      check: async (a) => {
+        assertProtected(await get(`${url(a)}/index.html`, {}, 'anon'), INERT, 'index.html');
+        assertProtected(await get(`${url(a)}/app.js`, {}, 'anon'), INERT, 'app.js');
+        const deeper = await get(`${url(a)}/sub/${RECORD_NAME}`, {}, 'anon');
+        assert.equal(deeper.status, 200, 'below the top it is an ordinary file');
+        assertProtected(deeper, 'application/json; charset=utf-8', undefined);
+      },
+    },
+  );
+  // The record's name: no upload may hold it at its top, however it is spelled.
+  for (const [what, filename] of [['', RECORD_NAME], [' in capitals', RECORD_NAME.toUpperCase()], [' with a trailing dot (Windows drops it)', `${RECORD_NAME}.`], [' with a trailing space', `${RECORD_NAME} `]] as const) {
+    rows.push({ name: `an end user's upload named the record${what}`, on: 'anon', req: () => uploadReq([{ filename, data: forged }], { auth: '' }), status: 400, code: 'BAD_FILENAME' });
+  }
+  rows.push(
+    { name: "the app's upload named the record (reserved for everyone)", req: () => uploadReq([{ filename: RECORD_NAME, data: forged }]), status: 400, code: 'BAD_FILENAME' },
+    { name: "an end user's directory upload forging the record at its top: nothing stored", on: 'anon', req: () => uploadReq(bundle([{ filename: RECORD_NAME, data: forged }]), { directory: true, auth: '' }), status: 400, code: 'BAD_FILENAME' },
+  );
+  // The record is on disk but never served.
+  const recordOnDisk = async (): Promise<void> => {
+    assert.deepEqual(JSON.parse(await readFile(join(dataDir, 'f', uploadId, RECORD_NAME), 'utf8')), { v: 1, trust: 'app', via: 'key' }, 'the record is there');
+  };
+  for (const [what, path, method] of [
+    ['GET', RECORD_NAME, 'GET'],
+    ['HEAD', RECORD_NAME, 'HEAD'],
+    ['?download', `${RECORD_NAME}?download`, 'GET'],
+    ['in capitals', RECORD_NAME.toUpperCase(), 'GET'],
+    ['percent-encoded', `%2E${RECORD_NAME.slice(1).replace(/-/g, '%2D')}`, 'GET'],
+  ] as const) {
+    rows.push({ name: `the record is never served: ${what}`, req: () => ({ method, path: `/_f/${uploadId}/${path}` }), status: 404, check: recordOnDisk });
+  }
+  rows.push({
+    name: 'the record is never served: site.download',
+    req: () => ({ path: `/_f/${uploadId}/doc.txt` }),
+    status: 200,
+    check: async () => {
+      await recordOnDisk();
+      await assert.rejects(files.site.download(`/_f/${uploadId}/${RECORD_NAME}`, root), (e: unknown) => (e as { code?: string }).code === 'NOT_FOUND');
+    },
+  });
+  // Uploads copied straight into the layout: no record, or one the app wrote itself.
+  const page = (id: () => string, headers: Record<string, string> = {}): (() => Req) => () => ({ path: `/_f/${id()}/page.html`, headers });
+  rows.push(
+    { name: 'a copied-in upload without a record: an end user\'s (who made it cannot be known)', req: page(() => copied.bare), status: 200, check: (a) => assertProtected(a, INERT, 'page.html') },
+    { name: 'a copied-in upload whose record the app wrote (trust "app"): served as it is', req: page(() => copied.appRecord), status: 200, check: (a) => assertAsIs(a, HTML_TYPE) },
+    { name: 'a copied-in upload with a damaged record: an end user\'s', req: page(() => copied.badRecord), status: 200, check: (a) => assertProtected(a, INERT, 'page.html') },
+    { name: 'a copied-in upload with a record of an unknown version: an end user\'s', req: page(() => copied.futureRecord), status: 200, check: (a) => assertProtected(a, INERT, 'page.html') },
+    { name: 'a copied-in upload without a record, where trustUnrecordedUploads is on: served as it is', on: 'hook', req: page(() => copied.bare, SESSION), status: 200, check: (a) => assertAsIs(a, HTML_TYPE) },
+  );
+  rows.push({
+    name: "an end user's upload revalidated with the validator of its unprotected answer (from before wharf protected them): 200 protected, not a 304 that revives the copy",
+    on: 'anon',
+    req: () => uploadReq([{ filename: 'cached.html', data: `<script>${SCRIPT}</script>` }], { auth: '' }),
+    status: 200,
+    stored: 1,
+    check: async (a) => {
+      const st = await stat(join(dataDir, 'f', idOf(url(a)), 'cached.html'));
+      const before = `"${st.ino.toString(36)}-${st.size.toString(36)}-${Math.round(st.mtimeMs * 1000).toString(36)}"`;
+      const g = await get(url(a), { 'If-None-Match': before }, 'anon');
+      assert.equal(g.status, 200);
+      assertProtected(g, INERT, 'cached.html');
+      const again = await get(url(a), { 'If-None-Match': one(g, 'etag')! }, 'anon');
+      assert.equal(again.status, 304, 'its own validator still revalidates');
+    },
+  });
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers that needed authorization are private (RFC 9111 §5.2.2.7)
+
+function privateAnswers(): Row[] {
+  const PRIVATE_CC = 'private, max-age=0, must-revalidate';
+  const cc = (want: string) => (a: RawAnswer): void => assert.equal(one(a, 'cache-control'), want);
+  const key = { Authorization: AUTH };
+  const rows: Array<[string, On, string, Record<string, string>, number, string, boolean]> = [
+    ['a private mapping with a key', 'main', '/priv/private.txt', key, 200, PRIVATE_CC, true],
+    ["a private mapping's 304", 'main', '/priv/private.txt', { ...key, 'If-None-Match': '*' }, 304, PRIVATE_CC, true],
+    ["a private mapping's 206", 'main', '/priv/private.txt', { ...key, Range: 'bytes=0-3' }, 206, PRIVATE_CC, true],
+    ["a private mapping's HEAD", 'main', 'HEAD /priv/private.txt', key, 200, PRIVATE_CC, true],
+    ['a private mapping through the hook, where cacheControl is public for an hour', 'hook', '/priv/private.txt', SESSION, 200, PRIVATE_CC, true],
+    ['a private mapping with a key, where cacheControl is public for an hour', 'hook', '/priv/private.txt', key, 200, PRIVATE_CC, true],
+    ["a private mapping's 304, where cacheControl is public for an hour", 'hook', '/priv/private.txt', { ...SESSION, 'If-None-Match': '*' }, 304, PRIVATE_CC, true],
+    ['an upload, where reads need the hook', 'hook', '/_f/{id}/doc.txt', SESSION, 200, PRIVATE_CC, false],
+    ["an upload's 304, where reads need the hook", 'hook', '/_f/{id}/doc.txt', { ...SESSION, 'If-None-Match': '*' }, 304, PRIVATE_CC, false],
+    ['an upload read with a key, where reads need the hook', 'hook', '/_f/{id}/doc.txt', key, 200, PRIVATE_CC, false],
+    ['a public mapping (control: cacheControl)', 'hook', '/pub/ok.txt', {}, 200, 'public, max-age=3600', false],
+    ['an upload where reads are open (control: public)', 'main', '/_f/{id}/doc.txt', {}, 200, 'public, max-age=0, must-revalidate', false],
+  ];
+  return [
+    ...rows.map(([name, on, target, headers, status, want, privateOk]): Row => {
+      const [method, path] = target.startsWith('HEAD ') ? ['HEAD', target.slice(5)] : ['GET', target];
+      return { name, on, req: () => ({ method, path: path.replace('{id}', uploadId), headers }), status, privateOk, check: cc(want) };
+    }),
+    {
+      name: 'an image stream, where reads need the hook: no-store (stronger than private)',
+      on: 'hook',
+      req: () => ({ method: 'POST', path: '/_m/trust-cam', headers: { ...key, 'Content-Type': 'image/png' }, body: Buffer.from('frame') }),
+      status: 200,
+      check: async () => {
+        const view = await get('/_m/trust-cam', SESSION, 'hook', 'HEAD');
+        assert.equal(view.status, 200);
+        assert.equal(one(view, 'cache-control'), 'no-store');
+        assert.equal((await rawSend(ports.hook, rawRequest({ method: 'DELETE', path: '/_m/trust-cam', headers: key }))).status, 200);
+      },
+    },
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'wharf-security-'));
@@ -548,14 +799,34 @@ before(async () => {
   await mkdir(join(nested, 'inner'), { recursive: true });
   await writeFile(join(nested, 'pub.txt'), 'nested public');
   await writeFile(join(nested, 'inner', 'secret.txt'), PRIVATE);
-  files = createFileServer({
+  const common = {
     dataDir,
     publicDirs: [`/pub/@${pub}`, `/n/@${nested}`],
     privateDirs: [`/priv/@${priv}`, `/n/inner/@${join(nested, 'inner')}`],
     accessKeys: { [KEY.id]: KEY.secret },
     warn: () => {},
-  });
+  };
+  files = createFileServer(common);
   ({ port } = await files.listen({ port: 0 }));
+  ports.main = port;
+  anonFiles = createFileServer({ ...common, anonymousUploads: true });
+  ports.anon = (await anonFiles.listen({ port: 0 })).port;
+  hookFiles = createFileServer({
+    ...common,
+    authorize: (req) => req.headers.cookie === SESSION.Cookie,
+    trustUnrecordedUploads: true,
+    cacheControl: 'public, max-age=3600',
+  });
+  ports.hook = (await hookFiles.listen({ port: 0 })).port;
+  // Copied straight into the layout, as Wave's client does on a shared disk: without a record, or
+  // with one the app wrote itself (or a damaged one).
+  for (const [k, record] of [['bare', undefined], ['appRecord', '{"v":1,"trust":"app","via":"key"}'], ['badRecord', '{"v":1,"trust":'], ['futureRecord', '{"v":2,"trust":"app"}']] as const) {
+    const id = randomUUID();
+    await mkdir(join(dataDir, 'f', id), { recursive: true });
+    await writeFile(join(dataDir, 'f', id, 'page.html'), `<script>${SCRIPT}</script>`);
+    if (record !== undefined) await writeFile(join(dataDir, 'f', id, RECORD_NAME), record);
+    copied[k] = id;
+  }
   const form = formBuffer([{ filename: 'doc.txt', data: Buffer.from('upload doc') }]);
   const a = await rawSend(port, rawRequest({ method: 'POST', path: '/_f/', headers: { 'Content-Type': form.contentType, Authorization: AUTH }, body: form.body }));
   assert.equal(a.status, 200);
@@ -570,7 +841,7 @@ before(async () => {
 });
 
 after(async () => {
-  await files.close();
+  await Promise.all([files.close(), anonFiles.close(), hookFiles.close()]);
   await rm(root, { recursive: true, force: true });
 });
 
@@ -588,6 +859,8 @@ test('security: every hostile input, its status, nothing stored, nothing leaked'
     ['Unicode', unicode()],
     ['Windows device names', deviceNames()],
     ['access keys', keys()],
+    ["end users' uploads never run script", endUsersUploads()],
+    ['private answers', privateAnswers()],
   ];
   let rows = 0;
   for (const [group, list] of table) {
@@ -596,7 +869,7 @@ test('security: every hostile input, its status, nothing stored, nothing leaked'
       await t.test(`${group} — ${row.name}`, async () => {
         const before = await uploadsOnDisk();
         const more = row.then?.() ?? [];
-        const a = more.length === 0 ? await rawSend(port, rawRequest(row.req()), 60_000) : await rawPipelined(Buffer.concat([row.req(), ...more].map(rawRequest)));
+        const a = more.length === 0 ? await rawSend(ports[row.on ?? 'main'], rawRequest(row.req()), 60_000) : await rawPipelined(Buffer.concat([row.req(), ...more].map(rawRequest)));
         const text = a.raw.toString('latin1');
         assert.equal(a.status, row.status, `status; answer: ${text.slice(0, 300)}`);
         if (row.code !== undefined) assert.equal((JSON.parse(a.body.toString('utf8')) as { error?: string }).error, row.code, text.slice(0, 300));

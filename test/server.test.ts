@@ -58,6 +58,12 @@ describe('options fail fast', () => {
     ['an empty dataDir', () => ({ dataDir: '' }), /dataDir/],
     ['a baseUrl that is not a string', () => ({ baseUrl: 5 as never }), /baseUrl/],
     ['a cacheControl with a newline', () => ({ cacheControl: 'public\r\nX: y' }), /cacheControl/],
+    ['a privateCacheControl with a newline', () => ({ privateCacheControl: 'private\nX: y' }), /privateCacheControl: expected a header value/],
+    ['a privateCacheControl that is not a string', () => ({ privateCacheControl: 1 as never }), /privateCacheControl: expected a header value/],
+    ['a privateCacheControl that says public', () => ({ privateCacheControl: 'private, public' }), /neither "public" nor "s-maxage"/],
+    ['a privateCacheControl with s-maxage', () => ({ privateCacheControl: 'private, s-maxage=60' }), /neither "public" nor "s-maxage"/],
+    ['a privateCacheControl saying neither private nor no-store', () => ({ privateCacheControl: 'max-age=60' }), /must say "private" or "no-store"/],
+    ['trustUnrecordedUploads not a boolean', () => ({ trustUnrecordedUploads: 1 as never }), /trustUnrecordedUploads/],
   ];
   for (const [what, opts, message] of bad) {
     test(what, () => {

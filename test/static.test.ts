@@ -376,6 +376,29 @@ describe('static engine over HTTP', () => {
       await other.close();
     }
   });
+
+  test('custom private Cache-Control: a private mapping\'s 200 and 304 carry it, a public one\'s do not', async () => {
+    const other = createFileServer({
+      dataDir: join(root, 'data3'),
+      publicDirs: [`/p/@${join(root, 'pub')}`],
+      privateDirs: [`/q/@${join(root, 'pub')}`],
+      privateCacheControl: 'no-store',
+      accessKeys: { app: 'app-secret' },
+      warn: () => {},
+    });
+    const a = await other.listen({ port: 0 });
+    try {
+      const authorization = `Basic ${Buffer.from('app:app-secret').toString('base64')}`;
+      const r = await request(a.url, '/q/hello.txt', { headers: { authorization } });
+      assert.equal(r.headers['cache-control'], 'no-store');
+      const again = await request(a.url, '/q/hello.txt', { headers: { authorization, 'if-none-match': String(r.headers.etag) } });
+      assert.equal(again.status, 304);
+      assert.equal(again.headers['cache-control'], 'no-store');
+      assert.equal((await request(a.url, '/p/hello.txt')).headers['cache-control'], 'public, max-age=0, must-revalidate');
+    } finally {
+      await other.close();
+    }
+  });
 });
 
 describe('static engine: cache bounds and errors', () => {

@@ -9,6 +9,7 @@
 // callback run again.
 import { randomUUID } from 'node:crypto';
 import { createLocalStorage } from '../lib/storage.js';
+import { recordFor } from '../lib/trust.js';
 
 const dataDir = process.argv[2]!;
 const storage = createLocalStorage(dataDir, {
@@ -38,5 +39,5 @@ bDrain = drained();
 a.end();
 b.end();
 const sizes = await Promise.all([a.done, b.done]);
-await staging.commit();
+await staging.commit(recordFor('site'));
 process.stdout.write(`DONE ${sizes[0]! + sizes[1]!}\n`);

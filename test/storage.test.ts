@@ -11,12 +11,14 @@ import { fileURLToPath } from 'node:url';
 import { WharfError } from '../lib/errors.js';
 import { createSlowness } from '../lib/slowness.js';
 import { createLocalStorage, storageError, TEMP_DIR, type StagedFile, type Staging } from '../lib/storage.js';
+import { RECORD_NAME, recordFor } from '../lib/trust.js';
 import { tree } from './uploads-helpers.js';
 
 // Every test of the write path runs twice: as this machine runs it (small writes on the event loop
 // while they are cheap) and with the slow path forced (every write a batch through the thread
 // pool), which is what a throttled or network disk gets and which no test here would reach by chance.
 const SYNC_IO = ['auto', 'off'] as const;
+const RECORD = recordFor('key');
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 const fds = (): number => readdirSync('/proc/self/fd').length;
@@ -73,7 +75,7 @@ test('storage: start() creates the layout and sweeps only dead runs\' temp files
   assert.ok((await stat(join(dataDir, 'f'))).isDirectory());
   w.end();
   assert.equal(await w.done, 20_000 + 64 * 1024);
-  await staging.commit();
+  await staging.commit(RECORD);
   assert.equal((await tree(join(dataDir, 'f'))).filter((p) => p.endsWith('keep.txt')).length, 1, 'a live instance of this process kept its staging');
 });
 
@@ -94,7 +96,7 @@ for (const syncIo of SYNC_IO) {
     assert.deepEqual(sizes, [big.length, 0, 11]);
     assert.deepEqual(await readdir(join(dataDir, 'f')), [], 'nothing visible before commit');
     assert.equal(await storage.source.stat(`${a}/big.bin`), null);
-    await staging.commit();
+    await staging.commit(RECORD);
     assert.equal(sha(await readFile(join(dataDir, 'f', a, 'big.bin'))), sha(big));
     assert.equal((await readFile(join(dataDir, 'f', b, 'empty'))).length, 0);
     assert.equal(await readFile(join(dataDir, 'f', c, 'deep/er/small.txt'), 'utf8'), 'hello world');
@@ -107,7 +109,7 @@ for (const syncIo of SYNC_IO) {
     for await (const chunk of open.stream(6, 10)) chunks.push(chunk as Buffer);
     assert.equal(Buffer.concat(chunks).toString(), 'world');
     assert.equal(fds(), before, 'no descriptor left open');
-    await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError, 'a staging commits once');
+    await assert.rejects(staging.commit(RECORD), (e: unknown) => e instanceof WharfError, 'a staging commits once');
   });
 }
 
@@ -151,7 +153,7 @@ for (const syncIo of SYNC_IO) {
     await staging.abort(); // idempotent
     assert.throws(() => staging.file(randomUUID(), 'late', () => {}), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
     await assert.rejects(staging.copy(randomUUID(), 'late', '/etc/hostname'), (e: unknown) => e instanceof WharfError);
-    await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
+    await assert.rejects(staging.commit(RECORD), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN');
     // A staging that never wrote a byte creates nothing at all.
     const idle = storage.stage();
     await idle.abort();
@@ -170,7 +172,7 @@ for (const syncIo of SYNC_IO) {
     const staging = storage.stage();
     await stream(staging, ok, 'a.txt', [Buffer.from('a')]);
     await stream(staging, taken, 'b.txt', [Buffer.from('b')]);
-    await assert.rejects(staging.commit(), (e: unknown) => ['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? ''));
+    await assert.rejects(staging.commit(RECORD), (e: unknown) => ['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? ''));
     assert.deepEqual(await tree(join(dataDir, 'f')), [`${taken}/`, `${taken}/someone-else`]);
     assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
     await staging.abort(); // after a failed commit: nothing left to do
@@ -185,7 +187,7 @@ for (const syncIo of SYNC_IO) {
     const staging = storage.stage();
     const w = staging.file(randomUUID(), 'open.txt', () => {});
     w.write(Buffer.from('x'));
-    await assert.rejects(staging.commit(), (e: unknown) => e instanceof WharfError && e.code === 'INTERNAL');
+    await assert.rejects(staging.commit(RECORD), (e: unknown) => e instanceof WharfError && e.code === 'INTERNAL');
     await staging.abort();
     assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
   });
@@ -202,10 +204,10 @@ for (const syncIo of SYNC_IO) {
     const id = randomUUID();
     const staging = storage.stage();
     assert.equal(await staging.copy(id, 'dir/copy.bin', join(work, 'src.bin')), data.length);
-    await staging.commit();
+    await staging.commit(RECORD);
     const failing = storage.stage();
     await assert.rejects(failing.copy(randomUUID(), 'x', join(work, 'missing')), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT');
-    await assert.rejects(failing.commit(), (e: unknown) => e instanceof WharfError && e.code === 'INTERNAL', 'a failed file can only be aborted');
+    await assert.rejects(failing.commit(RECORD), (e: unknown) => e instanceof WharfError && e.code === 'INTERNAL', 'a failed file can only be aborted');
     await failing.abort();
     assert.equal(sha(await readFile(join(dataDir, 'f', id, 'dir/copy.bin'))), sha(data));
 
@@ -283,7 +285,7 @@ for (const syncIo of SYNC_IO) {
       const staging = storage.stage();
       const id = randomUUID();
       assert.equal(await stream(staging, id, 'back.bin', chunked(randomBytes(size))), size);
-      await staging.commit();
+      await staging.commit(RECORD);
       assert.equal((await stat(join(dataDir, 'f', id, 'back.bin'))).size, size);
       await rm(join(dataDir, TEMP_DIR), { recursive: true });
       await rm(join(dataDir, 'f'), { recursive: true });
@@ -326,7 +328,7 @@ test('storage: a file\'s first syncWriteBelow bytes are on disk when their write
   w.end();
   assert.equal(await w.done, 512 * 1024);
   assert.equal(sha((await stagedBytes(dataDir))!), sha(data));
-  await staging.commit();
+  await staging.commit(RECORD);
 });
 
 test('slowness: a throttled disk turns writes asynchronous; they are tried again after a back-off that grows while they stay slow', (t) => {
@@ -377,9 +379,9 @@ test('storage (syncIo off): every write goes through the thread pool, in batches
   assert.equal(await w.done, data.length);
   const id = randomUUID();
   assert.equal(await staging.put(id, 'b.bin', [Buffer.from('small')]), 5);
-  await staging.commit();
+  await staging.commit(RECORD);
   assert.equal(sha(await readFile(join(dataDir, 'f', id, 'b.bin'))), sha(Buffer.from('small')));
-  assert.equal((await tree(join(dataDir, 'f'))).filter((p) => !p.endsWith('/')).length, 2);
+  assert.equal((await tree(join(dataDir, 'f'))).filter((p) => !p.endsWith('/') && !p.endsWith(RECORD_NAME)).length, 2);
 });
 
 test('storage: a file whose batch lands with nothing more held, while others fill the write budget, does not starve the event loop', async (t) => {
@@ -395,7 +397,7 @@ test('storage: a file whose batch lands with nothing more held, while others fil
   assert.equal(signal, null, 'the writer hung (the event loop starved) and was killed after 20 s');
   assert.equal(code, 0);
   assert.equal(out.trim(), `DONE ${16 * 1024 + 5 * 16 * 1024}`);
-  assert.equal((await tree(join(dataDir, 'f'))).filter((p) => !p.endsWith('/')).length, 2);
+  assert.equal((await tree(join(dataDir, 'f'))).filter((p) => !p.endsWith('/') && !p.endsWith(RECORD_NAME)).length, 2);
 });
 
 for (const syncIo of SYNC_IO) {
@@ -418,7 +420,7 @@ for (const syncIo of SYNC_IO) {
     assert.equal(await queued, 1);
     assert.equal(await w.done, 2000);
     assert.deepEqual(await tree(join(dataDir, 'f')), []);
-    await staging.commit();
+    await staging.commit(RECORD);
     assert.equal(await readFile(join(dataDir, 'f', small, 'a.txt'), 'utf8'), 'hello');
     assert.equal(sha(await readFile(join(dataDir, 'f', big, 'b.bin'))), sha(bigData));
     assert.equal(await readFile(join(dataDir, 'f', dir, 'd', 'put.txt'), 'utf8'), 'x');
@@ -435,7 +437,7 @@ for (const syncIo of SYNC_IO) {
     const id = randomUUID();
     await staging.put(id, 'same.txt', [Buffer.from('one')]);
     await assert.rejects(staging.put(id, 'same.txt', [Buffer.from('two')]), (err: NodeJS.ErrnoException) => storageError(err).code === 'DUPLICATE_FILENAME');
-    await assert.rejects(staging.commit(), (err: WharfError) => err.code === 'INTERNAL');
+    await assert.rejects(staging.commit(RECORD), (err: WharfError) => err.code === 'INTERNAL');
     await staging.abort();
     assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
     assert.deepEqual(await tree(join(dataDir, 'f')), []);
@@ -445,3 +447,64 @@ for (const syncIo of SYNC_IO) {
     assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
   });
 }
+
+test("storage: each id's record says whose it is; the read side never serves a record, marks an end user's files, reads a record once", async (t) => {
+  const dataDir = await tempDir(t);
+  const storage = createLocalStorage(dataDir);
+  await storage.start();
+  const ids = { app: randomUUID(), user: randomUUID() };
+  for (const [who, via] of [['app', 'key'], ['user', 'anonymous']] as const) {
+    const staging = storage.stage();
+    await staging.put(ids[who], 'page.html', [Buffer.from('<p>hi</p>')]);
+    await staging.commit(recordFor(via));
+  }
+  assert.deepEqual(JSON.parse(await readFile(join(dataDir, 'f', ids.user, RECORD_NAME), 'utf8')), { v: 1, trust: 'user', via: 'anonymous' });
+  // The ids of one request share one record: the first id's file, hard links in the others.
+  const many = [randomUUID(), randomUUID(), randomUUID()];
+  const staging = storage.stage();
+  for (const id of many) await staging.put(id, 'a.txt', [Buffer.from(id)]);
+  await staging.commit(recordFor('authorize'));
+  const inodes = await Promise.all(many.map((id) => stat(join(dataDir, 'f', id, RECORD_NAME))));
+  assert.deepEqual(inodes.map((st) => st.nlink), [3, 3, 3]);
+  assert.equal(new Set(inodes.map((st) => st.ino)).size, 1);
+  assert.deepEqual(JSON.parse(await readFile(join(dataDir, 'f', many[2]!, RECORD_NAME), 'utf8')), recordFor('authorize'));
+  const untrusted = async (id: string): Promise<boolean | undefined> => {
+    const file = await storage.source.open(`${id}/page.html`);
+    assert.ok(file);
+    await file.close();
+    return file.untrusted;
+  };
+  assert.equal(await untrusted(ids.app), undefined);
+  assert.equal(await untrusted(ids.user), true);
+  for (const name of [RECORD_NAME, RECORD_NAME.toUpperCase(), `${RECORD_NAME}.`, `${RECORD_NAME} `, `${RECORD_NAME}/x`]) {
+    assert.equal(await storage.source.stat(`${ids.app}/${name}`), null, name);
+    assert.equal(await storage.source.open(`${ids.app}/${name}`), null, name);
+  }
+  await assert.rejects(storage.copyOut(ids.app, RECORD_NAME, join(dataDir, 'out')), (e: unknown) => e instanceof WharfError && e.code === 'NOT_FOUND');
+  // Read once: the record changing afterwards (it never does) is not seen.
+  await writeFile(join(dataDir, 'f', ids.user, RECORD_NAME), JSON.stringify(recordFor('key')));
+  assert.equal(await untrusted(ids.user), true, 'remembered');
+
+  // Copied into the layout: no record, a record too large to be one, a record that cannot be read.
+  const copied = async (record?: string | 'dir'): Promise<string> => {
+    const id = randomUUID();
+    await mkdir(join(dataDir, 'f', id));
+    await writeFile(join(dataDir, 'f', id, 'page.html'), 'x');
+    if (record === 'dir') await mkdir(join(dataDir, 'f', id, RECORD_NAME));
+    else if (record !== undefined) await writeFile(join(dataDir, 'f', id, RECORD_NAME), record);
+    return id;
+  };
+  assert.equal(await untrusted(await copied()), true, 'no record: an end user\'s');
+  assert.equal(await untrusted(await copied(`{"v":1,"trust":"app","pad":"${'x'.repeat(20_000)}"}`)), true, 'too large to be a record');
+  const unreadable = await copied('dir');
+  assert.equal(await untrusted(unreadable), true, 'unreadable: an end user\'s');
+  await rm(join(dataDir, 'f', unreadable, RECORD_NAME), { recursive: true });
+  await writeFile(join(dataDir, 'f', unreadable, RECORD_NAME), JSON.stringify(recordFor('site')));
+  assert.equal(await untrusted(unreadable), undefined, 'an unreadable record is not remembered: read again, now the app\'s');
+  assert.equal(await storage.source.open(`${randomUUID()}/page.html`), null);
+
+  const trusting = createLocalStorage(dataDir, { unrecorded: 'app' });
+  const file = await trusting.source.open(`${await copied()}/page.html`);
+  await file!.close();
+  assert.equal(file!.untrusted, undefined, 'unrecorded: "app" serves a copied-in upload as the app\'s');
+});

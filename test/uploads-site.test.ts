@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { RECORD_NAME } from '../lib/trust.js';
 import { WharfError } from '../lib/index.js';
 import type { UploadEvent } from '../lib/index.js';
 import { EMPTY, get, openFds, serve, settledFds, sha256, tempDir, tree, upload } from './uploads-helpers.js';
@@ -47,8 +48,9 @@ test('site.uploadDir: the same tree as an HTTP directory upload; a symlinked fil
   const [path] = await files.site.uploadDir(src);
   assert.match(path!, /^\/_f\/[0-9a-f-]{36}$/);
   const siteTree = await tree(join(dataDir, 'f', path!.slice(4)));
-  assert.deepEqual(siteTree, ['index.html', 'js/', 'js/app.js', 'js/lib/', 'js/lib/x y#.js', 'link.txt']);
-  const rels = siteTree.filter((p) => !p.endsWith('/'));
+  assert.deepEqual(siteTree, [RECORD_NAME, 'index.html', 'js/', 'js/app.js', 'js/lib/', 'js/lib/x y#.js', 'link.txt']);
+  assert.deepEqual(JSON.parse(await readFile(join(dataDir, 'f', path!.slice(4), RECORD_NAME), 'utf8')), { v: 1, trust: 'app', via: 'site' });
+  const rels = siteTree.filter((p) => !p.endsWith('/') && p !== RECORD_NAME);
   const http = await upload(url, await Promise.all(rels.map(async (filename) => ({ filename, data: await readFile(join(src, filename)) }))), { 'Wave-Directory-Upload': 'True' });
   assert.deepEqual(await tree(join(dataDir, 'f', http.json.files[0].slice(4))), siteTree);
   assert.equal((await get(url, `${path}/link.txt`)).body.toString(), 'linked');
@@ -215,5 +217,5 @@ test('site.*: after close() every call is refused and nothing is written', async
   await assert.rejects(files.site.upload([join(work, 'a.txt')]), isWharf('SHUTTING_DOWN', 503));
   await assert.rejects(files.site.uploadDir(work), isWharf('SHUTTING_DOWN', 503));
   await assert.rejects(files.site.download(path!, work), isWharf('SHUTTING_DOWN', 503));
-  assert.deepEqual((await tree(join(dataDir, 'f'))).length, 2);
+  assert.deepEqual((await tree(join(dataDir, 'f'))).length, 3, 'the first upload: its directory, file and record');
 });

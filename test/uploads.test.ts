@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect } from 'node:net';
+import { RECORD_NAME } from '../lib/trust.js';
 import {
   EMPTY, KEY, MULTIPART, TAIL, form, get, openFds, partHead, settledFds, pieces, rawPost, repeat, send, serve, settledTree, sha256, sleep, tempDir, tree, upload,
   type FormPart,
@@ -74,7 +75,9 @@ test('POST _f/: fields and file inputs with other names are read and dropped; on
   ]);
   assert.equal(res.status, 200, res.body.toString());
   assert.deepEqual(res.json.files.map((p: string) => split(p)[1]), ['kept.txt', 'also.txt']);
-  assert.equal((await tree(join(dataDir, 'f'))).filter((p) => !p.endsWith('/')).length, 2);
+  const stored = (await tree(join(dataDir, 'f'))).filter((p) => !p.endsWith('/'));
+  assert.equal(stored.filter((p) => !p.endsWith(`/${RECORD_NAME}`)).length, 2);
+  assert.equal(stored.filter((p) => p.endsWith(`/${RECORD_NAME}`)).length, 2, 'each upload id with its record');
 });
 
 test('POST _f/: filename* (RFC 5987) wins over filename; raw UTF-8 filename is accepted; names are stored NFC', async (t) => {
@@ -111,7 +114,8 @@ test('POST _f/ directory upload: relative paths kept under one id', async (t) =>
       assert.equal(back.status, 200, rel);
       assert.equal(sha256(back.body), sha256(data), rel);
     }
-    assert.deepEqual(await tree(join(dataDir, 'f', id)), ['css/', 'css/a.css', 'index.html', 'js/', 'js/app.js', 'js/lib/', 'js/lib/deep er/', 'js/lib/deep er/x #1.js']);
+    assert.deepEqual(await tree(join(dataDir, 'f', id)), [RECORD_NAME, 'css/', 'css/a.css', 'index.html', 'js/', 'js/app.js', 'js/lib/', 'js/lib/deep er/', 'js/lib/deep er/x #1.js']);
+    assert.deepEqual(JSON.parse(await readFile(join(dataDir, 'f', id, RECORD_NAME), 'utf8')), { v: 1, trust: 'user', via: 'anonymous' }, 'an anonymous upload: an end user\'s');
   }
 });
 
