@@ -157,9 +157,12 @@ export function createUploads(config: UploadsConfig): Uploads {
         // instead of adding up (1,000 small files would otherwise wait on 4,000 round trips in turn).
         const writing: Array<Promise<void>> = [];
         let index = 0;
-        for await (const part of parseMultipart(req, { contentType, limits, signal: body.signal })) {
-          index++;
-          try {
+        // Failing the body stops the parser, which destroys whatever a part was being written to. The
+        // parser's own errors (a limit) are recorded here too, before the staging is aborted: a file
+        // destroyed by that abort must not make its "upload was aborted" the answer.
+        try {
+          for await (const part of parseMultipart(req, { contentType, limits, signal: body.signal })) {
+            index++;
             // Wave stores only `files` parts; anything else (fields, other file inputs) is dropped
             // (within the limits) when the next part is asked for.
             if (part.name !== 'files' || part.filename === undefined) continue;
@@ -188,12 +191,11 @@ export function createUploads(config: UploadsConfig): Uploads {
             written.catch((err: unknown) => body.fail(body.error ?? classify(err, warn)));
             writing.push(written);
             if (writing.length >= FILES_IN_FLIGHT) await writing.shift();
-          } catch (err) {
-            // Failing the body stops the parser, which destroys whatever this part was being written to.
-            const e = body.error ?? classify(err, warn);
-            body.fail(e);
-            throw e;
           }
+        } catch (err) {
+          const e = body.error ?? classify(err, warn);
+          body.fail(e);
+          throw e;
         }
         await Promise.all(writing);
         if (stored.length === 0) {
