@@ -12,12 +12,18 @@
 // PROTOCOL.md §4 (401 with `WWW-Authenticate`). Access-key checks are tested by behaviour only.
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { renameSync, symlinkSync, unlinkSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import { Agent, get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { basicAuth } from '../lib/auth.js';
 import { createFileServer, type FileServer } from '../lib/server.js';
+import { directorySeams } from '../lib/static.js';
 import { eventually, formBuffer, rawSend, type RawAnswer } from './load-gen.js';
+import { fdsOn } from './server-util.js';
 
 const OUTSIDE = 'OUTSIDE-SECRET-5d1c';
 const DOTFILE = 'DOTFILE-SECRET-77ae';
@@ -43,14 +49,19 @@ interface Req {
 interface Row {
   name: string;
   req: () => Req;
-  status: number;
+  /** The status, or the statuses allowed. */
+  status: number | readonly number[];
   /** The JSON `error` code, when the answer is wharf's JSON error. */
   code?: string;
   /** Upload ids the row adds on disk (default 0). */
   stored?: number;
   /** May the answer hold PRIVATE (an authorised read of the private mapping)? */
   privateOk?: boolean;
+  /** Runs before the request (and before the disk is looked at). */
+  setup?: () => Promise<void>;
   check?: (a: RawAnswer) => void | Promise<void>;
+  /** Runs after the row, whether it passed or not. */
+  teardown?: () => void | Promise<void>;
 }
 
 function rawRequest(r: Req): Buffer {
@@ -359,6 +370,125 @@ function keys(): Row[] {
   ];
 }
 
+// A directory swapped for a symlink that leads out, between the containment check and the open
+// (issue 16, 4.3): made deterministic by the source's `beforeOpen` seam, which runs the swap in
+// exactly that window. Each root holds `swap/` (victim.txt, big.bin, changed.txt); `outside-swap/`
+// holds files of the same names full of the OUTSIDE marker.
+
+const SWAP_DIR = 'swap';
+const BIG = 100 * 1024; // over limits.cacheFileSize: cached as validators only, reopened per GET
+let outsideSwap: string;
+/** The real path of each root's `swap/`, and of the second upload whose id directory is swapped whole. */
+const swapDirs = new Map<string, string>();
+let swapUploadId: string;
+/** Undoes the swap made by the seam, if it fired (and was not undone already). */
+let unswap: (() => void) | undefined;
+/** How this machine verifies descriptors (/proc/self/fd or not), restored after each row that changes it. */
+const procFdWas = directorySeams.procFd;
+/** The seam swapped `dir` out for the open. */
+let swapped = false;
+let changes = 0;
+
+/** Arms the seam: `dir` becomes an outward symlink right before it is opened through; with `back`, the real one is back right after the open, before the descriptor is checked. */
+function armSwap(dir: string, back: boolean): void {
+  swapped = false;
+  directorySeams.beforeOpen = (path) => {
+    if (!path.startsWith(dir + sep)) return;
+    directorySeams.beforeOpen = undefined;
+    renameSync(dir, `${dir}.away`);
+    symlinkSync(outsideSwap, dir);
+    swapped = true;
+    unswap = () => {
+      unlinkSync(dir);
+      renameSync(`${dir}.away`, dir);
+    };
+    if (back) {
+      directorySeams.afterOpen = () => {
+        directorySeams.afterOpen = undefined;
+        unswap?.();
+        unswap = undefined;
+      };
+    }
+  };
+}
+
+function disarmSwap(): void {
+  directorySeams.beforeOpen = undefined;
+  directorySeams.afterOpen = undefined;
+  unswap?.();
+  unswap = undefined;
+}
+
+function swaps(): Row[] {
+  const rows: Row[] = [];
+  const roots: Array<{ name: string; prefix: () => string; dir: string; headers?: Record<string, string> }> = [
+    { name: 'public', prefix: () => '/pub/', dir: 'pub' },
+    { name: 'private (valid key)', prefix: () => '/priv/', dir: 'priv', headers: { Authorization: AUTH } },
+    { name: '_f upload', prefix: () => `/_f/${uploadId}/`, dir: 'upload' },
+  ];
+  for (const [how, procFd] of [['/proc/self/fd', true], ['realpath + inode, as without /proc', false]] as const) {
+    // Swapped back before the check, the descriptor is refused (404) or, where the check on the
+    // event loop cannot tell a race from a re-pointed root and hands over to the thread-pool path,
+    // the file is opened anew and checked again: then it is the inside file (200).
+    const row = (name: string, dir: () => string, path: () => string, headers: Record<string, string>, o: { before?: () => Promise<void>; after?: () => Promise<void>; back?: boolean } = {}): Row => ({
+      name: `${name} (${how})`,
+      setup: async () => {
+        directorySeams.procFd = procFd;
+        await o.before?.();
+        armSwap(dir(), o.back ?? false);
+      },
+      req: () => ({ path: path(), headers }),
+      status: o.back ? [404, 200] : 404,
+      check: async (a) => {
+        if (a.status === 404) assert.equal((JSON.parse(a.body.toString('utf8')) as { error?: string }).error, 'NOT_FOUND');
+        else assert.deepEqual(a.body, await readFile(join(dir(), path().split('/').pop()!)), 'the inside file');
+        assert.ok(swapped, 'the swap ran between the check and the open');
+        assert.equal(await fdsOn(join(outsideSwap, path().split('/').pop()!)), 0, 'the refused descriptor is closed');
+        disarmSwap();
+        await o.after?.();
+      },
+      teardown: () => {
+        disarmSwap();
+        directorySeams.procFd = procFdWas;
+      },
+    });
+    for (const r of roots) {
+      const h = r.headers ?? {};
+      const dir = (): string => swapDirs.get(r.dir)!;
+      const url = (file: string) => (): string => `${r.prefix()}${SWAP_DIR}/${file}`;
+      rows.push(
+        row(`swap, ${r.name} root: a directory swapped for an outward symlink between the check and the open, first request`, dir, url('victim.txt'), h),
+        row(`swap, ${r.name} root: swapped out for the open and back before the descriptor is checked`, dir, url('victim.txt'), h, { back: true }),
+        row(`swap, ${r.name} root: the same for a big file served before (its cached validators, the file reopened)`, dir, url('big.bin'), h, {
+          before: async () => {
+            const a = await get(url('big.bin')(), h);
+            assert.equal(a.status, 200);
+            assert.equal(a.body.length, BIG);
+          },
+        }),
+        row(`swap, ${r.name} root: a big file served before, swapped out for the open and back before the check`, dir, url('big.bin'), h, {
+          back: true,
+          before: async () => assert.equal((await get(url('big.bin')(), h)).status, 200),
+        }),
+        row(`swap, ${r.name} root: the same for a small cached file changed since (revalidation reopens it)`, dir, url('changed.txt'), h, {
+          before: async () => {
+            assert.equal((await get(url('changed.txt')(), h)).status, 200);
+            await writeFile(join(dir(), 'changed.txt'), `changed ${++changes}`);
+          },
+          after: async () => {
+            // Nothing of the outside file was cached: the next GET has the file as it is inside.
+            const a = await get(url('changed.txt')(), h);
+            assert.equal(a.status, 200);
+            assert.equal(a.body.toString(), `changed ${changes}`);
+          },
+        }),
+      );
+    }
+    rows.push(row("swap, _f upload: the upload id's own directory swapped for an outward symlink", () => swapDirs.get('upload-id')!, () => `/_f/${swapUploadId}/victim.txt`, {}));
+  }
+  return rows;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 before(async () => {
@@ -390,6 +520,22 @@ before(async () => {
   await mkdir(join(dataDir, 'f', uploadId, 'sub'));
   await symlink(join(root, 'outside'), join(dataDir, 'f', uploadId, 'escape'));
   await symlink(join(root, 'outside', 'secret.txt'), join(dataDir, 'f', uploadId, 'leak.txt'));
+
+  outsideSwap = join(await realpath(root), 'outside-swap');
+  await mkdir(outsideSwap);
+  const secret = (n: number): string => OUTSIDE.repeat(Math.ceil(n / OUTSIDE.length)).slice(0, n);
+  await writeFile(join(outsideSwap, 'victim.txt'), secret(64));
+  await writeFile(join(outsideSwap, 'big.bin'), secret(BIG));
+  await writeFile(join(outsideSwap, 'changed.txt'), secret(64));
+  swapUploadId = randomUUID();
+  const swapRoots: Array<[string, string]> = [['pub', join(pub, SWAP_DIR)], ['priv', join(priv, SWAP_DIR)], ['upload', join(dataDir, 'f', uploadId, SWAP_DIR)], ['upload-id', join(dataDir, 'f', swapUploadId)]];
+  for (const [name, dir] of swapRoots) {
+    await mkdir(dir);
+    await writeFile(join(dir, 'victim.txt'), 'inside victim');
+    await writeFile(join(dir, 'big.bin'), Buffer.alloc(BIG, 'i'));
+    await writeFile(join(dir, 'changed.txt'), 'inside, as first written');
+    swapDirs.set(name, await realpath(dir));
+  }
 });
 
 after(async () => {
@@ -408,29 +554,146 @@ test('security: every hostile input, its status, nothing stored, nothing leaked'
     ['Unicode', unicode()],
     ['Windows device names', deviceNames()],
     ['access keys', keys()],
+    ['directory swapped for a symlink', swaps()],
   ];
   let rows = 0;
   for (const [group, list] of table) {
     for (const row of list) {
       rows++;
       await t.test(`${group} — ${row.name}`, async () => {
-        const before = await uploadsOnDisk();
-        const a = await rawSend(port, rawRequest(row.req()), 60_000);
-        const text = a.raw.toString('latin1');
-        assert.equal(a.status, row.status, `status; answer: ${text.slice(0, 300)}`);
-        if (row.code !== undefined) assert.equal((JSON.parse(a.body.toString('utf8')) as { error?: string }).error, row.code, text.slice(0, 300));
-        for (const m of row.privateOk ? MARKERS.filter((x) => x !== PRIVATE) : MARKERS) assert.ok(!text.includes(m), `the answer leaks ${m}`);
-        assert.equal(header(a, 'x-injected').length, 0, 'no injected header');
-        for (const [k, v] of a.headers) assert.doesNotMatch(`${k}: ${v}`, /[\r\n\0]/, 'no CR, LF or NUL in a header');
-        assert.ok(header(a, 'content-disposition').length <= 1, 'at most one Content-Disposition');
-        await row.check?.(a);
-        const after = await uploadsOnDisk();
-        const added = after.filter((id) => !before.includes(id));
-        assert.equal(added.length, row.stored ?? 0, `upload ids added: ${added.join(', ')}`);
-        assert.deepEqual(before.filter((id) => !after.includes(id)), [], 'nothing removed');
-        await eventually(async () => (await readdir(join(dataDir, '.wharf-tmp'))).length === 0, 'the temp area is empty', 5000);
+        try {
+          await runRow(row);
+        } finally {
+          await row.teardown?.();
+        }
       });
     }
   }
   assert.ok(rows >= 100, `${rows} rows`);
+});
+
+async function runRow(row: Row): Promise<void> {
+  await row.setup?.();
+  const before = await uploadsOnDisk();
+  const a = await rawSend(port, rawRequest(row.req()), 60_000);
+  const text = a.raw.toString('latin1');
+  if (typeof row.status === 'number') assert.equal(a.status, row.status, `status; answer: ${text.slice(0, 300)}`);
+  else assert.ok(row.status.includes(a.status), `status ${a.status}, not one of ${row.status.join(', ')}; answer: ${text.slice(0, 300)}`);
+  if (row.code !== undefined) assert.equal((JSON.parse(a.body.toString('utf8')) as { error?: string }).error, row.code, text.slice(0, 300));
+  for (const m of row.privateOk ? MARKERS.filter((x) => x !== PRIVATE) : MARKERS) assert.ok(!text.includes(m), `the answer leaks ${m}`);
+  assert.equal(header(a, 'x-injected').length, 0, 'no injected header');
+  for (const [k, v] of a.headers) assert.doesNotMatch(`${k}: ${v}`, /[\r\n\0]/, 'no CR, LF or NUL in a header');
+  assert.ok(header(a, 'content-disposition').length <= 1, 'at most one Content-Disposition');
+  await row.check?.(a);
+  const after = await uploadsOnDisk();
+  const added = after.filter((id) => !before.includes(id));
+  assert.equal(added.length, row.stored ?? 0, `upload ids added: ${added.join(', ')}`);
+  assert.deepEqual(before.filter((id) => !after.includes(id)), [], 'nothing removed');
+  await eventually(async () => (await readdir(join(dataDir, '.wharf-tmp'))).length === 0, 'the temp area is empty', 5000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same race for real: a thread renames directories back and forth to outward symlinks while
+// requests run, with no seam. Bounded in requests and time; not one byte of an outside file may
+// come back. RACE_MODE=portable runs it with the check used where /proc/self/fd is missing.
+
+/** Renames each `dir` to `real` and `link` to `dir`, and back, until told to stop or `ms` pass; counts the cycles. */
+const SWAPPER = `
+const { workerData } = require('node:worker_threads');
+const { renameSync } = require('node:fs');
+const { pairs, flag, ms } = workerData;
+const state = new Int32Array(flag);
+const end = Date.now() + ms;
+let cycles = 0;
+while (Atomics.load(state, 0) === 0 && Date.now() < end) {
+  for (const [dir, real, link] of pairs) { renameSync(dir, real); renameSync(link, dir); }
+  for (const [dir, real, link] of pairs) { renameSync(dir, link); renameSync(real, dir); }
+  cycles++;
+}
+Atomics.store(state, 1, cycles);
+`;
+
+const RACE_REQUESTS = 4000;
+const RACE_MS = 4000;
+const RACE_CONCURRENCY = 16;
+
+test('security: directories renamed back and forth to outward symlinks while requests run: no outside byte is answered', async () => {
+  const base = await realpath(root);
+  const outside = join(base, 'race-outside');
+  const park = join(base, 'race-park');
+  await mkdir(outside);
+  await mkdir(park);
+  const files: Array<[string, Buffer, Buffer]> = [
+    ['v.txt', Buffer.from('inside race file, small'), Buffer.from(OUTSIDE.repeat(2).slice(0, 23))],
+    ['b.bin', Buffer.alloc(BIG, 'r'), Buffer.from(OUTSIDE.repeat(Math.ceil(BIG / OUTSIDE.length)).slice(0, BIG))],
+  ];
+  for (const [name, , out] of files) await writeFile(join(outside, name), out);
+  // One directory in the public mapping, one in the private one, one inside an upload.
+  const dirs: Array<[string, string, Record<string, string>]> = [
+    [join(base, 'public', 'race'), '/pub/race/', {}],
+    [join(base, 'private', 'race'), '/priv/race/', { Authorization: AUTH }],
+    [join(dataDir, 'f', uploadId, 'race'), `/_f/${uploadId}/race/`, {}],
+  ];
+  const pairs: Array<[string, string, string]> = [];
+  for (const [i, [dir]] of dirs.entries()) {
+    await mkdir(dir);
+    for (const [name, inside] of files) await writeFile(join(dir, name), inside);
+    await symlink(outside, join(park, `link${i}`));
+    pairs.push([dir, join(park, `real${i}`), join(park, `link${i}`)]);
+  }
+  const portable = process.env.RACE_MODE === 'portable';
+  directorySeams.procFd = procFdWas && !portable;
+
+  const flag = new SharedArrayBuffer(8);
+  const state = new Int32Array(flag);
+  const worker = new Worker(SWAPPER, { eval: true, workerData: { pairs, flag, ms: RACE_MS + 2000 } });
+  const exited = new Promise<void>((resolve, reject) => {
+    worker.once('error', reject);
+    worker.once('exit', () => resolve());
+  });
+  const agent = new Agent({ keepAlive: true, maxSockets: RACE_CONCURRENCY });
+  const statuses = new Map<number, number>();
+  const leaks: string[] = [];
+  let sent = 0;
+  const end = Date.now() + RACE_MS;
+  const one = (path: string, headers: Record<string, string>, inside: Buffer): Promise<void> =>
+    new Promise((resolve, reject) => {
+      httpGet({ host: '127.0.0.1', port, path, headers, agent }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const body = Buffer.concat(chunks);
+          const status = res.statusCode ?? 0;
+          statuses.set(status, (statuses.get(status) ?? 0) + 1);
+          if (body.includes(OUTSIDE.slice(0, 8))) leaks.push(`${path}: ${status}, ${body.length} bytes of the outside file`);
+          else if (status === 200 && !body.equals(inside)) leaks.push(`${path}: 200 with ${body.length} bytes that are not the file's`);
+          resolve();
+        });
+      }).on('error', reject);
+    });
+  try {
+    await Promise.all(Array.from({ length: RACE_CONCURRENCY }, async (_, lane) => {
+      while (sent < RACE_REQUESTS && Date.now() < end) {
+        const n = sent++;
+        const [, prefix, headers] = dirs[(n + lane) % dirs.length]!;
+        const [name, inside] = files[n % files.length]!;
+        await one(`${prefix}${name}`, headers, inside);
+      }
+    }));
+  } finally {
+    Atomics.store(state, 0, 1);
+    await exited;
+    agent.destroy();
+    directorySeams.procFd = procFdWas;
+  }
+  const cycles = Atomics.load(state, 1);
+  // Every descriptor opened on an outside file and refused was closed.
+  await eventually(async () => (await fdsOn(join(outside, 'v.txt'))) + (await fdsOn(join(outside, 'b.bin'))) === 0, 'no descriptor left on an outside file', 5000);
+  const summary = `${sent} requests, ${cycles} swap cycles, statuses ${JSON.stringify(Object.fromEntries(statuses))}`;
+  assert.deepEqual(leaks.slice(0, 10), [], `${leaks.length} answers leaked (${summary})`);
+  assert.ok(cycles > 10, `the directories were swapped (${summary})`);
+  assert.ok((statuses.get(200) ?? 0) > 0 && (statuses.get(404) ?? 0) > 0, `both sides of the race were seen (${summary})`);
+  assert.deepEqual([...statuses.keys()].filter((s) => s !== 200 && s !== 404), [], summary);
+  console.log(`race: ${summary}`);
 });
