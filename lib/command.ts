@@ -17,6 +17,7 @@ import { DEFAULT_LIMITS, LIMIT_UNITS, type Limits } from './limits.js';
 import { parseMapping } from './mappings.js';
 import { createBar } from './progress.js';
 import { createFileServer, type FileServer, type FileServerOptions } from './server.js';
+import { storageModes } from './storage.js';
 import { canonicalPrefix } from './urlpath.js';
 import type { TransferOptions } from './site.js';
 
@@ -104,6 +105,7 @@ export const SERVE_FLAGS: FlagSpec[] = [
   ...keyFlags(true),
   { name: 'anonymous-uploads', kind: 'boolean', env: 'WHARF_ANONYMOUS_UPLOADS', help: 'let anyone POST uploads', defaultText: 'off' },
   { name: 'dotfiles', kind: 'boolean', env: 'WHARF_DOTFILES', help: 'serve dotfiles from mapped directories', defaultText: 'off' },
+  { name: 'group-readable', kind: 'boolean', env: 'WHARF_GROUP_READABLE', help: "let the data dir's group read uploads (0750/0640)", defaultText: 'off: owner-only, 0700/0600' },
   { name: 'cache-control', kind: 'string', env: 'WHARF_CACHE_CONTROL', value: 'VALUE', help: 'Cache-Control of served files' },
   { name: 'log', kind: 'choice', env: 'WHARF_LOG', choices: ['text', 'json', 'off'], help: 'request log format', defaultText: 'text on a terminal, else json' },
   ...LIMIT_FLAGS,
@@ -185,10 +187,11 @@ const FS_REASONS: Record<string, string> = {
  * Proves `dir` writable by creating and removing a file in it: mode bits alone do not tell (root,
  * ACLs, read-only mounts), and this is the check Wave lacks, whose users meet a 500 on upload.
  */
-async function probeDataDir(dir: string): Promise<string | undefined> {
+async function probeDataDir(dir: string, mode: number): Promise<string | undefined> {
   const probe = join(dir, `.wharf-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
-    await mkdir(dir, { recursive: true });
+    // With the mode the server's storage gives what it creates (its own start finds the dir there).
+    await mkdir(dir, { recursive: true, mode });
     await writeFile(probe, 'probe', { flag: 'wx' });
     await rm(probe, { force: true });
     return undefined;
@@ -274,6 +277,7 @@ async function serve(argv: string[], io: CommandIo): Promise<number> {
     privateDirs,
     anonymousUploads: values.get('anonymous-uploads') === true,
     dotfiles: values.get('dotfiles') === true,
+    groupReadable: values.get('group-readable') === true,
     limits,
     // The server words its warnings for a log of its own ("wharf: WARNING: …"); ours says who and what.
     warn: (message) => {
@@ -293,7 +297,7 @@ async function serve(argv: string[], io: CommandIo): Promise<number> {
     if (err instanceof WharfError) throw new UsageError(err.message);
     throw err;
   }
-  const unwritable = await probeDataDir(dataDir);
+  const unwritable = await probeDataDir(dataDir, storageModes(options.groupReadable).dir);
   if (unwritable) throw new UsageError(unwritable);
 
   // Node announces every request its HTTP servers receive on this channel; the command's process

@@ -64,6 +64,17 @@ export interface FileServerOptions {
   anonymousUploads?: boolean;
   /** Serve dotfiles from mappings. Default false. */
   dotfiles?: boolean;
+  /**
+   * What other accounts on the machine may see of uploads (docs/protocol.md §4). By default
+   * everything wharf creates for uploads — the data dir and its parents when missing, `f/`, the
+   * temp area, each upload's directories and files — is owner-only, 0700 and 0600, whatever the
+   * umask (as Wave makes its upload directories). True makes them 0750 and 0640: the data dir's
+   * group may read uploads (a web server serving the data dir, say), others still nothing; a
+   * umask can only take bits away. A directory that was already there keeps its mode: when the
+   * data dir or `f/` lets others in, `warn` says so and what to run; uploads made before keep
+   * their modes. Default false.
+   */
+  groupReadable?: boolean;
   /** `Cache-Control` for served files. Default `public, max-age=0, must-revalidate`. */
   cacheControl?: string;
   limits?: Partial<Limits>;
@@ -140,7 +151,7 @@ interface Route {
 
 const KNOWN_OPTIONS = new Set([
   'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads',
-  'dotfiles', 'cacheControl', 'limits', 'onUpload', 'warn',
+  'dotfiles', 'groupReadable', 'cacheControl', 'limits', 'onUpload', 'warn',
 ]);
 
 const invalid = (message: string): WharfError => new WharfError('INVALID_OPTION', message);
@@ -153,7 +164,7 @@ function checkOptions(o: FileServerOptions): void {
   for (const f of ['authorize', 'onUpload', 'warn'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'function') throw invalid(`${f}: expected a function`);
   }
-  for (const f of ['anonymousUploads', 'dotfiles'] as const) {
+  for (const f of ['anonymousUploads', 'dotfiles', 'groupReadable'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'boolean') throw invalid(`${f}: expected true or false`);
   }
   if (o.cacheControl !== undefined && (typeof o.cacheControl !== 'string' || /[\r\n\0]/.test(o.cacheControl))) {
@@ -203,9 +214,10 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
   const anonymousUploads = options.anonymousUploads ?? false;
 
   const statics = createStatic(options.cacheControl === undefined ? { limits } : { limits, cacheControl: options.cacheControl });
+  const groupReadable = options.groupReadable ?? false;
   const uploads = createUploads(options.onUpload === undefined
-    ? { dataDir, base, limits, statics, warn }
-    : { dataDir, base, limits, statics, warn, onUpload: options.onUpload });
+    ? { dataDir, base, limits, statics, warn, groupReadable }
+    : { dataDir, base, limits, statics, warn, groupReadable, onUpload: options.onUpload });
   const streams = createStreams({ base, limits });
 
   // ---- the route table: every URL wharf answers, and who may use it -------------------------

@@ -11,7 +11,7 @@
 // answer may lose the upload's last bytes (as with busboy, formidable or multer writing to disk).
 import { randomBytes } from 'node:crypto';
 import { close, closeSync, constants, mkdir as mkdirCb, mkdirSync, open, openSync, renameSync, writev, writevSync } from 'node:fs';
-import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, open as openHandle, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { WharfError, fromFsError } from './errors.js';
 import { isUploadId } from './filenames.js';
@@ -101,7 +101,27 @@ export interface LocalStorageOptions {
   syncWriteBelow?: number;
   /** What decides that writes on the event loop are slow. Default: a detector of this storage's own. */
   slowness?: Slowness;
+  /**
+   * Directories are made 0750 and files 0640 (the data dir's group may read uploads: a web server
+   * serving it, say) instead of owner-only 0700 and 0600. Either way the umask can only take bits
+   * away. Default false.
+   */
+  groupReadable?: boolean;
+  /** Where `start` says that a directory it did not make is open to other accounts. Default: nowhere. */
+  warn?: (message: string) => void;
 }
+
+/** Modes of what storage creates: owner-only as Wave's upload directories, or readable by the group. */
+export interface StorageModes {
+  dir: number;
+  file: number;
+}
+
+export function storageModes(groupReadable = false): StorageModes {
+  return groupReadable ? { dir: 0o750, file: 0o640 } : { dir: 0o700, file: 0o600 };
+}
+
+const octal = (mode: number): string => `0${(mode & 0o777).toString(8)}`;
 
 /** The temp area's name inside `dataDir`: distinctive, so sweeping it can never touch the host's own files. */
 export const TEMP_DIR = '.wharf-tmp';
@@ -152,6 +172,7 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
   };
   const filesDir = join(dataDir, 'f');
   const tempDir = join(dataDir, TEMP_DIR);
+  const modes = storageModes(options.groupReadable);
   const instance = randomBytes(4).toString('hex');
   liveInstances.add(instance);
   let seq = 0;
@@ -186,18 +207,38 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
   return {
     source,
     async start() {
-      await mkdir(filesDir, { recursive: true });
-      await mkdir(tempDir, { recursive: true });
+      // Made with the modes (the data dir too, and any missing parent); never chmod'ed after: the
+      // mode of a directory that was there already is its owner's call, and only said out loud.
+      await mkdir(filesDir, { recursive: true, mode: modes.dir });
+      await mkdir(tempDir, { recursive: true, mode: modes.dir });
+      /** The mode of `dir` when it lets others in more than `modes.dir` would. */
+      const tooOpen = async (dir: string): Promise<number | undefined> => {
+        const mode = (await stat(dir)).mode & 0o777;
+        return (mode & ~modes.dir) === 0 ? undefined : mode;
+      };
+      const dataMode = await tooOpen(dataDir);
+      const filesMode = await tooOpen(filesDir);
+      if (filesMode !== undefined) {
+        options.warn?.(`wharf: warning: ${filesDir} has mode ${octal(filesMode)}: other accounts on this machine can list every upload id in it (each id is the URL of an upload) and read the uploads made before; wharf does not change the mode of a directory it did not create (new uploads are ${octal(modes.dir)}/${octal(modes.file)}): chmod ${octal(modes.dir)} ${filesDir}`);
+      }
+      if (dataMode !== undefined) {
+        options.warn?.(`wharf: warning: the data dir ${dataDir} has mode ${octal(dataMode)}: other accounts on this machine can list it${filesMode === undefined ? ` (not the uploads, in ${octal(modes.dir)} ${filesDir})` : ''}; wharf does not change the mode of a directory it did not create: chmod ${octal(modes.dir)} ${dataDir}`);
+      }
       const stale = (await readdir(tempDir)).filter(isStale);
       await Promise.all(stale.map((name) => rm(join(tempDir, name), { recursive: true, force: true })));
     },
-    stage: () => createStaging(tempName, filesDir, memory),
+    stage: () => createStaging(tempName, filesDir, memory, modes),
     async copyOut(id, rel, to) {
       const info = await source.stat(`${id}/${rel}`);
       if (!info) throw new WharfError('NOT_FOUND', 'no such uploaded file', 404);
       const temp = join(dirname(to), `.wharf-${randomBytes(6).toString('hex')}.tmp`);
       try {
+        // The copy is the app's file: it gets the mode a new file gets (0666 less the umask), as
+        // with the HTTP client, not the upload's owner-only one that copyFile would carry over.
+        const created = await openHandle(temp, 'wx');
+        const mode = (await created.stat().finally(() => created.close())).mode;
         await copyFile(join(filesDir, id, rel), temp, constants.COPYFILE_FICLONE);
+        await chmod(temp, mode & 0o777);
         await rename(temp, to);
       } catch (err) {
         await rm(temp, { force: true });
@@ -221,7 +262,7 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
   };
 }
 
-function createStaging(tempName: () => string, filesDir: string, memory: WriteMemory): Staging {
+function createStaging(tempName: () => string, filesDir: string, memory: WriteMemory, modes: StorageModes): Staging {
   // Each upload id is staged in a temp directory of its own, renamed to f/<id> on commit: two
   // inodes per file of a plain upload (its directory and itself), the least the layout allows.
   const roots = new Map<string, Root>();
@@ -236,7 +277,7 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
     if (state !== 'open') throw new WharfError('SHUTTING_DOWN', 'upload was aborted', 503);
     let root = roots.get(id);
     if (root === undefined) {
-      root = createRoot(tempName());
+      root = createRoot(tempName(), modes);
       roots.set(id, root);
     }
     return root;
@@ -271,7 +312,7 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
         try {
           const root = rootOf(id);
           if (root.dirSync(dirOf(root, rel))) {
-            writeFileSync(pathOf(root, rel), chunks, size);
+            writeFileSync(pathOf(root, rel), chunks, size, modes.file);
             return Promise.resolve(size);
           }
         } catch (err) {
@@ -293,6 +334,8 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
       const path = pathOf(root, rel);
       const work = root.dir(dirname(path))
         .then(() => copyFile(from, path, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE))
+        // copyFile gives the copy its source's mode: the upload's own instead.
+        .then(() => chmod(path, modes.file))
         .then(() => stat(path));
       copies.add(work);
       try {
@@ -318,7 +361,7 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
             renameSync(root.path, join(filesDir, id));
           } catch (err) {
             if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-            mkdirExistingSync(filesDir);
+            mkdirExistingSync(filesDir, modes.dir);
             renameSync(root.path, join(filesDir, id));
           }
           published.push(id);
@@ -353,33 +396,33 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
 // `.wharf-tmp` and `f` removed under a running server (a restore, a remount) are made again, but
 // never the data directory itself: where it is gone (an unmounted volume) uploads fail rather than
 // land on whatever disk is below.
-const mkdirRootSync = (path: string): void => {
+const mkdirRootSync = (path: string, mode: number): void => {
   try {
-    mkdirSync(path);
+    mkdirSync(path, mode);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    mkdirExistingSync(dirname(path));
-    mkdirSync(path);
+    mkdirExistingSync(dirname(path), mode);
+    mkdirSync(path, mode);
   }
 };
-const mkdirRoot = (path: string): Promise<void> =>
-  mkdirOne(path).catch(async (err: NodeJS.ErrnoException) => {
+const mkdirRoot = (path: string, mode: number): Promise<void> =>
+  mkdirOne(path, mode).catch(async (err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err;
-    await mkdirOne(dirname(path)).catch((e: NodeJS.ErrnoException) => {
+    await mkdirOne(dirname(path), mode).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== 'EEXIST') throw e;
     });
-    await mkdirOne(path);
+    await mkdirOne(path, mode);
   });
 /** mkdir that is content when the directory is already there. */
-function mkdirExistingSync(path: string): void {
+function mkdirExistingSync(path: string, mode: number): void {
   try {
-    mkdirSync(path);
+    mkdirSync(path, mode);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
 }
-const mkdirOne = (path: string): Promise<void> =>
-  new Promise((resolve, reject) => mkdirCb(path, (err) => (err ? reject(err) : resolve())));
+const mkdirOne = (path: string, mode: number): Promise<void> =>
+  new Promise((resolve, reject) => mkdirCb(path, mode, (err) => (err ? reject(err) : resolve())));
 
 /**
  * One upload id's temp directory, and the directories made in it: one mkdir per directory, shared
@@ -388,6 +431,8 @@ const mkdirOne = (path: string): Promise<void> =>
  */
 interface Root {
   readonly path: string;
+  /** Modes of the directories and files made in it. */
+  readonly modes: StorageModes;
   /** Makes `dir` (the root or a directory in it) and those above it, through the thread pool. */
   dir(dir: string): Promise<void>;
   /** The same without the thread pool; false when that cannot be done (an async mkdir of it is under way). */
@@ -396,7 +441,7 @@ interface Root {
   settled(): Promise<unknown>;
 }
 
-function createRoot(path: string): Root {
+function createRoot(path: string, modes: StorageModes): Root {
   let rootMade = false;
   let rootMaking: Promise<void> | undefined;
   // Directories below the root known to exist, and those whose mkdir is on its way.
@@ -404,16 +449,17 @@ function createRoot(path: string): Root {
   let dirs: Map<string, Promise<void>> | undefined;
   const root: Root = {
     path,
+    modes,
     dir(dir) {
       if (dir === path) {
-        return (rootMaking ??= mkdirRoot(path).then(() => {
+        return (rootMaking ??= mkdirRoot(path, modes.dir).then(() => {
           rootMade = true;
         }));
       }
       const making = (dirs ??= new Map()).get(dir);
       if (making) return making;
       const known = (made ??= new Set());
-      const now = root.dir(dirname(dir)).then(() => mkdirOne(dir)).then(() => {
+      const now = root.dir(dirname(dir)).then(() => mkdirOne(dir, modes.dir)).then(() => {
         known.add(dir);
       });
       dirs.set(dir, now);
@@ -423,7 +469,7 @@ function createRoot(path: string): Root {
       if (dir === path) {
         if (rootMade) return true;
         if (rootMaking) return false;
-        mkdirRootSync(path);
+        mkdirRootSync(path, modes.dir);
         rootMade = true;
         rootMaking = Promise.resolve();
         return true;
@@ -431,7 +477,7 @@ function createRoot(path: string): Root {
       if (made?.has(dir)) return true;
       if (dirs?.has(dir)) return false;
       if (!root.dirSync(dirname(dir))) return false;
-      mkdirSync(dir);
+      mkdirSync(dir, modes.dir);
       (made ??= new Set()).add(dir);
       (dirs ??= new Map()).set(dir, Promise.resolve());
       return true;
@@ -503,7 +549,7 @@ function createFileWriter(path: string, dir: string, root: Root, memory: WriteMe
     try {
       if (fd === undefined) {
         if (!root.dirSync(dir)) return false;
-        fd = openSync(path, 'wx', 0o644);
+        fd = openSync(path, 'wx', root.modes.file);
       }
       const chunks = held;
       const size = heldBytes;
@@ -523,7 +569,7 @@ function createFileWriter(path: string, dir: string, root: Root, memory: WriteMe
     try {
       if (fd === undefined) {
         await root.dir(dir);
-        fd = await openExclusive(path);
+        fd = await openExclusive(path, root.modes.file);
       }
       if (size > 0) await writeAll(fd, chunks, size);
     } finally {
@@ -623,8 +669,8 @@ function createFileWriter(path: string, dir: string, root: Root, memory: WriteMe
 }
 
 /** A whole small file in three syscalls on this thread: open, writev, close. */
-function writeFileSync(path: string, chunks: Buffer[], size: number): void {
-  const fd = openSync(path, 'wx', 0o644);
+function writeFileSync(path: string, chunks: Buffer[], size: number, mode: number): void {
+  const fd = openSync(path, 'wx', mode);
   try {
     writeAllSync(fd, chunks, size);
   } finally {
@@ -644,8 +690,8 @@ function writeAllSync(fd: number, chunks: Buffer[], size: number): void {
   }
 }
 
-const openExclusive = (path: string): Promise<number> =>
-  new Promise((resolve, reject) => open(path, 'wx', 0o644, (err, fd) => (err ? reject(err) : resolve(fd))));
+const openExclusive = (path: string, mode: number): Promise<number> =>
+  new Promise((resolve, reject) => open(path, 'wx', mode, (err, fd) => (err ? reject(err) : resolve(fd))));
 const closeFd = (fd: number): Promise<void> => new Promise((resolve, reject) => close(fd, (err) => (err ? reject(err) : resolve())));
 
 /** `writev` until every byte is down: a short write (a disk filling up) is retried for the rest, which then fails with the real error. */

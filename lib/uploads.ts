@@ -49,6 +49,8 @@ export interface UploadsConfig {
   warn?: (message: string) => void;
   /** Where uploaded bytes live. Default: the local layout of PROTOCOL.md §1 under `dataDir`. */
   storage?: Storage;
+  /** For the default storage: uploads readable by the data dir's group (see `FileServerOptions.groupReadable`). */
+  groupReadable?: boolean;
 }
 
 export interface Uploads {
@@ -88,8 +90,8 @@ const shuttingDown = (): WharfError => new WharfError('SHUTTING_DOWN', 'the serv
 
 export function createUploads(config: UploadsConfig): Uploads {
   const { base, limits } = config;
-  const storage = config.storage ?? createLocalStorage(config.dataDir);
   const warn = config.warn ?? ((message: string) => console.warn(message));
+  const storage = config.storage ?? createLocalStorage(config.dataDir, { groupReadable: config.groupReadable ?? false, warn });
   // What close() must stop: request bodies being read, and every staging (HTTP or site) not yet settled.
   const bodies = new Set<BodyWatch>();
   const stagings = new Set<Staging>();

@@ -14,7 +14,7 @@ import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { renameSync, symlinkSync, unlinkSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { Agent, get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
@@ -22,6 +22,7 @@ import { Worker } from 'node:worker_threads';
 import { basicAuth } from '../lib/auth.js';
 import { createFileServer, type FileServer } from '../lib/server.js';
 import { directorySeams } from '../lib/static.js';
+import { createLocalStorage } from '../lib/storage.js';
 import { eventually, formBuffer, rawSend, type RawAnswer } from './load-gen.js';
 import { fdsOn } from './server-util.js';
 
@@ -696,4 +697,120 @@ test('security: directories renamed back and forth to outward symlinks while req
   assert.ok((statuses.get(200) ?? 0) > 0 && (statuses.get(404) ?? 0) > 0, `both sides of the race were seen (${summary})`);
   assert.deepEqual([...statuses.keys()].filter((s) => s !== 200 && s !== 404), [], summary);
   console.log(`race: ${summary}`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Permissions (issue 16, 4.5): what wharf creates under the data dir is owner-only whatever the
+// umask (0 here, the widest), or readable by the group with `groupReadable`; a directory that was
+// there already keeps its mode and is reported.
+
+/** Every directory and file under `dir` (itself included), with its permission bits. */
+async function modesUnder(dir: string): Promise<Array<{ path: string; dir: boolean; mode: number }>> {
+  const out: Array<{ path: string; dir: boolean; mode: number }> = [];
+  const walk = async (p: string): Promise<void> => {
+    const st = await lstat(p);
+    out.push({ path: p, dir: st.isDirectory(), mode: st.mode & 0o777 });
+    if (st.isDirectory()) for (const name of await readdir(p)) await walk(join(p, name));
+  };
+  await walk(dir);
+  return out;
+}
+
+function assertModes(entries: Array<{ path: string; dir: boolean; mode: number }>, dirMode: number, fileMode: number): void {
+  const wrong = entries.filter((e) => e.mode !== (e.dir ? dirMode : fileMode)).map((e) => `${e.path}: 0${e.mode.toString(8)}`);
+  assert.deepEqual(wrong, [], `every directory 0${dirMode.toString(8)}, every file 0${fileMode.toString(8)}`);
+}
+
+test('security: the data dir, f/, the temp area and every upload are owner-only whatever the umask; groupReadable lets the group read', async () => {
+  const umask = process.umask(0);
+  try {
+    for (const [groupReadable, dirMode, fileMode] of [[false, 0o700, 0o600], [true, 0o750, 0o640]] as const) {
+      // Through the server: a missing data dir (and its missing parent) made at start, plain
+      // uploads written on the event loop and through the thread pool (past the first MiB), a
+      // directory upload, copies by site.upload and site.uploadDir of files whose own mode is 0755.
+      const base = join(root, `modes-${groupReadable}`);
+      const dir = join(base, 'parent', 'data');
+      const warnings: string[] = [];
+      const server = createFileServer({ dataDir: dir, accessKeys: { [KEY.id]: KEY.secret }, ...(groupReadable ? { groupReadable } : {}), warn: (m) => warnings.push(m) });
+      try {
+        const { port: p } = await server.listen({ port: 0 });
+        const post = async (files: Array<{ filename: string; data: Buffer }>, directory = false): Promise<void> => {
+          const form = formBuffer(files);
+          const headers: Record<string, string> = { 'Content-Type': form.contentType, Authorization: AUTH, ...(directory ? { 'Wave-Directory-Upload': 'True' } : {}) };
+          const a = await rawSend(p, rawRequest({ method: 'POST', path: '/_f/', headers, body: form.body }));
+          assert.equal(a.status, 200, a.body.toString());
+        };
+        await post([{ filename: 'small.txt', data: Buffer.from('small') }, { filename: 'big.bin', data: Buffer.alloc(3 * 1024 * 1024, 'b') }]);
+        await post([{ filename: 'd/e/f.txt', data: Buffer.from('deep') }, { filename: 'd/g.txt', data: Buffer.from('g') }], true);
+        const src = join(base, 'src');
+        await mkdir(join(src, 'sub'), { recursive: true });
+        await writeFile(join(src, 'tool.sh'), '#!/bin/sh\n', { mode: 0o755 });
+        await writeFile(join(src, 'sub', 'x.txt'), 'x', { mode: 0o755 });
+        const [copied] = await server.site.upload([join(src, 'tool.sh')]);
+        await server.site.uploadDir(src);
+        assertModes(await modesUnder(join(base, 'parent')), dirMode, fileMode);
+        // A copy downloaded in-process is the app's file: the mode any new file gets (0666 less the umask 0).
+        const to = join(base, 'downloaded.sh');
+        await server.site.download(copied!, to);
+        assert.equal((await lstat(to)).mode & 0o777, 0o666);
+        // f/ and the temp area removed under the running server are made again, with the mode too.
+        await rm(join(dir, 'f'), { recursive: true });
+        await rm(join(dir, '.wharf-tmp'), { recursive: true });
+        await post([{ filename: 'again.txt', data: Buffer.from('again') }]);
+        assertModes(await modesUnder(join(base, 'parent')), dirMode, fileMode);
+        assert.deepEqual(warnings, [], 'nothing to warn about: wharf made every directory');
+      } finally {
+        await server.close();
+      }
+
+      // The storage alone with every write through the thread pool (nothing on the event loop).
+      const data = join(base, 'pool');
+      const storage = createLocalStorage(data, { syncWriteBelow: 0, ...(groupReadable ? { groupReadable } : {}) });
+      await storage.start();
+      const staging = storage.stage();
+      const id = randomUUID();
+      const file = staging.file(id, 'a/b/c.bin', () => {});
+      file.write(Buffer.alloc(256 * 1024, 'c'));
+      file.end();
+      await file.done;
+      await staging.put(id, 'a/d.txt', [Buffer.from('d')]);
+      await staging.commit();
+      assertModes(await modesUnder(data), dirMode, fileMode);
+    }
+  } finally {
+    process.umask(umask);
+  }
+});
+
+test('security: a data dir and f/ that were already there keep their modes, and the warning says what that means', async () => {
+  const umask = process.umask(0);
+  try {
+    const dir = join(root, 'premade');
+    await mkdir(dir, { mode: 0o755 });
+    const warnings: string[] = [];
+    const start = async (): Promise<void> => {
+      const server = createFileServer({ dataDir: dir, accessKeys: { [KEY.id]: KEY.secret }, warn: (m) => warnings.push(m) });
+      await server.listen({ port: 0 }); // starts the storage
+      await server.site.upload([join(root, 'outside', 'secret.txt')]);
+      await server.close();
+    };
+    await start();
+    assert.equal((await lstat(dir)).mode & 0o777, 0o755, 'the data dir keeps its mode');
+    assert.equal((await lstat(join(dir, 'f'))).mode & 0o777, 0o700, 'f/, made by wharf, is owner-only');
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0]!, /the data dir .*premade has mode 0755: other accounts on this machine can list it \(not the uploads, in 0700 .*premade\/f\); wharf does not change the mode of a directory it did not create: chmod 0700 /);
+
+    // f/ made open by someone else (or by an earlier version): the upload ids in it are exposed.
+    warnings.length = 0;
+    await chmod(join(dir, 'f'), 0o755);
+    await start();
+    assert.equal((await lstat(join(dir, 'f'))).mode & 0o777, 0o755, 'f/ keeps its mode');
+    assert.equal(warnings.length, 2, warnings.join('\n'));
+    assert.match(warnings[0]!, /premade\/f has mode 0755: other accounts on this machine can list every upload id in it \(each id is the URL of an upload\) and read the uploads made before; .*new uploads are 0700\/0600\): chmod 0700 /);
+    assert.match(warnings[1]!, /the data dir .*premade has mode 0755: other accounts on this machine can list it; /);
+    const ids = await readdir(join(dir, 'f'));
+    for (const id of ids) assertModes(await modesUnder(join(dir, 'f', id)), 0o700, 0o600);
+  } finally {
+    process.umask(umask);
+  }
 });
