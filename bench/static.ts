@@ -1,7 +1,11 @@
 // bench/static: wharf's static engine against serve-static (send), sirv, @fastify/static and a bare
 // node:http + fs.createReadStream handler (the Node floor), on the same files, interleaved.
 //
-//   node dist/bench/static.js [--quick] [--only=<case name part, e.g. 304>]
+//   node dist/bench/static.js [--quick] [--only=<case name part, e.g. 304>[,<another>…]]
+//                             [--servers=wharf,bare,…] [--also=LABEL=PATH/lib/index.js]
+//
+// `--also` runs another build of wharf (e.g. a previous commit's, built elsewhere) as one more
+// server of the same run, so a change is measured before and after under the same load.
 //
 // Every server runs in a child process of its own (pinned to CPU 0 with taskset when there are two
 // or more CPUs); the load generator is wrk when installed (pinned to CPU 1), else autocannon, also in
@@ -13,20 +17,25 @@ import { createReadStream, createWriteStream, lstatSync, readFileSync } from 'no
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const SERVERS = ['wharf', 'serve-static', 'sirv', 'fastify', 'bare'] as const;
-type ServerKind = (typeof SERVERS)[number];
+const alsoArg = process.argv.find((a) => a.startsWith('--also='))?.slice('--also='.length);
+const also = alsoArg === undefined ? undefined : { label: alsoArg.slice(0, alsoArg.indexOf('=')), path: resolve(alsoArg.slice(alsoArg.indexOf('=') + 1)) };
+const pickServers = process.argv.find((a) => a.startsWith('--servers='))?.slice('--servers='.length).split(',');
+/** One of the peers below, or the label of the build given with `--also` (which runs where wharf does). */
+type ServerKind = string;
+const SERVERS: ServerKind[] = ['wharf', ...(also ? [also.label] : []), 'serve-static', 'sirv', 'fastify', 'bare']
+  .filter((k) => pickServers === undefined || pickServers.includes(k));
 /** The bare floor's constant validator: it answers any If-None-Match with 304. */
 const FLOOR_ETAG = '"floor"';
 
 // ---------------------------------------------------------------------------------------------
 // Server mode: `--serve <kind> <dir>` prints `PORT <n>` and serves until killed.
 
-async function serve(kind: ServerKind, dir: string): Promise<number> {
-  if (kind === 'wharf') {
-    const { createFileServer } = await import('../lib/server.js');
+async function serve(kind: ServerKind, dir: string, wharfAt?: string): Promise<number> {
+  if (kind === 'wharf' || wharfAt !== undefined) {
+    const { createFileServer } = (await import(wharfAt === undefined ? '../lib/index.js' : pathToFileURL(wharfAt).href)) as typeof import('../lib/index.js');
     const files = createFileServer({ dataDir: join(dir, '.wharf-data'), publicDirs: [`/@${dir}`], warn: () => {} });
     return (await files.listen({ port: 0 })).port;
   }
@@ -98,7 +107,7 @@ const CASES: Case[] = [
   { name: 'Range (1 KiB of 1 MiB)', path: '/1m.bin', connections: 64, unit: 'req', status: 206, headers: () => ({ Range: 'bytes=4096-5119' }), servers: SERVERS.filter((s) => s !== 'bare') },
   { name: '304 revalidation (1 KiB)', path: '/1k.bin', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: SERVERS },
   // The floor of a 304 that revalidates (one lstat per request, no other work): bare only.
-  { name: '304 floor + one lstat', path: '/1k.bin?lstat', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: ['bare'] },
+  { name: '304 floor + one lstat', path: '/1k.bin?lstat', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: SERVERS.filter((s) => s === 'bare') },
 ];
 
 /** The issue's targets: wharf / peer ≥ ratio. */
@@ -116,7 +125,7 @@ const pin = cpus >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 const haveWrk = spawnSync('wrk', ['--version']).error === undefined;
 
 function startServer(kind: ServerKind, dir: string): Promise<{ child: ChildProcess; port: number }> {
-  const args = [self, '--serve', kind, dir];
+  const args = [self, '--serve', kind, dir, ...(kind === also?.label ? [also.path] : [])];
   const child = pin ? spawn('taskset', ['-c', '0', process.execPath, ...args], { stdio: ['ignore', 'pipe', 'inherit'] }) : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
@@ -205,7 +214,7 @@ async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
   // --only=<text>: run only the cases whose name contains it (e.g. --only=304), to iterate quickly.
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
-  const cases = only === undefined ? CASES : CASES.filter((c) => c.name.includes(only));
+  const cases = only === undefined ? CASES : CASES.filter((c) => only.split(',').some((o) => c.name.includes(o)));
   const cycles = quick ? 1 : 3;
   const seconds = quick ? 1 : 3;
   const dir = await mkdtemp(join(tmpdir(), 'wharf-bench-static-'));
@@ -319,7 +328,7 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[2] === '--serve') {
-  serve(process.argv[3] as ServerKind, process.argv[4]!).then(
+  serve(process.argv[3]!, process.argv[4]!, process.argv[5]).then(
     (port) => console.log(`PORT ${port}`),
     (err: unknown) => {
       console.error(err);
