@@ -70,9 +70,10 @@ export interface FileServerOptions {
    * temp area, each upload's directories and files — is owner-only, 0700 and 0600, whatever the
    * umask (as Wave makes its upload directories). True makes them 0750 and 0640: the data dir's
    * group may read uploads (a web server serving the data dir, say), others still nothing; a
-   * umask can only take bits away. A directory that was already there keeps its mode: when the
-   * data dir or `f/` lets others in, `warn` says so and what to run; uploads made before keep
-   * their modes. Default false.
+   * umask can only take bits away. A directory that was already there keeps its mode (an open
+   * data dir shows others only the names `f` and `.wharf-tmp`); when `f/` lets others in (an
+   * older wharf made it 0755), `warn` says so and what to run. Uploads made before keep their
+   * modes. Default false.
    */
   groupReadable?: boolean;
   /** `Cache-Control` for served files. Default `public, max-age=0, must-revalidate`. */

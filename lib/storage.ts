@@ -107,7 +107,7 @@ export interface LocalStorageOptions {
    * away. Default false.
    */
   groupReadable?: boolean;
-  /** Where `start` says that a directory it did not make is open to other accounts. Default: nowhere. */
+  /** Where `start` says that an `f/` it did not make is open to other accounts. Default: nowhere. */
   warn?: (message: string) => void;
 }
 
@@ -208,21 +208,14 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
     source,
     async start() {
       // Made with the modes (the data dir too, and any missing parent); never chmod'ed after: the
-      // mode of a directory that was there already is its owner's call, and only said out loud.
+      // mode of a directory that was there already is its owner's call. An open data dir shows
+      // others the names f/ and .wharf-tmp only; an open f/ (an older wharf made it 0755) shows
+      // every upload id, and that is said out loud.
       await mkdir(filesDir, { recursive: true, mode: modes.dir });
       await mkdir(tempDir, { recursive: true, mode: modes.dir });
-      /** The mode of `dir` when it lets others in more than `modes.dir` would. */
-      const tooOpen = async (dir: string): Promise<number | undefined> => {
-        const mode = (await stat(dir)).mode & 0o777;
-        return (mode & ~modes.dir) === 0 ? undefined : mode;
-      };
-      const dataMode = await tooOpen(dataDir);
-      const filesMode = await tooOpen(filesDir);
-      if (filesMode !== undefined) {
-        options.warn?.(`wharf: warning: ${filesDir} has mode ${octal(filesMode)}: other accounts on this machine can list every upload id in it (each id is the URL of an upload) and read the uploads made before; wharf does not change the mode of a directory it did not create (new uploads are ${octal(modes.dir)}/${octal(modes.file)}): chmod ${octal(modes.dir)} ${filesDir}`);
-      }
-      if (dataMode !== undefined) {
-        options.warn?.(`wharf: warning: the data dir ${dataDir} has mode ${octal(dataMode)}: other accounts on this machine can list it${filesMode === undefined ? ` (not the uploads, in ${octal(modes.dir)} ${filesDir})` : ''}; wharf does not change the mode of a directory it did not create: chmod ${octal(modes.dir)} ${dataDir}`);
+      const filesMode = (await stat(filesDir)).mode & 0o777;
+      if ((filesMode & ~modes.dir) !== 0) {
+        options.warn?.(`wharf: warning: ${filesDir} has mode ${octal(filesMode)}: other accounts on this machine can list every upload id in it (each id is the URL of an upload) and read the uploads made before; wharf does not change the mode of a directory it did not create (new uploads are ${octal(modes.dir)}/${octal(modes.file)}): chmod ${octal(modes.dir)} ${filesDir}, and chmod -R ${modes.dir === 0o700 ? 'go-rwx' : 'g-w,o-rwx'} it for the uploads made before`);
       }
       const stale = (await readdir(tempDir)).filter(isStale);
       await Promise.all(stale.map((name) => rm(join(tempDir, name), { recursive: true, force: true })));
