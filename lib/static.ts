@@ -229,11 +229,15 @@ const sameInode = (st: Stats, now: Stats | undefined | null): boolean => now != 
  *    lies inside the root. On Linux its path is read from `/proc/self/fd/N` (one procfs call, no
  *    storage access), which names the file actually opened whatever path led there. Elsewhere
  *    (or without /proc) the path opened is resolved again with `realpath` after the open; that
- *    real path must lie inside the root, and a `stat` of it must show the descriptor's own
- *    device and inode. That check is a narrower window rather than none: a swap back in before
- *    the realpath and out again before the stat would pass it (closing it needs
- *    `openat2(RESOLVE_BENEATH)`, `O_RESOLVE_BENEATH` or `F_GETPATH`, none of which Node offers).
- *    A refused descriptor is closed before the 404 is sent.
+ *    real path must lie inside the root, a `stat` of it must show the descriptor's own device
+ *    and inode, and a second `realpath` must still give the same path, all back to back on the
+ *    event loop (through the thread pool, with wider windows, once the storage proved slow).
+ *    That is a narrower window, not none: swaps timed to the µs (back in for the
+ *    first realpath, out for the stat, in again for the second) would pass it: the real race of
+ *    test/security.test.ts run that way (RACE_MODE=portable) got 3 answers of 32,000 through,
+ *    where the Linux check let none through and no check 307 of 4,000.
+ *    Closing it needs `openat2(RESOLVE_BENEATH)`, `O_RESOLVE_BENEATH` or `F_GETPATH`, none of
+ *    which Node offers. A refused descriptor is closed before the 404 is sent.
  * No per-file real path is ever cached; only the root's real path is, and it is re-resolved when
  * a result falls outside it, so a root that is re-pointed is followed. A descriptor is checked
  * once, when it is opened; the engine's memory cache holds only bytes read from checked
@@ -247,6 +251,8 @@ const sameInode = (st: Stats, now: Stats | undefined | null): boolean => now != 
  * each takes a few µs, where each thread-pool round trip costs ~20 µs of CPU (measured in
  * bench/static). Should these calls turn out slow on average (network storage), the source goes
  * asynchronous for good. First requests and every read of file content go through the thread pool.
+ * The descriptor check is one procfs readlink on either path, ~2–4 µs per file opened; answers
+ * from the memory cache (files up to `limits.cacheFileSize`) and 304s open nothing and pay nothing.
  */
 export function createDirectorySource(root: string, options: { dotfiles?: boolean } = {}): FileSource {
   const absRoot = resolve(root);
