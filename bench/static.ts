@@ -14,7 +14,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, lstatSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -105,6 +105,8 @@ const CASES: Case[] = [
   { name: '1 MiB file', path: '/1m.bin', connections: 64, unit: 'mib', status: 200, headers: () => ({}), servers: SERVERS },
   { name: '100 MiB file', path: '/100m.bin', connections: 4, unit: 'mib', status: 200, headers: () => ({}), servers: SERVERS },
   { name: 'Range (1 KiB of 1 MiB)', path: '/1m.bin', connections: 64, unit: 'req', status: 206, headers: () => ({ Range: 'bytes=4096-5119' }), servers: SERVERS.filter((s) => s !== 'bare') },
+  // The same a directory down: wharf then checks each descriptor it opens (lib/static.ts).
+  { name: 'Range, one directory down', path: '/sub/1m.bin', connections: 64, unit: 'req', status: 206, headers: () => ({ Range: 'bytes=4096-5119' }), servers: SERVERS.filter((s) => s !== 'bare') },
   { name: '304 revalidation (1 KiB)', path: '/1k.bin', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: SERVERS },
   // The floor of a 304 that revalidates (one lstat per request, no other work): bare only.
   { name: '304 floor + one lstat', path: '/1k.bin?lstat', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: SERVERS.filter((s) => s === 'bare') },
@@ -204,6 +206,8 @@ function printTable(rows: string[][]): void {
 async function makeFiles(dir: string): Promise<void> {
   await writeFile(join(dir, '1k.bin'), randomBytes(1024));
   await writeFile(join(dir, '1m.bin'), randomBytes(1024 * 1024));
+  await mkdir(join(dir, 'sub'));
+  await writeFile(join(dir, 'sub', '1m.bin'), randomBytes(1024 * 1024));
   const out = createWriteStream(join(dir, '100m.bin'));
   const chunk = randomBytes(1024 * 1024);
   for (let i = 0; i < 100; i++) if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));

@@ -226,7 +226,9 @@ const sameInode = (st: Stats, now: Stats | undefined | null): boolean => now != 
  *    being opened in the ordinary case (opening some devices has effects).
  * 2. After opening, on the descriptor itself, because a directory on the way can be swapped for a
  *    symlink between step 1 and the open: the descriptor is accepted only if the file it holds
- *    lies inside the root. On Linux its path is read from `/proc/self/fd/N` (one procfs call, no
+ *    lies inside the root. (A file right in the root directory needs no such check: its open
+ *    crossed no directory below the root, and `O_NOFOLLOW` refuses its name turned symlink.)
+ *    On Linux its path is read from `/proc/self/fd/N` (one procfs call, no
  *    storage access), which names the file actually opened whatever path led there. Elsewhere
  *    (or without /proc) the path opened is resolved again with `realpath` after the open; that
  *    real path must lie inside the root, a `stat` of it must show the descriptor's own device
@@ -251,8 +253,9 @@ const sameInode = (st: Stats, now: Stats | undefined | null): boolean => now != 
  * each takes a few µs, where each thread-pool round trip costs ~20 µs of CPU (measured in
  * bench/static). Should these calls turn out slow on average (network storage), the source goes
  * asynchronous for good. First requests and every read of file content go through the thread pool.
- * The descriptor check is one procfs readlink on either path, ~2–4 µs per file opened; answers
- * from the memory cache (files up to `limits.cacheFileSize`) and 304s open nothing and pay nothing.
+ * The descriptor check is one procfs readlink on either path, ~4–6 µs per file opened below a
+ * directory of the root (bench/static's "one directory down" row); files right in the root, answers
+ * from the memory cache (files up to `limits.cacheFileSize`) and 304s pay nothing for it.
  */
 export function createDirectorySource(root: string, options: { dotfiles?: boolean } = {}): FileSource {
   const absRoot = resolve(root);
@@ -380,14 +383,28 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
     }
   }
 
+  /**
+   * Is `path` (as opened, with O_NOFOLLOW) an entry of the root directory itself? Then the open
+   * crossed no directory below the root — nothing a local account writing inside the root could
+   * swap — and its last component cannot have been a symlink, so the descriptor needs no check.
+   * (The root's own path is the operator's: whoever may rename it can re-point the root, which
+   * is followed anyway.)
+   */
+  function inRootDir(path: string): boolean {
+    const from = path.startsWith(rootSlash) ? rootSlash.length : realRoot !== undefined && path.startsWith(realRoot) ? realRoot.length : -1;
+    return from >= 0 && !path.includes(sep, from);
+  }
+
   /** Step 2 of containment: does descriptor `fd` (of `st`, opened by `path`) hold a file inside the root, and an allowed one? */
   async function confined(fd: number, st: Stats, path: string): Promise<boolean> {
+    if (inRootDir(path)) return true;
     const real = await realOf(fd, st, path);
     return real !== null && (await inside(real));
   }
 
   /** `confined` without the thread pool; undefined when it cannot decide cheaply (outside the root as last resolved: the root may have moved). */
   function confinedSync(fd: number, st: Stats, path: string): boolean | undefined {
+    if (inRootDir(path)) return true;
     const r = realRoot;
     if (r === undefined) return undefined;
     const real = fdPath(fd) ?? resolvedSync(st, path);

@@ -390,14 +390,18 @@ const procFdWas = directorySeams.procFd;
 let swapped = false;
 let changes = 0;
 
-/** Arms the seam: `dir` becomes an outward symlink right before it is opened through; with `back`, the real one is back right after the open, before the descriptor is checked. */
-function armSwap(dir: string, back: boolean): void {
+/**
+ * Arms the seam: `dir` (a directory, or a file with `to`) becomes a symlink to `to` (default
+ * `outside-swap/`) right before it is opened (through); with `back`, the real one is back right
+ * after the open, before the descriptor is checked.
+ */
+function armSwap(dir: string, back: boolean, to = outsideSwap): void {
   swapped = false;
   directorySeams.beforeOpen = (path) => {
-    if (!path.startsWith(dir + sep)) return;
+    if (path !== dir && !path.startsWith(dir + sep)) return;
     directorySeams.beforeOpen = undefined;
     renameSync(dir, `${dir}.away`);
-    symlinkSync(outsideSwap, dir);
+    symlinkSync(to, dir);
     swapped = true;
     unswap = () => {
       unlinkSync(dir);
@@ -431,20 +435,20 @@ function swaps(): Row[] {
     // Swapped back before the check, the descriptor is refused (404) or, where the check on the
     // event loop cannot tell a race from a re-pointed root and hands over to the thread-pool path,
     // the file is opened anew and checked again: then it is the inside file (200).
-    const row = (name: string, dir: () => string, path: () => string, headers: Record<string, string>, o: { before?: () => Promise<void>; after?: () => Promise<void>; back?: boolean } = {}): Row => ({
+    const row = (name: string, dir: () => string, path: () => string, headers: Record<string, string>, o: { before?: () => Promise<void>; after?: () => Promise<void>; back?: boolean; to?: string } = {}): Row => ({
       name: `${name} (${how})`,
       setup: async () => {
         directorySeams.procFd = procFd;
         await o.before?.();
-        armSwap(dir(), o.back ?? false);
+        armSwap(dir(), o.back ?? false, o.to === undefined ? outsideSwap : join(outsideSwap, o.to));
       },
       req: () => ({ path: path(), headers }),
       status: o.back ? [404, 200] : 404,
       check: async (a) => {
         if (a.status === 404) assert.equal((JSON.parse(a.body.toString('utf8')) as { error?: string }).error, 'NOT_FOUND');
-        else assert.deepEqual(a.body, await readFile(join(dir(), path().split('/').pop()!)), 'the inside file');
+        else assert.deepEqual(a.body, await readFile(o.to === undefined ? join(dir(), path().split('/').pop()!) : dir()), 'the inside file');
         assert.ok(swapped, 'the swap ran between the check and the open');
-        assert.equal(await fdsOn(join(outsideSwap, path().split('/').pop()!)), 0, 'the refused descriptor is closed');
+        assert.equal(await fdsOn(join(outsideSwap, o.to ?? path().split('/').pop()!)), 0, 'the refused descriptor is closed');
         disarmSwap();
         await o.after?.();
       },
@@ -486,6 +490,15 @@ function swaps(): Row[] {
       );
     }
     rows.push(row("swap, _f upload: the upload id's own directory swapped for an outward symlink", () => swapDirs.get('upload-id')!, () => `/_f/${swapUploadId}/victim.txt`, {}));
+    // A file right in the root crosses no directory an attacker could swap, so its descriptor is
+    // not checked: O_NOFOLLOW refuses the name itself turned into a symlink (ELOOP: 404).
+    for (const big of [false, true]) {
+      const name = big ? 'big.bin' : 'victim.txt';
+      rows.push(row(`swap, public root: a file right in the root swapped for an outward symlink before the open${big ? ', a big file served before' : ''}`, () => swapDirs.get(`top-${name}`)!, () => `/pub/top-${name}`, {}, {
+        to: name,
+        ...(big ? { before: async () => assert.equal((await get(`/pub/top-${name}`)).status, 200) } : {}),
+      }));
+    }
   }
   return rows;
 }
@@ -536,6 +549,10 @@ before(async () => {
     await writeFile(join(dir, 'big.bin'), Buffer.alloc(BIG, 'i'));
     await writeFile(join(dir, 'changed.txt'), 'inside, as first written');
     swapDirs.set(name, await realpath(dir));
+  }
+  for (const name of ['victim.txt', 'big.bin']) {
+    await writeFile(join(pub, `top-${name}`), name === 'big.bin' ? Buffer.alloc(BIG, 't') : 'inside, top');
+    swapDirs.set(`top-${name}`, join(await realpath(pub), `top-${name}`));
   }
 });
 
