@@ -1,8 +1,11 @@
 // bench/static: wharf's static engine against serve-static (send), sirv, @fastify/static and a bare
 // node:http + fs.createReadStream handler (the Node floor), on the same files, interleaved.
 //
-//   node dist/bench/static.js [--quick] [--only=<case name part, e.g. 304>] [--servers=wharf,sirv]
-//                             [--also=LABEL=PATH/lib/index.js]   (another build of wharf, e.g. a previous commit's)
+//   node dist/bench/static.js [--quick] [--only=<case name part, e.g. 304>[,<another>…]]
+//                             [--servers=wharf,bare,…] [--also=LABEL=PATH/lib/index.js]
+//
+// `--also` runs another build of wharf (e.g. a previous commit's, built elsewhere) as one more
+// server of the same run, so a change is measured before and after under the same load.
 //
 // The `upload:` cases are wharf's alone: the same 1 KiB file served from `{base}_f/<id>/`, once as
 // the app's own upload (`files.site.upload`) and once as an end user's (an anonymous POST), since
@@ -15,23 +18,19 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, lstatSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const ALL_SERVERS = ['wharf', 'serve-static', 'sirv', 'fastify', 'bare'] as const;
-// A kind not listed above is the label of the build given with `--also`: a row of its own, beside wharf.
-type ServerKind = string;
 const alsoArg = process.argv.find((a) => a.startsWith('--also='))?.slice('--also='.length);
-const also = alsoArg === undefined ? undefined : { label: alsoArg.slice(0, alsoArg.indexOf('=')), path: alsoArg.slice(alsoArg.indexOf('=') + 1) };
-// --servers=a,b: only these (wharf is always run; the --also build too).
-const chosen = process.argv.find((a) => a.startsWith('--servers='))?.slice('--servers='.length).split(',');
-const SERVERS: readonly ServerKind[] = [
-  ...ALL_SERVERS.filter((k) => k === 'wharf' || chosen === undefined || chosen.includes(k)),
-];
-if (also) (SERVERS as ServerKind[]).splice(1, 0, also.label);
+const also = alsoArg === undefined ? undefined : { label: alsoArg.slice(0, alsoArg.indexOf('=')), path: resolve(alsoArg.slice(alsoArg.indexOf('=') + 1)) };
+const pickServers = process.argv.find((a) => a.startsWith('--servers='))?.slice('--servers='.length).split(',');
+/** One of the peers below, or the label of the build given with `--also` (which runs where wharf does). */
+type ServerKind = string;
+const SERVERS: ServerKind[] = ['wharf', ...(also ? [also.label] : []), 'serve-static', 'sirv', 'fastify', 'bare']
+  .filter((k) => pickServers === undefined || pickServers.includes(k));
 /** Every build of wharf in this run: the upload cases are theirs alone. */
 const WHARFS = SERVERS.filter((s) => s === 'wharf' || s === also?.label);
 /** The bare floor's constant validator: it answers any If-None-Match with 304. */
@@ -143,6 +142,8 @@ const CASES: Case[] = [
   { name: '1 MiB file', path: '/1m.bin', connections: 64, unit: 'mib', status: 200, headers: () => ({}), servers: SERVERS },
   { name: '100 MiB file', path: '/100m.bin', connections: 4, unit: 'mib', status: 200, headers: () => ({}), servers: SERVERS },
   { name: 'Range (1 KiB of 1 MiB)', path: '/1m.bin', connections: 64, unit: 'req', status: 206, headers: () => ({ Range: 'bytes=4096-5119' }), servers: SERVERS.filter((s) => s !== 'bare') },
+  // The same a directory down: wharf then checks each descriptor it opens (lib/static.ts).
+  { name: 'Range, one directory down', path: '/sub/1m.bin', connections: 64, unit: 'req', status: 206, headers: () => ({ Range: 'bytes=4096-5119' }), servers: SERVERS.filter((s) => s !== 'bare') },
   { name: '304 revalidation (1 KiB)', path: '/1k.bin', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: SERVERS },
   // The floor of a 304 that revalidates (one lstat per request, no other work): bare only.
   { name: '304 floor + one lstat', path: '/1k.bin?lstat', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: SERVERS.filter((s) => s === 'bare') },
@@ -246,6 +247,8 @@ function printTable(rows: string[][]): void {
 async function makeFiles(dir: string): Promise<void> {
   await writeFile(join(dir, '1k.bin'), randomBytes(1024));
   await writeFile(join(dir, '1m.bin'), randomBytes(1024 * 1024));
+  await mkdir(join(dir, 'sub'));
+  await writeFile(join(dir, 'sub', '1m.bin'), randomBytes(1024 * 1024));
   const out = createWriteStream(join(dir, '100m.bin'));
   const chunk = randomBytes(1024 * 1024);
   for (let i = 0; i < 100; i++) if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
@@ -256,7 +259,7 @@ async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
   // --only=<text>: run only the cases whose name contains it (e.g. --only=304), to iterate quickly.
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
-  const cases = (only === undefined ? CASES : CASES.filter((c) => c.name.includes(only))).filter((c) => c.servers.length > 0);
+  const cases = (only === undefined ? CASES : CASES.filter((c) => only.split(',').some((o) => c.name.includes(o)))).filter((c) => c.servers.length > 0);
   const cycles = quick ? 1 : 3;
   const seconds = quick ? 1 : 3;
   const dir = await mkdtemp(join(tmpdir(), 'wharf-bench-static-'));

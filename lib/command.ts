@@ -18,6 +18,7 @@ import { parseMapping } from './mappings.js';
 import { createBar } from './progress.js';
 import { createFileServer, type FileServer, type FileServerOptions } from './server.js';
 import { decodeName } from './urlnames.js';
+import { storageModes } from './storage.js';
 import { canonicalPrefix } from './urlpath.js';
 import type { TransferOptions } from './site.js';
 
@@ -105,6 +106,7 @@ export const SERVE_FLAGS: FlagSpec[] = [
   ...keyFlags(true),
   { name: 'anonymous-uploads', kind: 'boolean', env: 'WHARF_ANONYMOUS_UPLOADS', help: 'let anyone POST uploads', defaultText: 'off' },
   { name: 'dotfiles', kind: 'boolean', env: 'WHARF_DOTFILES', help: 'serve dotfiles from mapped directories', defaultText: 'off' },
+  { name: 'group-readable', kind: 'boolean', env: 'WHARF_GROUP_READABLE', help: "let the data dir's group read uploads (0750/0640)", defaultText: 'off: owner-only, 0700/0600' },
   { name: 'cache-control', kind: 'string', env: 'WHARF_CACHE_CONTROL', value: 'VALUE', help: 'Cache-Control of files anyone may read', defaultText: 'public, max-age=0, must-revalidate' },
   { name: 'private-cache-control', kind: 'string', env: 'WHARF_PRIVATE_CACHE_CONTROL', value: 'VALUE', help: 'Cache-Control of files that need authorization (must say private or no-store)', defaultText: 'private, max-age=0, must-revalidate' },
   { name: 'trust-unrecorded-uploads', kind: 'boolean', env: 'WHARF_TRUST_UNRECORDED_UPLOADS', help: "serve uploads with no record of who made them (copied into the data dir) as the app's own", defaultText: "off: as an end user's" },
@@ -189,10 +191,11 @@ const FS_REASONS: Record<string, string> = {
  * Proves `dir` writable by creating and removing a file in it: mode bits alone do not tell (root,
  * ACLs, read-only mounts), and this is the check Wave lacks, whose users meet a 500 on upload.
  */
-async function probeDataDir(dir: string): Promise<string | undefined> {
+async function probeDataDir(dir: string, mode: number): Promise<string | undefined> {
   const probe = join(dir, `.wharf-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
-    await mkdir(dir, { recursive: true });
+    // With the mode the server's storage gives what it creates (its own start finds the dir there).
+    await mkdir(dir, { recursive: true, mode });
     await writeFile(probe, 'probe', { flag: 'wx' });
     await rm(probe, { force: true });
     return undefined;
@@ -278,6 +281,7 @@ async function serve(argv: string[], io: CommandIo): Promise<number> {
     anonymousUploads: values.get('anonymous-uploads') === true,
     dotfiles: values.get('dotfiles') === true,
     trustUnrecordedUploads: values.get('trust-unrecorded-uploads') === true,
+    groupReadable: values.get('group-readable') === true,
     limits,
     // The server words its warnings for a log of its own ("wharf: WARNING: …"); ours says who and what.
     warn: (message) => {
@@ -300,7 +304,7 @@ async function serve(argv: string[], io: CommandIo): Promise<number> {
     if (err instanceof WharfError) throw new UsageError(err.message);
     throw err;
   }
-  const unwritable = await probeDataDir(dataDir);
+  const unwritable = await probeDataDir(dataDir, storageModes(options.groupReadable).dir);
   if (unwritable) throw new UsageError(unwritable);
 
   // Node announces every request its HTTP servers receive on this channel; the command's process

@@ -77,6 +77,18 @@ export interface FileServerOptions {
   anonymousUploads?: boolean;
   /** Serve dotfiles from mappings. Default false. */
   dotfiles?: boolean;
+  /**
+   * What other accounts on the machine may see of uploads (docs/protocol.md §4). By default
+   * everything wharf creates for uploads — the data dir and its parents when missing, `f/`, the
+   * temp area, each upload's directories and files — is owner-only, 0700 and 0600, whatever the
+   * umask (as Wave makes its upload directories). True makes them 0750 and 0640: the data dir's
+   * group may read uploads (a web server serving the data dir, say), others still nothing; a
+   * umask can only take bits away. A directory that was already there keeps its mode (an open
+   * data dir shows others only the names `f` and `.wharf-tmp`); when `f/` lets others in (an
+   * older wharf made it 0755), `warn` says so and what to run. Uploads made before keep their
+   * modes. Default false.
+   */
+  groupReadable?: boolean;
   /** `Cache-Control` for files anyone may read (public mappings; uploads without `authorize`). Default `public, max-age=0, must-revalidate`. */
   cacheControl?: string;
   /**
@@ -198,7 +210,7 @@ interface Route {
 
 const KNOWN_OPTIONS = new Set([
   'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads',
-  'dotfiles', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'syncIo', 'limits', 'onUpload', 'warn',
+  'dotfiles', 'groupReadable', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'syncIo', 'limits', 'onUpload', 'warn',
 ]);
 
 const invalid = (message: string): WharfError => new WharfError('INVALID_OPTION', message);
@@ -211,7 +223,7 @@ function checkOptions(o: FileServerOptions): void {
   for (const f of ['authorize', 'onUpload', 'warn'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'function') throw invalid(`${f}: expected a function`);
   }
-  for (const f of ['anonymousUploads', 'dotfiles', 'trustUnrecordedUploads'] as const) {
+  for (const f of ['anonymousUploads', 'dotfiles', 'trustUnrecordedUploads', 'groupReadable'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'boolean') throw invalid(`${f}: expected true or false`);
   }
   if (o.syncIo !== undefined && o.syncIo !== 'auto' && o.syncIo !== 'off') throw invalid('syncIo: expected "auto" or "off"');
@@ -274,7 +286,12 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     ...(options.privateCacheControl === undefined ? {} : { privateCacheControl: options.privateCacheControl }),
   });
   const syncIo = options.syncIo ?? 'auto';
-  const storage = createLocalStorage(dataDir, { syncIo, unrecorded: options.trustUnrecordedUploads === true ? 'app' : 'user' });
+  const storage = createLocalStorage(dataDir, {
+    syncIo,
+    unrecorded: options.trustUnrecordedUploads === true ? 'app' : 'user',
+    groupReadable: options.groupReadable ?? false,
+    warn,
+  });
   const uploads = createUploads(options.onUpload === undefined
     ? { dataDir, base, limits, statics, warn, storage }
     : { dataDir, base, limits, statics, warn, storage, onUpload: options.onUpload });

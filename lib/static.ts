@@ -1,7 +1,7 @@
 // The static engine: answers GET/HEAD for one file of a `FileSource` — conditionals, ranges,
 // content type, downloads — from a small revalidated memory cache or streamed from disk.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { close as closeFd, closeSync, constants, createReadStream, fstat, fstatSync, lstatSync, open as openFd, openSync, read as readFd, realpathSync, statSync, type Stats } from 'node:fs';
+import { close as closeFd, closeSync, constants, createReadStream, fstat, fstatSync, lstatSync, open as openFd, openSync, read as readFd, readlinkSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import { basename, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -191,28 +191,92 @@ function closeQuietly(fd: number): Promise<void> {
   return new Promise((ok) => closeFd(fd, () => ok()));
 }
 
-function fstatFile(fd: number): Promise<{ size: number; mtimeMs: number; ino: number; isFile(): boolean }> {
+function fstatFile(fd: number): Promise<Stats> {
   return new Promise((ok, fail) => fstat(fd, (err, st) => (err ? fail(err) : ok(st))));
 }
 
 /**
+ * Test seams, not API: this module is not among the package's exports. `beforeOpen` runs right
+ * before the directory source opens a path it has checked, and `afterOpen` right after, before the
+ * descriptor is checked, so a test can swap a directory for a symlink (and back) exactly in those
+ * windows; `procFd` false makes the source verify descriptors the way it does where
+ * /proc/self/fd is missing (it also turns false by itself on a Linux without /proc).
+ */
+export const directorySeams: { beforeOpen: ((path: string) => void) | undefined; afterOpen: ((path: string) => void) | undefined; procFd: boolean } = {
+  beforeOpen: undefined,
+  afterOpen: undefined,
+  procFd: process.platform === 'linux',
+};
+
+/**
+ * Where descriptor `fd` leads now, as the kernel names it (Linux: `/proc/self/fd/N`, the path of
+ * the very file opened, whatever path was used to open it); undefined when that cannot be known.
+ * A procfs call that never touches the file's storage, so it is made synchronously: cheaper than a
+ * thread-pool round trip even on network storage. A file deleted since it was opened reads as
+ * `<path> (deleted)`, still under the directory it was in.
+ */
+function fdPath(fd: number): string | undefined {
+  if (!directorySeams.procFd) return undefined;
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // No /proc here (a container without it, a chroot): verify the other way from now on.
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EACCES') directorySeams.procFd = false;
+    return undefined;
+  }
+}
+
+/** Does the descriptor's `st` (fstat) name the same file as `now` (a stat of a path)? */
+const sameInode = (st: Stats, now: Stats | undefined | null): boolean => now != null && now.ino === st.ino && now.dev === st.dev;
+
+/**
  * Serves the regular files under `root`.
  *
- * Containment: every request resolves the requested path with `realpath` (symlinks followed) and
- * accepts it only if it lies inside the root's own real path — so a symlinked root works, and a
- * symlink inside the root that leads out of it is a 404. The file is then opened by that real path
- * with `O_NOFOLLOW`. No per-file real path is ever cached (a directory swapped for a symlink after
- * the first request would then escape); only the root's real path is, and it is re-resolved when a
- * result falls outside it, so a root that is re-pointed is followed. What remains is the usual
- * window between `realpath` and `open` in which a local attacker able to rename directories inside
- * the root could swap one for a symlink; closing it needs `openat2(RESOLVE_BENEATH)`, which Node
- * does not offer.
+ * Threat model: requests may name any path (the engine hands over only decoded relative paths
+ * without `.`/`..` segments), and a local account able to write inside the root may plant
+ * symlinks, FIFOs and devices there and rename its directories at any moment. Nothing outside
+ * the root's real path (nor a dotfile, when those are off) may be answered.
  *
- * Cost: for a file the engine has served recently (`statSync`/`openSync`), realpath, stat, open
- * and fstat are made synchronously: the kernel has that metadata cached, so each takes a few µs,
- * where each thread-pool round trip costs ~20 µs of CPU (measured in bench/static). Should these
- * calls turn out slow on average (network storage), the source goes asynchronous (slowness.ts).
- * First requests and every read of file content go through the thread pool.
+ * Containment, in two steps (docs/protocol.md §3):
+ * 1. Before opening: the requested path is resolved with `realpath` (symlinks followed, so a
+ *    symlinked root works and a link inside the root that leads out is a 404) and must lie inside
+ *    the root's own real path; the file is then opened by that real path, with `O_NOFOLLOW` and
+ *    `O_NONBLOCK`. For a file served recently, an `lstat` of each directory below the root stands
+ *    in for the realpath when none is a symlink. This step is what keeps outside paths from even
+ *    being opened in the ordinary case (opening some devices has effects).
+ * 2. After opening, on the descriptor itself, because a directory on the way can be swapped for a
+ *    symlink between step 1 and the open: the descriptor is accepted only if the file it holds
+ *    lies inside the root. (A file right in the root directory needs no such check: its open
+ *    crossed no directory below the root, and `O_NOFOLLOW` refuses its name turned symlink.)
+ *    On Linux its path is read from `/proc/self/fd/N` (one procfs call, no
+ *    storage access), which names the file actually opened whatever path led there. Elsewhere
+ *    (or without /proc) the path opened is resolved again with `realpath` after the open; that
+ *    real path must lie inside the root, a `stat` of it must show the descriptor's own device
+ *    and inode, and a second `realpath` must still give the same path, all back to back on the
+ *    event loop (through the thread pool, with wider windows, once the storage proved slow).
+ *    That is a narrower window, not none: swaps timed to the µs (back in for the
+ *    first realpath, out for the stat, in again for the second) would pass it: the real race of
+ *    test/security.test.ts run that way (RACE_MODE=portable) got 3 answers of 32,000 through,
+ *    where the Linux check let none through and no check 307 of 4,000.
+ *    Closing it needs `openat2(RESOLVE_BENEATH)`, `O_RESOLVE_BENEATH` or `F_GETPATH`, none of
+ *    which Node offers. A refused descriptor is closed before the 404 is sent.
+ * No per-file real path is ever cached; only the root's real path is, and it is re-resolved when
+ * a result falls outside it, so a root that is re-pointed is followed. A descriptor is checked
+ * once, when it is opened; the engine's memory cache holds only bytes read from checked
+ * descriptors, and revalidating an entry that changed opens (and checks) the file again. A
+ * file swapped in by a race can still be opened (and then refused): a local attacker can make
+ * wharf open, never answer, a FIFO or device outside the root. Hard links are not symlinks:
+ * one inside the root to an outside file is inside the root, as in every file server.
+ *
+ * Cost: for a file the engine has served recently (`statSync`/`openSync`), realpath, stat, open,
+ * fstat and the descriptor check are made synchronously: the kernel has that metadata cached, so
+ * each takes a few µs, where each thread-pool round trip costs ~20 µs of CPU (measured in
+ * bench/static). Should these calls turn out slow on average (network storage), the source goes
+ * asynchronous (slowness.ts). First requests and every read of file content go through the thread pool.
+ * The descriptor check is one procfs readlink on either path, ~4–6 µs per file opened below a
+ * directory of the root (bench/static's "one directory down" row); files right in the root, answers
+ * from the memory cache (files up to `limits.cacheFileSize`) and 304s pay nothing for it.
  */
 export function createDirectorySource(root: string, options: { dotfiles?: boolean; syncIo?: SyncIo } = {}): FileSource {
   const absRoot = resolve(root);
@@ -265,6 +329,20 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
     }
   }
 
+  /** Is the real path `real` inside the root `r` (a real path ending in a separator) and allowed? */
+  const allowed = (real: string, r: string): boolean =>
+    // A symlink named `visible` pointing at `.secret` inside the root is still a dotfile.
+    real.startsWith(r) && (dotfiles || !hasDotSegment(real.slice(r.length)));
+
+  /** `allowed` against the root's real path, re-resolved once when `real` falls outside it. */
+  async function inside(real: string): Promise<boolean> {
+    const r = realRoot ?? (await resolveRoot());
+    if (r === undefined) return false;
+    if (real.startsWith(r)) return allowed(real, r);
+    const again = await resolveRoot();
+    return again !== undefined && allowed(real, again);
+  }
+
   /** The real path of `rel` if it is inside the root and allowed, else null. */
   async function locate(rel: string): Promise<string | null> {
     if (!dotfiles && hasDotSegment(rel)) return null;
@@ -275,15 +353,84 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
       if (isGone(err)) return null;
       throw err;
     }
-    let r = realRoot ?? (await resolveRoot());
-    if (r === undefined) return null;
-    if (!real.startsWith(r)) {
-      r = await resolveRoot();
-      if (r === undefined || !real.startsWith(r)) return null;
+    return (await inside(real)) ? real : null;
+  }
+
+  /**
+   * Where there is no /proc/self/fd: the real path of the file that descriptor of `st` (its fstat)
+   * holds, found by resolving `path` (the path it was opened by) again, which must then lead to
+   * the descriptor's very inode and still resolve the same after that stat (a swap back and forth
+   * around the stat would show); null when the file is no longer to be found there. Each further
+   * check needs one more swap timed to the µs to fool it, but no finite number of path lookups can
+   * rule a race out (see createDirectorySource).
+   */
+  function resolvedSync(st: Stats, path: string): string | null {
+    let real: string;
+    try {
+      real = realpathSync.native(path);
+      if (!sameInode(st, statSync(real, NO_THROW))) return null;
+      return realpathSync.native(path) === real ? real : null;
+    } catch (err) {
+      return orGone(err);
     }
-    // A symlink named `visible` pointing at `.secret` inside the root is still a dotfile.
-    if (!dotfiles && hasDotSegment(real.slice(r.length))) return null;
-    return real;
+  }
+
+  /** `resolvedSync` through the thread pool, for storage that proved slow. */
+  async function resolved(st: Stats, path: string): Promise<string | null> {
+    try {
+      const real = await realpath(path);
+      if (!sameInode(st, await stat(real).catch(orGone))) return null;
+      return (await realpath(path)) === real ? real : null;
+    } catch (err) {
+      return orGone(err);
+    }
+  }
+
+  /**
+   * The real path of the file descriptor `fd` holds (`st` its fstat, `path` the path it was opened
+   * by), or null. On Linux, the descriptor's own path; elsewhere `resolvedSync`, made back to back
+   * on the event loop (timed, as the other synchronous calls) unless this storage proved slow, so
+   * that the windows between open, realpath and stat stay µs wide.
+   */
+  async function realOf(fd: number, st: Stats, path: string): Promise<string | null> {
+    const at = fdPath(fd);
+    if (at !== undefined) return at;
+    if (slowness.slow) return resolved(st, path);
+    const t0 = performance.now();
+    try {
+      return resolvedSync(st, path);
+    } finally {
+      slowness.timed(t0);
+    }
+  }
+
+  /**
+   * Is `path` (as opened, with O_NOFOLLOW) an entry of the root directory itself? Then the open
+   * crossed no directory below the root — nothing a local account writing inside the root could
+   * swap — and its last component cannot have been a symlink, so the descriptor needs no check.
+   * (The root's own path is the operator's: whoever may rename it can re-point the root, which
+   * is followed anyway.)
+   */
+  function inRootDir(path: string): boolean {
+    const from = path.startsWith(rootSlash) ? rootSlash.length : realRoot !== undefined && path.startsWith(realRoot) ? realRoot.length : -1;
+    return from >= 0 && !path.includes(sep, from);
+  }
+
+  /** Step 2 of containment: does descriptor `fd` (of `st`, opened by `path`) hold a file inside the root, and an allowed one? */
+  async function confined(fd: number, st: Stats, path: string): Promise<boolean> {
+    if (inRootDir(path)) return true;
+    const real = await realOf(fd, st, path);
+    return real !== null && (await inside(real));
+  }
+
+  /** `confined` without the thread pool; undefined when it cannot decide cheaply (outside the root as last resolved: the root may have moved). */
+  function confinedSync(fd: number, st: Stats, path: string): boolean | undefined {
+    if (inRootDir(path)) return true;
+    const r = realRoot;
+    if (r === undefined) return undefined;
+    const real = fdPath(fd) ?? resolvedSync(st, path);
+    if (real === null) return false;
+    return real.startsWith(r) ? allowed(real, r) : undefined;
   }
 
   return {
@@ -315,20 +462,21 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
     async open(rel) {
       const real = await locate(rel);
       if (real === null) return null;
+      directorySeams.beforeOpen?.(real);
       let fd: number;
       try {
         fd = await openFile(real);
       } catch (err) {
         return orNotFile(err);
       }
-      let st;
+      directorySeams.afterOpen?.(real);
       try {
-        st = await fstatFile(fd);
+        const st = await fstatFile(fd);
+        if (st.isFile() && (await confined(fd, st, real))) return openFileOf(fd, st, false);
       } catch (err) {
         await closeQuietly(fd);
         throw err;
       }
-      if (st.isFile()) return openFileOf(fd, st, false);
       await closeQuietly(fd);
       return null;
     },
@@ -337,11 +485,13 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
       if (!dotfiles && hasDotSegment(rel)) return null;
       const t0 = performance.now();
       let fd: number;
+      let path: string | null | undefined;
       try {
         const dirs = plainSync(rel, false);
         if (dirs === null) return null;
-        let path: string | null | undefined = dirs === SYMLINK ? locateSync(rel) : rootSlash + rel;
+        path = dirs === SYMLINK ? locateSync(rel) : rootSlash + rel;
         if (path === undefined || path === null) return path;
+        directorySeams.beforeOpen?.(path);
         try {
           fd = openSync(path, OPEN_FLAGS);
         } catch (err) {
@@ -349,6 +499,7 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
           if ((err as NodeJS.ErrnoException).code !== 'ELOOP' || dirs === SYMLINK) return orNotFile(err);
           path = locateSync(rel);
           if (path === undefined || path === null) return path;
+          directorySeams.beforeOpen?.(path);
           fd = openSync(path, OPEN_FLAGS);
         }
       } catch (err) {
@@ -356,16 +507,20 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
       } finally {
         slowness.timed(t0);
       }
-      let st;
+      directorySeams.afterOpen?.(path);
+      let ok: boolean | undefined;
+      let st: Stats;
       try {
         st = fstatSync(fd);
+        ok = st.isFile() ? confinedSync(fd, st, path) : false;
       } catch (err) {
         closeSyncQuietly(fd);
         throw err;
       }
-      if (st.isFile()) return openFileOf(fd, st, true);
+      if (ok === true) return openFileOf(fd, st, true);
       closeSyncQuietly(fd);
-      return null;
+      // undefined: outside the root as last resolved; the thread-pool path re-resolves it and decides.
+      return ok === false ? null : undefined;
     },
   };
 }

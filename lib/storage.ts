@@ -14,7 +14,7 @@
 // answer may lose the upload's last bytes (as with busboy, formidable or multer writing to disk).
 import { randomBytes } from 'node:crypto';
 import { close, closeSync, constants, linkSync, mkdir as mkdirCb, mkdirSync, open, openSync, renameSync, writev, writevSync } from 'node:fs';
-import { copyFile, link, mkdir, open as openHandle, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, open as openHandle, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { WharfError, fromFsError } from './errors.js';
 import { isUploadId } from './filenames.js';
@@ -119,7 +119,27 @@ export interface LocalStorageOptions {
    * are served so that they cannot run script.
    */
   unrecorded?: Trust;
+  /**
+   * Directories are made 0750 and files 0640 (the data dir's group may read uploads: a web server
+   * serving it, say) instead of owner-only 0700 and 0600. Either way the umask can only take bits
+   * away. Default false.
+   */
+  groupReadable?: boolean;
+  /** Where `start` says that an `f/` it did not make is open to other accounts. Default: nowhere. */
+  warn?: (message: string) => void;
 }
+
+/** Modes of what storage creates: owner-only as Wave's upload directories, or readable by the group. */
+export interface StorageModes {
+  dir: number;
+  file: number;
+}
+
+export function storageModes(groupReadable = false): StorageModes {
+  return groupReadable ? { dir: 0o750, file: 0o640 } : { dir: 0o700, file: 0o600 };
+}
+
+const octal = (mode: number): string => `0${(mode & 0o777).toString(8)}`;
 
 /** The temp area's name inside `dataDir`: distinctive, so sweeping it can never touch the host's own files. */
 export const TEMP_DIR = '.wharf-tmp';
@@ -177,6 +197,7 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
   };
   const filesDir = join(dataDir, 'f');
   const tempDir = join(dataDir, TEMP_DIR);
+  const modes = storageModes(options.groupReadable);
   const instance = randomBytes(4).toString('hex');
   liveInstances.add(instance);
   let seq = 0;
@@ -246,18 +267,31 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
   return {
     source,
     async start() {
-      await mkdir(filesDir, { recursive: true });
-      await mkdir(tempDir, { recursive: true });
+      // Made with the modes (the data dir too, and any missing parent); never chmod'ed after: the
+      // mode of a directory that was there already is its owner's call. An open data dir shows
+      // others the names f/ and .wharf-tmp only; an open f/ (an older wharf made it 0755) shows
+      // every upload id, and that is said out loud.
+      await mkdir(filesDir, { recursive: true, mode: modes.dir });
+      await mkdir(tempDir, { recursive: true, mode: modes.dir });
+      const filesMode = (await stat(filesDir)).mode & 0o777;
+      if ((filesMode & ~modes.dir) !== 0) {
+        options.warn?.(`wharf: warning: ${filesDir} has mode ${octal(filesMode)}: other accounts on this machine can list every upload id in it (each id is the URL of an upload) and read the uploads made before; wharf does not change the mode of a directory it did not create (new uploads are ${octal(modes.dir)}/${octal(modes.file)}): chmod ${octal(modes.dir)} ${filesDir}, and chmod -R ${modes.dir === 0o700 ? 'go-rwx' : 'g-w,o-rwx'} it for the uploads made before`);
+      }
       const stale = (await readdir(tempDir)).filter(isStale);
       await Promise.all(stale.map((name) => rm(join(tempDir, name), { recursive: true, force: true })));
     },
-    stage: () => createStaging(tempName, filesDir, memory),
+    stage: () => createStaging(tempName, filesDir, memory, modes),
     async copyOut(id, rel, to) {
       const info = await source.stat(`${id}/${rel}`);
       if (!info) throw new WharfError('NOT_FOUND', 'no such uploaded file', 404);
       const temp = join(dirname(to), `.wharf-${randomBytes(6).toString('hex')}.tmp`);
       try {
+        // The copy is the app's file: it gets the mode a new file gets (0666 less the umask), as
+        // with the HTTP client, not the upload's owner-only one that copyFile would carry over.
+        const created = await openHandle(temp, 'wx');
+        const mode = (await created.stat().finally(() => created.close())).mode;
         await copyFile(join(filesDir, id, rel), temp, constants.COPYFILE_FICLONE);
+        await chmod(temp, mode & 0o777);
         await rename(temp, to);
       } catch (err) {
         await rm(temp, { force: true });
@@ -282,7 +316,7 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
   };
 }
 
-function createStaging(tempName: () => string, filesDir: string, memory: WriteMemory): Staging {
+function createStaging(tempName: () => string, filesDir: string, memory: WriteMemory, modes: StorageModes): Staging {
   // Each upload id is staged in a temp directory of its own, renamed to f/<id> on commit: two
   // inodes per file of a plain upload (its directory and itself), the least the layout allows, and
   // a link to the request's record.
@@ -298,7 +332,7 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
     if (state !== 'open') throw new WharfError('SHUTTING_DOWN', 'upload was aborted', 503);
     let root = roots.get(id);
     if (root === undefined) {
-      root = createRoot(tempName());
+      root = createRoot(tempName(), modes);
       roots.set(id, root);
     }
     return root;
@@ -333,7 +367,7 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
         try {
           const root = rootOf(id);
           if (root.dirSync(dirOf(root, rel))) {
-            writeFileSync(pathOf(root, rel), chunks, size);
+            writeFileSync(pathOf(root, rel), chunks, size, modes.file);
             return Promise.resolve(size);
           }
         } catch (err) {
@@ -360,6 +394,8 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
       const path = pathOf(root, rel);
       const work = root.dir(dirname(path))
         .then(() => copyFile(from, path, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE))
+        // copyFile gives the copy its source's mode: the upload's own instead.
+        .then(() => chmod(path, modes.file))
         .then(() => stat(path));
       copies.add(work);
       try {
@@ -393,7 +429,7 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
             renameSync(root.path, join(filesDir, id));
           } catch (err) {
             if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-            mkdirExistingSync(filesDir);
+            mkdirExistingSync(filesDir, modes.dir);
             renameSync(root.path, join(filesDir, id));
           }
           published.push(id);
@@ -428,33 +464,33 @@ function createStaging(tempName: () => string, filesDir: string, memory: WriteMe
 // `.wharf-tmp` and `f` removed under a running server (a restore, a remount) are made again, but
 // never the data directory itself: where it is gone (an unmounted volume) uploads fail rather than
 // land on whatever disk is below.
-const mkdirRootSync = (path: string): void => {
+const mkdirRootSync = (path: string, mode: number): void => {
   try {
-    mkdirSync(path);
+    mkdirSync(path, mode);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    mkdirExistingSync(dirname(path));
-    mkdirSync(path);
+    mkdirExistingSync(dirname(path), mode);
+    mkdirSync(path, mode);
   }
 };
-const mkdirRoot = (path: string): Promise<void> =>
-  mkdirOne(path).catch(async (err: NodeJS.ErrnoException) => {
+const mkdirRoot = (path: string, mode: number): Promise<void> =>
+  mkdirOne(path, mode).catch(async (err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err;
-    await mkdirOne(dirname(path)).catch((e: NodeJS.ErrnoException) => {
+    await mkdirOne(dirname(path), mode).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== 'EEXIST') throw e;
     });
-    await mkdirOne(path);
+    await mkdirOne(path, mode);
   });
 /** mkdir that is content when the directory is already there. */
-function mkdirExistingSync(path: string): void {
+function mkdirExistingSync(path: string, mode: number): void {
   try {
-    mkdirSync(path);
+    mkdirSync(path, mode);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
 }
-const mkdirOne = (path: string): Promise<void> =>
-  new Promise((resolve, reject) => mkdirCb(path, (err) => (err ? reject(err) : resolve())));
+const mkdirOne = (path: string, mode: number): Promise<void> =>
+  new Promise((resolve, reject) => mkdirCb(path, mode, (err) => (err ? reject(err) : resolve())));
 
 /**
  * One upload id's temp directory, and the directories made in it: one mkdir per directory, shared
@@ -463,6 +499,8 @@ const mkdirOne = (path: string): Promise<void> =>
  */
 interface Root {
   readonly path: string;
+  /** Modes of the directories and files made in it. */
+  readonly modes: StorageModes;
   /** Makes `dir` (the root or a directory in it) and those above it, through the thread pool. */
   dir(dir: string): Promise<void>;
   /** The same without the thread pool; false when that cannot be done (an async mkdir of it is under way). */
@@ -471,7 +509,7 @@ interface Root {
   settled(): Promise<unknown>;
 }
 
-function createRoot(path: string): Root {
+function createRoot(path: string, modes: StorageModes): Root {
   let rootMade = false;
   let rootMaking: Promise<void> | undefined;
   // Directories below the root known to exist, and those whose mkdir is on its way.
@@ -479,16 +517,17 @@ function createRoot(path: string): Root {
   let dirs: Map<string, Promise<void>> | undefined;
   const root: Root = {
     path,
+    modes,
     dir(dir) {
       if (dir === path) {
-        return (rootMaking ??= mkdirRoot(path).then(() => {
+        return (rootMaking ??= mkdirRoot(path, modes.dir).then(() => {
           rootMade = true;
         }));
       }
       const making = (dirs ??= new Map()).get(dir);
       if (making) return making;
       const known = (made ??= new Set());
-      const now = root.dir(dirname(dir)).then(() => mkdirOne(dir)).then(() => {
+      const now = root.dir(dirname(dir)).then(() => mkdirOne(dir, modes.dir)).then(() => {
         known.add(dir);
       });
       dirs.set(dir, now);
@@ -498,7 +537,7 @@ function createRoot(path: string): Root {
       if (dir === path) {
         if (rootMade) return true;
         if (rootMaking) return false;
-        mkdirRootSync(path);
+        mkdirRootSync(path, modes.dir);
         rootMade = true;
         rootMaking = Promise.resolve();
         return true;
@@ -506,7 +545,7 @@ function createRoot(path: string): Root {
       if (made?.has(dir)) return true;
       if (dirs?.has(dir)) return false;
       if (!root.dirSync(dirname(dir))) return false;
-      mkdirSync(dir);
+      mkdirSync(dir, modes.dir);
       (made ??= new Set()).add(dir);
       (dirs ??= new Map()).set(dir, Promise.resolve());
       return true;
@@ -530,21 +569,23 @@ function noop(): void {}
  */
 async function writeRecords(roots: Root[], text: Buffer, memory: WriteMemory): Promise<void> {
   const pathOf = (root: Root): string => `${root.path}${sep}${RECORD_NAME}`;
+  // Every root of one staging is made with the same modes.
+  const mode = roots[0]?.modes.file;
   let first: string | undefined;
   for (let i = 0; i < roots.length; i++) {
     const path = pathOf(roots[i]!);
     if (memory.slowness.slow) {
       const rest = roots.slice(i).map(pathOf);
-      if (first === undefined) await writeFile((first = rest.shift()!), text, { flag: 'wx', mode: 0o644 });
+      if (first === undefined) await writeFile((first = rest.shift()!), text, { flag: 'wx', mode });
       const from = first;
-      await Promise.all(rest.map((to) => link(from, to).catch(() => writeFile(to, text, { flag: 'wx', mode: 0o644 }))));
+      await Promise.all(rest.map((to) => link(from, to).catch(() => writeFile(to, text, { flag: 'wx', mode }))));
       return;
     }
     if (i > 0 && i % RENAME_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
     const t0 = performance.now();
     try {
       if (first !== undefined && linkOrFalse(first, path)) continue;
-      writeFileSync(path, [text], text.length);
+      writeFileSync(path, [text], text.length, mode!);
       first = path;
     } finally {
       memory.slowness.timed(t0);
@@ -641,7 +682,7 @@ function createFileWriter(path: string, dir: string, root: Root, memory: WriteMe
     try {
       if (fd === undefined) {
         if (!root.dirSync(dir)) return false;
-        fd = openSync(path, 'wx', 0o644);
+        fd = openSync(path, 'wx', root.modes.file);
       }
       const chunks = held;
       const size = heldBytes;
@@ -661,7 +702,7 @@ function createFileWriter(path: string, dir: string, root: Root, memory: WriteMe
     try {
       if (fd === undefined) {
         await root.dir(dir);
-        fd = await openExclusive(path);
+        fd = await openExclusive(path, root.modes.file);
       }
       if (size > 0) await writeAll(fd, chunks, size);
     } finally {
@@ -764,8 +805,8 @@ function createFileWriter(path: string, dir: string, root: Root, memory: WriteMe
 }
 
 /** A whole small file in three syscalls on this thread: open, writev, close. */
-function writeFileSync(path: string, chunks: Buffer[], size: number): void {
-  const fd = openSync(path, 'wx', 0o644);
+function writeFileSync(path: string, chunks: Buffer[], size: number, mode: number): void {
+  const fd = openSync(path, 'wx', mode);
   try {
     writeAllSync(fd, chunks, size);
   } finally {
@@ -785,8 +826,8 @@ function writeAllSync(fd: number, chunks: Buffer[], size: number): void {
   }
 }
 
-const openExclusive = (path: string): Promise<number> =>
-  new Promise((resolve, reject) => open(path, 'wx', 0o644, (err, fd) => (err ? reject(err) : resolve(fd))));
+const openExclusive = (path: string, mode: number): Promise<number> =>
+  new Promise((resolve, reject) => open(path, 'wx', mode, (err, fd) => (err ? reject(err) : resolve(fd))));
 const closeFd = (fd: number): Promise<void> => new Promise((resolve, reject) => close(fd, (err) => (err ? reject(err) : resolve())));
 
 /** `writev` until every byte is down: a short write (a disk filling up) is retried for the rest, which then fails with the real error. */

@@ -50,8 +50,6 @@ export interface UploadsConfig {
   warn?: (message: string) => void;
   /** Where uploaded bytes live. Default: the local layout of docs/protocol.md §1 under `dataDir`. */
   storage?: Storage;
-  /** For the default storage: serve uploads without a record as the app's own (see `FileServerOptions.trustUnrecordedUploads`). Default false. */
-  trustUnrecorded?: boolean;
 }
 
 export interface Uploads {
@@ -96,8 +94,8 @@ const SITE_RECORD = recordFor('site');
 
 export function createUploads(config: UploadsConfig): Uploads {
   const { base, limits } = config;
-  const storage = config.storage ?? createLocalStorage(config.dataDir, { unrecorded: config.trustUnrecorded === true ? 'app' : 'user' });
   const warn = config.warn ?? ((message: string) => console.warn(message));
+  const storage = config.storage ?? createLocalStorage(config.dataDir, { warn });
   // What close() must stop: request bodies being read, and every staging (HTTP or site) not yet settled.
   const bodies = new Set<BodyWatch>();
   const stagings = new Set<Staging>();

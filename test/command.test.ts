@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { delimiter, join } from 'node:path';
 import test from 'node:test';
@@ -17,7 +17,7 @@ const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowe
 test('--help lists every flag and its variable; --version prints package.json\'s', async (t) => {
   const help = await runWharf(t, ['--help']);
   assert.equal(help.code, 0);
-  for (const flag of ['--listen', '--data-dir', '--public-dir', '--private-dir', '--access-key-id', '--access-key-secret', '--base-url', '--anonymous-uploads', '--log', '--server', '--dir']) {
+  for (const flag of ['--listen', '--data-dir', '--public-dir', '--private-dir', '--access-key-id', '--access-key-secret', '--base-url', '--anonymous-uploads', '--group-readable', '--log', '--server', '--dir']) {
     assert.ok(help.stdout.includes(flag), flag);
   }
   for (const key of Object.keys(DEFAULT_LIMITS)) {
@@ -104,12 +104,17 @@ test('serve with flags: mappings, keys, limits, a JSON line per request, no secr
   await mkdir(join(dir, 'models'));
   await writeFile(join(dir, 'models', 'm.bin'), 'weights');
   const dataDir = join(dir, 'data');
-  const server = await startWharfProcess(t, [
+  // Started under umask 0 (the child inherits it): the data dir it makes is owner-only all the same.
+  const umask = process.umask(0);
+  const starting = startWharfProcess(t, [
     'serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir,
     '--public-dir', `/pub/@${pub}`, '--private-dir', `/models/@${join(dir, 'models')}`, '--public-dir', `/later/@${join(dir, 'not-yet')}`,
     '--access-key-id', ID, '--limit-file-size', '1KiB', '--log', 'json',
   ], { WHARF_ACCESS_KEY_SECRET: SECRET });
+  process.umask(umask);
+  const server = await starting;
   const { url } = server;
+  for (const d of [dataDir, join(dataDir, 'f'), join(dataDir, '.wharf-tmp')]) assert.equal((await stat(d)).mode & 0o777, 0o700, d);
   const startup = server.lines();
   assert.deepEqual(startup.filter((l) => l.event === 'serving').map((l) => [l.kind, l.url, l.path ?? null]), [
     ['uploads', `${url}/_f/`, join(dataDir, 'f')],
@@ -167,7 +172,8 @@ test('serve from environment variables; a flag beats its variable; lists split o
     await writeFile(join(dir, name, 'x.txt'), name);
   }
   const dataDir = join(dir, 'data');
-  const server = await startWharfProcess(t, ['--data-dir', dataDir], {
+  const umask = process.umask(0);
+  const starting = startWharfProcess(t, ['--data-dir', dataDir], {
     WHARF_LISTEN: '127.0.0.1:0',
     WHARF_DATA_DIR: join(dir, 'ignored'),
     WHARF_PUBLIC_DIR: [`/a/@${join(dir, 'a')}`, `/b/@${join(dir, 'b')}`].join(delimiter),
@@ -177,7 +183,10 @@ test('serve from environment variables; a flag beats its variable; lists split o
     WHARF_ANONYMOUS_UPLOADS: 'true',
     WHARF_LIMIT_FILES: '1',
     WHARF_LOG: 'off',
+    WHARF_GROUP_READABLE: 'true',
   });
+  process.umask(umask);
+  const server = await starting;
   const { url } = server;
   assert.equal((await fetchRaw(`${url}/a/x.txt`)).body.toString(), 'a');
   assert.equal((await fetchRaw(`${url}/b/x.txt`)).body.toString(), 'b');
@@ -192,6 +201,10 @@ test('serve from environment variables; a flag beats its variable; lists split o
   assert.equal(two.status, 413);
   assert.deepEqual(await filesUnder(join(dir, 'ignored')), [], 'the flag beat WHARF_DATA_DIR');
   assert.equal((await filesUnder(join(dataDir, 'f'))).filter((p) => !p.endsWith(RECORD_NAME)).length, 1);
+  // WHARF_GROUP_READABLE=true: the group may read (under umask 0), others nothing.
+  assert.equal((await stat(dataDir)).mode & 0o777, 0o750);
+  assert.equal((await stat(join(dataDir, 'f', path!.split('/')[3]!))).mode & 0o777, 0o750);
+  assert.equal((await stat(join(dataDir, 'f', path!.split('/')[3]!, 'f0.txt'))).mode & 0o777, 0o640);
 
   server.proc.kill('SIGINT');
   const done = await server.exited;

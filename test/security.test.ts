@@ -22,14 +22,20 @@
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { renameSync, symlinkSync, unlinkSync } from 'node:fs';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { Agent, get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { basicAuth } from '../lib/auth.js';
 import { createFileServer, type FileServer } from '../lib/server.js';
 import { connect } from 'node:net';
-import { RECORD_NAME } from '../lib/trust.js';
+import { directorySeams } from '../lib/static.js';
+import { createLocalStorage } from '../lib/storage.js';
+import { RECORD_NAME, recordFor } from '../lib/trust.js';
 import { eventually, formBuffer, parseAnswer, rawSend, type RawAnswer } from './load-gen.js';
+import { fdsOn } from './server-util.js';
 
 const OUTSIDE = 'OUTSIDE-SECRET-5d1c';
 const DOTFILE = 'DOTFILE-SECRET-77ae';
@@ -68,16 +74,21 @@ interface Row {
   /** The server the request goes to (default the main one). */
   on?: On;
   req: () => Req;
-  status: number;
+  /** The status, or the statuses allowed. */
+  status: number | readonly number[];
   /** The JSON `error` code, when the answer is wharf's JSON error. */
   code?: string;
   /** Upload ids the row adds on disk (default 0). */
   stored?: number;
   /** May the answer hold PRIVATE (an authorised read of the private mapping)? */
   privateOk?: boolean;
+  /** Runs before the request (and before the disk is looked at). */
+  setup?: () => Promise<void>;
   check?: (a: RawAnswer) => void | Promise<void>;
   /** Requests written right behind this one, in the same write (pipelined). */
   then?: () => Req[];
+  /** Runs after the row, whether it passed or not. */
+  teardown?: () => void | Promise<void>;
 }
 
 function rawRequest(r: Req): Buffer {
@@ -542,6 +553,138 @@ function keys(): Row[] {
   ];
 }
 
+// A directory swapped for a symlink that leads out, between the containment check and the open
+// (issue 16, 4.3): made deterministic by the source's `beforeOpen` seam, which runs the swap in
+// exactly that window. Each root holds `swap/` (victim.txt, big.bin, changed.txt); `outside-swap/`
+// holds files of the same names full of the OUTSIDE marker.
+
+const SWAP_DIR = 'swap';
+const BIG = 100 * 1024; // over limits.cacheFileSize: cached as validators only, reopened per GET
+let outsideSwap: string;
+/** The real path of each root's `swap/`, and of the second upload whose id directory is swapped whole. */
+const swapDirs = new Map<string, string>();
+let swapUploadId: string;
+/** Undoes the swap made by the seam, if it fired (and was not undone already). */
+let unswap: (() => void) | undefined;
+/** How this machine verifies descriptors (/proc/self/fd or not), restored after each row that changes it. */
+const procFdWas = directorySeams.procFd;
+/** The seam swapped `dir` out for the open. */
+let swapped = false;
+let changes = 0;
+
+/**
+ * Arms the seam: `dir` (a directory, or a file with `to`) becomes a symlink to `to` (default
+ * `outside-swap/`) right before it is opened (through); with `back`, the real one is back right
+ * after the open, before the descriptor is checked.
+ */
+function armSwap(dir: string, back: boolean, to = outsideSwap): void {
+  swapped = false;
+  directorySeams.beforeOpen = (path) => {
+    if (path !== dir && !path.startsWith(dir + sep)) return;
+    directorySeams.beforeOpen = undefined;
+    renameSync(dir, `${dir}.away`);
+    symlinkSync(to, dir);
+    swapped = true;
+    unswap = () => {
+      unlinkSync(dir);
+      renameSync(`${dir}.away`, dir);
+    };
+    if (back) {
+      directorySeams.afterOpen = () => {
+        directorySeams.afterOpen = undefined;
+        unswap?.();
+        unswap = undefined;
+      };
+    }
+  };
+}
+
+function disarmSwap(): void {
+  directorySeams.beforeOpen = undefined;
+  directorySeams.afterOpen = undefined;
+  unswap?.();
+  unswap = undefined;
+}
+
+function swaps(): Row[] {
+  const rows: Row[] = [];
+  const roots: Array<{ name: string; prefix: () => string; dir: string; headers?: Record<string, string> }> = [
+    { name: 'public', prefix: () => '/pub/', dir: 'pub' },
+    { name: 'private (valid key)', prefix: () => '/priv/', dir: 'priv', headers: { Authorization: AUTH } },
+    { name: '_f upload', prefix: () => `/_f/${uploadId}/`, dir: 'upload' },
+  ];
+  for (const [how, procFd] of [['/proc/self/fd', true], ['realpath + inode, as without /proc', false]] as const) {
+    // Swapped back before the check, the descriptor is refused (404) or, where the check on the
+    // event loop cannot tell a race from a re-pointed root and hands over to the thread-pool path,
+    // the file is opened anew and checked again: then it is the inside file (200).
+    const row = (name: string, dir: () => string, path: () => string, headers: Record<string, string>, o: { before?: () => Promise<void>; after?: () => Promise<void>; back?: boolean; to?: string } = {}): Row => ({
+      name: `${name} (${how})`,
+      setup: async () => {
+        directorySeams.procFd = procFd;
+        await o.before?.();
+        armSwap(dir(), o.back ?? false, o.to === undefined ? outsideSwap : join(outsideSwap, o.to));
+      },
+      req: () => ({ path: path(), headers }),
+      status: o.back ? [404, 200] : 404,
+      check: async (a) => {
+        if (a.status === 404) assert.equal((JSON.parse(a.body.toString('utf8')) as { error?: string }).error, 'NOT_FOUND');
+        else assert.deepEqual(a.body, await readFile(o.to === undefined ? join(dir(), path().split('/').pop()!) : dir()), 'the inside file');
+        assert.ok(swapped, 'the swap ran between the check and the open');
+        assert.equal(await fdsOn(join(outsideSwap, o.to ?? path().split('/').pop()!)), 0, 'the refused descriptor is closed');
+        disarmSwap();
+        await o.after?.();
+      },
+      teardown: () => {
+        disarmSwap();
+        directorySeams.procFd = procFdWas;
+      },
+    });
+    for (const r of roots) {
+      const h = r.headers ?? {};
+      const dir = (): string => swapDirs.get(r.dir)!;
+      const url = (file: string) => (): string => `${r.prefix()}${SWAP_DIR}/${file}`;
+      rows.push(
+        row(`swap, ${r.name} root: a directory swapped for an outward symlink between the check and the open, first request`, dir, url('victim.txt'), h),
+        row(`swap, ${r.name} root: swapped out for the open and back before the descriptor is checked`, dir, url('victim.txt'), h, { back: true }),
+        row(`swap, ${r.name} root: the same for a big file served before (its cached validators, the file reopened)`, dir, url('big.bin'), h, {
+          before: async () => {
+            const a = await get(url('big.bin')(), h);
+            assert.equal(a.status, 200);
+            assert.equal(a.body.length, BIG);
+          },
+        }),
+        row(`swap, ${r.name} root: a big file served before, swapped out for the open and back before the check`, dir, url('big.bin'), h, {
+          back: true,
+          before: async () => assert.equal((await get(url('big.bin')(), h)).status, 200),
+        }),
+        row(`swap, ${r.name} root: the same for a small cached file changed since (revalidation reopens it)`, dir, url('changed.txt'), h, {
+          before: async () => {
+            assert.equal((await get(url('changed.txt')(), h)).status, 200);
+            await writeFile(join(dir(), 'changed.txt'), `changed ${++changes}`);
+          },
+          after: async () => {
+            // Nothing of the outside file was cached: the next GET has the file as it is inside.
+            const a = await get(url('changed.txt')(), h);
+            assert.equal(a.status, 200);
+            assert.equal(a.body.toString(), `changed ${changes}`);
+          },
+        }),
+      );
+    }
+    rows.push(row("swap, _f upload: the upload id's own directory swapped for an outward symlink", () => swapDirs.get('upload-id')!, () => `/_f/${swapUploadId}/victim.txt`, {}));
+    // A file right in the root crosses no directory an attacker could swap, so its descriptor is
+    // not checked: O_NOFOLLOW refuses the name itself turned into a symlink (ELOOP: 404).
+    for (const big of [false, true]) {
+      const name = big ? 'big.bin' : 'victim.txt';
+      rows.push(row(`swap, public root: a file right in the root swapped for an outward symlink before the open${big ? ', a big file served before' : ''}`, () => swapDirs.get(`top-${name}`)!, () => `/pub/top-${name}`, {}, {
+        to: name,
+        ...(big ? { before: async () => assert.equal((await get(`/pub/top-${name}`)).status, 200) } : {}),
+      }));
+    }
+  }
+  return rows;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Who uploaded decides how an upload is served (docs/protocol.md §4, lib/trust.ts)
 
@@ -838,6 +981,26 @@ before(async () => {
   await mkdir(join(dataDir, 'f', uploadId, 'sub'));
   await symlink(join(root, 'outside'), join(dataDir, 'f', uploadId, 'escape'));
   await symlink(join(root, 'outside', 'secret.txt'), join(dataDir, 'f', uploadId, 'leak.txt'));
+
+  outsideSwap = join(await realpath(root), 'outside-swap');
+  await mkdir(outsideSwap);
+  const secret = (n: number): string => OUTSIDE.repeat(Math.ceil(n / OUTSIDE.length)).slice(0, n);
+  await writeFile(join(outsideSwap, 'victim.txt'), secret(64));
+  await writeFile(join(outsideSwap, 'big.bin'), secret(BIG));
+  await writeFile(join(outsideSwap, 'changed.txt'), secret(64));
+  swapUploadId = randomUUID();
+  const swapRoots: Array<[string, string]> = [['pub', join(pub, SWAP_DIR)], ['priv', join(priv, SWAP_DIR)], ['upload', join(dataDir, 'f', uploadId, SWAP_DIR)], ['upload-id', join(dataDir, 'f', swapUploadId)]];
+  for (const [name, dir] of swapRoots) {
+    await mkdir(dir);
+    await writeFile(join(dir, 'victim.txt'), 'inside victim');
+    await writeFile(join(dir, 'big.bin'), Buffer.alloc(BIG, 'i'));
+    await writeFile(join(dir, 'changed.txt'), 'inside, as first written');
+    swapDirs.set(name, await realpath(dir));
+  }
+  for (const name of ['victim.txt', 'big.bin']) {
+    await writeFile(join(pub, `top-${name}`), name === 'big.bin' ? Buffer.alloc(BIG, 't') : 'inside, top');
+    swapDirs.set(`top-${name}`, join(await realpath(pub), `top-${name}`));
+  }
 });
 
 after(async () => {
@@ -861,30 +1024,259 @@ test('security: every hostile input, its status, nothing stored, nothing leaked'
     ['access keys', keys()],
     ["end users' uploads never run script", endUsersUploads()],
     ['private answers', privateAnswers()],
+    ['directory swapped for a symlink', swaps()],
   ];
   let rows = 0;
   for (const [group, list] of table) {
     for (const row of list) {
       rows++;
       await t.test(`${group} — ${row.name}`, async () => {
-        const before = await uploadsOnDisk();
-        const more = row.then?.() ?? [];
-        const a = more.length === 0 ? await rawSend(ports[row.on ?? 'main'], rawRequest(row.req()), 60_000) : await rawPipelined(Buffer.concat([row.req(), ...more].map(rawRequest)));
-        const text = a.raw.toString('latin1');
-        assert.equal(a.status, row.status, `status; answer: ${text.slice(0, 300)}`);
-        if (row.code !== undefined) assert.equal((JSON.parse(a.body.toString('utf8')) as { error?: string }).error, row.code, text.slice(0, 300));
-        for (const m of row.privateOk ? MARKERS.filter((x) => x !== PRIVATE) : MARKERS) assert.ok(!text.includes(m), `the answer leaks ${m}`);
-        assert.equal(header(a, 'x-injected').length, 0, 'no injected header');
-        for (const [k, v] of a.headers) assert.doesNotMatch(`${k}: ${v}`, /[\r\n\0]/, 'no CR, LF or NUL in a header');
-        assert.ok(header(a, 'content-disposition').length <= 1, 'at most one Content-Disposition');
-        await row.check?.(a);
-        const after = await uploadsOnDisk();
-        const added = after.filter((id) => !before.includes(id));
-        assert.equal(added.length, row.stored ?? 0, `upload ids added: ${added.join(', ')}`);
-        assert.deepEqual(before.filter((id) => !after.includes(id)), [], 'nothing removed');
-        await eventually(async () => (await readdir(join(dataDir, '.wharf-tmp'))).length === 0, 'the temp area is empty', 5000);
+        try {
+          await runRow(row);
+        } finally {
+          await row.teardown?.();
+        }
       });
     }
   }
   assert.ok(rows >= 100, `${rows} rows`);
+});
+
+async function runRow(row: Row): Promise<void> {
+  await row.setup?.();
+  const before = await uploadsOnDisk();
+  const more = row.then?.() ?? [];
+  const a = more.length === 0 ? await rawSend(ports[row.on ?? 'main'], rawRequest(row.req()), 60_000) : await rawPipelined(Buffer.concat([row.req(), ...more].map(rawRequest)));
+  const text = a.raw.toString('latin1');
+  if (typeof row.status === 'number') assert.equal(a.status, row.status, `status; answer: ${text.slice(0, 300)}`);
+  else assert.ok(row.status.includes(a.status), `status ${a.status}, not one of ${row.status.join(', ')}; answer: ${text.slice(0, 300)}`);
+  if (row.code !== undefined) assert.equal((JSON.parse(a.body.toString('utf8')) as { error?: string }).error, row.code, text.slice(0, 300));
+  for (const m of row.privateOk ? MARKERS.filter((x) => x !== PRIVATE) : MARKERS) assert.ok(!text.includes(m), `the answer leaks ${m}`);
+  assert.equal(header(a, 'x-injected').length, 0, 'no injected header');
+  for (const [k, v] of a.headers) assert.doesNotMatch(`${k}: ${v}`, /[\r\n\0]/, 'no CR, LF or NUL in a header');
+  assert.ok(header(a, 'content-disposition').length <= 1, 'at most one Content-Disposition');
+  await row.check?.(a);
+  const after = await uploadsOnDisk();
+  const added = after.filter((id) => !before.includes(id));
+  assert.equal(added.length, row.stored ?? 0, `upload ids added: ${added.join(', ')}`);
+  assert.deepEqual(before.filter((id) => !after.includes(id)), [], 'nothing removed');
+  await eventually(async () => (await readdir(join(dataDir, '.wharf-tmp'))).length === 0, 'the temp area is empty', 5000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same race for real: a thread renames directories back and forth to outward symlinks while
+// requests run, with no seam. Bounded in requests and time; not one byte of an outside file may
+// come back. RACE_MODE=portable runs it with the check used where /proc/self/fd is missing.
+
+/** Renames each `dir` to `real` and `link` to `dir`, and back, until told to stop or `ms` pass; counts the cycles. */
+const SWAPPER = `
+const { workerData } = require('node:worker_threads');
+const { renameSync } = require('node:fs');
+const { pairs, flag, ms } = workerData;
+const state = new Int32Array(flag);
+const end = Date.now() + ms;
+let cycles = 0;
+while (Atomics.load(state, 0) === 0 && Date.now() < end) {
+  for (const [dir, real, link] of pairs) { renameSync(dir, real); renameSync(link, dir); }
+  for (const [dir, real, link] of pairs) { renameSync(dir, link); renameSync(real, dir); }
+  cycles++;
+}
+Atomics.store(state, 1, cycles);
+`;
+
+const RACE_REQUESTS = 4000;
+const RACE_MS = 4000;
+const RACE_CONCURRENCY = 16;
+
+test('security: directories renamed back and forth to outward symlinks while requests run: no outside byte is answered', async () => {
+  const base = await realpath(root);
+  const outside = join(base, 'race-outside');
+  const park = join(base, 'race-park');
+  await mkdir(outside);
+  await mkdir(park);
+  const files: Array<[string, Buffer, Buffer]> = [
+    ['v.txt', Buffer.from('inside race file, small'), Buffer.from(OUTSIDE.repeat(2).slice(0, 23))],
+    ['b.bin', Buffer.alloc(BIG, 'r'), Buffer.from(OUTSIDE.repeat(Math.ceil(BIG / OUTSIDE.length)).slice(0, BIG))],
+  ];
+  for (const [name, , out] of files) await writeFile(join(outside, name), out);
+  // One directory in the public mapping, one in the private one, one inside an upload.
+  const dirs: Array<[string, string, Record<string, string>]> = [
+    [join(base, 'public', 'race'), '/pub/race/', {}],
+    [join(base, 'private', 'race'), '/priv/race/', { Authorization: AUTH }],
+    [join(dataDir, 'f', uploadId, 'race'), `/_f/${uploadId}/race/`, {}],
+  ];
+  const pairs: Array<[string, string, string]> = [];
+  for (const [i, [dir]] of dirs.entries()) {
+    await mkdir(dir);
+    for (const [name, inside] of files) await writeFile(join(dir, name), inside);
+    await symlink(outside, join(park, `link${i}`));
+    pairs.push([dir, join(park, `real${i}`), join(park, `link${i}`)]);
+  }
+  const portable = process.env.RACE_MODE === 'portable';
+  directorySeams.procFd = procFdWas && !portable;
+
+  const flag = new SharedArrayBuffer(8);
+  const state = new Int32Array(flag);
+  const worker = new Worker(SWAPPER, { eval: true, workerData: { pairs, flag, ms: RACE_MS + 2000 } });
+  const exited = new Promise<void>((resolve, reject) => {
+    worker.once('error', reject);
+    worker.once('exit', () => resolve());
+  });
+  const agent = new Agent({ keepAlive: true, maxSockets: RACE_CONCURRENCY });
+  const statuses = new Map<number, number>();
+  const leaks: string[] = [];
+  let sent = 0;
+  const end = Date.now() + RACE_MS;
+  const one = (path: string, headers: Record<string, string>, inside: Buffer): Promise<void> =>
+    new Promise((resolve, reject) => {
+      httpGet({ host: '127.0.0.1', port, path, headers, agent }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const body = Buffer.concat(chunks);
+          const status = res.statusCode ?? 0;
+          statuses.set(status, (statuses.get(status) ?? 0) + 1);
+          if (body.includes(OUTSIDE.slice(0, 8))) leaks.push(`${path}: ${status}, ${body.length} bytes of the outside file`);
+          else if (status === 200 && !body.equals(inside)) leaks.push(`${path}: 200 with ${body.length} bytes that are not the file's`);
+          resolve();
+        });
+      }).on('error', reject);
+    });
+  try {
+    await Promise.all(Array.from({ length: RACE_CONCURRENCY }, async (_, lane) => {
+      while (sent < RACE_REQUESTS && Date.now() < end) {
+        const n = sent++;
+        const [, prefix, headers] = dirs[(n + lane) % dirs.length]!;
+        const [name, inside] = files[n % files.length]!;
+        await one(`${prefix}${name}`, headers, inside);
+      }
+    }));
+  } finally {
+    Atomics.store(state, 0, 1);
+    await exited;
+    agent.destroy();
+    directorySeams.procFd = procFdWas;
+  }
+  const cycles = Atomics.load(state, 1);
+  // Every descriptor opened on an outside file and refused was closed.
+  await eventually(async () => (await fdsOn(join(outside, 'v.txt'))) + (await fdsOn(join(outside, 'b.bin'))) === 0, 'no descriptor left on an outside file', 5000);
+  const summary = `${sent} requests, ${cycles} swap cycles, statuses ${JSON.stringify(Object.fromEntries(statuses))}`;
+  assert.deepEqual(leaks.slice(0, 10), [], `${leaks.length} answers leaked (${summary})`);
+  assert.ok(cycles > 10, `the directories were swapped (${summary})`);
+  assert.ok((statuses.get(200) ?? 0) > 0 && (statuses.get(404) ?? 0) > 0, `both sides of the race were seen (${summary})`);
+  assert.deepEqual([...statuses.keys()].filter((s) => s !== 200 && s !== 404), [], summary);
+  console.log(`race: ${summary}`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Permissions (issue 16, 4.5): what wharf creates under the data dir is owner-only whatever the
+// umask (0 here, the widest), or readable by the group with `groupReadable`; a directory that was
+// there already keeps its mode and is reported.
+
+/** Every directory and file under `dir` (itself included), with its permission bits. */
+async function modesUnder(dir: string): Promise<Array<{ path: string; dir: boolean; mode: number }>> {
+  const out: Array<{ path: string; dir: boolean; mode: number }> = [];
+  const walk = async (p: string): Promise<void> => {
+    const st = await lstat(p);
+    out.push({ path: p, dir: st.isDirectory(), mode: st.mode & 0o777 });
+    if (st.isDirectory()) for (const name of await readdir(p)) await walk(join(p, name));
+  };
+  await walk(dir);
+  return out;
+}
+
+function assertModes(entries: Array<{ path: string; dir: boolean; mode: number }>, dirMode: number, fileMode: number): void {
+  const wrong = entries.filter((e) => e.mode !== (e.dir ? dirMode : fileMode)).map((e) => `${e.path}: 0${e.mode.toString(8)}`);
+  assert.deepEqual(wrong, [], `every directory 0${dirMode.toString(8)}, every file 0${fileMode.toString(8)}`);
+}
+
+test('security: the data dir, f/, the temp area and every upload are owner-only whatever the umask; groupReadable lets the group read', async () => {
+  const umask = process.umask(0);
+  try {
+    for (const [groupReadable, dirMode, fileMode] of [[false, 0o700, 0o600], [true, 0o750, 0o640]] as const) {
+      // Through the server: a missing data dir (and its missing parent) made at start, plain
+      // uploads written on the event loop and through the thread pool (past the first MiB), a
+      // directory upload, copies by site.upload and site.uploadDir of files whose own mode is 0755.
+      const base = join(root, `modes-${groupReadable}`);
+      const dir = join(base, 'parent', 'data');
+      const warnings: string[] = [];
+      const server = createFileServer({ dataDir: dir, accessKeys: { [KEY.id]: KEY.secret }, ...(groupReadable ? { groupReadable } : {}), warn: (m) => warnings.push(m) });
+      try {
+        const { port: p } = await server.listen({ port: 0 });
+        const post = async (files: Array<{ filename: string; data: Buffer }>, directory = false): Promise<void> => {
+          const form = formBuffer(files);
+          const headers: Record<string, string> = { 'Content-Type': form.contentType, Authorization: AUTH, ...(directory ? { 'Wave-Directory-Upload': 'True' } : {}) };
+          const a = await rawSend(p, rawRequest({ method: 'POST', path: '/_f/', headers, body: form.body }));
+          assert.equal(a.status, 200, a.body.toString());
+        };
+        await post([{ filename: 'small.txt', data: Buffer.from('small') }, { filename: 'big.bin', data: Buffer.alloc(3 * 1024 * 1024, 'b') }]);
+        await post([{ filename: 'd/e/f.txt', data: Buffer.from('deep') }, { filename: 'd/g.txt', data: Buffer.from('g') }], true);
+        const src = join(base, 'src');
+        await mkdir(join(src, 'sub'), { recursive: true });
+        await writeFile(join(src, 'tool.sh'), '#!/bin/sh\n', { mode: 0o755 });
+        await writeFile(join(src, 'sub', 'x.txt'), 'x', { mode: 0o755 });
+        const [copied] = await server.site.upload([join(src, 'tool.sh')]);
+        await server.site.uploadDir(src);
+        assertModes(await modesUnder(join(base, 'parent')), dirMode, fileMode);
+        // A copy downloaded in-process is the app's file: the mode any new file gets (0666 less the umask 0).
+        const to = join(base, 'downloaded.sh');
+        await server.site.download(copied!, to);
+        assert.equal((await lstat(to)).mode & 0o777, 0o666);
+        // f/ and the temp area removed under the running server are made again, with the mode too.
+        await rm(join(dir, 'f'), { recursive: true });
+        await rm(join(dir, '.wharf-tmp'), { recursive: true });
+        await post([{ filename: 'again.txt', data: Buffer.from('again') }]);
+        assertModes(await modesUnder(join(base, 'parent')), dirMode, fileMode);
+        assert.deepEqual(warnings, [], 'nothing to warn about: wharf made every directory');
+      } finally {
+        await server.close();
+      }
+
+      // The storage alone with every write through the thread pool (nothing on the event loop).
+      const data = join(base, 'pool');
+      const storage = createLocalStorage(data, { syncWriteBelow: 0, ...(groupReadable ? { groupReadable } : {}) });
+      await storage.start();
+      const staging = storage.stage();
+      const id = randomUUID();
+      const file = staging.file(id, 'a/b/c.bin', () => {});
+      file.write(Buffer.alloc(256 * 1024, 'c'));
+      file.end();
+      await file.done;
+      await staging.put(id, 'a/d.txt', [Buffer.from('d')]);
+      await staging.commit(recordFor('site'));
+      assertModes(await modesUnder(data), dirMode, fileMode);
+    }
+  } finally {
+    process.umask(umask);
+  }
+});
+
+test('security: a data dir and f/ that were already there keep their modes; an open f/ is reported', async () => {
+  const umask = process.umask(0);
+  try {
+    const dir = join(root, 'premade');
+    await mkdir(dir, { mode: 0o755 });
+    const warnings: string[] = [];
+    const start = async (): Promise<void> => {
+      const server = createFileServer({ dataDir: dir, accessKeys: { [KEY.id]: KEY.secret }, warn: (m) => warnings.push(m) });
+      await server.listen({ port: 0 }); // starts the storage
+      await server.site.upload([join(root, 'outside', 'secret.txt')]);
+      await server.close();
+    };
+    await start();
+    assert.equal((await lstat(dir)).mode & 0o777, 0o755, 'the data dir keeps its mode');
+    assert.equal((await lstat(join(dir, 'f'))).mode & 0o777, 0o700, 'f/, made by wharf, is owner-only');
+    assert.deepEqual(warnings, [], 'an open data dir shows others only the names f and .wharf-tmp: nothing to warn about');
+
+    // f/ left open by an earlier version (or by hand): every upload id in it is exposed.
+    await chmod(join(dir, 'f'), 0o755);
+    await start();
+    assert.equal((await lstat(join(dir, 'f'))).mode & 0o777, 0o755, 'f/ keeps its mode');
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0]!, /premade\/f has mode 0755: other accounts on this machine can list every upload id in it \(each id is the URL of an upload\) and read the uploads made before; wharf does not change the mode of a directory it did not create \(new uploads are 0700\/0600\): chmod 0700 .*premade\/f, and chmod -R go-rwx it for the uploads made before$/);
+    for (const id of await readdir(join(dir, 'f'))) assertModes(await modesUnder(join(dir, 'f', id)), 0o700, 0o600);
+  } finally {
+    process.umask(umask);
+  }
 });
