@@ -2,7 +2,7 @@
 // (listen / handle / close). Everything a route does lives in its own module.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { resolve } from 'node:path';
+import { resolve, sep } from 'node:path';
 import { createKeyCheck, isLoopback } from './auth.js';
 import { WharfError, sendError } from './errors.js';
 import { afterLastAnswer, closeAfterAnswer } from './linger.js';
@@ -275,6 +275,11 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
   const base = canonicalPrefix(options.baseUrl ?? '/', 'baseUrl');
   const dataDir = resolve(options.dataDir ?? './data');
   const mappings = parseMappings(options.publicDirs, options.privateDirs, base);
+  // A mapping of the data dir, or of a directory in it, would serve uploads around their own rules
+  // (authorize, end users' uploads never running script) and the staging area with them.
+  for (const m of mappings) {
+    if (m.path === dataDir || m.path.startsWith(dataDir + sep)) throw invalid(`mapping ${m.prefix} serves ${m.path}, which is the data dir or inside it: uploads are served at ${base}_f/ only`);
+  }
   for (const w of missingDirWarnings(mappings)) warn(w);
   const keyCheck = createKeyCheck(options.accessKeys);
   const authorize = options.authorize;
@@ -332,7 +337,9 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
       allow: 'GET, HEAD, POST, DELETE',
     },
     ...mappings.map((m): Route => {
-      const source = createDirectorySource(m.path, { dotfiles: options.dotfiles ?? false, syncIo });
+      // What another route serves is never served through this one, however reached (docs/protocol.md §3).
+      const exclude = [dataDir, ...mappings.filter((o) => o !== m).map((o) => o.path)];
+      const source = createDirectorySource(m.path, { dotfiles: options.dotfiles ?? false, syncIo, exclude });
       const get: Method = { access: m.private ? 'private' : 'open', path: filePath, run: (req, res, rel) => statics.respond(req, res, source, rel, m.private) };
       return { prefix: routePrefix(m.prefix), methods: { GET: get, HEAD: get }, allow: 'GET, HEAD' };
     }),

@@ -278,10 +278,27 @@ const sameInode = (st: Stats, now: Stats | undefined | null): boolean => now != 
  * directory of the root (bench/static's "one directory down" row); files right in the root, answers
  * from the memory cache (files up to `limits.cacheFileSize`) and 304s pay nothing for it.
  */
-export function createDirectorySource(root: string, options: { dotfiles?: boolean; syncIo?: SyncIo } = {}): FileSource {
+export interface DirectorySourceOptions {
+  /** Serve files and directories whose name starts with `.`. Default false. */
+  dotfiles?: boolean;
+  /** `'off'`: no synchronous file-system call on the event loop (slowness.ts). Default `'auto'`. */
+  syncIo?: SyncIo;
+  /**
+   * Directories that another route serves (a nested mapping, the upload store): nothing under them
+   * is served from this root, however it is reached — a symlink inside the root that leads there
+   * included — so each is reached only by its own rules (docs/protocol.md §3). Checked on real
+   * paths, where containment is, so it costs nothing while this is empty.
+   */
+  exclude?: readonly string[];
+}
+
+export function createDirectorySource(root: string, options: DirectorySourceOptions = {}): FileSource {
   const absRoot = resolve(root);
   const dotfiles = options.dotfiles ?? false;
+  const exclude = (options.exclude ?? []).map((p) => resolve(p));
   let realRoot: string | undefined;
+  // The real paths of `exclude`, each ending in a separator; resolved with the root.
+  let realExcluded: string[] = [];
   /** Turns on once synchronous checks take too long: this storage is not local and warm, go async. */
   const slowness = slownessFor(options.syncIo);
   let stats = 0;
@@ -291,6 +308,13 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
     try {
       const r = await realpath(absRoot);
       realRoot = r.endsWith(sep) ? r : r + sep;
+      if (exclude.length > 0) {
+        // Only those inside the root matter (usually none: then nothing is checked per request).
+        // One not there yet keeps its path as given: it can only appear there.
+        const inRoot = realRoot;
+        const reals = await Promise.all(exclude.map((p) => realpath(p).catch(() => p).then((x) => x + sep)));
+        realExcluded = reals.filter((x) => x !== inRoot && (x.startsWith(inRoot) || x.startsWith(rootSlash)));
+      }
     } catch (err) {
       if (!isGone(err)) throw err;
       realRoot = undefined;
@@ -304,8 +328,7 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
     const real = realpathSync.native(rootSlash + rel);
     // Outside the root as last resolved: the async path re-resolves the root and decides.
     if (!real.startsWith(realRoot)) return undefined;
-    if (!dotfiles && hasDotSegment(real.slice(realRoot.length))) return null;
-    return real;
+    return allowed(real, realRoot) ? real : null;
   }
 
   /**
@@ -332,7 +355,7 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
   /** Is the real path `real` inside the root `r` (a real path ending in a separator) and allowed? */
   const allowed = (real: string, r: string): boolean =>
     // A symlink named `visible` pointing at `.secret` inside the root is still a dotfile.
-    real.startsWith(r) && (dotfiles || !hasDotSegment(real.slice(r.length)));
+    real.startsWith(r) && (dotfiles || !hasDotSegment(real.slice(r.length))) && (realExcluded.length === 0 || !realExcluded.some((e) => real.startsWith(e)));
 
   /** `allowed` against the root's real path, re-resolved once when `real` falls outside it. */
   async function inside(real: string): Promise<boolean> {
@@ -445,7 +468,8 @@ export function createDirectorySource(root: string, options: { dotfiles?: boolea
       if (!dotfiles && hasDotSegment(rel)) return null;
       const t0 = ++stats % STAT_SAMPLE === 0 ? performance.now() : -1;
       try {
-        let st = plainSync(rel, true);
+        // With a directory excluded inside the root, its real path decides (it may be reached by a link).
+        let st = realExcluded.length > 0 ? SYMLINK : plainSync(rel, true);
         if (st === SYMLINK) {
           const real = locateSync(rel);
           if (real === undefined || real === null) return real;

@@ -270,6 +270,11 @@ function nestedMappings(): Row[] {
     { name: 'through an encoded %2e/ in the public mapping', req: () => ({ path: '/n/%2e/%69nner/secret.txt' }), status: 404, code: 'NOT_FOUND' },
     { name: 'through x/../ in the public mapping', req: () => ({ path: '/n/x/../inner/secret.txt' }), status: 404, code: 'NOT_FOUND' },
     { name: 'through an empty segment in the public mapping', req: () => ({ path: '/n//inner/secret.txt' }), status: 404, code: 'NOT_FOUND' },
+    // The file system can reach the private directory where routing cannot: a link inside the public root.
+    { name: 'through a symlink in the public root to the private directory', req: () => ({ path: '/n/alias/secret.txt' }), status: 404, code: 'NOT_FOUND' },
+    { name: 'through a symlink in the public root to the private file', req: () => ({ path: '/n/secret-link.txt' }), status: 404, code: 'NOT_FOUND' },
+    { name: 'through a symlink to the private directory, HEAD', req: () => ({ method: 'HEAD', path: '/n/alias/secret.txt' }), status: 404 },
+    { name: 'through a symlink in the public root to the upload store', req: () => ({ path: `/n/store/f/${uploadId}/doc.txt` }), status: 404, code: 'NOT_FOUND' },
   ];
 }
 
@@ -942,6 +947,9 @@ before(async () => {
   await mkdir(join(nested, 'inner'), { recursive: true });
   await writeFile(join(nested, 'pub.txt'), 'nested public');
   await writeFile(join(nested, 'inner', 'secret.txt'), PRIVATE);
+  await symlink(join(nested, 'inner'), join(nested, 'alias'));
+  await symlink(join(nested, 'inner', 'secret.txt'), join(nested, 'secret-link.txt'));
+  await symlink(dataDir, join(nested, 'store'));
   const common = {
     dataDir,
     publicDirs: [`/pub/@${pub}`, `/n/@${nested}`],
@@ -1278,5 +1286,34 @@ test('security: a data dir and f/ that were already there keep their modes; an o
     for (const id of await readdir(join(dir, 'f'))) assertModes(await modesUnder(join(dir, 'f', id)), 0o700, 0o600);
   } finally {
     process.umask(umask);
+  }
+});
+
+test('security: uploads are served at _f/ only — a mapping around the data dir, or a link to it, serves none of them; a mapping in it is refused', async (t) => {
+  const site = await mkdtemp(join(tmpdir(), 'wharf-site-'));
+  t.after(() => rm(site, { recursive: true, force: true }));
+  await writeFile(join(site, 'index.txt'), 'site');
+  const data = join(site, 'data');
+  const server = createFileServer({ dataDir: data, publicDirs: [`/site/@${site}`], anonymousUploads: true, warn: () => {} });
+  const { port: p } = await server.listen({ port: 0 });
+  t.after(() => server.close());
+  const form = formBuffer([{ filename: 'evil.html', data: Buffer.from('<script>alert(1)</script>') }]);
+  const up = await rawSend(p, rawRequest({ method: 'POST', path: '/_f/', headers: { 'Content-Type': form.contentType }, body: form.body }));
+  assert.equal(up.status, 200);
+  const path = answerJson(up).files[0]!;
+  const id = idOf(path);
+  await symlink(join(data, 'f'), join(site, 'store'));
+  const get = (q: string): Promise<RawAnswer> => rawSend(p, rawRequest({ path: q }));
+  assert.equal((await get('/site/index.txt')).status, 200, 'the mapping serves its own files (control)');
+  for (const q of [`/site/data/f/${id}/evil.html`, `/site/store/${id}/evil.html`, `/site/data/f/${id}/${RECORD_NAME}`]) {
+    const a = await get(q);
+    assert.equal(a.status, 404, `${q}: ${a.raw.toString('latin1').slice(0, 200)}`);
+    assert.ok(!a.body.toString().includes('<script>'), q);
+  }
+  const own = await get(path);
+  assert.equal(own.status, 200);
+  assert.match(header(own, 'content-disposition')[0] ?? '', /^attachment/, 'served at _f/ by its own rules: an end user\'s HTML is an attachment');
+  for (const inside of [data, join(data, 'f'), join(data, 'f', id)]) {
+    assert.throws(() => createFileServer({ dataDir: data, publicDirs: [`/x/@${inside}`] }), (e: unknown) => e instanceof Error && (e as { code?: string }).code === 'INVALID_OPTION', inside);
   }
 });
