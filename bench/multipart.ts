@@ -32,7 +32,7 @@ import busboy from 'busboy';
 import { Busboy as FastBusboy } from '@fastify/busboy';
 import * as formidableModule from 'formidable';
 import { MultipartParser as RemixParser } from '@remix-run/multipart-parser';
-import { parseMultipart } from '../lib/multipart.js';
+import { parseMultipart } from '../lib/multipart/parser.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -54,7 +54,7 @@ interface Usage {
 async function serve(kind: Kind, serverModule: string | undefined): Promise<void> {
   let port: number;
   if (kind !== 'baseline' && kind !== 'floor') {
-    const { createFileServer } = (await import(serverModule ?? '../lib/server.js')) as typeof import('../lib/server.js');
+    const { createFileServer } = (await import(serverModule ?? '../lib/index.js')) as typeof import('../lib/index.js');
     const dataDir = await mkdtemp(join(tmpdir(), 'wharf-bench-streams-'));
     const files = createFileServer({ dataDir, accessKeys: { [KEY.id]: KEY.secret }, warn: () => {} });
     port = (await files.listen({ port: 0, host: '127.0.0.1' })).port;
@@ -505,7 +505,7 @@ async function main(): Promise<void> {
   const stalls: StallRow[] = [];
   const kinds = arg('servers')?.split(',') ?? DEFAULT_SERVERS;
   const servers = await Promise.all(SERVERS.filter((k) => kinds.includes(k)).map((k) => startServer(k)));
-  // `--also=LABEL=PATH`: another build of wharf (PATH: its lib/server.js), e.g. a previous commit's.
+  // `--also=LABEL=PATH`: another build of wharf (PATH: its lib/index.js), e.g. a previous commit's.
   const also = arg('also');
   if (also) servers.splice(1, 0, await startServer(also.slice(0, also.indexOf('=')), pathToFileURL(resolve(also.slice(also.indexOf('=') + 1))).href));
   const pub = await startPublisher();

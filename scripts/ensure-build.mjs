@@ -12,7 +12,7 @@ function newest(dir) {
   }
   return t;
 }
-const out = 'dist/lib/command.js';
+const out = 'dist/lib/cli/command.js';
 if (!existsSync(out) || statSync(out).mtimeMs < newest('lib')) {
   execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });
 }

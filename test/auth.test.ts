@@ -7,9 +7,9 @@ import { randomUUID } from 'node:crypto';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { basicAuth, createKeyCheck, DEFAULT_ACCESS_KEYS, isLoopback } from '../lib/auth.js';
-import { createFileServer, type FileServerOptions } from '../lib/server.js';
-import { WharfError } from '../lib/errors.js';
+import { basicAuth, createKeyCheck, DEFAULT_ACCESS_KEYS, isLoopback } from '../lib/http/access-keys.js';
+import { createFileServer, type FileServerOptions } from '../lib/http/server.js';
+import { WharfError } from '../lib/common/errors.js';
 import { DEFAULT_KEY, tempDir } from './server-util.js';
 
 interface Probe {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import test from 'node:test';
 import busboy from 'busboy';
-import { bufferForm, contentDisposition, fileForm } from '../lib/formdata.js';
+import { bufferForm, contentDisposition, fileForm } from '../lib/client/form-data.js';
 import { tempDir } from './client-helpers.js';
 
 interface Parsed { name: string; filename: string; mimeType: string; data: Buffer }

@@ -5,7 +5,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { createFileServer, type FileServer, type FileServerOptions } from '../lib/server.js';
+import { createFileServer, type FileServer, type FileServerOptions } from '../lib/http/server.js';
 
 export const KEY = { accessKeyId: 'app', accessKeySecret: 'app-secret' };
 export const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';

@@ -4,8 +4,8 @@ import { mkdir, readdir, readFile, stat, symlink, truncate, writeFile } from 'no
 import http from 'node:http';
 import { join } from 'node:path';
 import test from 'node:test';
-import { connect, WharfError } from '../lib/client.js';
-import { createFileServer } from '../lib/server.js';
+import { connect, WharfError } from '../lib/client/index.js';
+import { createFileServer } from '../lib/http/server.js';
 import { KEY, UUID, eventually, fetchRaw, filesUnder, sha256, sha256File, startWharf, tempDir } from './client-helpers.js';
 
 const isWharfError = (code: string, status?: number) => (err: unknown): boolean => {

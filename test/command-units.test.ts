@@ -7,9 +7,9 @@ import http from 'node:http';
 import { delimiter, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import test from 'node:test';
-import { main } from '../lib/command.js';
-import { formatFlags, parseArgs, parseBoolean, parseCount, parseDuration, parseSize, splitList, UsageError, type FlagSpec } from '../lib/flags.js';
-import { createBar, formatBytes, formatEta, renderBar } from '../lib/progress.js';
+import { main } from '../lib/cli/command.js';
+import { formatFlags, parseArgs, parseBoolean, parseCount, parseDuration, parseSize, splitList, UsageError, type FlagSpec } from '../lib/cli/flags.js';
+import { createBar, formatBytes, formatEta, renderBar } from '../lib/cli/progress-bar.js';
 import { eventually, fetchRaw, startWharf, tempDir, KEY } from './client-helpers.js';
 
 test('sizes: IEC and SI units, fractions, plain bytes; nonsense is a UsageError', () => {

@@ -4,8 +4,8 @@ import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promis
 import http from 'node:http';
 import { delimiter, join } from 'node:path';
 import test from 'node:test';
-import { DEFAULT_LIMITS } from '../lib/limits.js';
-import { RECORD_NAME } from '../lib/trust.js';
+import { DEFAULT_LIMITS } from '../lib/common/limits.js';
+import { RECORD_NAME } from '../lib/uploads/upload-record.js';
 import { eventually, fetchRaw, filesUnder, sha256, sha256File, tempDir, UUID } from './client-helpers.js';
 import { runWharf, spawnWharf, startWharfProcess } from './command-helpers.js';
 

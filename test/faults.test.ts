@@ -17,8 +17,8 @@ import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { basicAuth } from '../lib/auth.js';
-import type { Limits } from '../lib/limits.js';
+import { basicAuth } from '../lib/http/access-keys.js';
+import type { Limits } from '../lib/common/limits.js';
 import { eventually, formBody, matchesPattern, patternBytes, rawConnect, send, settledFds, sleep, startChild, type Answer, type Child, type FormFile, type RawConnection } from './load-gen.js';
 
 const run = promisify(execFile);

@@ -1,8 +1,8 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { checkFilename, isUploadId, parseUploadUrl, uploadUrl, MAX_PATH_BYTES, MAX_SEGMENT_BYTES } from '../lib/filenames.js';
-import { WharfError } from '../lib/errors.js';
+import { checkFilename, isUploadId, parseUploadUrl, uploadUrl, MAX_PATH_BYTES, MAX_SEGMENT_BYTES } from '../lib/uploads/filenames.js';
+import { WharfError } from '../lib/common/errors.js';
 
 const refused = (name: string | undefined, directory: boolean, why: RegExp): void => {
   assert.throws(

@@ -21,9 +21,9 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { collectPart, parseMultipart, sinkPart, type MultipartLimits, type Part } from '../lib/multipart.js';
-import { createLocalStorage, type Storage } from '../lib/storage.js';
-import { recordFor } from '../lib/trust.js';
+import { collectPart, parseMultipart, sinkPart, type MultipartLimits, type Part } from '../lib/multipart/parser.js';
+import { createLocalStorage, type Storage } from '../lib/uploads/local-storage.js';
+import { recordFor } from '../lib/uploads/upload-record.js';
 
 /** Small limits, so generated bodies cross every one of them often. */
 export const FUZZ_LIMITS: MultipartLimits = Object.freeze({

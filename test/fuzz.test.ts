@@ -10,8 +10,8 @@
 // Regression cases below are inputs the fuzzer found; each is kept as a plain, readable test.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { parseMultipart, type Part } from '../lib/multipart.js';
-import { WharfError } from '../lib/errors.js';
+import { parseMultipart, type Part } from '../lib/multipart/parser.js';
+import { WharfError } from '../lib/common/errors.js';
 import { DEFAULT_FUZZ, describe } from './fuzz-gen.js';
 import { runCase } from './fuzz-oracle.js';
 import { watchLoop } from './loop-watchdog.js';

@@ -1,7 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { resolveLimits, DEFAULT_LIMITS, MAX_TIMER } from '../lib/limits.js';
-import { WharfError } from '../lib/errors.js';
+import { resolveLimits, DEFAULT_LIMITS, MAX_TIMER } from '../lib/common/limits.js';
+import { WharfError } from '../lib/common/errors.js';
 
 test('limits: defaults, overrides, and fail-fast on nonsense', () => {
   assert.deepEqual(resolveLimits(), { ...DEFAULT_LIMITS });

@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFileServer } from '../lib/index.js';
-import { connect } from '../lib/client.js';
+import { connect } from '../lib/client/index.js';
 
 const KEY = { accessKeyId: 'app', accessKeySecret: 'app-secret' };
 

@@ -7,7 +7,7 @@ import { readdir, readFile, readlink } from 'node:fs/promises';
 import { Agent, request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import type { FileServerOptions } from '../lib/server.js';
+import type { FileServerOptions } from '../lib/http/server.js';
 
 // ---------------------------------------------------------------------------------------------
 // A server in a child process

@@ -13,9 +13,9 @@
 // re-read the same small files, which it mostly does not.
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { basicAuth } from '../lib/auth.js';
-import type { SyncIo } from '../lib/slowness.js';
-import { RECORD_NAME } from '../lib/trust.js';
+import { basicAuth } from '../lib/http/access-keys.js';
+import type { SyncIo } from '../lib/static/sync-io.js';
+import { RECORD_NAME } from '../lib/uploads/upload-record.js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { eventually, formatReport, patternBytes, rssOf, runLoad, send, settledFds, startChild, type LoopDelay, type LoadReport, type Memory } from './load-gen.js';
 

@@ -1,4 +1,4 @@
-// Differential test of lib/multipart.ts against busboy (with `defParamCharset: 'utf8'`, as browsers
+// Differential test of lib/multipart/parser.ts against busboy (with `defParamCharset: 'utf8'`, as browsers
 // send raw UTF-8 names): seeded random bodies of fields and files with unicode names, contents full
 // of delimiter fragments, random preambles and epilogues and random chunking must give the same
 // parts and bytes in both.
@@ -20,7 +20,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import busboy from 'busboy';
-import { parseMultipart } from '../lib/multipart.js';
+import { parseMultipart } from '../lib/multipart/parser.js';
 import { rng } from './fuzz-gen.js';
 
 interface Expect {

@@ -1,4 +1,4 @@
-// lib/multipart.ts: every rule and hostile case of issue 2, each body fed whole, split at every
+// lib/multipart/parser.ts: every rule and hostile case of issue 2, each body fed whole, split at every
 // byte offset (small bodies), in 1-byte chunks and in seeded random chunks, through both kinds of
 // source (an async generator and a Readable), read through `body` and through `text()`: the
 // results must be identical, and equal to what the RFCs say.
@@ -9,9 +9,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
-import { collectPart, parseMultipart, sinkPart, type Part, type PartSink, type MultipartLimits } from '../lib/multipart.js';
-import { WharfError, sendError } from '../lib/errors.js';
-import { DEFAULT_LIMITS } from '../lib/limits.js';
+import { collectPart, parseMultipart, sinkPart, type Part, type PartSink, type MultipartLimits } from '../lib/multipart/parser.js';
+import { WharfError } from '../lib/common/errors.js';
+import { sendError } from '../lib/http/answer.js';
+import { DEFAULT_LIMITS } from '../lib/common/limits.js';
 import { rng } from './fuzz-gen.js';
 
 const B = 'b0undary';

@@ -9,8 +9,8 @@ import { connect, type AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { basicAuth } from '../lib/auth.js';
-import { createFileServer, type FileServer, type FileServerOptions } from '../lib/server.js';
+import { basicAuth } from '../lib/http/access-keys.js';
+import { createFileServer, type FileServer, type FileServerOptions } from '../lib/http/server.js';
 import { formBuffer } from './load-gen.js';
 import { tempDir } from './server-util.js';
 

@@ -8,16 +8,16 @@
 //   temp area is empty.
 // A row may pipeline more requests behind its own in the same write (`then`): the answer checked is
 // the first, and nothing may follow it.
-// Statuses follow the documented rules: lib/urlpath.ts (routing decodes a path once and matches
+// Statuses follow the documented rules: lib/http/request-path.ts (routing decodes a path once and matches
 // routes on that; then 400 BAD_PATH for what no honest URL holds — malformed or overlong escapes,
 // encoded separators, backslashes, control characters; 404 for dot segments, on every method, and
-// what does not exist), lib/filenames.ts (400 BAD_FILENAME), lib/multipart.ts, docs/protocol.md §4
+// what does not exist), lib/uploads/filenames.ts (400 BAD_FILENAME), lib/multipart/parser.ts, docs/protocol.md §4
 // (401 with `WWW-Authenticate`). Access-key checks are tested by behaviour only.
 // Three servers share one data dir, so an upload made through one is seen by all: the main one
 // (access keys only), `anon` (anonymousUploads) and `hook` (an authorize hook taking the cookie
 // `session=ok`, trustUnrecordedUploads, a public cacheControl of an hour); a row says which it
 // talks to (`on`). End users' uploads (through `anon` or `hook`) must never run script on the
-// origin, an app's (with its key) is served as it is (lib/trust.ts); answers that needed
+// origin, an app's (with its key) is served as it is (lib/uploads/upload-record.ts); answers that needed
 // authorization are `Cache-Control: private`.
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,12 +28,12 @@ import { Agent, get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { basicAuth } from '../lib/auth.js';
-import { createFileServer, type FileServer } from '../lib/server.js';
+import { basicAuth } from '../lib/http/access-keys.js';
+import { createFileServer, type FileServer } from '../lib/http/server.js';
 import { connect } from 'node:net';
-import { directorySeams } from '../lib/static.js';
-import { createLocalStorage } from '../lib/storage.js';
-import { RECORD_NAME, recordFor } from '../lib/trust.js';
+import { directorySeams } from '../lib/static/engine.js';
+import { createLocalStorage } from '../lib/uploads/local-storage.js';
+import { RECORD_NAME, recordFor } from '../lib/uploads/upload-record.js';
 import { eventually, formBuffer, parseAnswer, rawSend, type RawAnswer } from './load-gen.js';
 import { fdsOn } from './server-util.js';
 
@@ -691,7 +691,7 @@ function swaps(): Row[] {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Who uploaded decides how an upload is served (docs/protocol.md §4, lib/trust.ts)
+// Who uploaded decides how an upload is served (docs/protocol.md §4, lib/uploads/upload-record.ts)
 
 const one = (a: RawAnswer, name: string): string | undefined => {
   const values = header(a, name);

@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { mkdtemp, readdir, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { basicAuth } from '../lib/auth.js';
+import { basicAuth } from '../lib/http/access-keys.js';
 
 /** Wave's default key, valid on loopback. */
 export const DEFAULT_KEY = basicAuth('access_key_id', 'access_key_secret');

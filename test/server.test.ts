@@ -8,8 +8,8 @@ import { mkdir, truncate, writeFile } from 'node:fs/promises';
 import { connect, type AddressInfo } from 'node:net';
 import { join, relative } from 'node:path';
 import express from 'express';
-import { createFileServer, type FileServer, type FileServerOptions } from '../lib/server.js';
-import { WharfError } from '../lib/errors.js';
+import { createFileServer, type FileServer, type FileServerOptions } from '../lib/http/server.js';
+import { WharfError } from '../lib/common/errors.js';
 import { DEFAULT_KEY, eventually, fdsOn, rawExchange, request, tempDir } from './server-util.js';
 
 const listenOn = (server: Server): Promise<string> =>

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createFileServer, type FileServer } from '../lib/server.js';
+import { createFileServer, type FileServer } from '../lib/http/server.js';
 import { DEFAULT_KEY, rawExchange, rawGet, tempDir } from './server-util.js';
 
 const OUTSIDE = 'OUTSIDE-SECRET-7f3a';

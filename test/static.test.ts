@@ -9,11 +9,11 @@ import { mkdir, rename, rm, symlink, truncate, utimes, writeFile } from 'node:fs
 import { connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { createFileServer, type FileServer } from '../lib/server.js';
-import { createDirectorySource, createStatic, type FileSource, type OpenFile } from '../lib/static.js';
-import { resolveLimits } from '../lib/limits.js';
-import { contentTypeFor } from '../lib/mime.js';
-import { attachment } from '../lib/disposition.js';
+import { createFileServer, type FileServer } from '../lib/http/server.js';
+import { createDirectorySource, createStatic, type FileSource, type OpenFile } from '../lib/static/engine.js';
+import { resolveLimits } from '../lib/common/limits.js';
+import { contentTypeFor } from '../lib/common/mime.js';
+import { attachment } from '../lib/static/disposition.js';
 import { eventually, fdsOn, rawGet, request, tempDir } from './server-util.js';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');

@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { WharfError } from '../lib/errors.js';
-import { createSlowness } from '../lib/slowness.js';
-import { createLocalStorage, storageError, TEMP_DIR, type StagedFile, type Staging } from '../lib/storage.js';
-import { RECORD_NAME, recordFor } from '../lib/trust.js';
+import { WharfError } from '../lib/common/errors.js';
+import { createSlowness } from '../lib/static/sync-io.js';
+import { createLocalStorage, storageError, TEMP_DIR, type StagedFile, type Staging } from '../lib/uploads/local-storage.js';
+import { RECORD_NAME, recordFor } from '../lib/uploads/upload-record.js';
 import { tree } from './uploads-helpers.js';
 
 // Every test of the write path runs twice: as this machine runs it (small writes on the event loop
@@ -248,7 +248,7 @@ test('storage: write failures are storage errors with the right status', () => {
     assert.equal(e.code, want, code);
     assert.equal(e.status, status, code);
   }
-  const own = new WharfError('X', 'y', 418);
+  const own = new WharfError('INTERNAL', 'y', 418);
   assert.equal(storageError(own), own);
   assert.equal(storageError(new Error('no code')).code, 'STORAGE_ERROR');
 });

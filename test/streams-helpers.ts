@@ -4,10 +4,10 @@ import type { TestContext } from 'node:test';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createFileServer } from '../lib/server.js';
-import type { StreamStats } from '../lib/streams.js';
-import type { Limits } from '../lib/limits.js';
-import type { Site } from '../lib/site.js';
+import { createFileServer } from '../lib/http/server.js';
+import type { StreamStats } from '../lib/image-streams/relay.js';
+import type { Limits } from '../lib/common/limits.js';
+import type { Site } from '../lib/common/site-api.js';
 
 export const KEY = { id: 'app', secret: 'app-secret' };
 export const AUTH = 'Basic ' + Buffer.from(`${KEY.id}:${KEY.secret}`).toString('base64');

@@ -1,8 +1,8 @@
-// lib/trust.ts: the per-upload record and how an end user's file is served.
+// lib/uploads/upload-record.ts: the per-upload record and how an end user's file is served.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { checkFilename } from '../lib/filenames.js';
-import { isActiveType, isRecordName, RECORD_NAME, recordFor, serializeRecord, trustOf, untrustedView } from '../lib/trust.js';
+import { checkFilename } from '../lib/uploads/filenames.js';
+import { isActiveType, isRecordName, RECORD_NAME, recordFor, serializeRecord, trustOf, untrustedView } from '../lib/uploads/upload-record.js';
 
 test('records: who let the upload in decides its trust; only a version-1 record saying "app" is the app', () => {
   assert.deepEqual(recordFor('key'), { v: 1, trust: 'app', via: 'key' });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { RECORD_NAME } from '../lib/trust.js';
+import { RECORD_NAME } from '../lib/uploads/upload-record.js';
 import { WharfError } from '../lib/index.js';
 import type { UploadEvent } from '../lib/index.js';
 import { EMPTY, get, openFds, serve, settledFds, sha256, tempDir, tree, upload } from './uploads-helpers.js';

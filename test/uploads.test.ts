@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect } from 'node:net';
-import { RECORD_NAME } from '../lib/trust.js';
+import { RECORD_NAME } from '../lib/uploads/upload-record.js';
 import {
   EMPTY, KEY, MULTIPART, TAIL, form, get, openFds, partHead, settledFds, pieces, rawPost, repeat, send, serve, settledTree, sha256, sleep, tempDir, tree, upload,
   type FormPart,
@@ -328,7 +328,7 @@ test('DELETE _f/<id>: needs a key, removes the whole upload, 404 when absent, ne
     res = await send(url, 'DELETE', `/_f/${bad}`, undefined, { Authorization: KEY });
     assert.equal(res.status, 404, bad);
   }
-  // DELETE paths follow the rules of file paths (lib/urlpath.ts): what no honest URL holds is 400.
+  // DELETE paths follow the rules of file paths (lib/http/request-path.ts): what no honest URL holds is 400.
   // (Dot segments, which this client resolves before sending, are in the security table.)
   const keep = (plain.json.files[0] as string).split('/')[2]!;
   for (const bad of [`..%2F..%2F${keep}`, `${keep}%2F`, `${keep.slice(0, -1)}%${keep.slice(-1)}`, `${keep}/a%5Cb`, `${keep}/a%00b`]) {

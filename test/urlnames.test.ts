@@ -1,8 +1,8 @@
-// The one rule for names in URL paths (lib/urlnames.ts): the returned form, decoding once, and the
+// The one rule for names in URL paths (lib/common/upload-names.ts): the returned form, decoding once, and the
 // request line.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeName, encodeSegment, escapeName, requestPath } from '../lib/urlnames.js';
+import { decodeName, encodeSegment, escapeName, requestPath } from '../lib/common/upload-names.js';
 
 const NAMES = ['plain.txt', 'ünïcødé 名前 €.txt', 'pixels ü.bin', '100%.txt', '%2e%2e%2f', '%25', 'hash #1.txt', 'what?.txt', 'a+b;c=d&e,f.txt', "it's (1) [x] ~!$@:.txt", '🚀 "q" <a> `b` {c} |d| ^e^.txt'];
 

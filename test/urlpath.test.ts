@@ -1,9 +1,9 @@
-// lib/urlpath.ts: a request path is decoded once, segment by segment, and routes match within its
+// lib/http/request-path.ts: a request path is decoded once, segment by segment, and routes match within its
 // clean part; the rules of files then refuse what no honest URL to a file holds.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { WharfError } from '../lib/errors.js';
-import { ENCODED_SLASH, MALFORMED, decodePath, filePath, routePrefix, treePath, canonicalPrefix } from '../lib/urlpath.js';
+import { WharfError } from '../lib/common/errors.js';
+import { ENCODED_SLASH, MALFORMED, decodePath, filePath, routePrefix, treePath, canonicalPrefix } from '../lib/http/request-path.js';
 
 test('decodePath: every segment decoded once, the whole path clean when nothing is odd', () => {
   assert.deepEqual(decodePath('/n/%69nner/secret.txt'), { path: '/n/inner/secret.txt', clean: 19, flags: 0 });

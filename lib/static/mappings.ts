@@ -2,8 +2,8 @@
 // so a mistake fails fast instead of turning into a 404 nobody can explain.
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { WharfError } from './errors.js';
-import { canonicalPrefix } from './urlpath.js';
+import { WharfError } from '../common/errors.js';
+import { canonicalPrefix } from '../http/request-path.js';
 
 export interface Mapping {
   /** Canonical URL prefix: percent-encoded, leading and trailing `/`. */

@@ -26,8 +26,8 @@
  * consumer ended the iteration early.
  */
 import { Readable } from 'node:stream';
-import { WharfError } from './errors.js';
-import { resolveLimits, type Limits } from './limits.js';
+import { WharfError } from '../common/errors.js';
+import { resolveLimits, type Limits } from '../common/limits.js';
 
 export type MultipartLimits = Pick<Limits, 'fileSize' | 'files' | 'fields' | 'parts' | 'fieldSize' | 'headerSize'>;
 

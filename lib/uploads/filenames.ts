@@ -1,8 +1,8 @@
 // The naming rules of uploads (docs/protocol.md §1): which part filenames may be stored, what an upload id
 // looks like, and how `{base}_f/<id>/<path>` URLs are built and read back.
-import { WharfError } from './errors.js';
-import { decodeName, escapeName } from './urlnames.js';
-import { isRecordName } from './trust.js';
+import { WharfError } from '../common/errors.js';
+import { decodeName, escapeName } from '../common/upload-names.js';
+import { isRecordName } from './upload-record.js';
 
 /** Longest path segment, in UTF-8 bytes: NAME_MAX on Linux, macOS and NTFS (in UTF-16 units there). */
 export const MAX_SEGMENT_BYTES = 255;

@@ -3,8 +3,8 @@
 // what follows its prefix, already decoded. Nothing after routing decodes a path again, so no later
 // step can read a path differently from the router (docs/protocol.md §3): a `%69nner` that missed
 // a private mapping's prefix cannot turn into `inner` further down.
-import { WharfError } from './errors.js';
-import { encodeSegment } from './urlnames.js';
+import { WharfError } from '../common/errors.js';
+import { encodeSegment } from '../common/upload-names.js';
 
 const badPath = (why: string): WharfError => new WharfError('BAD_PATH', `bad path: ${why}`, 400);
 const notFound = (): WharfError => new WharfError('NOT_FOUND', 'file not found', 404);

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { WharfError } from './errors.js';
+import { WharfError } from '../common/errors.js';
 
 export interface FormFile {
   /** Local path the bytes are read from. */

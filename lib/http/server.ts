@@ -3,19 +3,20 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { resolve, sep } from 'node:path';
-import { createKeyCheck, isLoopback } from './auth.js';
-import { WharfError, sendError } from './errors.js';
-import { afterLastAnswer, closeAfterAnswer } from './linger.js';
-import { resolveLimits, type Limits } from './limits.js';
-import { missingDirWarnings, parseMappings } from './mappings.js';
-import type { Site } from './site.js';
-import type { SyncIo } from './slowness.js';
-import { createLocalStorage } from './storage.js';
-import { createDirectorySource, createStatic } from './static.js';
-import { createStreams, streamName, type StreamStats } from './streams.js';
-import type { UploadVia } from './trust.js';
-import { createUploads, type UploadEvent } from './uploads.js';
-import { canonicalPrefix, decodePath, filePath, routePrefix, treePath, type PathRule } from './urlpath.js';
+import { createKeyCheck, isLoopback } from './access-keys.js';
+import { WharfError } from '../common/errors.js';
+import { sendError } from './answer.js';
+import { afterLastAnswer, closeAfterAnswer } from './close-after-answer.js';
+import { resolveLimits, type Limits } from '../common/limits.js';
+import { missingDirWarnings, parseMappings } from '../static/mappings.js';
+import type { Site } from '../common/site-api.js';
+import type { SyncIo } from '../static/sync-io.js';
+import { createLocalStorage } from '../uploads/local-storage.js';
+import { createDirectorySource, createStatic } from '../static/engine.js';
+import { createStreams, streamName, type StreamStats } from '../image-streams/relay.js';
+import type { UploadVia } from '../uploads/upload-record.js';
+import { createUploads, type UploadEvent } from '../uploads/route.js';
+import { canonicalPrefix, decodePath, filePath, routePrefix, treePath, type PathRule } from './request-path.js';
 
 /** A directory mapping: files under `path` are served at `url`. Wave writes it as `URL@PATH`. */
 export interface DirMapping {
@@ -33,7 +34,7 @@ export interface DirMapping {
  * - `DELETE {base}_f/…`, `POST/DELETE {base}_m/…`: a valid access key, always.
  * - public mappings: anyone. Private mappings: a valid access key or `authorize(req)` true.
  *
- * Who uploaded decides how an upload is served (docs/protocol.md §4, lib/trust.ts): an upload made
+ * Who uploaded decides how an upload is served (docs/protocol.md §4, lib/uploads/upload-record.ts): an upload made
  * with an access key (or through `files.site`) is the app's own and is served as it is; one let in
  * by `authorize` or `anonymousUploads` is an end user's, and never runs script on this origin —
  * every file of it has `Content-Security-Policy: sandbox`, and HTML, XML, SVG and JavaScript are

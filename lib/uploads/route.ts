@@ -5,16 +5,17 @@ import { randomUUID } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { basename, join } from 'node:path';
-import { WharfError, fromFsError, sendError, sendJson } from './errors.js';
-import { closeAfterAnswer } from './linger.js';
+import { WharfError, fromFsError } from '../common/errors.js';
+import { sendError, sendJson } from '../http/answer.js';
+import { closeAfterAnswer } from '../http/close-after-answer.js';
 import { checkFilename, isUploadId, parseUploadUrl, uploadUrl } from './filenames.js';
-import type { Limits } from './limits.js';
-import { contentTypeFor } from './mime.js';
-import { collectPart, parseMultipart, sinkPart, type Part } from './multipart.js';
-import type { Site, TransferOptions } from './site.js';
-import type { FileSource, StaticEngine } from './static.js';
-import { createLocalStorage, storageError, type Staging, type Storage } from './storage.js';
-import { recordFor, type UploadRecord, type UploadVia } from './trust.js';
+import type { Limits } from '../common/limits.js';
+import { contentTypeFor } from '../common/mime.js';
+import { collectPart, parseMultipart, sinkPart, type Part } from '../multipart/parser.js';
+import type { Site, TransferOptions } from '../common/site-api.js';
+import type { FileSource, StaticEngine } from '../static/engine.js';
+import { createLocalStorage, storageError, type Staging, type Storage } from './local-storage.js';
+import { recordFor, type UploadRecord, type UploadVia } from './upload-record.js';
 
 export interface UploadedFile {
   /** URL path, `{base}_f/<id>/<name>`, the name as stored (only `%`, `#`, `?` escaped), as the uploader was answered. */
@@ -60,7 +61,7 @@ export interface Uploads {
    * inputs with another name) is read and dropped within the limits, as Wave does. Answers 200
    * `{"files": [...]}`, or `{"error","message"}` with 400 (names, malformed body, no file), 408
    * (`limits.uploadIdleTimeout`), 413 (a limit), 415 (not multipart), 5xx (storage, shutdown); an
-   * answer given before the body was read to its end closes the connection in stages (lib/linger.ts).
+   * answer given before the body was read to its end closes the connection in stages (lib/http/close-after-answer.ts).
    * `via` is what let the request in; it decides the upload's record (trust.ts), hence how it is served.
    */
   receive(req: IncomingMessage, res: ServerResponse, via: UploadVia): Promise<void>;

@@ -2,8 +2,8 @@
 // subscribers. The HTTP layer (streams.ts) only ever talks to a `Hub`, so a cross-instance hub (one
 // that carries frames between several wharf processes over, say, Redis pub/sub) can replace the
 // in-process one below without touching how requests are read or responses written.
-import { MAX_TIMER } from './limits.js';
-import { WharfError } from './errors.js';
+import { MAX_TIMER } from '../common/limits.js';
+import { WharfError } from '../common/errors.js';
 
 /** One published image. `data` is shared by every subscriber: nobody may mutate it. */
 export interface Frame {

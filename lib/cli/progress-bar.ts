@@ -2,7 +2,7 @@
  * A one-line progress bar for a terminal: bytes, percentage, rate and ETA, redrawn in place with
  * `\r` at most every `interval` ms. The rate is taken over the last few seconds, so a stall shows.
  */
-import type { Progress } from './site.js';
+import type { Progress } from '../common/site-api.js';
 
 export interface BarOutput {
   write(text: string): unknown;

@@ -6,12 +6,13 @@ import { realpath, stat } from 'node:fs/promises';
 import { basename, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { attachment } from './disposition.js';
-import { WharfError, fromFsError, sendError } from './errors.js';
-import type { Limits } from './limits.js';
-import { contentTypeFor } from './mime.js';
-import { slownessFor, type SyncIo } from './slowness.js';
-import { UNTRUSTED_CSP, untrustedView } from './trust.js';
-import { hasDotSegment } from './urlpath.js';
+import { WharfError, fromFsError } from '../common/errors.js';
+import { sendError } from '../http/answer.js';
+import type { Limits } from '../common/limits.js';
+import { contentTypeFor } from '../common/mime.js';
+import { slownessFor, type SyncIo } from './sync-io.js';
+import { UNTRUSTED_CSP, untrustedView } from '../uploads/upload-record.js';
+import { hasDotSegment } from '../http/request-path.js';
 
 /** What the static engine needs to know of a file to answer conditionals and ranges. */
 export interface FileInfo {

@@ -20,14 +20,15 @@
 // per-client rate, hence 503 and not 429) and `SHUTTING_DOWN`. A timeout limit of 0 means never.
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { WharfError, sendError, sendJson } from './errors.js';
-import { closeAfterAnswer } from './linger.js';
-import { MAX_TIMER, type Limits } from './limits.js';
-import { parseMultipart } from './multipart.js';
-import type { Site } from './site.js';
+import { WharfError } from '../common/errors.js';
+import { sendError, sendJson } from '../http/answer.js';
+import { closeAfterAnswer } from '../http/close-after-answer.js';
+import { MAX_TIMER, type Limits } from '../common/limits.js';
+import { parseMultipart } from '../multipart/parser.js';
+import type { Site } from '../common/site-api.js';
 import { createLocalHub } from './hub.js';
 import type { Frame, Hub, Subscriber } from './hub.js';
-import { MALFORMED } from './urlpath.js';
+import { MALFORMED } from '../http/request-path.js';
 
 export interface StreamStats {
   name: string;

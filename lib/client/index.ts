@@ -15,15 +15,16 @@ import { basename, dirname, join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WharfError, fromFsError } from './errors.js';
-import { bufferForm, fileForm, type FormFile } from './formdata.js';
-import { MAX_TIMER } from './limits.js';
-import { contentTypeFor } from './mime.js';
-import type { Progress, Site, TransferOptions } from './site.js';
-import { decodeName, requestPath } from './urlnames.js';
+import { WharfError, fromFsError, type WharfErrorCode } from '../common/errors.js';
+import { bufferForm, fileForm, type FormFile } from './form-data.js';
+import { MAX_TIMER } from '../common/limits.js';
+import { contentTypeFor } from '../common/mime.js';
+import type { Progress, Site, TransferOptions } from '../common/site-api.js';
+import { decodeName, requestPath } from '../common/upload-names.js';
 
-export { WharfError } from './errors.js';
-export type { Site, Progress, TransferOptions } from './site.js';
+export { WharfError } from '../common/errors.js';
+export type { WharfErrorCode } from '../common/errors.js';
+export type { Site, Progress, TransferOptions } from '../common/site-api.js';
 
 export interface ConnectOptions {
   /** Default Wave's `access_key_id` (or the user part of `url`). */
@@ -55,7 +56,7 @@ export interface ClientSite extends Site {
  * coded as the in-process site words them: NOT_FOUND (404), NOT_A_FILE and NO_FILES (400).
  */
 
-const STATUS_CODES: Record<number, string> = {
+const STATUS_CODES: Record<number, WharfErrorCode> = {
   400: 'BAD_REQUEST', 401: 'UNAUTHORIZED', 403: 'FORBIDDEN', 404: 'NOT_FOUND', 405: 'METHOD_NOT_ALLOWED',
   413: 'TOO_LARGE', 416: 'RANGE_NOT_SATISFIABLE', 500: 'INTERNAL', 502: 'BAD_GATEWAY', 503: 'UNAVAILABLE',
   504: 'GATEWAY_TIMEOUT', 507: 'STORAGE_FULL',
@@ -97,14 +98,15 @@ function isTransient(err: unknown): boolean {
 }
 
 function httpError(status: number, body: Buffer): WharfError {
-  let code = STATUS_CODES[status] ?? `HTTP_${status}`;
+  let code: WharfErrorCode = STATUS_CODES[status] ?? `HTTP_${status}`;
   let message = body.toString('utf8').trim().slice(0, 500) || http.STATUS_CODES[status] || `HTTP ${status}`;
   try {
     // wharf answers `{"error","message"}`; Wave answers plain text, kept as the message.
     const json: unknown = JSON.parse(message);
     if (json && typeof json === 'object') {
       const { error, message: m } = json as { error?: unknown; message?: unknown };
-      if (typeof error === 'string' && error) code = error;
+      // A code this client does not know (a newer server's) is passed on as the server sent it.
+      if (typeof error === 'string' && error) code = error as WharfErrorCode;
       if (typeof m === 'string' && m) message = m;
     }
   } catch { /* not JSON */ }

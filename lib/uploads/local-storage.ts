@@ -16,11 +16,11 @@ import { randomBytes } from 'node:crypto';
 import { close, closeSync, constants, linkSync, mkdir as mkdirCb, mkdirSync, open, openSync, renameSync, writev, writevSync } from 'node:fs';
 import { chmod, copyFile, link, mkdir, open as openHandle, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
-import { WharfError, fromFsError } from './errors.js';
+import { WharfError, fromFsError } from '../common/errors.js';
 import { isUploadId } from './filenames.js';
-import { slownessFor, type Slowness, type SyncIo } from './slowness.js';
-import { createDirectorySource, type FileSource, type OpenFile } from './static.js';
-import { MAX_RECORD_BYTES, RECORD_NAME, isRecordName, serializeRecord, trustOf, type Trust, type UploadRecord } from './trust.js';
+import { slownessFor, type Slowness, type SyncIo } from '../static/sync-io.js';
+import { createDirectorySource, type FileSource, type OpenFile } from '../static/engine.js';
+import { MAX_RECORD_BYTES, RECORD_NAME, isRecordName, serializeRecord, trustOf, type Trust, type UploadRecord } from './upload-record.js';
 
 /**
  * A staged file being written. Not a stream: the multipart parser hands it slices as it parses them

@@ -9,18 +9,18 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { basename, join, resolve } from 'node:path';
-import { isLoopback } from './auth.js';
-import { connect, type ClientSite } from './client.js';
-import { WharfError } from './errors.js';
+import { isLoopback } from '../http/access-keys.js';
+import { connect, type ClientSite } from '../client/index.js';
+import { WharfError } from '../common/errors.js';
 import { formatFlags, parseArgs, UsageError, type FlagSpec, type FlagValue } from './flags.js';
-import { DEFAULT_LIMITS, LIMIT_UNITS, type Limits } from './limits.js';
-import { parseMapping } from './mappings.js';
-import { createBar } from './progress.js';
-import { createFileServer, type FileServer, type FileServerOptions } from './server.js';
-import { decodeName } from './urlnames.js';
-import { storageModes } from './storage.js';
-import { canonicalPrefix } from './urlpath.js';
-import type { TransferOptions } from './site.js';
+import { DEFAULT_LIMITS, LIMIT_UNITS, type Limits } from '../common/limits.js';
+import { parseMapping } from '../static/mappings.js';
+import { createBar } from './progress-bar.js';
+import { createFileServer, type FileServer, type FileServerOptions } from '../http/server.js';
+import { decodeName } from '../common/upload-names.js';
+import { storageModes } from '../uploads/local-storage.js';
+import { canonicalPrefix } from '../http/request-path.js';
+import type { TransferOptions } from '../common/site-api.js';
 
 /** Where the command writes and what it reads; the real process by default, injectable for tests. */
 export interface CommandIo {
@@ -127,8 +127,8 @@ export const TRANSFER_FLAGS: FlagSpec[] = [SERVER_FLAG, ...keyFlags(false), HELP
 
 function version(): string {
   try {
-    // lib/command.js sits in <root>/<outDir>/lib/, whichever outDir it was built into.
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    // lib/cli/command.js sits in <root>/<outDir>/lib/cli/, whichever outDir it was built into.
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
     return pkg.version ?? 'unknown';
   } catch {
     return 'unknown';
