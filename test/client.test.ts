@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import test from 'node:test';
 import { connect, WharfError } from '../lib/client/index.js';
 import { createFileServer } from '../lib/http/server.js';
-import { KEY, UUID, eventually, fetchRaw, filesUnder, sha256, sha256File, startWharf, tempDir } from './client-helpers.js';
+import { KEY, UUID, eventually, fetchRaw, filesUnder, sha256, sha256File, startWharf, tempDir } from './helpers/client.js';
 
 const isWharfError = (code: string, status?: number) => (err: unknown): boolean => {
   assert.ok(err instanceof WharfError, `expected a WharfError, got ${String(err)}`);

@@ -19,10 +19,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { basicAuth } from '../lib/http/access-keys.js';
 import type { Limits } from '../lib/common/limits.js';
-import { eventually, formBody, matchesPattern, patternBytes, rawConnect, send, settledFds, sleep, startChild, type Answer, type Child, type FormFile, type RawConnection } from './load-gen.js';
+import { eventually, formBody, matchesPattern, patternBytes, rawConnect, send, settledFds, sleep, startChild, type Answer, type Child, type FormFile, type RawConnection } from './helpers/load-gen.js';
+import { APP_KEY } from './helpers/keys.js';
 
 const run = promisify(execFile);
-const KEY = { id: 'faults', secret: 'faults-secret' };
+const KEY = APP_KEY;
 const AUTH = basicAuth(KEY.id, KEY.secret);
 const MiB = 1024 * 1024;
 

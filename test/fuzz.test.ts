@@ -1,20 +1,20 @@
 // Parser fuzzing (issue 8 §1): 10,000 seeded, mutated multipart bodies split at seeded points, each
 // parsed by wharf (consumed in seeded ways) and by busboy. Every case must end in one of the
-// categories documented in test/fuzz-oracle.ts (`classify`) — the same parts as busboy, a typed
+// categories documented in test/helpers/fuzz-oracle.ts (`classify`) — the same parts as busboy, a typed
 // error, or a documented, evidenced difference — with no out-of-band error, no hang and no limit
 // exceeded. `npm run stress` runs 1,000,000 cases of the same generator (test/stress/run.ts).
 //
 // FUZZ_SEED=<n> starts at another seed; a failure prints the seeds to reproduce:
-//   node -e "import('./dist/test/fuzz-oracle.js').then(async m => console.log(await m.runCase(SEED)))"
+//   node -e "import('./dist/test/helpers/fuzz-oracle.js').then(async m => console.log(await m.runCase(SEED)))"
 //
 // Regression cases below are inputs the fuzzer found; each is kept as a plain, readable test.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { parseMultipart, type Part } from '../lib/multipart/parser.js';
 import { WharfError } from '../lib/common/errors.js';
-import { DEFAULT_FUZZ, describe } from './fuzz-gen.js';
-import { runCase } from './fuzz-oracle.js';
-import { watchLoop } from './loop-watchdog.js';
+import { DEFAULT_FUZZ, describe } from './helpers/fuzz-gen.js';
+import { runCase } from './helpers/fuzz-oracle.js';
+import { watchLoop } from './helpers/loop-watchdog.js';
 
 const CASES = 10_000;
 const FIRST_SEED = Number(process.env.FUZZ_SEED ?? 1);

@@ -5,14 +5,14 @@
 // on disk with their sizes, and RSS back near its baseline. `npm run stress` runs it for 60 s.
 //
 // "Near" the baseline: RSS within 64 MiB of a warmed-up server's after a full GC, and JS heap +
-// external within 16 MiB of the cold start (test/load-scenario.ts says why).
+// external within 16 MiB of the cold start (test/helpers/load-scenario.ts says why).
 // Requests/s and p99 are printed, never asserted (a shared box).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { JS_SLACK, RSS_SLACK, runLoadScenario } from './load-scenario.js';
+import { JS_SLACK, RSS_SLACK, runLoadScenario } from './helpers/load-scenario.js';
 
 // Twice: as this machine runs it (small file-system calls on the event loop while they are cheap),
 // and with every call forced through the thread pool, as on a slow or network disk — a path the

@@ -21,7 +21,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import busboy from 'busboy';
 import { parseMultipart } from '../lib/multipart/parser.js';
-import { rng } from './fuzz-gen.js';
+import { rng } from './helpers/fuzz-gen.js';
 
 interface Expect {
   name: string;

@@ -13,7 +13,7 @@ import { collectPart, parseMultipart, sinkPart, type Part, type PartSink, type M
 import { WharfError } from '../lib/common/errors.js';
 import { sendError } from '../lib/http/answer.js';
 import { DEFAULT_LIMITS } from '../lib/common/limits.js';
-import { rng } from './fuzz-gen.js';
+import { rng } from './helpers/fuzz-gen.js';
 
 const B = 'b0undary';
 const CT = `multipart/form-data; boundary=${B}`;

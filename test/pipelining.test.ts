@@ -9,12 +9,12 @@ import { connect, type AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { basicAuth } from '../lib/http/access-keys.js';
 import { createFileServer, type FileServer, type FileServerOptions } from '../lib/http/server.js';
-import { formBuffer } from './load-gen.js';
-import { tempDir } from './server-util.js';
+import { formBuffer } from './helpers/load-gen.js';
+import { makeTempDir } from './helpers/temp-dir.js';
+import { APP_AUTH } from './helpers/keys.js';
 
-const KEY = basicAuth('app', 'app-secret');
+const KEY = APP_AUTH;
 
 interface Setup {
   files: FileServer;
@@ -24,7 +24,7 @@ interface Setup {
 }
 
 async function setup(t: TestContext, options: FileServerOptions = {}, middleware?: (req: IncomingMessage) => void): Promise<Setup> {
-  const { dir, cleanup } = await tempDir('wharf-pipelining-');
+  const { dir, cleanup } = await makeTempDir('wharf-pipelining-');
   t.after(cleanup);
   await mkdir(join(dir, 'pub'));
   await writeFile(join(dir, 'pub', 'big.bin'), Buffer.alloc(32 << 20, 7));

@@ -34,14 +34,15 @@ import { connect } from 'node:net';
 import { directorySeams } from '../lib/static/engine.js';
 import { createLocalStorage } from '../lib/uploads/local-storage.js';
 import { RECORD_NAME, recordFor } from '../lib/uploads/upload-record.js';
-import { eventually, formBuffer, parseAnswer, rawSend, type RawAnswer } from './load-gen.js';
-import { fdsOn } from './server-util.js';
+import { eventually, formBuffer, parseAnswer, rawSend, type RawAnswer } from './helpers/load-gen.js';
+import { fdsOn } from './helpers/server.js';
+import { APP_KEY } from './helpers/keys.js';
 
 const OUTSIDE = 'OUTSIDE-SECRET-5d1c';
 const DOTFILE = 'DOTFILE-SECRET-77ae';
 const PRIVATE = 'PRIVATE-SECRET-c3f0';
 const MARKERS = [OUTSIDE, DOTFILE, PRIVATE, 'root:x:0:0'];
-const KEY = { id: 'app', secret: 'app-secret-0123456789abcdef' };
+const KEY = APP_KEY;
 const AUTH = basicAuth(KEY.id, KEY.secret);
 
 let files: FileServer;

@@ -7,7 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createFileServer, type FileServer } from '../lib/http/server.js';
-import { DEFAULT_KEY, rawExchange, rawGet, tempDir } from './server-util.js';
+import { DEFAULT_KEY, rawExchange, rawGet } from './helpers/server.js';
+import { makeTempDir } from './helpers/temp-dir.js';
 
 const OUTSIDE = 'OUTSIDE-SECRET-7f3a';
 const DATA_SECRET = 'DATA-SECRET-91bc';
@@ -62,7 +63,7 @@ describe('path traversal', () => {
   const id = randomUUID();
 
   before(async () => {
-    ({ dir: tmp, cleanup } = await tempDir());
+    ({ dir: tmp, cleanup } = await makeTempDir());
     await mkdir(join(tmp, 'outside'));
     await writeFile(join(tmp, 'outside', 'secret.txt'), OUTSIDE);
     const roots = { pub: join(tmp, 'pub'), priv: join(tmp, 'priv'), real: join(tmp, 'realroot'), upload: join(tmp, 'data', 'f', id) };

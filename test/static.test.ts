@@ -14,7 +14,8 @@ import { createDirectorySource, createStatic, type FileSource, type OpenFile } f
 import { resolveLimits } from '../lib/common/limits.js';
 import { contentTypeFor } from '../lib/common/mime.js';
 import { attachment } from '../lib/static/disposition.js';
-import { eventually, fdsOn, rawGet, request, tempDir } from './server-util.js';
+import { eventually, fdsOn, rawGet, request } from './helpers/server.js';
+import { makeTempDir } from './helpers/temp-dir.js';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
@@ -29,7 +30,7 @@ describe('static engine over HTTP', () => {
   const warnings: string[] = [];
 
   before(async () => {
-    ({ dir: root, cleanup } = await tempDir());
+    ({ dir: root, cleanup } = await makeTempDir());
     await mkdir(join(root, 'pub', 'sub'), { recursive: true });
     await mkdir(join(root, 'pub', 'sub', '.git'), { recursive: true });
     await writeFile(join(root, 'pub', 'hello.txt'), 'hello, world\n');
@@ -411,7 +412,7 @@ describe('static engine: cache bounds and errors', () => {
   const stop = (s: Server): Promise<void> => new Promise((r) => s.close(() => r()));
 
   test('a small LRU stays correct while it evicts, and no cache at all works too', async () => {
-    const { dir, cleanup } = await tempDir();
+    const { dir, cleanup } = await makeTempDir();
     try {
       const bodies: string[] = [];
       for (let i = 0; i < 12; i++) {
@@ -439,7 +440,7 @@ describe('static engine: cache bounds and errors', () => {
   });
 
   test('a file asked for again and again stays in memory while others come and go', async () => {
-    const { dir, cleanup } = await tempDir();
+    const { dir, cleanup } = await makeTempDir();
     try {
       for (let i = 0; i < 12; i++) await writeFile(join(dir, `f${i}.txt`), `${i}`.padEnd(500, 'x'));
       await writeFile(join(dir, 'hot.txt'), 'hot'.padEnd(500, 'h'));
@@ -490,7 +491,7 @@ describe('static engine: cache bounds and errors', () => {
 
   test('a stat that fails on the cached path is answered too', async () => {
     let broken = false;
-    const { dir, cleanup } = await tempDir();
+    const { dir, cleanup } = await makeTempDir();
     await writeFile(join(dir, 'a.txt'), 'ok');
     const real = createDirectorySource(dir);
     const source: FileSource = {
@@ -541,7 +542,7 @@ describe('static engine: cache bounds and errors', () => {
   });
 
   test('a client that stops reading a 100 MiB download: backpressure holds, memory stays bounded', async () => {
-    const { dir, cleanup } = await tempDir();
+    const { dir, cleanup } = await makeTempDir();
     const path = join(dir, 'big.bin');
     await writeFile(path, Buffer.alloc(0));
     await truncate(path, 100 * 1024 * 1024);

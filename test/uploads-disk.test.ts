@@ -10,7 +10,7 @@ import { chmod, mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WharfError } from '../lib/index.js';
-import { EMPTY, MULTIPART, TAIL, form, get, partHead, pieces, rawPost, repeat, serve, settledTree, tempDir, tree, upload } from './uploads-helpers.js';
+import { EMPTY, MULTIPART, TAIL, form, get, partHead, pieces, rawPost, repeat, serve, settledTree, tempDir, tree, upload } from './helpers/uploads.js';
 
 const root = process.getuid?.() === 0;
 if (!root) console.log('# uploads-disk: the tmpfs (ENOSPC) and read-only (EACCES) tests need root to mount a tmpfs and drop privileges; skipped');
@@ -73,7 +73,7 @@ test('EACCES: a data dir the server may not write to is a clear 500, with nothin
 
 test('a 1 GiB upload: the server streams it to disk in constant memory (RSS growth under 64 MiB)', async (t) => {
   const dataDir = await tempDir(t);
-  const child = spawn(process.execPath, [fileURLToPath(new URL('./uploads-child.js', import.meta.url)), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./helpers/uploads-child.js', import.meta.url)), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.after(() => child.kill('SIGKILL'));
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d));

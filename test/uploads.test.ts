@@ -9,7 +9,7 @@ import { RECORD_NAME } from '../lib/uploads/upload-record.js';
 import {
   EMPTY, KEY, MULTIPART, TAIL, form, get, openFds, partHead, settledFds, pieces, rawPost, repeat, send, serve, settledTree, sha256, sleep, tempDir, tree, upload,
   type FormPart,
-} from './uploads-helpers.js';
+} from './helpers/uploads.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 

@@ -1,12 +1,12 @@
-// Wave's own Python client against wharf, reproduced on the wire (test/wave-client.ts): what it
+// Wave's own Python client against wharf, reproduced on the wire (test/helpers/wave-client.ts): what it
 // sends for the paths wharf returns, and the names it saves downloads under.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { serve, sha256, tempDir } from './uploads-helpers.js';
-import { httpxTarget, pyBasename, waveSite } from './wave-client.js';
+import { serve, sha256, tempDir } from './helpers/uploads.js';
+import { httpxTarget, pyBasename, waveSite } from './helpers/wave-client.js';
 
 test('the httpx reproduction: request targets as httpx/_urlparse.py builds them', () => {
   const cases: Array<[string, string]> = [

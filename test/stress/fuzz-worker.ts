@@ -1,8 +1,8 @@
 // One worker of the stress fuzz run: runs seeds [from, to) and reports category counts, failures
 // and out-of-band errors to test/stress/run.ts.
 import { parentPort, workerData } from 'node:worker_threads';
-import { STRESS_FUZZ, describe } from '../fuzz-gen.js';
-import { runCase } from '../fuzz-oracle.js';
+import { STRESS_FUZZ, describe } from '../helpers/fuzz-gen.js';
+import { runCase } from '../helpers/fuzz-oracle.js';
 
 const { from, to } = workerData as { from: number; to: number };
 const outOfBand: string[] = [];

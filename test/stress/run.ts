@@ -1,7 +1,7 @@
 // `npm run stress` (after `npm run build`): the long reliability runs of issue 8.
-//   1. the multipart fuzzer, 1,000,000 cases (test/fuzz-gen.ts, STRESS_FUZZ sizes), one worker thread
-//      per core, every case classified against busboy (test/fuzz-oracle.ts);
-//   2. the load scenario for 60 s: 200 concurrent clients (test/load-scenario.ts).
+//   1. the multipart fuzzer, 1,000,000 cases (test/helpers/fuzz-gen.ts, STRESS_FUZZ sizes), one worker thread
+//      per core, every case classified against busboy (test/helpers/fuzz-oracle.ts);
+//   2. the load scenario for 60 s: 200 concurrent clients (test/helpers/load-scenario.ts).
 // Prints the figures RELIABILITY.md quotes and exits 1 if anything failed.
 //
 //   node dist/test/stress/run.js [--fuzz-cases N] [--seed S] [--load-seconds S] [--clients N] [--only fuzz|load]
@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { JS_SLACK, RSS_SLACK, runLoadScenario } from '../load-scenario.js';
+import { JS_SLACK, RSS_SLACK, runLoadScenario } from '../helpers/load-scenario.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);

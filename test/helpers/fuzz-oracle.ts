@@ -1,9 +1,9 @@
 // The differential oracle of the multipart fuzzer: busboy run on the same input, and the
-// classification of every way the two outcomes can relate (see `classify`). test/fuzz-gen.ts makes
+// classification of every way the two outcomes can relate (see `classify`). test/helpers/fuzz-gen.ts makes
 // the inputs and runs wharf on them.
 import { createRequire } from 'node:module';
-import type { MultipartLimits } from '../lib/multipart/parser.js';
-import { WharfError } from '../lib/common/errors.js';
+import type { MultipartLimits } from '../../lib/multipart/parser.js';
+import { WharfError } from '../../lib/common/errors.js';
 import { DEFAULT_FUZZ, makeCase, runWharf, type FuzzCase, type FuzzOptions, type WharfResult, type WharfPart } from './fuzz-gen.js';
 
 const require = createRequire(import.meta.url);

@@ -8,8 +8,8 @@
 // with nothing to write lands it in a microtask, starts another, and never lets a timer or an I/O
 // callback run again.
 import { randomUUID } from 'node:crypto';
-import { createLocalStorage } from '../lib/uploads/local-storage.js';
-import { recordFor } from '../lib/uploads/upload-record.js';
+import { createLocalStorage } from '../../lib/uploads/local-storage.js';
+import { recordFor } from '../../lib/uploads/upload-record.js';
 
 const dataDir = process.argv[2]!;
 const storage = createLocalStorage(dataDir, {

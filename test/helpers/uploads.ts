@@ -3,15 +3,18 @@
 // of everything under the data dir.
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createFileServer, type FileServer, type FileServerOptions } from '../lib/index.js';
+import { createFileServer, type FileServer, type FileServerOptions } from '../../lib/index.js';
 import { drainOrClose } from './load-gen.js';
+import { tempDir } from './temp-dir.js';
+import { DEFAULT_AUTH } from './keys.js';
 
-export const KEY = `Basic ${Buffer.from('access_key_id:access_key_secret').toString('base64')}`;
+export { tempDir };
+
+export const KEY = DEFAULT_AUTH;
 export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 export const openFds = (): number => readdirSync('/proc/self/fd').length;
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -26,12 +29,6 @@ export interface Running {
   port: number;
   dataDir: string;
   warnings: string[];
-}
-
-export async function tempDir(t: TestContext, prefix = 'wharf-uploads-'): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 /** A listening server with anonymous uploads on, in a fresh data dir; closed and removed after the test. */

@@ -1,19 +1,11 @@
 // Shared helpers of the server, static and auth tests: temp dirs, raw HTTP over real sockets.
 import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
 import { connect } from 'node:net';
-import { mkdtemp, readdir, readlink, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { basicAuth } from '../lib/http/access-keys.js';
+import { readdir, readlink } from 'node:fs/promises';
+import { DEFAULT_AUTH } from './keys.js';
 
 /** Wave's default key, valid on loopback. */
-export const DEFAULT_KEY = basicAuth('access_key_id', 'access_key_secret');
-
-/** A fresh temp dir, removed by the returned cleanup. */
-export async function tempDir(prefix = 'wharf-srv-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
-}
+export const DEFAULT_KEY = DEFAULT_AUTH;
 
 export interface Reply {
   status: number;
@@ -102,12 +94,4 @@ export async function fdsOn(path: string): Promise<number> {
   return n;
 }
 
-/** Polls `check` until it returns true (or fails after `ms`): for effects that land asynchronously. */
-export async function eventually(check: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+export { eventually } from './eventually.js';

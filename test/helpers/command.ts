@@ -3,7 +3,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { TestContext } from 'node:test';
 
 /** The compiled command module, next to this compiled test whatever the output directory. */
-export const COMMAND = new URL('../lib/cli/command.js', import.meta.url).href;
+export const COMMAND = new URL('../../lib/cli/command.js', import.meta.url).href;
 const RUNNER = 'const [u, ...a] = process.argv.slice(1); import(u).then((m) => m.main(a)).then((c) => { process.exitCode = c; });';
 
 /** The parent's environment without any WHARF_* variable, plus `env`. */

@@ -1,20 +1,17 @@
 // Shared by the client and command tests: temp dirs, a wharf server on 127.0.0.1:0, small HTTP helpers.
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { createFileServer, type FileServer, type FileServerOptions } from '../lib/http/server.js';
+import { createFileServer, type FileServer, type FileServerOptions } from '../../lib/http/server.js';
+import { tempDir } from './temp-dir.js';
+import { APP_CLIENT_KEY } from './keys.js';
 
-export const KEY = { accessKeyId: 'app', accessKeySecret: 'app-secret' };
+export { tempDir };
+
+export const KEY = APP_CLIENT_KEY;
 export const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
-
-export async function tempDir(t: TestContext, prefix = 'wharf-client-'): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 export interface Running {
   files: FileServer;

@@ -1,5 +1,5 @@
 // A wharf file server in a process of its own, for the load and fault tests: its descriptors, RSS
-// and file-descriptor limit are then its own. Started by `startChild` (test/load-gen.ts):
+// and file-descriptor limit are then its own. Started by `startChild` (test/helpers/load-gen.ts):
 //
 //   node [--expose-gc] load-server.js '<FileServerOptions as JSON>'
 //
@@ -8,7 +8,7 @@
 // --expose-gc), `{cmd:"loop"}` with the event-loop delay since the last ask (p50, p99, max in ms),
 // and `{cmd:"close"}` by closing the server and exiting. Warnings go to stderr.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { createFileServer, type FileServerOptions } from '../lib/http/server.js';
+import { createFileServer, type FileServerOptions } from '../../lib/http/server.js';
 
 const options = JSON.parse(process.argv[2] ?? '{}') as FileServerOptions;
 const files = createFileServer({ ...options, warn: (message) => process.stderr.write(`${message}\n`) });

@@ -9,8 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFileServer } from '../lib/index.js';
 import { connect } from '../lib/client/index.js';
+import { APP_CLIENT_KEY } from './helpers/keys.js';
 
-const KEY = { accessKeyId: 'app', accessKeySecret: 'app-secret' };
+const KEY = APP_CLIENT_KEY;
 
 test('a limit crossed mid-upload: every client gets the 413, not a connection reset', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'wharf-linger-'));

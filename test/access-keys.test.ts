@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { basicAuth, createKeyCheck, DEFAULT_ACCESS_KEYS, isLoopback } from '../lib/http/access-keys.js';
 import { createFileServer, type FileServerOptions } from '../lib/http/server.js';
 import { WharfError } from '../lib/common/errors.js';
-import { DEFAULT_KEY, tempDir } from './server-util.js';
+import { DEFAULT_KEY } from './helpers/server.js';
+import { makeTempDir } from './helpers/temp-dir.js';
 
 interface Probe {
   status: number;
@@ -117,7 +118,7 @@ describe('auth matrix', () => {
   const id = randomUUID();
 
   before(async () => {
-    ({ dir: tmp, cleanup } = await tempDir());
+    ({ dir: tmp, cleanup } = await makeTempDir());
     for (const d of ['pub', 'priv', join('data', 'f', id)]) {
       await mkdir(join(tmp, d), { recursive: true });
       await writeFile(join(tmp, d, 'ok.txt'), 'ok');
@@ -205,7 +206,7 @@ describe('access keys', () => {
   });
 
   test('a browser page\'s own requests get 401 without a Basic challenge; apps and navigations get it', async () => {
-    const { dir, cleanup } = await tempDir();
+    const { dir, cleanup } = await makeTempDir();
     const files = createFileServer({ dataDir: dir, accessKeys: { app: 'secret' }, warn: () => {} });
     try {
       const { url } = await files.listen({ port: 0 });
@@ -228,7 +229,7 @@ describe('access keys', () => {
   });
 
   test('listen() with default keys off loopback is refused; with own keys it is fine', async () => {
-    const { dir, cleanup } = await tempDir();
+    const { dir, cleanup } = await makeTempDir();
     try {
       for (const host of ['0.0.0.0', '::', '192.0.2.1']) {
         const files = createFileServer({ dataDir: dir, warn: () => {} });

@@ -13,11 +13,12 @@
 // re-read the same small files, which it mostly does not.
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { basicAuth } from '../lib/http/access-keys.js';
-import type { SyncIo } from '../lib/static/sync-io.js';
-import { RECORD_NAME } from '../lib/uploads/upload-record.js';
+import { basicAuth } from '../../lib/http/access-keys.js';
+import type { SyncIo } from '../../lib/static/sync-io.js';
+import { RECORD_NAME } from '../../lib/uploads/upload-record.js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { eventually, formatReport, patternBytes, rssOf, runLoad, send, settledFds, startChild, type LoopDelay, type LoadReport, type Memory } from './load-gen.js';
+import { APP_KEY } from './keys.js';
 
 export const RSS_SLACK = 64 * 1024 * 1024;
 export const JS_SLACK = 16 * 1024 * 1024;
@@ -44,7 +45,7 @@ export interface ScenarioResult {
   summary: string;
 }
 
-const KEY = { id: 'load', secret: 'load-secret-0123456789' };
+const KEY = APP_KEY;
 
 export async function runLoadScenario(o: { root: string; seconds: number; clients: number; syncIo?: SyncIo; log?: (line: string) => void }): Promise<ScenarioResult> {
   const dataDir = join(o.root, 'data');

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { RECORD_NAME } from '../lib/uploads/upload-record.js';
 import { WharfError } from '../lib/index.js';
 import type { UploadEvent } from '../lib/index.js';
-import { EMPTY, get, openFds, serve, settledFds, sha256, tempDir, tree, upload } from './uploads-helpers.js';
+import { EMPTY, get, openFds, serve, settledFds, sha256, tempDir, tree, upload } from './helpers/uploads.js';
 
 const isWharf = (code: string, status?: number) => (e: unknown): boolean =>
   e instanceof WharfError && e.code === code && (status === undefined || e.status === status);

@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import test from 'node:test';
 import busboy from 'busboy';
 import { bufferForm, contentDisposition, fileForm } from '../lib/client/form-data.js';
-import { tempDir } from './client-helpers.js';
+import { tempDir } from './helpers/client.js';
 
 interface Parsed { name: string; filename: string; mimeType: string; data: Buffer }
 

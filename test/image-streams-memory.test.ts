@@ -2,8 +2,8 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { view, stalledViewer } from './mixed-replace.js';
-import { eventually, frame, start } from './streams-helpers.js';
+import { view, stalledViewer } from './helpers/mixed-replace.js';
+import { eventually, frame, start } from './helpers/streams.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;

@@ -10,7 +10,7 @@ import test from 'node:test';
 import { main } from '../lib/cli/command.js';
 import { formatFlags, parseArgs, parseBoolean, parseCount, parseDuration, parseSize, splitList, UsageError, type FlagSpec } from '../lib/cli/flags.js';
 import { createBar, formatBytes, formatEta, renderBar } from '../lib/cli/progress-bar.js';
-import { eventually, fetchRaw, startWharf, tempDir, KEY } from './client-helpers.js';
+import { eventually, fetchRaw, startWharf, tempDir, KEY } from './helpers/client.js';
 
 test('sizes: IEC and SI units, fractions, plain bytes; nonsense is a UsageError', () => {
   assert.equal(parseSize('512MiB'), 512 * 1024 ** 2);

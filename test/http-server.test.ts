@@ -10,7 +10,8 @@ import { join, relative } from 'node:path';
 import express from 'express';
 import { createFileServer, type FileServer, type FileServerOptions } from '../lib/http/server.js';
 import { WharfError } from '../lib/common/errors.js';
-import { DEFAULT_KEY, eventually, fdsOn, rawExchange, request, tempDir } from './server-util.js';
+import { DEFAULT_KEY, eventually, fdsOn, rawExchange, request } from './helpers/server.js';
+import { makeTempDir } from './helpers/temp-dir.js';
 
 const listenOn = (server: Server): Promise<string> =>
   new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)));
@@ -20,7 +21,7 @@ let tmp: string;
 let cleanup: () => Promise<void>;
 const id = randomUUID();
 before(async () => {
-  ({ dir: tmp, cleanup } = await tempDir());
+  ({ dir: tmp, cleanup } = await makeTempDir());
   for (const d of ['pub', 'a', join('a', 'b'), 'my data', join('data', 'f', id)]) await mkdir(join(tmp, d), { recursive: true });
   await writeFile(join(tmp, 'pub', 'ok.txt'), 'pub ok');
   await writeFile(join(tmp, 'a', 'x.txt'), 'from a');

@@ -1,5 +1,5 @@
 // Shared helpers of the reliability tests (load, faults, security) and of `npm run stress`: a wharf
-// server in a child process (test/load-server.ts) with its descriptors and RSS read from /proc,
+// server in a child process (test/helpers/load-server.ts) with its descriptors and RSS read from /proc,
 // HTTP over real sockets (through node:http, or raw bytes), seeded upload contents that can be
 // checked byte for byte without keeping them, and the load driver.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -7,7 +7,7 @@ import { readdir, readFile, readlink } from 'node:fs/promises';
 import { Agent, request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import type { FileServerOptions } from '../lib/http/server.js';
+import type { FileServerOptions } from '../../lib/http/server.js';
 
 // ---------------------------------------------------------------------------------------------
 // A server in a child process
@@ -155,15 +155,7 @@ export async function rssOf(pid: number): Promise<number> {
   return Number(kb ?? 0) * 1024;
 }
 
-/** Polls `check` until true, or throws `what` after `ms`. */
-export async function eventually(check: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error(`timed out (${ms} ms) waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+export { eventually } from './eventually.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -4,12 +4,13 @@ import type { TestContext } from 'node:test';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createFileServer } from '../lib/http/server.js';
-import type { StreamStats } from '../lib/image-streams/relay.js';
-import type { Limits } from '../lib/common/limits.js';
-import type { Site } from '../lib/common/site-api.js';
+import { createFileServer } from '../../lib/http/server.js';
+import type { StreamStats } from '../../lib/image-streams/relay.js';
+import type { Limits } from '../../lib/common/limits.js';
+import type { Site } from '../../lib/common/site-api.js';
+import { APP_KEY } from './keys.js';
 
-export const KEY = { id: 'app', secret: 'app-secret' };
+export const KEY = APP_KEY;
 export const AUTH = 'Basic ' + Buffer.from(`${KEY.id}:${KEY.secret}`).toString('base64');
 
 export interface Running {
@@ -95,11 +96,4 @@ export function frame(seq: number, size: number): Buffer {
   return b;
 }
 
-/** Waits until `check()` holds, polling; the test runner's timeout bounds it. */
-export async function eventually(check: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > until) throw new Error(`never happened: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+export { eventually } from './eventually.js';

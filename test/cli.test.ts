@@ -6,8 +6,8 @@ import { delimiter, join } from 'node:path';
 import test from 'node:test';
 import { DEFAULT_LIMITS } from '../lib/common/limits.js';
 import { RECORD_NAME } from '../lib/uploads/upload-record.js';
-import { eventually, fetchRaw, filesUnder, sha256, sha256File, tempDir, UUID } from './client-helpers.js';
-import { runWharf, spawnWharf, startWharfProcess } from './command-helpers.js';
+import { eventually, fetchRaw, filesUnder, sha256, sha256File, tempDir, UUID } from './helpers/client.js';
+import { runWharf, spawnWharf, startWharfProcess } from './helpers/command.js';
 
 const ID = 'cli-app';
 const SECRET = 'cli-secret-Zx81';

@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { WharfError } from '../lib/common/errors.js';
 import { createFileServer } from '../lib/http/server.js';
 import type { IncomingMessage } from 'node:http';
-import { MixedReplaceReader, boundaryOf, view } from './mixed-replace.js';
-import { AUTH, eventually, frame, post, request, start, waveForm } from './streams-helpers.js';
+import { MixedReplaceReader, boundaryOf, view } from './helpers/mixed-replace.js';
+import { AUTH, eventually, frame, post, request, start, waveForm } from './helpers/streams.js';
 
 const isCode = (code: string) => (e: unknown) => e instanceof WharfError && e.code === code;
 

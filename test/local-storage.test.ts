@@ -3,8 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +11,8 @@ import { WharfError } from '../lib/common/errors.js';
 import { createSlowness } from '../lib/static/sync-io.js';
 import { createLocalStorage, storageError, TEMP_DIR, type StagedFile, type Staging } from '../lib/uploads/local-storage.js';
 import { RECORD_NAME, recordFor } from '../lib/uploads/upload-record.js';
-import { tree } from './uploads-helpers.js';
+import { tree } from './helpers/uploads.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // Every test of the write path runs twice: as this machine runs it (small writes on the event loop
 // while they are cheap) and with the slow path forced (every write a batch through the thread
@@ -22,12 +22,6 @@ const RECORD = recordFor('key');
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 const fds = (): number => readdirSync('/proc/self/fd').length;
-
-async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'wharf-storage-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /** `data` in slices of `chunk`, the way a socket hands them over. */
 function* chunked(data: Buffer, chunk = 64 * 1024): Generator<Buffer> {
@@ -385,10 +379,10 @@ test('storage (syncIo off): every write goes through the thread pool, in batches
 });
 
 test('storage: a file whose batch lands with nothing more held, while others fill the write budget, does not starve the event loop', async (t) => {
-  // The writer in a process of its own (test/storage-child.ts): starving the event loop would also
+  // The writer in a process of its own (test/helpers/storage-child.ts): starving the event loop would also
   // starve this test's timers, so only a parent can see it and kill it.
   const dataDir = await tempDir(t);
-  const child = spawn(process.execPath, [fileURLToPath(new URL('./storage-child.js', import.meta.url)), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./helpers/storage-child.js', import.meta.url)), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
   const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);

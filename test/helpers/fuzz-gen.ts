@@ -1,6 +1,6 @@
 // The multipart fuzzer: seeded generation of valid multipart/form-data bodies, seeded mutations of
 // them, seeded chunking, and wharf's `parseMultipart` run on them with seeded consumers. The
-// differential check against busboy is test/fuzz-oracle.ts. Shared by test/fuzz.test.ts (10,000
+// differential check against busboy is test/helpers/fuzz-oracle.ts. Shared by test/fuzz.test.ts (10,000
 // cases in `npm test`) and test/stress/run.ts (1,000,000 cases).
 //
 // Every case is a pure function of its seed: `runCase(seed)` twice gives the same input, the same
@@ -21,9 +21,9 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { collectPart, parseMultipart, sinkPart, type MultipartLimits, type Part } from '../lib/multipart/parser.js';
-import { createLocalStorage, type Storage } from '../lib/uploads/local-storage.js';
-import { recordFor } from '../lib/uploads/upload-record.js';
+import { collectPart, parseMultipart, sinkPart, type MultipartLimits, type Part } from '../../lib/multipart/parser.js';
+import { createLocalStorage, type Storage } from '../../lib/uploads/local-storage.js';
+import { recordFor } from '../../lib/uploads/upload-record.js';
 
 /** Small limits, so generated bodies cross every one of them often. */
 export const FUZZ_LIMITS: MultipartLimits = Object.freeze({
