@@ -19,8 +19,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { basicAuth } from '../lib/http/access-keys.js';
 import type { Limits } from '../lib/common/limits.js';
-import { eventually, formBody, matchesPattern, patternBytes, rawConnect, send, settledFds, sleep, startChild, type Answer, type Child, type FormFile, type RawConnection } from './helpers/load-gen.js';
+import { eventually, formBody, matchesPattern, patternBytes, send, settledFds, sleep, startChild, type Answer, type Child, type FormFile } from './helpers/load-gen.js';
 import { APP_KEY } from './helpers/keys.js';
+import { rawConnect, type RawConnection } from './helpers/raw-http.js';
 
 const run = promisify(execFile);
 const KEY = APP_KEY;

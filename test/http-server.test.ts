@@ -10,8 +10,9 @@ import { join, relative } from 'node:path';
 import express from 'express';
 import { createFileServer, type FileServer, type FileServerOptions } from '../lib/http/server.js';
 import { WharfError } from '../lib/common/errors.js';
-import { DEFAULT_KEY, eventually, fdsOn, rawExchange, request } from './helpers/server.js';
+import { DEFAULT_KEY, eventually, fdsOn, request } from './helpers/server.js';
 import { makeTempDir } from './helpers/temp-dir.js';
+import { rawExchange } from './helpers/raw-http.js';
 
 const listenOn = (server: Server): Promise<string> =>
   new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)));

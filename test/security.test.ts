@@ -34,9 +34,10 @@ import { connect } from 'node:net';
 import { directorySeams } from '../lib/static/engine.js';
 import { createLocalStorage } from '../lib/uploads/local-storage.js';
 import { RECORD_NAME, recordFor } from '../lib/uploads/upload-record.js';
-import { eventually, formBuffer, parseAnswer, rawSend, type RawAnswer } from './helpers/load-gen.js';
+import { eventually, formBuffer } from './helpers/load-gen.js';
 import { fdsOn } from './helpers/server.js';
 import { APP_KEY } from './helpers/keys.js';
+import { parseAnswer, rawRequest, rawSend, type RawAnswer, type RawRequest } from './helpers/raw-http.js';
 
 const OUTSIDE = 'OUTSIDE-SECRET-5d1c';
 const DOTFILE = 'DOTFILE-SECRET-77ae';
@@ -62,13 +63,7 @@ let uploadId: string;
 /** Another one, which rows try to delete by a path that names something else: `_f/<id>/doc.txt`. */
 let victimId: string;
 
-interface Req {
-  method?: string;
-  path: string;
-  /** `null` leaves out a header the request would carry by default (`Host`, `Connection`). */
-  headers?: Record<string, string | null>;
-  body?: Buffer;
-}
+type Req = RawRequest;
 
 interface Row {
   name: string;
@@ -90,14 +85,6 @@ interface Row {
   then?: () => Req[];
   /** Runs after the row, whether it passed or not. */
   teardown?: () => void | Promise<void>;
-}
-
-function rawRequest(r: Req): Buffer {
-  const headers: Record<string, string | null> = { Host: 'wharf', Connection: 'close', ...r.headers };
-  if (r.body !== undefined) headers['Content-Length'] = String(r.body.length);
-  const lines = Object.entries(headers).filter(([, v]) => v !== null).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-  const head = `${r.method ?? 'GET'} ${r.path} HTTP/1.1\r\n${lines}\r\n`;
-  return Buffer.concat([Buffer.from(head, 'latin1'), r.body ?? Buffer.alloc(0)]);
 }
 
 /**

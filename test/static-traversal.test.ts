@@ -7,8 +7,9 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createFileServer, type FileServer } from '../lib/http/server.js';
-import { DEFAULT_KEY, rawExchange, rawGet } from './helpers/server.js';
+import { DEFAULT_KEY } from './helpers/server.js';
 import { makeTempDir } from './helpers/temp-dir.js';
+import { rawExchange, rawGet } from './helpers/raw-http.js';
 
 const OUTSIDE = 'OUTSIDE-SECRET-7f3a';
 const DATA_SECRET = 'DATA-SECRET-91bc';

@@ -14,8 +14,9 @@ import { createDirectorySource, createStatic, type FileSource, type OpenFile } f
 import { resolveLimits } from '../lib/common/limits.js';
 import { contentTypeFor } from '../lib/common/mime.js';
 import { attachment } from '../lib/static/disposition.js';
-import { eventually, fdsOn, rawGet, request } from './helpers/server.js';
+import { eventually, fdsOn, request } from './helpers/server.js';
 import { makeTempDir } from './helpers/temp-dir.js';
+import { rawGet } from './helpers/raw-http.js';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 

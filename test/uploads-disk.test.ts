@@ -10,7 +10,8 @@ import { chmod, mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WharfError } from '../lib/index.js';
-import { EMPTY, MULTIPART, TAIL, form, get, partHead, pieces, rawPost, repeat, serve, settledTree, tempDir, tree, upload } from './helpers/uploads.js';
+import { EMPTY, MULTIPART, TAIL, form, get, partHead, pieces, repeat, serve, settledTree, tempDir, tree, upload } from './helpers/uploads.js';
+import { rawPost } from './helpers/raw-http.js';
 
 const root = process.getuid?.() === 0;
 if (!root) console.log('# uploads-disk: the tmpfs (ENOSPC) and read-only (EACCES) tests need root to mount a tmpfs and drop privileges; skipped');

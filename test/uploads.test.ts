@@ -6,10 +6,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect } from 'node:net';
 import { RECORD_NAME } from '../lib/uploads/upload-record.js';
-import {
-  EMPTY, KEY, MULTIPART, TAIL, form, get, openFds, partHead, settledFds, pieces, rawPost, repeat, send, serve, settledTree, sha256, sleep, tempDir, tree, upload,
-  type FormPart,
-} from './helpers/uploads.js';
+import { EMPTY, KEY, MULTIPART, TAIL, form, get, openFds, partHead, settledFds, pieces, repeat, send, serve, settledTree, sha256, sleep, tempDir, tree, upload, type FormPart } from './helpers/uploads.js';
+import { rawPost } from './helpers/raw-http.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 

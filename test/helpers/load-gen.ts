@@ -5,9 +5,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { Agent, request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
-import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { FileServerOptions } from '../../lib/http/server.js';
+import { drainOrClose } from './raw-http.js';
 
 // ---------------------------------------------------------------------------------------------
 // A server in a child process
@@ -329,93 +329,6 @@ export function send(url: string, path: string, o: RequestOptions = {}): Promise
       }
     })();
   });
-}
-
-/** Waits for 'drain' or 'close', whichever first, and leaves no listener behind. */
-export function drainOrClose(emitter: NodeJS.EventEmitter): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      emitter.off('drain', done);
-      emitter.off('close', done);
-      resolve();
-    };
-    emitter.on('drain', done);
-    emitter.on('close', done);
-  });
-}
-
-export interface RawAnswer {
-  status: number;
-  /** Header lines as received, lower-cased names, each value kept (repeats too). */
-  headers: Array<[string, string]>;
-  body: Buffer;
-  /** Everything received. */
-  raw: Buffer;
-}
-
-/**
- * Sends `bytes` as they are (a request line no client library would send) on a fresh connection and
- * reads one answer: to its Content-Length, or to the end of the connection.
- */
-export function rawSend(port: number, bytes: Buffer | string, timeoutMs = 15_000): Promise<RawAnswer> {
-  return new Promise((resolve, reject) => {
-    const sock = connect(port, '127.0.0.1');
-    let got = Buffer.alloc(0);
-    let done = false;
-    const finish = (): void => {
-      if (done) return;
-      const parsed = parseAnswer(got);
-      if (parsed === null) {
-        done = true;
-        sock.destroy();
-        reject(new Error(`no complete answer (${got.length} bytes: ${JSON.stringify(got.subarray(0, 200).toString('latin1'))})`));
-        return;
-      }
-      done = true;
-      sock.destroy();
-      clearTimeout(timer);
-      resolve(parsed);
-    };
-    const timer = setTimeout(() => {
-      if (!done) {
-        done = true;
-        sock.destroy();
-        reject(new Error(`raw request: no answer within ${timeoutMs} ms`));
-      }
-    }, timeoutMs);
-    sock.on('data', (d: Buffer) => {
-      got = Buffer.concat([got, d]);
-      const parsed = parseAnswer(got, false);
-      if (parsed !== null) finish();
-    });
-    sock.on('end', finish);
-    sock.on('close', finish);
-    sock.on('error', () => finish());
-    sock.write(bytes);
-  });
-}
-
-/** Parses one HTTP/1.1 answer from `raw`; null while it is incomplete (unless `atEnd`). */
-export function parseAnswer(raw: Buffer, atEnd = true): RawAnswer | null {
-  const end = raw.indexOf('\r\n\r\n');
-  if (end < 0) return null;
-  const lines = raw.subarray(0, end).toString('latin1').split('\r\n');
-  const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '');
-  if (!m) return null;
-  const status = Number(m[1]);
-  // An interim 100 Continue: the real answer follows.
-  if (status === 100) return parseAnswer(raw.subarray(end + 4), atEnd);
-  const headers: Array<[string, string]> = lines.slice(1).map((l) => {
-    const colon = l.indexOf(':');
-    return [l.slice(0, colon).trim().toLowerCase(), l.slice(colon + 1).trim()];
-  });
-  const len = headers.find(([k]) => k === 'content-length')?.[1];
-  const rest = raw.subarray(end + 4);
-  if (len !== undefined) {
-    if (rest.length < Number(len)) return atEnd ? { status, headers, body: rest, raw } : null;
-    return { status, headers, body: rest.subarray(0, Number(len)), raw };
-  }
-  return atEnd ? { status, headers, body: rest, raw } : null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -746,50 +659,3 @@ export function formatReport(r: LoadReport): string {
 // ---------------------------------------------------------------------------------------------
 // Raw connections
 
-export interface RawConnection {
-  sock: Socket;
-  /** Everything received so far. */
-  received(): Buffer;
-  /** Resolves when the connection is closed (by either side). */
-  closed: Promise<void>;
-  isClosed(): boolean;
-  /** Resolves with the first complete answer (reading resumes if it was paused). */
-  answer(): Promise<RawAnswer>;
-}
-
-/** A connection on which the test writes what it likes, when it likes. */
-export function rawConnect(port: number): Promise<RawConnection> {
-  return new Promise((resolve, reject) => {
-    const sock = connect(port, '127.0.0.1');
-    let got = Buffer.alloc(0);
-    let isClosed = false;
-    const waiters: Array<() => void> = [];
-    const closed = new Promise<void>((done) => sock.once('close', () => {
-      isClosed = true;
-      for (const w of waiters.splice(0)) w();
-      done();
-    }));
-    sock.on('data', (d: Buffer) => {
-      got = Buffer.concat([got, d]);
-      for (const w of waiters.splice(0)) w();
-    });
-    sock.on('error', () => {});
-    sock.once('connect', () => resolve({
-      sock,
-      received: () => got,
-      closed,
-      isClosed: () => isClosed,
-      answer: () => new Promise((ok, fail) => {
-        const check = (): void => {
-          const parsed = parseAnswer(got, isClosed);
-          if (parsed !== null) return ok(parsed);
-          if (isClosed) return fail(new Error(`connection closed without an answer (${got.length} bytes)`));
-          waiters.push(check);
-        };
-        if (sock.isPaused()) sock.resume();
-        check();
-      }),
-    }));
-    sock.once('error', reject);
-  });
-}

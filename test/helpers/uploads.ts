@@ -5,10 +5,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { request } from 'node:http';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { createFileServer, type FileServer, type FileServerOptions } from '../../lib/index.js';
-import { drainOrClose } from './load-gen.js';
+
 import { tempDir } from './temp-dir.js';
 import { DEFAULT_AUTH } from './keys.js';
 
@@ -107,86 +106,6 @@ export const upload = (url: string, parts: FormPart[] | Buffer, headers: Record<
   send(url, 'POST', `${base}_f/`, Buffer.isBuffer(parts) ? parts : form(parts), { 'Content-Type': MULTIPART, ...headers });
 
 export const get = (url: string, path: string, headers: Record<string, string> = {}): Promise<Answer> => send(url, 'GET', path, undefined, headers);
-
-export interface RawAnswer {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-  /** The server closed the connection (FIN or RST) after answering. */
-  closed: boolean;
-  /** Body bytes the client managed to hand to its socket before the answer (or an error) stopped it. */
-  sent: number;
-}
-
-/**
- * POSTs over a raw socket, writing `chunks` with backpressure while reading: so a server that
- * answers before the body is over (a limit, a refused name) is seen answering, and whether it then
- * closes the connection. `stall` stops writing (without ending) once that many body bytes are out;
- * `destroyAfter` destroys the socket there instead (a client that goes away).
- */
-export function rawPost(
-  port: number,
-  path: string,
-  headers: Record<string, string | number>,
-  chunks: Iterable<Buffer> | AsyncIterable<Buffer>,
-  opts: { stall?: number; destroyAfter?: number } = {},
-): Promise<RawAnswer> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    let received = Buffer.alloc(0);
-    let sent = 0;
-    let answer: { status: number; headers: Record<string, string>; body: string } | undefined;
-    let settled = false;
-    let timer: NodeJS.Timeout | undefined;
-    const settle = (closed: boolean): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.destroy();
-      if (answer) resolve({ ...answer, closed, sent });
-      else if (opts.destroyAfter !== undefined) resolve({ status: 0, headers: {}, body: '', closed, sent });
-      else reject(new Error(`connection closed without an answer after ${sent} body bytes`));
-    };
-    const parse = (): void => {
-      const at = received.indexOf('\r\n\r\n');
-      if (at < 0) return;
-      const lines = received.subarray(0, at).toString('latin1').split('\r\n');
-      const hdrs: Record<string, string> = {};
-      for (const line of lines.slice(1)) {
-        const c = line.indexOf(':');
-        hdrs[line.slice(0, c).toLowerCase()] = line.slice(c + 1).trim();
-      }
-      const length = Number(hdrs['content-length'] ?? 0);
-      if (received.length - at - 4 < length) return;
-      answer = { status: Number(lines[0]!.split(' ')[1]), headers: hdrs, body: received.subarray(at + 4, at + 4 + length).toString() };
-      // An answer with `Connection: close` must be followed by the server closing: give it 3 s.
-      if (/close/i.test(hdrs['connection'] ?? '')) timer = setTimeout(() => settle(false), 3000);
-      else settle(false);
-    };
-    socket.on('data', (d: Buffer) => {
-      received = Buffer.concat([received, d]);
-      if (!answer) parse();
-    });
-    socket.on('error', () => {});
-    socket.on('close', () => settle(true));
-    socket.on('connect', () => {
-      void (async () => {
-        const head = [`POST ${path} HTTP/1.1`, 'Host: 127.0.0.1', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n');
-        socket.write(head);
-        for await (const chunk of chunks) {
-          if (answer || settled || socket.destroyed) return;
-          if (opts.destroyAfter !== undefined && sent + chunk.length > opts.destroyAfter) {
-            socket.destroy();
-            return;
-          }
-          if (opts.stall !== undefined && sent + chunk.length > opts.stall) return;
-          sent += chunk.length;
-          if (!socket.write(chunk)) await drainOrClose(socket);
-        }
-      })();
-    });
-  });
-}
 
 /** `count` chunks of `size` random bytes (one buffer, repeated: nothing big is held). */
 export function* repeat(chunk: Buffer, count: number): Generator<Buffer> {
