@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, copyFile, mkdir, open as openHandle, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { WharfError, fromFsError } from '../common/errors.js';
+import { WharfError } from '../common/errors.js';
 import { slownessFor, type SyncIo } from '../static/sync-io.js';
 import type { WriteMemory } from './file-writer.js';
 import { isUploadId } from './filenames.js';
@@ -25,8 +25,8 @@ import type { Storage } from './storage.js';
 import { createUploadSource } from './upload-source.js';
 import type { Trust } from './upload-record.js';
 
-// The seam's interfaces, importable from here as before they had a module of their own.
-export type { StagedFile, Staging, Storage } from './storage.js';
+// The seam, importable from here as before it had a module of its own.
+export { storageError, type StagedFile, type Staging, type Storage } from './storage.js';
 
 export interface LocalStorageOptions {
   /** Bytes of one file gathered before one `writev` to disk. Default 1 MiB: 512 syscalls for 512 MiB. */
@@ -84,35 +84,6 @@ export const TEMP_DIR = '.wharf-tmp';
 // Storage instances alive in this process: a start() sweeps its own process's leftovers only when
 // they belong to none of these (a second server on the same dataDir in one process keeps its uploads).
 const liveInstances = new Set<string>();
-
-/**
- * Maps a storage failure to what the uploader is told. Unlike a read, a write that fails for lack of
- * permission is the server's fault, not the client's, so it is a 500 rather than `fromFsError`'s 403.
- */
-export function storageError(err: unknown): WharfError {
-  if (err instanceof WharfError) return err;
-  const code = (err as NodeJS.ErrnoException | null)?.code;
-  switch (code) {
-    case 'ENOSPC':
-    case 'EDQUOT':
-    case 'EROFS':
-    case 'EMFILE':
-    case 'ENFILE':
-      return fromFsError(err);
-    case 'EACCES':
-    case 'EPERM':
-      return new WharfError('STORAGE_DENIED', `the server may not write to its data directory (${code})`, 500, { cause: err });
-    // Two names that this filesystem folds together (case, normalisation): a client problem.
-    case 'EEXIST':
-    case 'ENOTDIR':
-    case 'EISDIR':
-      return new WharfError('DUPLICATE_FILENAME', 'two files of the upload have the same name on this server', 400, { cause: err });
-    case 'ENAMETOOLONG':
-      return new WharfError('BAD_FILENAME', 'a filename is too long for this server', 400, { cause: err });
-    default:
-      return new WharfError('STORAGE_ERROR', `storage I/O error${code ? ` (${code})` : ''}`, 500, { cause: err });
-  }
-}
 
 export function createLocalStorage(dataDir: string, options: LocalStorageOptions = {}): Storage {
   const memory: WriteMemory = {

@@ -1,8 +1,7 @@
 // One request's files on their way into the local layout (`Storage.stage`): each upload id in a
 // temp directory of its own under `.wharf-tmp`, published by one rename to `f/<id>` on commit.
-import { linkSync, renameSync } from 'node:fs';
+import { constants, linkSync, renameSync } from 'node:fs';
 import { chmod, copyFile, link, rm, stat, writeFile } from 'node:fs/promises';
-import { constants } from 'node:fs';
 import { dirname, join, sep } from 'node:path';
 import { WharfError } from '../common/errors.js';
 import { mkdirExistingSync, writeFileSync } from './disk.js';

@@ -1,6 +1,7 @@
 // The storage seam: every read and write of uploaded bytes goes through `Storage`, so the HTTP layer
 // (route.ts) never touches `fs` for them and an object-store backend can be added later without
 // touching it. The one implementation is the local disk layout (local-storage.ts).
+import { WharfError, fromFsError } from '../common/errors.js';
 import type { FileSource } from '../static/engine.js';
 import type { UploadRecord } from './upload-record.js';
 
@@ -69,4 +70,33 @@ export interface Storage {
   copyOut(id: string, rel: string, to: string): Promise<number>;
   /** Removes upload `id` whole, at once for readers; false if there was none. */
   remove(id: string): Promise<boolean>;
+}
+
+/**
+ * Maps a storage failure to what the uploader is told. Unlike a read, a write that fails for lack of
+ * permission is the server's fault, not the client's, so it is a 500 rather than `fromFsError`'s 403.
+ */
+export function storageError(err: unknown): WharfError {
+  if (err instanceof WharfError) return err;
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  switch (code) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+    case 'EROFS':
+    case 'EMFILE':
+    case 'ENFILE':
+      return fromFsError(err);
+    case 'EACCES':
+    case 'EPERM':
+      return new WharfError('STORAGE_DENIED', `the server may not write to its data directory (${code})`, 500, { cause: err });
+    // Two names that this filesystem folds together (case, normalisation): a client problem.
+    case 'EEXIST':
+    case 'ENOTDIR':
+    case 'EISDIR':
+      return new WharfError('DUPLICATE_FILENAME', 'two files of the upload have the same name on this server', 400, { cause: err });
+    case 'ENAMETOOLONG':
+      return new WharfError('BAD_FILENAME', 'a filename is too long for this server', 400, { cause: err });
+    default:
+      return new WharfError('STORAGE_ERROR', `storage I/O error${code ? ` (${code})` : ''}`, 500, { cause: err });
+  }
 }

@@ -3,8 +3,8 @@
 import { WharfError } from '../common/errors.js';
 import type { Limits } from '../common/limits.js';
 import { uploadUrl } from './filenames.js';
-import { createLocalStorage, storageError } from './local-storage.js';
-import type { Staging, Storage } from './storage.js';
+import { createLocalStorage } from './local-storage.js';
+import { storageError, type Staging, type Storage } from './storage.js';
 import type { UploadRecord } from './upload-record.js';
 
 export interface UploadedFile {
