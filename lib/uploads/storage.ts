@@ -1,0 +1,102 @@
+// The storage seam: every read and write of uploaded bytes goes through `Storage`, so the HTTP layer
+// (route.ts) never touches `fs` for them and an object-store backend can be added later without
+// touching it. The one implementation is the local disk layout (local-storage.ts).
+import { WharfError, fromFsError } from '../common/errors.js';
+import type { FileSource } from '../static/engine.js';
+import type { UploadRecord } from './upload-record.js';
+
+/**
+ * A staged file being written. Not a stream: the multipart parser hands it slices as it parses them
+ * (`sinkPart`), with no `Writable`, pipe or per-chunk callback between the socket and the file.
+ */
+export interface StagedFile {
+  /**
+   * Takes `chunk`, kept until written (it must not change meanwhile). False when the file holds
+   * enough: write more once the `drain` given to `Staging.file` was called. Ignored after `end`,
+   * `destroy` or a failure.
+   */
+  write(chunk: Buffer): boolean;
+  /** No more bytes: `done` resolves once every one is stored and the file closed. */
+  end(): void;
+  /** Gives up on the file: `done` rejects with `err` once a write under way has landed and the descriptor is closed. */
+  destroy(err: Error): void;
+  /**
+   * Settles once the file's descriptor is closed: with its size after `end`, or with the first I/O
+   * error (or `destroy`'s). Nobody has to watch it: its staging does.
+   */
+  readonly done: Promise<number>;
+}
+
+/**
+ * One request's files on their way in. Nothing staged is visible to readers until `commit`, which
+ * publishes every upload id of the request together (each id appears whole or not at all); `abort`
+ * removes every staged byte. After either, the staging cannot be used again.
+ */
+export interface Staging {
+  /**
+   * A file `<id>/<rel>` to write (`rel` already checked by `checkFilename`). Bytes are coalesced and
+   * written with few syscalls; backpressure is real: `write()` returns false while a batch is on its
+   * way to disk and enough is held behind it, and `drain` is called (never from inside `write`)
+   * when it can take more.
+   */
+  file(id: string, rel: string, drain: () => void): StagedFile;
+  /**
+   * Stages the whole file `<id>/<rel>` from `chunks` (a small file the parser gathered: no stream);
+   * resolves with its size. On the event loop when it is under `syncWriteBelow`, as with `file`.
+   */
+  put(id: string, rel: string, chunks: Buffer[]): Promise<number>;
+  /** Stages a copy of the local file `from` as `<id>/<rel>` (copy-on-write where the filesystem can); resolves with its size. */
+  copy(id: string, rel: string, from: string): Promise<number>;
+  /**
+   * Publishes every upload id staged, each with `record` (trust.ts) written next to its files first,
+   * so an id never appears without it. Every file must be finished. On failure nothing is published.
+   */
+  commit(record: UploadRecord): Promise<void>;
+  /** Stops writers, waits for their descriptors to close and removes every staged byte. Idempotent. */
+  abort(): Promise<void>;
+}
+
+export interface Storage {
+  /**
+   * The read side (`stat`, ranged `open`) for `<id>/<path>`, served by the static engine; anything
+   * whose first segment is not an upload id is absent, and so is each upload's record. A file
+   * `open` returns is marked `untrusted` unless its upload's record says it is the app's own.
+   */
+  readonly source: FileSource;
+  /** Creates the layout and removes what a crashed run left in the temp area. */
+  start(): Promise<void>;
+  stage(): Staging;
+  /** Copies the stored file `<id>/<rel>` to the local path `to` (through a temp file next to it, then a rename); resolves with its size. 404 if absent. */
+  copyOut(id: string, rel: string, to: string): Promise<number>;
+  /** Removes upload `id` whole, at once for readers; false if there was none. */
+  remove(id: string): Promise<boolean>;
+}
+
+/**
+ * Maps a storage failure to what the uploader is told. Unlike a read, a write that fails for lack of
+ * permission is the server's fault, not the client's, so it is a 500 rather than `fromFsError`'s 403.
+ */
+export function storageError(err: unknown): WharfError {
+  if (err instanceof WharfError) return err;
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  switch (code) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+    case 'EROFS':
+    case 'EMFILE':
+    case 'ENFILE':
+      return fromFsError(err);
+    case 'EACCES':
+    case 'EPERM':
+      return new WharfError('STORAGE_DENIED', `the server may not write to its data directory (${code})`, 500, { cause: err });
+    // Two names that this filesystem folds together (case, normalisation): a client problem.
+    case 'EEXIST':
+    case 'ENOTDIR':
+    case 'EISDIR':
+      return new WharfError('DUPLICATE_FILENAME', 'two files of the upload have the same name on this server', 400, { cause: err });
+    case 'ENAMETOOLONG':
+      return new WharfError('BAD_FILENAME', 'a filename is too long for this server', 400, { cause: err });
+    default:
+      return new WharfError('STORAGE_ERROR', `storage I/O error${code ? ` (${code})` : ''}`, 500, { cause: err });
+  }
+}
