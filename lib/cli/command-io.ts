@@ -6,3 +6,16 @@ export interface CommandIo {
   /** Signals that stop `serve` or abort a transfer. */
   signals: NodeJS.EventEmitter;
 }
+
+/** Calls `handler` once on the first SIGINT or SIGTERM; the returned function stops listening. */
+export function onStopSignal(signals: NodeJS.EventEmitter, handler: (signal: 'SIGINT' | 'SIGTERM') => void): () => void {
+  const onInt = (): void => { off(); handler('SIGINT'); };
+  const onTerm = (): void => { off(); handler('SIGTERM'); };
+  const off = (): void => {
+    signals.off('SIGINT', onInt);
+    signals.off('SIGTERM', onTerm);
+  };
+  signals.on('SIGINT', onInt);
+  signals.on('SIGTERM', onTerm);
+  return off;
+}

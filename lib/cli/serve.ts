@@ -12,7 +12,7 @@ import { canonicalPrefix } from '../http/request-path.js';
 import { createFileServer, type FileServer, type FileServerOptions } from '../http/server.js';
 import { parseMapping } from '../static/mappings.js';
 import { storageModes } from '../uploads/local-storage.js';
-import type { CommandIo } from './command-io.js';
+import { onStopSignal, type CommandIo } from './command-io.js';
 import { DEFAULT_LISTEN, LIMIT_FLAGS, LIMIT_KEYS, SERVE_FLAGS } from './flag-specs.js';
 import { parseArgs, UsageError, type Flags } from './flags.js';
 import { LOG_FORMATS, startRequestLog, type LogFormat } from './request-log.js';
@@ -173,34 +173,16 @@ function startBanner(url: string, { options, dataDir, baseUrl, publicDirs, priva
   }).join('');
 }
 
-/** Resolves with the first SIGINT or SIGTERM. */
-function nextSignal(signals: NodeJS.EventEmitter): Promise<string> {
-  return new Promise<string>((resolvePromise) => {
-    const onInt = (): void => done('SIGINT');
-    const onTerm = (): void => done('SIGTERM');
-    const done = (sig: string): void => {
-      signals.off('SIGINT', onInt);
-      signals.off('SIGTERM', onTerm);
-      resolvePromise(sig);
-    };
-    signals.on('SIGINT', onInt);
-    signals.on('SIGTERM', onTerm);
-  });
-}
-
 /** Closes the server after a signal; a second signal while closing means "now": in-flight work is abandoned. */
 async function closeOnSignal(files: FileServer, startFormat: 'text' | 'json', io: CommandIo): Promise<void> {
-  const signal = await nextSignal(io.signals);
-  const hurry = (): void => { process.exit(1); };
-  io.signals.once('SIGINT', hurry);
-  io.signals.once('SIGTERM', hurry);
+  const signal = await new Promise<string>((resolvePromise) => onStopSignal(io.signals, resolvePromise));
+  const stopHurry = onStopSignal(io.signals, () => process.exit(1));
   if (startFormat === 'json') io.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'closing', signal })}\n`);
   else io.stdout.write(`wharf: ${signal}, closing (in-flight uploads finish or are removed)\n`);
   try {
     await files.close();
   } finally {
-    io.signals.off('SIGINT', hurry);
-    io.signals.off('SIGTERM', hurry);
+    stopHurry();
   }
 }
 
