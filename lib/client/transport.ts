@@ -8,7 +8,7 @@ import https from 'node:https';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { abortError } from '../common/abort.js';
+import { abortError, throwIfAborted } from '../common/abort.js';
 import { WharfError, type WharfErrorCode } from '../common/errors.js';
 import { MAX_TIMER } from '../common/limits.js';
 
@@ -148,10 +148,8 @@ export function createTransport({ origin, authorization, retries, retryDelay }: 
 
   function sendOnce(method: string, to: URL, headers: http.OutgoingHttpHeaders, body: Body | undefined, signal: AbortSignal | undefined): Promise<Exchange> {
     return new Promise((resolvePromise, reject) => {
-      if (signal?.aborted) {
-        reject(abortError(signal));
-        return;
-      }
+      // A throw here rejects the promise before anything is sent.
+      throwIfAborted(signal);
       const what = `${method} ${to.pathname}`;
       const all: http.OutgoingHttpHeaders = { ...headers };
       // Credentials go to the server we were connected to, never to another origin a URL points at.
