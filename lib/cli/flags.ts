@@ -25,9 +25,28 @@ export interface FlagSpec {
 
 export type FlagValue = string | string[] | boolean | number;
 
+/**
+ * Typed reads of parsed flags, so no caller casts a `FlagValue`. Each checks the value's type: a
+ * name read with the wrong accessor (a programming error, not a usage one) throws.
+ */
+export interface Flags {
+  /** A `string` flag, or a `choice` flag read without its list. */
+  str(name: string): string | undefined;
+  /** A `choice` flag, typed as one of `choices`. */
+  choice<T extends string>(name: string, choices: readonly T[]): T | undefined;
+  /** A `boolean` flag: false when absent. */
+  bool(name: string): boolean;
+  /** A `size`, `duration` or `count` flag. */
+  num(name: string): number | undefined;
+  /** A `list` flag: empty when absent. */
+  list(name: string): string[];
+}
+
 export interface ParsedArgs {
   /** Keyed by flag name; absent when neither the flag nor its variable was given. */
   values: Map<string, FlagValue>;
+  /** The same values, read typed. */
+  flags: Flags;
   positionals: string[];
 }
 
@@ -88,6 +107,45 @@ export function splitList(text: string): string[] {
   return text.split(delimiter).map((s) => s.trim()).filter((s) => s !== '');
 }
 
+const isOneOf = <T extends string>(value: string, choices: readonly T[]): value is T => choices.some((c) => c === value);
+
+/** Reads `values` typed; see `Flags`. */
+export function flagsOf(values: ReadonlyMap<string, FlagValue>): Flags {
+  const wrong = (name: string, kind: string): Error => new TypeError(`flag --${name} is not a ${kind} flag`);
+  const str = (name: string): string | undefined => {
+    const v = values.get(name);
+    if (v === undefined || typeof v === 'string') return v;
+    throw wrong(name, 'string');
+  };
+  return {
+    str,
+    choice(name, choices) {
+      const v = str(name);
+      if (v === undefined || isOneOf(v, choices)) return v;
+      throw wrong(name, choices.join('|'));
+    },
+    bool(name) {
+      const v = values.get(name);
+      if (v === undefined || typeof v === 'boolean') return v === true;
+      throw wrong(name, 'boolean');
+    },
+    num(name) {
+      const v = values.get(name);
+      if (v === undefined || typeof v === 'number') return v;
+      throw wrong(name, 'number');
+    },
+    list(name) {
+      const v = values.get(name);
+      if (v === undefined) return [];
+      if (Array.isArray(v)) return v;
+      throw wrong(name, 'list');
+    },
+  };
+}
+
+/** A list flag's values so far; nothing when it has none. */
+const listOf = (v: FlagValue | undefined): string[] => (Array.isArray(v) ? v : []);
+
 function convert(spec: FlagSpec, raw: string, from: string): FlagValue {
   try {
     switch (spec.kind) {
@@ -143,7 +201,7 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], e
     }
     const value = convert(spec, raw, `--${name}`);
     const prev = values.get(name);
-    if (spec.kind === 'list') values.set(name, [...((prev as string[] | undefined) ?? []), ...(value as string[])]);
+    if (spec.kind === 'list') values.set(name, [...listOf(prev), ...listOf(value)]);
     else if (prev !== undefined) throw new UsageError(`--${name} given twice`);
     else values.set(name, value);
   }
@@ -158,7 +216,7 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], e
       values.set(spec.name, convert(spec, raw, spec.env));
     }
   }
-  return { values, positionals };
+  return { values, flags: flagsOf(values), positionals };
 }
 
 /** `--help` text: one aligned line per flag, with its variable and default. */

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { WharfError } from '../common/errors.js';
+import { extValue } from '../common/ext-value.js';
 
 export interface FormFile {
   /** Local path the bytes are read from. */
@@ -31,11 +32,6 @@ const CRLF = Buffer.from('\r\n');
 export function newBoundary(): string {
   // 96 random bits, like browsers: the odds of the boundary occurring inside a file are negligible.
   return `----wharf${randomBytes(12).toString('hex')}`;
-}
-
-/** RFC 8187 `ext-value`: `attr-char` stays, every other byte is percent-encoded. */
-function extValue(text: string): string {
-  return encodeURIComponent(text).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 /**

@@ -68,3 +68,13 @@ export function fromFsError(err: unknown, what = 'file'): WharfError {
       return new WharfError('INTERNAL', `${what}: I/O error${code ? ` (${code})` : ''}`, 500, { cause: err });
   }
 }
+
+/** What a caught value says, for a message: an `Error`'s message, anything else (a thrown string) as text. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** As `errorMessage`, with the stack when there is one: for a log line about a bug. */
+export function errorDetail(err: unknown): string {
+  return err instanceof Error ? err.stack ?? err.message : String(err);
+}

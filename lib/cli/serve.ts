@@ -1,0 +1,235 @@
+/**
+ * `wharf serve`: options from the flags, a data dir proved writable, the start banner, the request
+ * log, and a close on SIGINT/SIGTERM (a second signal exits at once).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { errorMessage, WharfError } from '../common/errors.js';
+import type { Limits } from '../common/limits.js';
+import { isLoopback } from '../http/access-keys.js';
+import { canonicalPrefix } from '../http/request-path.js';
+import { createFileServer, type FileServer, type FileServerOptions } from '../http/server.js';
+import { parseMapping } from '../static/mappings.js';
+import { storageModes } from '../uploads/local-storage.js';
+import { onStopSignal, type CommandIo } from './command-io.js';
+import { DEFAULT_LISTEN, LIMIT_FLAGS, LIMIT_KEYS, SERVE_FLAGS } from './flag-specs.js';
+import { parseArgs, UsageError, type Flags } from './flags.js';
+import { LOG_FORMATS, startRequestLog, type LogFormat } from './request-log.js';
+import { usage, version } from './usage.js';
+
+interface Listen { host: string; port: number }
+
+function parseListen(text: string): Listen {
+  let host: string;
+  let port: string;
+  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(text);
+  if (v6) [host, port] = [v6[1]!, v6[2]!];
+  else if (/^\d+$/.test(text)) [host, port] = ['127.0.0.1', text];
+  else {
+    const colon = text.lastIndexOf(':');
+    if (colon < 0 || text.indexOf(':') !== colon) throw new UsageError(`--listen: expected HOST:PORT, [IPV6]:PORT or :PORT, got ${JSON.stringify(text)}`);
+    host = text.slice(0, colon) || '0.0.0.0';
+    port = text.slice(colon + 1);
+  }
+  const n = Number(port);
+  if (!/^\d+$/.test(port) || n > 65535) throw new UsageError(`--listen: bad port in ${JSON.stringify(text)}`);
+  return { host, port: n };
+}
+
+const FS_REASONS: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'read-only file system',
+  ENOTDIR: 'a part of the path is a file, not a directory',
+  EEXIST: 'it exists and is not a directory',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+};
+
+/**
+ * Proves `dir` writable by creating and removing a file in it: mode bits alone do not tell (root,
+ * ACLs, read-only mounts), and this is the check Wave lacks, whose users meet a 500 on upload.
+ */
+async function probeDataDir(dir: string, mode: number): Promise<string | undefined> {
+  const probe = join(dir, `.wharf-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    // With the mode the server's storage gives what it creates (its own start finds the dir there).
+    await mkdir(dir, { recursive: true, mode });
+    await writeFile(probe, 'probe', { flag: 'wx' });
+    await rm(probe, { force: true });
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+    return `data dir ${dir} is not writable: ${FS_REASONS[code] ?? errorMessage(err)} (${code})`;
+  }
+}
+
+
+/**
+ * The server's warnings, worded for the command ("wharf: warning: …"). Those before the start-up
+ * lines are held and printed with them; later ones (a failing request, say) at once.
+ */
+function createWarnings(startFormat: 'text' | 'json', io: CommandIo): { warn(message: string): void; takeHeld(): string[] } {
+  const held: string[] = [];
+  let started = false;
+  return {
+    warn(message) {
+      // The server words its warnings for a log of its own ("wharf: WARNING: …"); ours says who and what.
+      const m = message.replace(/^wharf:\s*/i, '').replace(/^warning:\s*/i, '');
+      if (!started) {
+        held.push(m);
+        return;
+      }
+      if (startFormat === 'json') io.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'warning', message: m })}\n`);
+      io.stderr.write(`wharf: warning: ${m}\n`);
+    },
+    takeHeld() {
+      started = true;
+      return held.splice(0);
+    },
+  };
+}
+
+interface ServeConfig {
+  listen: Listen;
+  /** The server's options, but `warn`. */
+  options: FileServerOptions;
+  dataDir: string;
+  baseUrl: string;
+  publicDirs: string[];
+  privateDirs: string[];
+  /** Wave's default access keys, which are allowed on loopback only. */
+  defaultKeys: boolean;
+  logFormat: LogFormat;
+  /** The start banner's format: the log's, or as the log would be when the log is off. */
+  startFormat: 'text' | 'json';
+}
+
+/** The server's options from the flags; refuses what the server must not start with. */
+function serveConfig(flags: Flags, io: CommandIo): ServeConfig {
+  const listen = parseListen(flags.str('listen') ?? DEFAULT_LISTEN);
+  const id = flags.str('access-key-id');
+  const secret = flags.str('access-key-secret');
+  if ((id === undefined) !== (secret === undefined)) {
+    throw new UsageError('--access-key-id and --access-key-secret go together (or WHARF_ACCESS_KEY_ID and WHARF_ACCESS_KEY_SECRET)');
+  }
+  const defaultKeys = id === undefined || (id === 'access_key_id' && secret === 'access_key_secret');
+  if (defaultKeys && !isLoopback(listen.host)) {
+    throw new UsageError(`refusing to listen on ${listen.host} with Wave's default access keys, which anyone knows: set --access-key-id and --access-key-secret (or WHARF_ACCESS_KEY_ID and WHARF_ACCESS_KEY_SECRET)`);
+  }
+  const limits: Partial<Limits> = {};
+  LIMIT_KEYS.forEach((key, i) => {
+    const v = flags.num(LIMIT_FLAGS[i]!.name);
+    if (v !== undefined) limits[key] = v;
+  });
+  const logFormat = flags.choice('log', LOG_FORMATS) ?? (io.stdout.isTTY ? 'text' : 'json');
+  const dataDir = resolve(flags.str('data-dir') ?? './data');
+  const baseUrl = flags.str('base-url') ?? '/';
+  const publicDirs = flags.list('public-dir');
+  const privateDirs = flags.list('private-dir');
+  const options: FileServerOptions = {
+    dataDir,
+    baseUrl,
+    publicDirs,
+    privateDirs,
+    anonymousUploads: flags.bool('anonymous-uploads'),
+    dotfiles: flags.bool('dotfiles'),
+    trustUnrecordedUploads: flags.bool('trust-unrecorded-uploads'),
+    groupReadable: flags.bool('group-readable'),
+    limits,
+  };
+  if (id !== undefined && secret !== undefined && !defaultKeys) options.accessKeys = { [id]: secret };
+  const cacheControl = flags.str('cache-control');
+  if (cacheControl !== undefined) options.cacheControl = cacheControl;
+  if (flags.str('sync-io') === 'off') options.syncIo = 'off';
+  const privateCacheControl = flags.str('private-cache-control');
+  if (privateCacheControl !== undefined) options.privateCacheControl = privateCacheControl;
+  return { listen, options, dataDir, baseUrl, publicDirs, privateDirs, defaultKeys, logFormat, startFormat: logFormat === 'off' ? (io.stdout.isTTY ? 'text' : 'json') : logFormat };
+}
+
+/** The start-up lines: where the server listens, what it serves, and the warnings held until now. */
+function startBanner(url: string, { options, dataDir, baseUrl, publicDirs, privateDirs, defaultKeys, startFormat }: ServeConfig, warnings: readonly string[]): string {
+  // As the server normalised it (createFileServer has accepted it, so this cannot throw).
+  const base = canonicalPrefix(baseUrl, 'baseUrl');
+  const lines: Array<Record<string, unknown>> = [
+    { event: 'listening', url, version: version(), keys: defaultKeys ? 'default' : 'configured', anonymousUploads: options.anonymousUploads },
+    { event: 'serving', kind: 'uploads', url: `${url}${base}_f/`, path: join(dataDir, 'f') },
+    { event: 'serving', kind: 'streams', url: `${url}${base}_m/` },
+  ];
+  for (const [list, isPrivate] of [[publicDirs, false], [privateDirs, true]] as const) {
+    for (const spec of list) {
+      const m = parseMapping(spec, isPrivate);
+      lines.push({ event: 'serving', kind: isPrivate ? 'private' : 'public', url: `${url}${m.prefix}`, path: m.path });
+    }
+  }
+  for (const w of warnings) lines.push({ event: 'warning', message: w });
+  const time = new Date().toISOString();
+  return lines.map((line) => {
+    if (startFormat === 'json') return `${JSON.stringify({ time, ...line })}\n`;
+    if (line.event === 'listening') return `wharf ${String(line.version)} listening on ${String(line.url)}${defaultKeys ? " (Wave's default access keys: loopback only)" : ''}\n`;
+    if (line.event === 'warning') return ''; // on stderr
+    return `  ${String(line.kind).padEnd(8)} ${String(line.url)}${line.path ? ` -> ${String(line.path)}` : ''}\n`;
+  }).join('');
+}
+
+/** Closes the server after a signal; a second signal while closing means "now": in-flight work is abandoned. */
+async function closeOnSignal(files: FileServer, startFormat: 'text' | 'json', io: CommandIo): Promise<void> {
+  const signal = await new Promise<string>((resolvePromise) => onStopSignal(io.signals, resolvePromise));
+  const stopHurry = onStopSignal(io.signals, () => process.exit(1));
+  if (startFormat === 'json') io.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'closing', signal })}\n`);
+  else io.stdout.write(`wharf: ${signal}, closing (in-flight uploads finish or are removed)\n`);
+  try {
+    await files.close();
+  } finally {
+    stopHurry();
+  }
+}
+
+/** `wharf [serve]`: resolves with the exit code once a signal has closed the server. */
+export async function serve(argv: string[], io: CommandIo): Promise<number> {
+  const { flags, positionals } = parseArgs(argv, SERVE_FLAGS, io.env);
+  if (flags.bool('help')) {
+    io.stdout.write(usage());
+    return 0;
+  }
+  if (flags.bool('version')) {
+    io.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  if (positionals.length) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  const config = serveConfig(flags, io);
+  const warnings = createWarnings(config.startFormat, io);
+  config.options.warn = warnings.warn;
+
+  let files: FileServer;
+  try {
+    files = createFileServer(config.options);
+  } catch (err) {
+    if (err instanceof WharfError) throw new UsageError(err.message);
+    throw err;
+  }
+  const unwritable = await probeDataDir(config.dataDir, storageModes(config.options.groupReadable).dir);
+  if (unwritable) throw new UsageError(unwritable);
+
+  const stopLog = startRequestLog(config.logFormat, io.stdout);
+  let bound;
+  try {
+    bound = await files.listen(config.listen);
+  } catch (err) {
+    stopLog();
+    await files.close().catch(() => {});
+    io.stderr.write(`wharf: ${errorMessage(err)}\n`);
+    return 1;
+  }
+  const held = warnings.takeHeld();
+  // One write, so a reader that sees the first line sees them all.
+  io.stdout.write(startBanner(bound.url, config, held));
+  for (const w of held) io.stderr.write(`wharf: warning: ${w}\n`);
+  try {
+    await closeOnSignal(files, config.startFormat, io);
+  } finally {
+    stopLog();
+  }
+  return 0;
+}
