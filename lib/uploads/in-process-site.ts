@@ -1,9 +1,11 @@
 // `site.upload/uploadDir/download/unload`: what the HTTP routes do, in process, with local copies
 // (copy-on-write where the filesystem can) instead of request bodies.
 import { randomUUID } from 'node:crypto';
-import { readdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { throwIfAborted } from '../common/abort.js';
 import { WharfError, fromFsError } from '../common/errors.js';
+import { localFileSize, walkFiles } from '../common/local-files.js';
 import { contentTypeFor } from '../common/mime.js';
 import type { Site, TransferOptions } from '../common/site-api.js';
 import { checkFilename, parseUploadUrl, uploadUrl } from './filenames.js';
@@ -35,7 +37,7 @@ export function createInProcessSite(core: UploadCore): InProcessSite {
     uploadDir: (dir, options = {}) =>
       core.settle(
         (async () => {
-          const rels = await walk(dir).catch((err: unknown) => {
+          const rels = await walkFiles(dir).catch((err: unknown) => {
             throw fromFsError(err, 'directory');
           });
           if (rels.length === 0) throw new WharfError('NO_FILES', 'the directory has no files', 400);
@@ -101,42 +103,10 @@ async function copyIn(core: UploadCore, staging: Staging, files: LocalFile[], id
 const fileTooLarge = (rel: string, max: number): WharfError =>
   new WharfError('LIMIT_FILE_SIZE', `${JSON.stringify(rel)} is larger than ${max} bytes`, 413);
 
-/**
- * Every abort of a `site.*` call rejects with this one error, whatever the signal's reason (kept as
- * its cause): ABORTED, 499 (nginx's "client closed request"), as the HTTP client's transfers do.
- */
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new WharfError('ABORTED', 'the transfer was aborted', 499, { cause: signal.reason });
-}
-
 interface LocalFile {
   from: string;
   rel: string;
   size: number;
 }
 
-async function localFile(from: string, rel: string): Promise<LocalFile> {
-  const info = await stat(from).catch((err: unknown) => {
-    throw fromFsError(err, `local file ${JSON.stringify(from)}`);
-  });
-  if (!info.isFile()) throw new WharfError('NOT_A_FILE', `${JSON.stringify(from)} is not a regular file`, 400);
-  return { from, rel, size: info.size };
-}
-
-/**
- * The regular files under `dir` as `/`-separated relative paths, sorted. Like Python's `os.walk`
- * (what Wave's `upload_dir` uses), a symlink to a file counts as that file and a symlink to a
- * directory is not followed, so a link cycle cannot loop.
- */
-async function walk(dir: string, prefix = ''): Promise<string[]> {
-  const out: string[] = [];
-  const entries = await readdir(join(dir, prefix), { withFileTypes: true });
-  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  for (const entry of entries) {
-    const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
-    if (entry.isDirectory()) out.push(...(await walk(dir, rel)));
-    else if (entry.isFile()) out.push(rel);
-    else if (entry.isSymbolicLink() && (await stat(join(dir, rel)).then((s) => s.isFile(), () => false))) out.push(rel);
-  }
-  return out;
-}
+const localFile = async (from: string, rel: string): Promise<LocalFile> => ({ from, rel, size: await localFileSize(from) });

@@ -1,6 +1,6 @@
 // What the HTTP upload route (route.ts) and the in-process site (in-process-site.ts) share: staging
 // and committing a request's files, announcing them to `onUpload`, and stopping both on close.
-import { WharfError } from '../common/errors.js';
+import { WharfError, errorDetail } from '../common/errors.js';
 import type { Limits } from '../common/limits.js';
 import { uploadUrl } from './filenames.js';
 import { createLocalStorage } from './local-storage.js';
@@ -122,7 +122,7 @@ export function createUploadCore(config: UploadCoreConfig): UploadCore {
       for (const [id, files] of byId) {
         Promise.resolve()
           .then(() => hook({ id, files }))
-          .catch((err: unknown) => warn(`wharf: onUpload hook failed for upload ${id}: ${err instanceof Error ? err.stack ?? err.message : String(err)}`));
+          .catch((err: unknown) => warn(`wharf: onUpload hook failed for upload ${id}: ${errorDetail(err)}`));
       }
     },
     async close(stop) {
@@ -141,6 +141,6 @@ export const requestTooLarge = (max: number): WharfError => new WharfError('LIMI
 export function classify(err: unknown, warn: (message: string) => void): WharfError {
   if (err instanceof WharfError) return err;
   if (typeof (err as NodeJS.ErrnoException | null)?.code === 'string' && 'syscall' in (err as object)) return storageError(err);
-  warn(`wharf: upload failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+  warn(`wharf: upload failed: ${errorDetail(err)}`);
   return new WharfError('INTERNAL', 'internal error', 500, { cause: err });
 }
