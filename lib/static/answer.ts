@@ -7,7 +7,7 @@ import { contentTypeFor } from '../common/mime.js';
 import { sendError } from '../http/answer.js';
 import { UNTRUSTED_CSP, untrustedView } from '../uploads/upload-record.js';
 import { attachment } from './disposition.js';
-import type { FileInfo, OpenFile } from './source.js';
+import type { FileInfo, OpenFile } from './engine.js';
 
 /** Answers up to this many bytes from a file not in memory are read in one go instead of streamed. */
 const SMALL_READ = 64 * 1024;

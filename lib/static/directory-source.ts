@@ -5,7 +5,7 @@ import { realpath, stat } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
 import { hasDotSegment } from '../http/request-path.js';
 import { closeQuietly, closeSyncQuietly, fstatFile, isGone, OPEN_FLAGS, openFile, openFileOf, orGone, orNotFile } from './open-file.js';
-import type { FileInfo, FileSource, OpenFile } from './source.js';
+import type { FileInfo, FileSource, OpenFile } from './engine.js';
 import { slownessFor, type Slowness, type SyncIo } from './sync-io.js';
 
 /**

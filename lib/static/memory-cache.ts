@@ -3,7 +3,7 @@
 // Entries are revalidated by the engine before each use; this holds and evicts them.
 import type { Limits } from '../common/limits.js';
 import { representationOf, type Representation } from './answer.js';
-import type { FileInfo, FileSource } from './source.js';
+import type { FileInfo, FileSource } from './engine.js';
 
 /** A cached representation, with what eviction needs. */
 export interface Entry extends Representation {

@@ -1,6 +1,6 @@
 // Descriptors a directory source opened, as `OpenFile`s: reading, streaming and closing them.
 import { close as closeFd, closeSync, constants, createReadStream, fstat, open as openFd, read as readFd, type Stats } from 'node:fs';
-import type { FileInfo, OpenFile } from './source.js';
+import type { FileInfo, OpenFile } from './engine.js';
 
 /**
  * Read size of file streams: fewer, larger reads cost less CPU per MiB (fewer thread-pool round
