@@ -1,0 +1,113 @@
+// The static engine's memory cache: per source, the representations of files answered recently
+// (with their bytes when small), bounded by `limits.cacheSize`, least recently used first out.
+// Entries are revalidated by the engine before each use; this holds and evicts them.
+import type { Limits } from '../common/limits.js';
+import { representationOf, type Representation } from './answer.js';
+import type { FileInfo, FileSource } from './engine.js';
+
+/** A cached representation, with what eviction needs. */
+export interface Entry extends Representation {
+  /** Bytes this entry is charged against `limits.cacheSize`. */
+  cost: number;
+  /** Its key in `map`, the cache of its source (null until cached): how eviction finds it. */
+  rel: string;
+  map: Map<string, Entry> | null;
+  /** See `touch`. */
+  gen: number;
+}
+
+/** Bookkeeping charged per entry on top of its bytes, so many tiny or data-less entries stay bounded too. */
+const ENTRY_OVERHEAD = 256;
+
+export function entryOf(info: FileInfo, rel: string, data: Buffer | null, untrusted: boolean): Entry {
+  const r = representationOf(info, rel, data, untrusted);
+  // One literal with every field, not a spread: a spread plus added fields made entries slow
+  // objects, and the LRU's Set and Maps with them (bench/static's Range cases, +20% CPU).
+  return {
+    size: r.size,
+    mtimeMs: r.mtimeMs,
+    ino: r.ino,
+    etag: r.etag,
+    lastModified: r.lastModified,
+    type: r.type,
+    untrusted: r.untrusted,
+    disposition: r.disposition,
+    data: r.data,
+    cost: ENTRY_OVERHEAD + rel.length + (data?.length ?? 0),
+    rel,
+    map: null,
+    gen: 0,
+  };
+}
+
+/** Does `b` (a fresh stat) show the same file as `a` (what was cached)? */
+export const sameFile = (a: FileInfo, b: FileInfo): boolean => a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino;
+
+export interface MemoryCache {
+  /** False when `limits` leave no room for a cache: nothing is remembered. */
+  readonly on: boolean;
+  /** The entries of `source` (rel → entry); one empty map shared by all when the cache is off. */
+  of(source: FileSource): Map<string, Entry>;
+  forget(map: Map<string, Entry>, rel: string): void;
+  /** Caches `e` as `rel` of `map`, evicting the least recently used entries past `limits.cacheSize`. */
+  remember(map: Map<string, Entry>, rel: string, e: Entry): void;
+  /** Marks `e` as just used. */
+  touch(e: Entry): void;
+}
+
+export function createMemoryCache(limits: Limits): MemoryCache {
+  const on = limits.cacheFileSize > 0 && limits.cacheSize > 0;
+  // One map per source (rel → entry: no key to build per request) and one LRU order over all of
+  // them: a Set keeps insertion order, so its first entry is the least recently used.
+  const caches = new WeakMap<FileSource, Map<string, Entry>>();
+  const noCache = new Map<string, Entry>();
+  const order = new Set<Entry>();
+  let cached = 0;
+  /** Insertions into `order` so far; an entry's `gen` is this count when it was last (re)inserted. */
+  let inserts = 0;
+
+  function of(source: FileSource): Map<string, Entry> {
+    if (!on) return noCache;
+    let map = caches.get(source);
+    if (map === undefined) caches.set(source, (map = new Map()));
+    return map;
+  }
+
+  function forget(map: Map<string, Entry>, rel: string): void {
+    const e = map.get(rel);
+    if (e === undefined) return;
+    map.delete(rel);
+    order.delete(e);
+    cached -= e.cost;
+  }
+
+  function remember(map: Map<string, Entry>, rel: string, e: Entry): void {
+    forget(map, rel);
+    if (e.cost > limits.cacheSize) return;
+    e.map = map;
+    map.set(rel, e);
+    order.add(e);
+    e.gen = ++inserts;
+    cached += e.cost;
+    for (const old of order) {
+      if (cached <= limits.cacheSize) break;
+      order.delete(old);
+      old.map?.delete(old.rel);
+      cached -= old.cost;
+    }
+  }
+
+  /**
+   * Moving `e` to the young end of the order is two hash-table updates, a measurable share of a
+   * 304's CPU, so an entry still in the younger half is left where it is: it cannot be evicted
+   * before it has aged through the older half, where its next hit moves it.
+   */
+  function touch(e: Entry): void {
+    if (inserts - e.gen <= order.size >> 1) return;
+    order.delete(e);
+    order.add(e);
+    e.gen = ++inserts;
+  }
+
+  return { on, of, forget, remember, touch };
+}
