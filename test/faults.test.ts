@@ -371,7 +371,7 @@ test('faults: an upload body that stops coming → 408 after uploadIdleTimeout, 
   }
   const a = await c.answer();
   assert.equal(a.status, 408);
-  assert.equal((JSON.parse(a.body.toString()) as { error: string }).error, 'UPLOAD_TIMEOUT');
+  assert.equal((JSON.parse(a.body.toString()) as { error: string }).error, 'BODY_TIMEOUT');
   await c.closed;
   assert.deepEqual(await committed(dataDir), []);
   await eventually(async () => (await child.fds()) === base, 'server descriptors back to the baseline');

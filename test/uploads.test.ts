@@ -250,7 +250,7 @@ test('POST _f/: a body that stops arriving is a 408 after uploadIdleTimeout, wit
   const body = form([{ filename: 'slow.bin', data: randomBytes(50_000) }]);
   const res = await rawPost(port, '/_f/', { 'Content-Type': MULTIPART, 'Content-Length': body.length }, [body.subarray(0, 20_000), body.subarray(20_000)], { stall: 20_000 });
   assert.equal(res.status, 408);
-  assert.equal(JSON.parse(res.body).error, 'UPLOAD_TIMEOUT');
+  assert.equal(JSON.parse(res.body).error, 'BODY_TIMEOUT');
   assert.ok(res.closed);
   assert.deepEqual(await settledTree(dataDir), EMPTY);
 });

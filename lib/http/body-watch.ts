@@ -1,6 +1,5 @@
 // The one watcher of a request body being read: byte count against a limit, idle timeout, the
-// client going away. Used for image-stream frames, and meant for uploads too (their own copy in
-// lib/uploads/route.ts, with `UPLOAD_TIMEOUT`, is to be switched to this one).
+// client going away. Uploads and image-stream frames alike, with one timeout code.
 import type { IncomingMessage } from 'node:http';
 import { WharfError } from '../common/errors.js';
 import { MAX_TIMER } from '../common/limits.js';
@@ -21,7 +20,7 @@ export interface BodyWatch {
   fail(err: WharfError): void;
 }
 
-const requestTooLarge = (max: number): WharfError => new WharfError('LIMIT_REQUEST_SIZE', `the upload is larger than ${max} bytes`, 413);
+export const requestTooLarge = (max: number): WharfError => new WharfError('LIMIT_REQUEST_SIZE', `the upload is larger than ${max} bytes`, 413);
 const clientGone = (cause?: Error): WharfError =>
   new WharfError('CLIENT_ABORTED', 'the client went away before the body ended', 400, cause === undefined ? undefined : { cause });
 

@@ -5,10 +5,10 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WharfError } from '../common/errors.js';
 import { sendError, sendJson } from '../http/answer.js';
-import { closeAfterAnswer } from '../http/close-after-answer.js';
+import { refuse } from '../http/refuse.js';
 import { collectPart, parseMultipart, sinkPart, type Part } from '../multipart/parser.js';
 import type { FileSource, StaticEngine } from '../static/engine.js';
-import { watchBody, type BodyWatch } from './body-watch.js';
+import { watchBody, type BodyWatch } from '../http/body-watch.js';
 import { checkFilename, isUploadId, uploadUrl } from './filenames.js';
 import { createInProcessSite, type InProcessSite } from './in-process-site.js';
 import type { Staging } from './storage.js';
@@ -88,14 +88,12 @@ async function receive(core: UploadCore, bodies: Set<BodyWatch>, req: IncomingMe
       body.fail(body.error ?? classify(err, warn));
     });
   } catch (err) {
-    // A body not read to its end cannot be followed by another request on this connection: answer
-    // and close (Node ends the socket once the answer is flushed) rather than drain gigabytes.
-    const unread = !body.complete;
+    // A body not read to its end cannot be followed by another request on this connection: `refuse`
+    // answers and closes (in stages) rather than drain gigabytes.
     const e = body.error ?? classify(err, warn);
     body.fail(e);
     bodies.delete(body);
-    if (unread) closeAfterAnswer(req, res);
-    sendError(res, e);
+    refuse(req, res, e);
     return;
   }
   bodies.delete(body);

@@ -135,7 +135,7 @@ export function createUploadCore(config: UploadCoreConfig): UploadCore {
 }
 
 export const shuttingDown = (): WharfError => new WharfError('SHUTTING_DOWN', 'the server is shutting down', 503);
-export const requestTooLarge = (max: number): WharfError => new WharfError('LIMIT_REQUEST_SIZE', `the upload is larger than ${max} bytes`, 413);
+export { requestTooLarge } from '../http/body-watch.js';
 
 /** A WharfError as is; an `fs` failure as a storage error; anything else is a bug, reported and answered 500. */
 export function classify(err: unknown, warn: (message: string) => void): WharfError {
