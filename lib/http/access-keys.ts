@@ -56,7 +56,5 @@ export function createKeyCheck(keys: Record<string, string> | undefined): KeyChe
   return Object.assign(check, { defaults });
 }
 
-/** The `Authorization` header value for a key (the client and tests use it). */
-export function basicAuth(id: string, secret: string): string {
-  return `Basic ${Buffer.from(`${id}:${secret}`, 'utf8').toString('base64')}`;
-}
+// The header a key is sent in: written once, in common/, where the client builds it too.
+export { basicAuth } from '../common/basic-auth.js';

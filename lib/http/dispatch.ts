@@ -1,7 +1,7 @@
 // Dispatch: a request's route, its turn on the connection, its method and path rule, who may use
 // it (access keys, `authorize`, `anonymousUploads`), and the refusals on the way.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { WharfError } from '../common/errors.js';
+import { WharfError, errorDetail, errorMessage } from '../common/errors.js';
 import type { KeyCheck } from './access-keys.js';
 import { sendError } from './answer.js';
 import { afterLastAnswer, closeAfterAnswer } from './close-after-answer.js';
@@ -151,7 +151,7 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
 
 /** An unexpected failure (not a `WharfError`) is reported through `warn`; the client gets a 500 either way. */
 function failed(res: ServerResponse, err: unknown, warn: (message: string) => void): void {
-  if (!(err instanceof WharfError)) warn(`wharf: request failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+  if (!(err instanceof WharfError)) warn(`wharf: request failed: ${errorDetail(err)}`);
   sendError(res, err);
 }
 
@@ -172,6 +172,6 @@ function unauthorized(req: IncomingMessage, res: ServerResponse): void {
 }
 
 function authorizeThrew(req: IncomingMessage, res: ServerResponse, err: unknown, warn: (message: string) => void): void {
-  warn(`wharf: the authorize hook threw: ${err instanceof Error ? err.message : String(err)}`);
+  warn(`wharf: the authorize hook threw: ${errorMessage(err)}`);
   refuse(req, res, new WharfError('AUTHORIZE_FAILED', 'authorization check failed', 500));
 }

@@ -20,7 +20,9 @@
 // per-client rate, hence 503 and not 429) and `SHUTTING_DOWN`. A timeout limit of 0 means never.
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { throwIfAborted } from '../common/abort.js';
 import { WharfError } from '../common/errors.js';
+import { streamPath } from '../common/stream-paths.js';
 import { sendError, sendJson } from '../http/answer.js';
 import { refuse } from '../http/refuse.js';
 import { MAX_TIMER, type Limits } from '../common/limits.js';
@@ -146,7 +148,7 @@ export function createStreams(config: StreamsConfig): Streams {
 
   const site: Streams['site'] = {
     async uplink(name, contentType, data, options) {
-      options?.signal?.throwIfAborted();
+      throwIfAborted(options?.signal);
       const path = streamPath(base, checkStreamName(name));
       const type = checkFrameType(contentType);
       if (data.byteLength > limits.frameSize) throw frameTooLarge(limits.frameSize);
@@ -156,7 +158,7 @@ export function createStreams(config: StreamsConfig): Streams {
       return path;
     },
     async unlink(name, options) {
-      options?.signal?.throwIfAborted();
+      throwIfAborted(options?.signal);
       // Like DELETE: a stream that is already gone is not an error (docs/protocol.md §2).
       await hub.end(checkStreamName(name));
     },
@@ -204,11 +206,6 @@ async function endViewers(viewers: ReadonlySet<Viewer>, stallMs: number): Promis
 
 function closed(v: Viewer): Promise<void> {
   return v.res.closed ? Promise.resolve() : new Promise((resolve) => v.res.once('close', resolve));
-}
-
-/** `{base}_m/<name>`, each segment percent-encoded. */
-function streamPath(base: string, name: string): string {
-  return `${base}_m/${name.split('/').map(encodeURIComponent).join('/')}`;
 }
 
 /**

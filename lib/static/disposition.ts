@@ -1,17 +1,6 @@
 // `Content-Disposition: attachment` per RFC 6266, with the name in both forms: an ASCII `filename`
 // for old clients and an RFC 8187 `filename*` (UTF-8, percent-encoded) that modern browsers prefer.
-
-// RFC 8187 attr-char: everything else is percent-encoded.
-const ATTR_CHAR = /[A-Za-z0-9!#$&+\-.^_`|~]/;
-
-function encodeExtValue(name: string): string {
-  let out = '';
-  for (const byte of Buffer.from(name, 'utf8')) {
-    const ch = String.fromCharCode(byte);
-    out += byte < 128 && ATTR_CHAR.test(ch) ? ch : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  return out;
-}
+import { extValue } from '../common/ext-value.js';
 
 /**
  * The header value for downloading a file as `name`. Path separators, control characters (so no
@@ -22,5 +11,5 @@ export function attachment(name: string): string {
   const fallback = clean.replace(/[^\x20-\x7e]|["%]/g, '_');
   return fallback === clean
     ? `attachment; filename="${fallback}"`
-    : `attachment; filename="${fallback}"; filename*=UTF-8''${encodeExtValue(clean)}`;
+    : `attachment; filename="${fallback}"; filename*=UTF-8''${extValue(clean)}`;
 }
