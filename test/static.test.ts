@@ -406,7 +406,7 @@ describe('static engine over HTTP', () => {
 describe('static engine: cache bounds and errors', () => {
   /** A plain node:http server that serves `source` with `engine` at `/x/…`. */
   async function serveWith(engine: ReturnType<typeof createStatic>, source: FileSource): Promise<{ url: string; server: Server }> {
-    const server = createServer((req, res) => void engine.serve(req, res, source, (req.url ?? '').slice(3).split('?')[0]!));
+    const server = createServer((req, res) => void engine.respond(req, res, source, (req.url ?? '').slice(3).split('?')[0]!));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
   }
@@ -527,7 +527,7 @@ describe('static engine: cache bounds and errors', () => {
     const engine = createStatic({ limits: resolveLimits() });
     const server = createServer((req, res) => {
       res.once('close', () => left());
-      void engine.serve(req, res, source, 'f.bin');
+      void engine.respond(req, res, source, 'f.bin');
     });
     const url = await new Promise<string>((r) => server.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)));
     try {
@@ -552,7 +552,7 @@ describe('static engine: cache bounds and errors', () => {
     const source = createDirectorySource(dir);
     const server = createServer((req, res) => {
       serverRes = res;
-      void engine.serve(req, res, source, 'big.bin');
+      void engine.respond(req, res, source, 'big.bin');
     });
     const url = await new Promise<string>((r) => server.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)));
     const before = process.memoryUsage().arrayBuffers;

@@ -69,16 +69,13 @@ export interface StaticOptions {
  */
 export interface StaticEngine {
   /**
-   * Answers GET/HEAD for the file `rel` of `source`. Never rejects. `isPrivate`: only some may read
-   * `source` (a private mapping; uploads behind an `authorize` hook), so its answers, 304s included,
-   * carry the private `Cache-Control`: a shared cache must not store an answer given to one user
-   * and hand it to the next (RFC 9111 §5.2.2.7).
-   */
-  serve(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, isPrivate?: boolean): Promise<void>;
-  /**
-   * `serve`, but an answer that needs nothing beyond a synchronous stat (a cached file, a 304) is
-   * given before it returns, and then it returns undefined: no promise per request on the hot path.
-   * Otherwise it returns the promise of the rest. Never throws, never rejects.
+   * Answers GET/HEAD for the file `rel` of `source`. An answer that needs nothing beyond a
+   * synchronous stat (a cached file, a 304) is given before it returns, and then it returns
+   * undefined: no promise per request on the hot path. Otherwise it returns the promise of the
+   * rest. Never throws, never rejects. `isPrivate`: only some may read `source` (a private mapping;
+   * uploads behind an `authorize` hook), so its answers, 304s included, carry the private
+   * `Cache-Control`: a shared cache must not store an answer given to one user and hand it to the
+   * next (RFC 9111 §5.2.2.7).
    */
   respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, isPrivate?: boolean): Promise<void> | undefined;
 }
@@ -191,9 +188,5 @@ export function createStatic(options: StaticOptions): StaticEngine {
     }
   }
 
-  const done = Promise.resolve();
-  const serve = (req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, isPrivate = false): Promise<void> =>
-    respond(req, res, source, rel, isPrivate) ?? done;
-
-  return { serve, respond };
+  return { respond };
 }
