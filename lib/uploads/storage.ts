@@ -79,24 +79,17 @@ export interface Storage {
 export function storageError(err: unknown): WharfError {
   if (err instanceof WharfError) return err;
   const code = (err as NodeJS.ErrnoException | null)?.code;
-  switch (code) {
-    case 'ENOSPC':
-    case 'EDQUOT':
-    case 'EROFS':
-    case 'EMFILE':
-    case 'ENFILE':
-      return fromFsError(err);
-    case 'EACCES':
-    case 'EPERM':
-      return new WharfError('STORAGE_DENIED', `the server may not write to its data directory (${code})`, 500, { cause: err });
-    // Two names that this filesystem folds together (case, normalisation): a client problem.
-    case 'EEXIST':
-    case 'ENOTDIR':
-    case 'EISDIR':
-      return new WharfError('DUPLICATE_FILENAME', 'two files of the upload have the same name on this server', 400, { cause: err });
-    case 'ENAMETOOLONG':
-      return new WharfError('BAD_FILENAME', 'a filename is too long for this server', 400, { cause: err });
-    default:
-      return new WharfError('STORAGE_ERROR', `storage I/O error${code ? ` (${code})` : ''}`, 500, { cause: err });
+  if (code === 'EACCES' || code === 'EPERM') {
+    return new WharfError('STORAGE_DENIED', `the server may not write to its data directory (${code})`, 500, { cause: err });
   }
+  // Two names that this filesystem folds together (case, normalisation): a client problem.
+  if (code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR') {
+    return new WharfError('DUPLICATE_FILENAME', 'two files of the upload have the same name on this server', 400, { cause: err });
+  }
+  if (code === 'ENAMETOOLONG') return new WharfError('BAD_FILENAME', 'a filename is too long for this server', 400, { cause: err });
+  // A full disk, a read-only one, no descriptors left: said as for a read.
+  if (code !== undefined && SAME_AS_READ.has(code)) return fromFsError(err);
+  return new WharfError('STORAGE_ERROR', `storage I/O error${code ? ` (${code})` : ''}`, 500, { cause: err });
 }
+
+const SAME_AS_READ = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EMFILE', 'ENFILE']);
