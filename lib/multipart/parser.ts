@@ -235,7 +235,7 @@ class Parser implements ScanEvents, SourceEvents, PartHost {
     return true;
   }
 
-  /** The limits, then the part handed out (or kept ready for the next `next()`); `cd` null when read by `browserDisposition`. */
+  /** The limits, then the part handed out (or kept ready for the next `next()`); `cd` null when read by `Scanner#browserDisposition`. */
   part(name: string, filename: string | undefined, cd: string | null, type: string | undefined, others: string[] | null): void {
     const limits = this.limits;
     if (++this.parts > limits.parts) {

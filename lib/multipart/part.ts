@@ -219,7 +219,7 @@ export class FormPart implements Part {
   get headers(): Record<string, string> {
     if (this.record !== null) return this.record;
     const h = Object.create(null) as Record<string, string>;
-    // null: it was exactly the form `browserDisposition` reads, so it is rebuilt byte for byte.
+    // null: it was exactly the form `Scanner#browserDisposition` reads, so it is rebuilt byte for byte.
     h['content-disposition'] = this.disposition ?? `form-data; name="${this.name}"${this.filename === undefined ? '' : `; filename="${this.filename}"`}`;
     if (this.type !== undefined) h['content-type'] = this.type;
     const others = this.others;

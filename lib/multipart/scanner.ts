@@ -49,7 +49,8 @@ export class Scanner {
   private state = State.Preamble;
   private after = After.Start;
   // Bytes at the end of the previous chunk that are a prefix of the delimiter, not yet known to be
-  // data; the first `virtual` of them are a CRLF that is never data (see the constructor and `startPart`).
+  // data; the first `virtual` of them are a CRLF that is never data (see `startPart`). At the start,
+  // RFC 2046 §5.1.1: the first delimiter may start the body without a CRLF; pretend one came before it.
   private carry = 2;
   private virtual = 2;
 
@@ -72,8 +73,6 @@ export class Scanner {
     this.shift.fill(delimiter.length);
     for (let i = 0; i < last; i++) this.shift[delimiter[i]!] = last - i;
     this.delimiter = delimiter;
-    // RFC 2046 §5.1.1: the first delimiter may start the body without a CRLF; `carry` and
-    // `virtual` pretend one came before it.
   }
 
   /** True once the closing delimiter was read: what follows is the epilogue. */
