@@ -4,7 +4,7 @@
  * chunk the parser cannot finish (its consumer is not ready) stops the reading until `more()`.
  */
 import { Readable } from 'node:stream';
-import { WharfError } from '../common/errors.js';
+import { WharfError, errorMessage } from '../common/errors.js';
 
 export interface SourceEvents {
   /** Takes one chunk (what the source yielded, unchecked); false while it holds on to it: then nothing more comes until `more()`. */
@@ -40,7 +40,7 @@ export function unexpectedEnd(message: string, cause?: unknown): WharfError {
 /** What a failure of the source (or the parse's abort signal) rejects the parse with. */
 export function sourceError(err: unknown): WharfError {
   if (err instanceof WharfError) return err;
-  return unexpectedEnd(`the request body failed: ${err instanceof Error ? err.message : String(err)}`, err);
+  return unexpectedEnd(`the request body failed: ${errorMessage(err)}`, err);
 }
 
 /**
