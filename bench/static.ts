@@ -142,7 +142,7 @@ const CASES: Case[] = [
   { name: '1 MiB file', path: '/1m.bin', connections: 64, unit: 'mib', status: 200, headers: () => ({}), servers: SERVERS },
   { name: '100 MiB file', path: '/100m.bin', connections: 4, unit: 'mib', status: 200, headers: () => ({}), servers: SERVERS },
   { name: 'Range (1 KiB of 1 MiB)', path: '/1m.bin', connections: 64, unit: 'req', status: 206, headers: () => ({ Range: 'bytes=4096-5119' }), servers: SERVERS.filter((s) => s !== 'bare') },
-  // The same a directory down: wharf then checks each descriptor it opens (lib/static/engine.ts).
+  // The same a directory down: wharf then checks each descriptor it opens (lib/static/directory-source.ts).
   { name: 'Range, one directory down', path: '/sub/1m.bin', connections: 64, unit: 'req', status: 206, headers: () => ({ Range: 'bytes=4096-5119' }), servers: SERVERS.filter((s) => s !== 'bare') },
   { name: '304 revalidation (1 KiB)', path: '/1k.bin', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: SERVERS },
   // The floor of a 304 that revalidates (one lstat per request, no other work): bare only.

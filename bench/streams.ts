@@ -4,7 +4,7 @@
 // what the machine allows.
 //
 //   node dist/bench/streams.js [--quick] [--viewers=1,10,100,500] [--seconds=10] [--no-stall]
-//                              [--servers=wharf,baseline,floor] [--harness=raw|http] [--also=LABEL=PATH/lib/server.js]
+//                              [--servers=wharf,baseline,floor] [--harness=raw|http] [--also=LABEL=PATH/lib/index.js]
 //
 // Each server runs in a child process of its own (pinned to CPU 0 with taskset when there are two or
 // more CPUs), so CPU time and RSS are the server's alone. 50 KiB frames are published at 30 fps over

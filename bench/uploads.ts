@@ -204,7 +204,6 @@ function bodyOf(files: Array<{ name: string; data: Buffer[] }>): Body {
   return { pieces, length: pieces.reduce((n, p) => n + p.length, 0) };
 }
 
-
 function post(port: number, body: Body): Promise<void> {
   return new Promise((resolve, reject) => {
     const req = request({
