@@ -168,11 +168,12 @@ const alsoArg = args.find((a) => a.startsWith('--also='))?.slice(7);
 const also = alsoArg === undefined ? undefined : { label: alsoArg.slice(0, alsoArg.indexOf('=')), path: resolve(alsoArg.slice(alsoArg.indexOf('=') + 1)) };
 const alsoParse = also === undefined ? undefined : ((await import(pathToFileURL(also.path).href)) as { parseMultipart: typeof parseMultipart }).parseMultipart;
 
-async function wharfStreams(chunks: Buffer[]): Promise<number> {
+async function streamsWith(parse: typeof parseMultipart, chunks: Buffer[]): Promise<number> {
   let n = 0;
-  for await (const part of parseMultipart(chunksOf(chunks), { contentType: CONTENT_TYPE, limits: LIMITS })) n += await drain(part.body);
+  for await (const part of parse(chunksOf(chunks), { contentType: CONTENT_TYPE, limits: LIMITS })) n += await drain(part.body);
   return n;
 }
+const wharfStreams = (chunks: Buffer[]): Promise<number> => streamsWith(parseMultipart, chunks);
 
 /** Writes every chunk, honouring `write()`'s backpressure, then ends. */
 function feed(w: Writable, chunks: Buffer[]): void {
@@ -270,6 +271,9 @@ const CONTENDERS: Contender[] = [
   { name: 'wharf', run: wharf },
   ...(also && alsoParse ? [{ name: also.label, run: (chunks: Buffer[]) => wharfWith(alsoParse, chunks), build: true }] : []),
   { name: 'wharf (fields as streams)', run: wharfStreams, fieldsOnly: true },
+  // The other build reads fields as streams too: a run that warmed only one build's stream path
+  // would compare a parser whose call sites have seen streams with one whose have not.
+  ...(also && alsoParse ? [{ name: `${also.label} (fields as streams)`, run: (chunks: Buffer[]) => streamsWith(alsoParse, chunks), fieldsOnly: true, build: true }] : []),
   { name: 'busboy', run: viaBusboy },
   { name: '@fastify/busboy', run: viaFastify },
   { name: 'formidable', run: viaFormidable },
@@ -364,9 +368,11 @@ async function main(): Promise<void> {
   const others = names.filter((n) => n !== 'wharf' && !n.startsWith('wharf ('));
   const owidths = others.map((n) => Math.max(n.length, 6));
   console.log(`${'case'.padEnd(width)}  ${others.map((n, i) => col(n, owidths[i]!)).join('  ')}`);
+  // A build's "(fields as streams)" row is set against wharf's own, like against like.
+  const mine = (n: string): string => (also !== undefined && n === `${also.label} (fields as streams)` ? 'wharf (fields as streams)' : 'wharf');
   for (const [c, r] of results) {
-    const w = r.get('wharf')!;
-    console.log(`${c.name.padEnd(width)}  ${others.map((n, i) => col(r.has(n) ? `${(w / r.get(n)!).toFixed(2)}x` : '-', owidths[i]!)).join('  ')}`);
+    const ratio = (n: string): string => `${(r.get(mine(n))! / r.get(n)!).toFixed(2)}x`;
+    console.log(`${c.name.padEnd(width)}  ${others.map((n, i) => col(r.has(n) ? ratio(n) : '-', owidths[i]!)).join('  ')}`);
   }
 
   // The issue's targets, checked on this run's figures.
