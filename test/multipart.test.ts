@@ -1106,3 +1106,47 @@ test('parseMultipart signal: an abort stops the parse with its reason; a part th
   for await (const p of parseMultipart(generate([body]), { contentType: CT, signal: done.signal })) sinkPart(p, keeper());
   assert.equal(getEventListeners(done.signal, 'abort').length, 0);
 });
+
+/** A stopper as the server's body watch is one: one listener, called at once if it has stopped. */
+function stopper(): { whenFailed(l: (r: WharfError) => void): void; stop(r: WharfError): void } {
+  let listener: ((r: WharfError) => void) | undefined;
+  let reason: WharfError | undefined;
+  return {
+    whenFailed(l) {
+      if (reason !== undefined) l(reason);
+      else listener = l;
+    },
+    stop(r) {
+      reason = r;
+      listener?.(r);
+    },
+  };
+}
+
+test('parseMultipart stopper: stops the parse as a signal does, before the first part and while a part waits', async () => {
+  const body = Buffer.from(file('f', 'a.bin', 'x'.repeat(5000)) + end, 'latin1');
+  const reason = new WharfError('LIMIT_REQUEST_SIZE', 'too big', 413);
+
+  const early = stopper();
+  early.stop(reason);
+  await assert.rejects(parseMultipart(generate([body]), { contentType: CT, stopper: early }).next(), (err: unknown) => err === reason);
+
+  const later = stopper();
+  const it = parseMultipart(generate([body.subarray(0, 200), body.subarray(200)]), { contentType: CT, stopper: later });
+  const part = (await it.next()).value as Part;
+  later.stop(reason);
+  const sink = keeper();
+  sinkPart(part, sink);
+  assert.equal(sink.error, reason);
+  await assert.rejects(it.next(), (err: unknown) => err === reason);
+
+  // Stopped after the parse ended: nothing happens.
+  const after = stopper();
+  let parts = 0;
+  for await (const p of parseMultipart(generate([body]), { contentType: CT, stopper: after })) {
+    sinkPart(p, keeper());
+    parts++;
+  }
+  after.stop(reason);
+  assert.equal(parts, 1);
+});

@@ -50,7 +50,7 @@ async function readFormFrame(req: IncomingMessage, contentType: string, cap: num
   const parts = parseMultipart(req, {
     contentType,
     limits: { parts: 1, files: 1, fields: 1, fileSize: cap, fieldSize: cap, headerSize: limits.headerSize },
-    signal: watch.signal,
+    stopper: watch,
   });
   let frame: Frame | undefined;
   for await (const part of parts) {
@@ -76,23 +76,18 @@ function collectBody(req: IncomingMessage, watch: BodyWatch): Promise<Buffer> {
       chunks.push(chunk);
     };
     const onEnd = (): void => {
-      done();
+      req.off('data', onData);
       if (total === 0) fail(emptyFrame());
-      else ok(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
+      else ok(Buffer.concat(chunks, total));
     };
-    const onAbort = (): void => {
-      done();
-      fail(watch.signal.reason);
-    };
-    const done = (): void => {
+    watch.whenFailed((err) => {
       req.off('data', onData);
       req.off('end', onEnd);
-      watch.signal.removeEventListener('abort', onAbort);
-    };
-    if (watch.signal.aborted) return onAbort();
+      fail(err);
+    });
+    if (watch.error !== undefined) return;
     req.on('data', onData);
     req.once('end', onEnd);
-    watch.signal.addEventListener('abort', onAbort, { once: true });
     req.resume();
   });
 }

@@ -121,7 +121,7 @@ async function stageParts(
   const writing: Array<Promise<void>> = [];
   let index = 0;
   try {
-    for await (const part of parseMultipart(req, { contentType, limits, signal: body.signal })) {
+    for await (const part of parseMultipart(req, { contentType, limits, stopper: body })) {
       index++;
       // Wave stores only `files` parts; anything else (fields, other file inputs) is dropped
       // (within the limits) when the next part is asked for.
