@@ -78,7 +78,7 @@ function collectBody(req: IncomingMessage, watch: BodyWatch): Promise<Buffer> {
     const onEnd = (): void => {
       req.off('data', onData);
       if (total === 0) fail(emptyFrame());
-      else ok(Buffer.concat(chunks, total));
+      else ok(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
     };
     watch.whenFailed((err) => {
       req.off('data', onData);
