@@ -175,8 +175,9 @@ export function createRouter(routes: readonly Route[]): Router {
         router.rest = path.slice(p.length);
         return route;
       }
-      // `/datasets` is the mapping `/datasets/` itself (a directory: 404), `{base}_f` is `{base}_f/`.
-      if (path.length === p.length - 1 && p.startsWith(path) && path.length <= clean) {
+      // `/datasets` is the mapping `/datasets/` itself (a directory: 404), `{base}_f` is `{base}_f/`
+      // (a prefix without its slash: not a prefix cut short, such as `{base}_wharf/healt`).
+      if (path.length === p.length - 1 && p.charCodeAt(path.length) === 47 && p.startsWith(path) && path.length <= clean) {
         router.rest = '';
         return route;
       }
