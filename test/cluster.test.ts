@@ -180,7 +180,7 @@ test('cluster: 200 uploads through nginx download byte-identical through every n
 
 test('cluster: kill -9 of a node mid-upload leaves nothing visible, spares the other nodes\' uploads, and its staging is swept once its lease is stale', async (t) => {
   const dataDir = await tempDir(t);
-  const lease = ['--lease-interval', '200ms']; // stale after 1.2 s
+  const lease = ['--lease-interval', '300ms']; // stale after 1.8 s
   const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((id) => startNode(t, dataDir, id, lease))) as [Node, Node, Node];
   const before = await readdir(join(dataDir, 'f'));
 
@@ -208,7 +208,7 @@ test('cluster: kill -9 of a node mid-upload leaves nothing visible, spares the o
 
   // b's dead area goes once its lease is stale (swept by whichever node gets there first), a's stays.
   await eventually(async () => !(await exists(join(dataDir, '.wharf-tmp', areaB))), "b's dead staging area is swept");
-  await new Promise((r) => setTimeout(r, 1500)); // past the 1.2 s a stale lease would take
+  await new Promise((r) => setTimeout(r, 2000)); // past the 1.8 s a stale lease would take
   for (const p of aStaged) assert.ok(await exists(join(dataDir, '.wharf-tmp', p)), `${p} is still staged: a is alive`);
   assert.deepEqual(await readdir(join(dataDir, 'f')), before, 'nothing partial visible still');
 
@@ -226,7 +226,7 @@ test('cluster: kill -9 of a node mid-upload leaves nothing visible, spares the o
 
 test('cluster: nodes starting side by side on one data dir never remove each other\'s staging', async (t) => {
   const dataDir = await tempDir(t);
-  const lease = ['--lease-interval', '200ms'];
+  const lease = ['--lease-interval', '300ms'];
   const holds: Array<{ name: string; data: Buffer; hold: Awaited<ReturnType<typeof holdUpload>> }> = [];
   const nodes: Node[] = [];
   for (const round of [1, 2, 3]) {

@@ -65,7 +65,9 @@ export function createNodeArea(tempDir: string, options: NodeAreaOptions): NodeA
   let seq = 0;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
+  // Said once when it starts failing, not at every interval.
   let failing = false;
+  let sweepFailing = false;
   let closed = false;
 
   async function renew(): Promise<void> {
@@ -117,7 +119,12 @@ export function createNodeArea(tempDir: string, options: NodeAreaOptions): NodeA
         if (!failing) warn(`wharf: warning: cannot renew this node's staging lease ${leasePath} (${errorMessage(err)}): other nodes will sweep its uploads in flight once it is stale`);
         failing = true;
       })
-      .then(() => {}, (err: unknown) => warn(`wharf: warning: sweeping stale staging areas failed: ${errorMessage(err)}`))
+      .then(() => {
+        sweepFailing = false;
+      }, (err: unknown) => {
+        if (!sweepFailing) warn(`wharf: warning: sweeping stale staging areas failed: ${errorMessage(err)}`);
+        sweepFailing = true;
+      })
       .finally(() => {
         running = undefined;
       });
@@ -143,7 +150,10 @@ export function createNodeArea(tempDir: string, options: NodeAreaOptions): NodeA
       closed = true;
       clearInterval(timer);
       await running;
-      await rm(path, { recursive: true, force: true });
+      // ENOTDIR: a file where the temp area should be (a start that failed): there is no area.
+      await rm(path, { recursive: true, force: true }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOTDIR') throw err;
+      });
     },
   };
 }
