@@ -178,6 +178,7 @@ test('serve with flags: mappings, keys, limits, a JSON line per request, no secr
   server.proc.kill('SIGTERM');
   const done = await server.exited;
   assert.equal(done.code, 0);
+  assert.deepEqual(await readdir(join(dataDir, '.wharf-tmp')), [], 'a clean close removes the node\'s staging area');
   const everything = done.stdout + done.stderr;
   for (const secret of [SECRET, auth(ID, SECRET), 'query-secret', Buffer.from(`${ID}:${SECRET}`).toString('base64')]) {
     assert.ok(!everything.includes(secret), `output must not contain ${secret}`);

@@ -11,6 +11,7 @@ import { WharfError } from '../lib/common/errors.js';
 import { createSlowness } from '../lib/static/sync-io.js';
 import { createLocalStorage, storageError, TEMP_DIR, type StagedFile, type Staging } from '../lib/uploads/local-storage.js';
 import { RECORD_NAME, recordFor } from '../lib/uploads/upload-record.js';
+import { createNodeArea } from '../lib/uploads/lease.js';
 import { layout, staged, tree } from './helpers/uploads.js';
 import { eventually } from './helpers/eventually.js';
 import { tempDir } from './helpers/temp-dir.js';
@@ -88,6 +89,28 @@ test('storage: start() creates the layout and its node\'s area, and sweeps only 
   // A clean close removes the node's own area, and only it.
   await other.close();
   assert.deepEqual((await readdir(temp)).sort(), [area, 'elsewhere.0badcafe', 'slow.0badcafe'].sort());
+});
+
+test('storage: two nodes sweeping one stale area at once: one takes it, the other finds it gone, nothing is left', async (t) => {
+  const dataDir = await tempDir(t);
+  const temp = join(dataDir, TEMP_DIR);
+  const modes = { dir: 0o700, file: 0o600 };
+  const [a, b] = ['a', 'b'].map((nodeId) => createNodeArea(temp, { nodeId, interval: 10_000, modes }));
+  await Promise.all([a!.renew(), b!.renew()]);
+  for (let round = 0; round < 20; round++) {
+    const dead = join(temp, `dead${round}.deadbeef`);
+    await mkdir(join(dead, '1', 'deep'), { recursive: true });
+    await writeFile(join(dead, '1', 'deep', 'partial.bin'), randomBytes(1000));
+    await writeFile(join(dead, 'lease'), JSON.stringify({ interval: 10 }));
+    const old = new Date(Date.now() - 3600_000);
+    await utimes(join(dead, 'lease'), old, old);
+    await utimes(dead, old, old);
+    const [byA, byB] = await Promise.all([a!.sweep(), b!.sweep()]);
+    assert.deepEqual([...byA, ...byB], [`dead${round}.deadbeef`], 'swept once');
+  }
+  assert.deepEqual(await staged(dataDir), [], 'no grave left in either area');
+  await Promise.all([a!.close(), b!.close()]);
+  assert.deepEqual(await readdir(temp), []);
 });
 
 test('storage: start() rejects a data dir whose f/ or temp area cannot be written', async (t) => {

@@ -373,7 +373,7 @@ test('POST _f/: an upload in flight when the server closes is aborted, its bytes
   const res = await answer;
   assert.equal(res.status, 503);
   assert.equal(JSON.parse(res.body).error, 'SHUTTING_DOWN');
-  assert.deepEqual(await layout(dataDir), EMPTY);
+  assert.deepEqual(await tree(dataDir), EMPTY, "closed: the node's own staging area is gone too");
 });
 
 test('start: what a dead node left in the temp area is swept before the first upload; a live node\'s area is kept', async (t) => {
