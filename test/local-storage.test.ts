@@ -111,6 +111,8 @@ test('storage: two nodes sweeping one stale area at once: one takes it, the othe
   assert.deepEqual(await staged(dataDir), [], 'no grave left in either area');
   await Promise.all([a!.close(), b!.close()]);
   assert.deepEqual(await readdir(temp), []);
+  await assert.rejects(a!.renew(), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN', 'a closed area is not made again');
+  assert.deepEqual(await readdir(temp), []);
 });
 
 test('storage: start() rejects a data dir whose f/ or temp area cannot be written', async (t) => {

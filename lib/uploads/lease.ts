@@ -16,7 +16,7 @@ import { constants } from 'node:fs';
 import { lstat, open as openHandle, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, sep } from 'node:path';
-import { errorMessage } from '../common/errors.js';
+import { errorMessage, WharfError } from '../common/errors.js';
 import { MAX_TIMER } from '../common/limits.js';
 import { mkdirRoot } from './disk.js';
 import type { StorageModes } from './local-storage.js';
@@ -71,6 +71,8 @@ export function createNodeArea(tempDir: string, options: NodeAreaOptions): NodeA
   let closed = false;
 
   async function renew(): Promise<void> {
+    // A health probe that began before `close`: the area must not be made again behind it.
+    if (closed) throw new WharfError('SHUTTING_DOWN', 'the node is closing', 503);
     try {
       await writeFile(leasePath, content, { mode: modes.file });
       return;
