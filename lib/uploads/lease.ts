@@ -194,11 +194,11 @@ async function leaseOf(entry: string): Promise<{ at: number; interval: number | 
   }
 }
 
-/** The `interval` a lease's text states, if it states a sane one. */
+/** The `interval` a lease's text states, if it states a sane one (no more than an interval can be). */
 function intervalIn(text: string): number | undefined {
   try {
     const n = (JSON.parse(text) as { interval?: unknown } | null)?.interval;
-    return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+    return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? Math.min(n, MAX_TIMER) : undefined;
   } catch {
     return undefined;
   }
