@@ -75,7 +75,7 @@ interface Planned {
   files: Array<{ rel: string; data: Buffer }>;
 }
 
-/** Upload `i` of the mix: mostly small files, some up to 1 MiB, some of a few MiB, multi-file uploads and directory uploads. */
+/** Upload `i` of the mix: a few bytes, mostly small files, some up to 1 MiB, some of a few MiB, multi-file uploads and directory uploads. */
 function plan(i: number, rand: () => number): Planned {
   const size = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo));
   const kind = i % 10;
@@ -84,7 +84,7 @@ function plan(i: number, rand: () => number): Planned {
     const rels = ['index.html', 'css/site.css', 'js/lib/app.js', 'img/a/b/logo.png', 'data.json'].slice(0, size(3, 6));
     return { directory: true, files: rels.map((rel) => ({ rel, data: randomBytes(size(1, 64 * 1024)) })) };
   }
-  const bytes = kind === 9 ? size(MiB, 3 * MiB) : kind === 6 ? size(64 * 1024, MiB) : size(1, 64 * 1024);
+  const bytes = kind === 9 ? size(MiB, 3 * MiB) : kind === 6 ? size(64 * 1024, MiB) : kind === 0 ? size(1, 16) : size(1, 64 * 1024);
   return { directory: false, files: [{ rel: `f${i}.bin`, data: randomBytes(bytes) }] };
 }
 
