@@ -185,12 +185,12 @@ test('main in-process: serve logs text lines on a terminal and stops on a signal
   const running = main(['--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data'), '--public-dir', `/p/@${dir}`], { stdout, stderr, env: {}, signals });
   assert.ok(await eventually(async () => /listening on/.test(stdout.text())));
   const url = /listening on (http:\S+)/.exec(stdout.text())![1]!;
-  assert.match(stdout.text(), /^wharf \S+ listening on http:\/\/127\.0\.0\.1:\d+ \(Wave's default access keys: loopback only\)\n {2}uploads {2}http.*\/_f\/ -> .*\n {2}streams {2}http.*\/_m\/\n {2}public {3}http.*\/p\/ -> /);
+  assert.match(stdout.text(), /^wharf \S+ listening on http:\/\/127\.0\.0\.1:\d+ as node \S+-\d+ \(Wave's default access keys: loopback only\)\n {2}uploads {2}http.*\/_f\/ -> .*\n {2}streams {2}http.*\/_m\/\n {2}public {3}http.*\/p\/ -> /);
   await writeFile(join(dir, 'x.txt'), 'x');
   assert.equal((await fetchRaw(`${url}/p/x.txt`)).status, 200);
   assert.ok((await fetchRaw(`${url}/p/%0a%1b[31mfake`)).status >= 400);
   assert.ok(await eventually(async () => /fake/.test(stdout.text())));
-  assert.match(stdout.text(), /\n\S+Z GET \/p\/x\.txt 200 \d+ B [\d.]+ ms\n/);
+  assert.match(stdout.text(), /\n\S+Z \S+-\d+ GET \/p\/x\.txt 200 \d+ B [\d.]+ ms\n/);
   assert.match(stdout.text(), /GET \/p\/%0a%1b\[31mfake 4\d\d/, 'the path as sent, percent-encoded: no control characters reach the log');
   signals.emit('SIGTERM');
   assert.equal(await running, 0);

@@ -93,7 +93,22 @@ test('refuses to start with Wave\'s default keys on a non-loopback address, and 
     assert.equal(denied.code, 2);
     assert.match(denied.stderr, /is not writable: permission denied \(EACCES\)/);
   }
-  assert.deepEqual(await readdir(dir), ['a-file'], 'no probe file left behind');
+  assert.deepEqual((await readdir(dir)).filter((n) => !n.startsWith('data-')), ['a-file'], 'no probe file left behind');
+
+  // The data dir writable, but its uploads dir or temp area not (here: a file in its place, which
+  // stops root too): refused the same way, before listening.
+  for (const [name, what] of [['f', 'uploads dir'], ['.wharf-tmp', 'temp area']] as const) {
+    const data = join(dir, `data-${name}`);
+    await mkdir(data);
+    await writeFile(join(data, name), 'x');
+    const refused = await runWharf(t, ['--listen', '127.0.0.1:0', '--data-dir', data]);
+    assert.equal(refused.code, 2, name);
+    assert.equal(refused.stderr, `wharf: ${what} ${join(data, name)} is not writable: a part of the path is a file, not a directory (ENOTDIR)\n`);
+    assert.deepEqual(await readdir(data), [name], 'no probe file left behind');
+  }
+  const badId = await runWharf(t, ['--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data'), '--node-id', '../x']);
+  assert.equal(badId.code, 2);
+  assert.match(badId.stderr, /^wharf: --node-id: expected 1-64 letters/);
 });
 
 test('serve with flags: mappings, keys, limits, a JSON line per request, no secret in any output, SIGTERM exits 0', async (t) => {
@@ -110,12 +125,16 @@ test('serve with flags: mappings, keys, limits, a JSON line per request, no secr
     'serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir,
     '--public-dir', `/pub/@${pub}`, '--private-dir', `/models/@${join(dir, 'models')}`, '--public-dir', `/later/@${join(dir, 'not-yet')}`,
     '--access-key-id', ID, '--limit-file-size', '1KiB', '--log', 'json',
-  ], { WHARF_ACCESS_KEY_SECRET: SECRET });
+  ], { WHARF_ACCESS_KEY_SECRET: SECRET, WHARF_NODE_ID: 'web-1' });
   process.umask(umask);
   const server = await starting;
   const { url } = server;
-  for (const d of [dataDir, join(dataDir, 'f'), join(dataDir, '.wharf-tmp')]) assert.equal((await stat(d)).mode & 0o777, 0o700, d);
+  const areas = await readdir(join(dataDir, '.wharf-tmp'));
+  assert.equal(areas.length, 1);
+  assert.match(areas[0]!, /^web-1\.[0-9a-f]{8}$/, 'the staging area is named for the node');
+  for (const d of [dataDir, join(dataDir, 'f'), join(dataDir, '.wharf-tmp'), join(dataDir, '.wharf-tmp', areas[0]!)]) assert.equal((await stat(d)).mode & 0o777, 0o700, d);
   const startup = server.lines();
+  assert.equal(startup.find((l) => l.event === 'listening')?.node, 'web-1');
   assert.deepEqual(startup.filter((l) => l.event === 'serving').map((l) => [l.kind, l.url, l.path ?? null]), [
     ['uploads', `${url}/_f/`, join(dataDir, 'f')],
     ['streams', `${url}/_m/`, null],
@@ -150,6 +169,7 @@ test('serve with flags: mappings, keys, limits, a JSON line per request, no secr
     ['POST', '/_f/', 413],
   ]);
   for (const l of requests) {
+    assert.equal(l.node, 'web-1');
     assert.equal(typeof l.bytes, 'number');
     assert.ok((l.bytes as number) > 0);
     assert.equal(typeof l.ms, 'number');
@@ -158,6 +178,7 @@ test('serve with flags: mappings, keys, limits, a JSON line per request, no secr
   server.proc.kill('SIGTERM');
   const done = await server.exited;
   assert.equal(done.code, 0);
+  assert.deepEqual(await readdir(join(dataDir, '.wharf-tmp')), [], 'a clean close removes the node\'s staging area');
   const everything = done.stdout + done.stderr;
   for (const secret of [SECRET, auth(ID, SECRET), 'query-secret', Buffer.from(`${ID}:${SECRET}`).toString('base64')]) {
     assert.ok(!everything.includes(secret), `output must not contain ${secret}`);

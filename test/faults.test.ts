@@ -21,6 +21,7 @@ import { basicAuth } from '../lib/http/access-keys.js';
 import type { Limits } from '../lib/common/limits.js';
 import { eventually, formBody, matchesPattern, patternBytes, send, settledFds, sleep, startChild, type Answer, type Child, type FormFile } from './helpers/load-gen.js';
 import { APP_KEY } from './helpers/keys.js';
+import { staged } from './helpers/uploads.js';
 import { rawConnect, type RawConnection } from './helpers/raw-http.js';
 
 const run = promisify(execFile);
@@ -94,7 +95,7 @@ const filesOf = (a: Answer): string[] => (json(a) as { files: string[] }).files;
 
 /** The upload ids committed under `dataDir`, and that nothing is left in its temp area. */
 async function committed(dataDir: string): Promise<string[]> {
-  await eventually(async () => (await readdir(join(dataDir, '.wharf-tmp')).catch(() => [])).length === 0, 'the temp area is empty');
+  await eventually(async () => (await staged(dataDir).catch(() => [])).length === 0, 'nothing staged');
   return (await readdir(join(dataDir, 'f'))).sort();
 }
 

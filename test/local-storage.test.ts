@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +11,9 @@ import { WharfError } from '../lib/common/errors.js';
 import { createSlowness } from '../lib/static/sync-io.js';
 import { createLocalStorage, storageError, TEMP_DIR, type StagedFile, type Staging } from '../lib/uploads/local-storage.js';
 import { RECORD_NAME, recordFor } from '../lib/uploads/upload-record.js';
-import { tree } from './helpers/uploads.js';
+import { createNodeArea } from '../lib/uploads/lease.js';
+import { layout, staged, tree } from './helpers/uploads.js';
+import { eventually } from './helpers/eventually.js';
 import { tempDir } from './helpers/temp-dir.js';
 
 // Every test of the write path runs twice: as this machine runs it (small writes on the event loop
@@ -44,33 +46,116 @@ async function stream(staging: Staging, id: string, rel: string, chunks: Iterabl
   return file.done;
 }
 
-test('storage: start() creates the layout and sweeps only dead runs\' temp files', async (t) => {
+test('storage: start() creates the layout and its node\'s area, and sweeps only what dead nodes left', async (t) => {
   const dataDir = await tempDir(t);
   const temp = join(dataDir, TEMP_DIR);
   await mkdir(temp, { recursive: true });
-  const live = createLocalStorage(dataDir, { writeBatch: 16 * 1024, syncWriteBelow: 0 });
+  const live = createLocalStorage(dataDir, { writeBatch: 16 * 1024, syncWriteBelow: 0, nodeId: 'live' });
+  await live.start();
+  t.after(() => live.close());
+  const [area] = await readdir(temp);
+  assert.match(area!, /^live\.[0-9a-f]{8}$/);
+  const lease = JSON.parse(await readFile(join(temp, area!, 'lease'), 'utf8'));
+  assert.deepEqual([lease.node, lease.pid, lease.interval], ['live', process.pid, 10_000]);
   const staging = live.stage();
   const w = fileOf(staging, randomUUID(), 'keep.txt');
   // A batch on its way, and a socket read more behind it: the file pushes back until the batch is on disk.
   assert.equal(w.write(randomBytes(20_000)), true);
   assert.equal(w.write(randomBytes(64 * 1024)), false);
   await w.drained(); // the staging directory exists
-  assert.equal((await readdir(temp)).length, 1);
-  // Leftovers: junk, a process that cannot exist, this process under an instance nobody owns, another live process.
-  for (const name of ['junk', '999999999.0badcafe.1', `${process.pid}.deadbeef.3`]) {
-    await mkdir(join(temp, name, randomUUID()), { recursive: true });
-    await writeFile(join(temp, name, 'x'), 'x');
-  }
-  await mkdir(join(temp, `${process.ppid}.0badcafe.1`));
-  await createLocalStorage(dataDir).start();
+  assert.deepEqual(await staged(dataDir), [`${area}/1/`, `${area}/1/keep.txt`]);
+  // Leftovers of dead nodes, each last alive an hour ago: junk, a crashed older wharf's staging
+  // (no lease), a node's area with its lease. And a node alive elsewhere, its lease fresh though
+  // its area's own mtime is old, and one whose lease says it renews every 20 minutes.
+  const hourAgo = new Date(Date.now() - 3600_000);
+  await writeFile(join(temp, 'junk'), 'x');
+  await mkdir(join(temp, '999999999.0badcafe.1', randomUUID()), { recursive: true });
+  await mkdir(join(temp, 'dead.deadbeef', '3'), { recursive: true });
+  await writeFile(join(temp, 'dead.deadbeef', 'lease'), JSON.stringify({ node: 'dead', interval: 10_000 }));
+  await mkdir(join(temp, 'elsewhere.0badcafe', '1'), { recursive: true });
+  await writeFile(join(temp, 'elsewhere.0badcafe', 'lease'), '{}');
+  await mkdir(join(temp, 'slow.0badcafe', '1'), { recursive: true });
+  await writeFile(join(temp, 'slow.0badcafe', 'lease'), JSON.stringify({ interval: 1_200_000 }));
+  for (const p of ['junk', '999999999.0badcafe.1', 'dead.deadbeef/lease', 'dead.deadbeef', 'elsewhere.0badcafe', 'slow.0badcafe/lease', 'slow.0badcafe']) await utimes(join(temp, p), hourAgo, hourAgo);
+  const other = createLocalStorage(dataDir, { nodeId: 'other' });
+  await other.start();
   const left = await readdir(temp);
-  assert.ok(left.includes(`${process.ppid}.0badcafe.1`), 'a live process keeps its temp area');
-  assert.deepEqual(left.filter((n) => ['junk', '999999999.0badcafe.1', `${process.pid}.deadbeef.3`].includes(n)), []);
+  assert.deepEqual(left.filter((n) => !n.startsWith('other.')).sort(), [area, 'elsewhere.0badcafe', 'slow.0badcafe'].sort(), 'live areas are kept');
   assert.ok((await stat(join(dataDir, 'f'))).isDirectory());
   w.end();
   assert.equal(await w.done, 20_000 + 64 * 1024);
   await staging.commit(RECORD);
-  assert.equal((await tree(join(dataDir, 'f'))).filter((p) => p.endsWith('keep.txt')).length, 1, 'a live instance of this process kept its staging');
+  assert.equal((await tree(join(dataDir, 'f'))).filter((p) => p.endsWith('keep.txt')).length, 1, 'a live node kept its staging');
+  // A clean close removes the node's own area, and only it.
+  await other.close();
+  assert.deepEqual((await readdir(temp)).sort(), [area, 'elsewhere.0badcafe', 'slow.0badcafe'].sort());
+});
+
+test('storage: two nodes sweeping one stale area at once: one takes it, the other finds it gone, nothing is left', async (t) => {
+  const dataDir = await tempDir(t);
+  const temp = join(dataDir, TEMP_DIR);
+  const modes = { dir: 0o700, file: 0o600 };
+  const [a, b] = ['a', 'b'].map((nodeId) => createNodeArea(temp, { nodeId, interval: 10_000, modes }));
+  await Promise.all([a!.renew(), b!.renew()]);
+  for (let round = 0; round < 20; round++) {
+    const dead = join(temp, `dead${round}.deadbeef`);
+    await mkdir(join(dead, '1', 'deep'), { recursive: true });
+    await writeFile(join(dead, '1', 'deep', 'partial.bin'), randomBytes(1000));
+    await writeFile(join(dead, 'lease'), JSON.stringify({ interval: 10 }));
+    const old = new Date(Date.now() - 3600_000);
+    await utimes(join(dead, 'lease'), old, old);
+    await utimes(dead, old, old);
+    const [byA, byB] = await Promise.all([a!.sweep(), b!.sweep()]);
+    assert.deepEqual([...byA, ...byB], [`dead${round}.deadbeef`], 'swept once');
+  }
+  assert.deepEqual(await staged(dataDir), [], 'no grave left in either area');
+  await Promise.all([a!.close(), b!.close()]);
+  assert.deepEqual(await readdir(temp), []);
+  await assert.rejects(a!.renew(), (e: unknown) => e instanceof WharfError && e.code === 'SHUTTING_DOWN', 'a closed area is not made again');
+  assert.deepEqual(await readdir(temp), []);
+});
+
+test('storage: start() rejects a data dir whose f/ or temp area cannot be written', async (t) => {
+  for (const name of ['f', TEMP_DIR]) {
+    const dataDir = await tempDir(t);
+    await writeFile(join(dataDir, name), 'a file where a directory should be');
+    const storage = createLocalStorage(dataDir);
+    await assert.rejects(storage.start(), (e: unknown) => ['EEXIST', 'ENOTDIR'].includes((e as NodeJS.ErrnoException).code ?? ''), name);
+    await assert.rejects(storage.probe(), name);
+    await storage.close();
+  }
+});
+
+test('storage: a node renews its lease while it runs, and sweeps an area whose lease went stale', async (t) => {
+  const dataDir = await tempDir(t);
+  const temp = join(dataDir, TEMP_DIR);
+  const warnings: string[] = [];
+  const a = createLocalStorage(dataDir, { nodeId: 'a', leaseInterval: 200, warn: (m) => warnings.push(m) });
+  await a.start();
+  t.after(() => a.close());
+  // b: another process that stages a file and is then killed, its lease no longer renewed.
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./helpers/lease-child.js', import.meta.url)), dataDir, 'b', '200'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => child.kill('SIGKILL'));
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  await eventually(() => out.includes('STAGED'), 'b staged its file');
+  const areaOf = async (node: string): Promise<string | undefined> => (await readdir(temp)).find((n) => n.startsWith(`${node}.`));
+  const areaB = (await areaOf('b'))!;
+  const leaseB = join(temp, areaB, 'lease');
+  const first = (await stat(leaseB)).mtimeMs;
+  await eventually(async () => (await stat(leaseB)).mtimeMs > first, 'b renews its lease');
+  assert.ok((await staged(dataDir)).some((p) => p.startsWith(`${areaB}/`) && p.endsWith('partial.bin')));
+  // Alive, b is never swept: over 6 intervals and more, its area stays.
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(await areaOf('b'), areaB, 'a live node keeps its area');
+  child.kill('SIGKILL');
+  await once(child, 'exit');
+  await eventually(async () => (await areaOf('b')) === undefined, "a sweeps b's area once its lease is stale (6 intervals)");
+  assert.ok((await areaOf('a')) !== undefined, 'a keeps its own');
+  // Its own area removed under it (an operator; a node that took it for dead): made again at the next renewal, said once.
+  await rm(join(temp, (await areaOf('a'))!), { recursive: true, maxRetries: 5 }); // a renewal may land midway
+  await eventually(async () => (await areaOf('a')) !== undefined, "a's area and lease are made again");
+  assert.equal(warnings.filter((w) => /had been removed/.test(w)).length, 1, warnings.join('\n'));
 });
 
 for (const syncIo of SYNC_IO) {
@@ -94,7 +179,7 @@ for (const syncIo of SYNC_IO) {
     assert.equal(sha(await readFile(join(dataDir, 'f', a, 'big.bin'))), sha(big));
     assert.equal((await readFile(join(dataDir, 'f', b, 'empty'))).length, 0);
     assert.equal(await readFile(join(dataDir, 'f', c, 'deep/er/small.txt'), 'utf8'), 'hello world');
-    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), [], 'the staging area is gone');
+    assert.deepEqual(await staged(dataDir), [], 'the staging area is gone');
     const info = await storage.source.stat(`${a}/big.bin`);
     assert.equal(info?.size, big.length);
     const open = await storage.source.open(`${c}/deep/er/small.txt`);
@@ -141,7 +226,7 @@ for (const syncIo of SYNC_IO) {
     assert.equal(busy.write(Buffer.from('late')), true, 'a destroyed file ignores writes');
     busy.end();
     busy.destroy(new Error('again'));
-    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+    assert.deepEqual(await staged(dataDir), []);
     assert.deepEqual(await readdir(join(dataDir, 'f')), []);
     assert.equal(fds(), before);
     await staging.abort(); // idempotent
@@ -151,7 +236,7 @@ for (const syncIo of SYNC_IO) {
     // A staging that never wrote a byte creates nothing at all.
     const idle = storage.stage();
     await idle.abort();
-    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+    assert.deepEqual(await staged(dataDir), []);
   });
 }
 
@@ -168,7 +253,7 @@ for (const syncIo of SYNC_IO) {
     await stream(staging, taken, 'b.txt', [Buffer.from('b')]);
     await assert.rejects(staging.commit(RECORD), (e: unknown) => ['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? ''));
     assert.deepEqual(await tree(join(dataDir, 'f')), [`${taken}/`, `${taken}/someone-else`]);
-    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+    assert.deepEqual(await staged(dataDir), []);
     await staging.abort(); // after a failed commit: nothing left to do
   });
 }
@@ -183,7 +268,7 @@ for (const syncIo of SYNC_IO) {
     w.write(Buffer.from('x'));
     await assert.rejects(staging.commit(RECORD), (e: unknown) => e instanceof WharfError && e.code === 'INTERNAL');
     await staging.abort();
-    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+    assert.deepEqual(await staged(dataDir), []);
   });
 }
 
@@ -219,7 +304,7 @@ for (const syncIo of SYNC_IO) {
     assert.equal(await storage.remove(id), true);
     assert.equal(await storage.remove(id), false);
     assert.deepEqual(await readdir(join(dataDir, 'f')), []);
-    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+    assert.deepEqual(await staged(dataDir), []);
   });
 }
 
@@ -258,7 +343,7 @@ for (const syncIo of SYNC_IO) {
       const staging = storage.stage();
       await assert.rejects(stream(staging, randomUUID(), 'too-big.bin', chunked(randomBytes(3 * 1024 * 1024))), (e: unknown) => storageError(e).status === 507);
       await staging.abort();
-      assert.deepEqual(await tree(dataDir), [`${TEMP_DIR}/`, 'f/']);
+      assert.deepEqual(await layout(dataDir), [`${TEMP_DIR}/`, 'f/']);
     } finally {
       execFileSync('umount', ['-l', dataDir]);
     }
@@ -417,7 +502,7 @@ for (const syncIo of SYNC_IO) {
     assert.equal(await readFile(join(dataDir, 'f', small, 'a.txt'), 'utf8'), 'hello');
     assert.equal(sha(await readFile(join(dataDir, 'f', big, 'b.bin'))), sha(bigData));
     assert.equal(await readFile(join(dataDir, 'f', dir, 'd', 'put.txt'), 'utf8'), 'x');
-    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+    assert.deepEqual(await staged(dataDir), []);
   });
 }
 
@@ -432,12 +517,12 @@ for (const syncIo of SYNC_IO) {
     await assert.rejects(staging.put(id, 'same.txt', [Buffer.from('two')]), (err: NodeJS.ErrnoException) => storageError(err).code === 'DUPLICATE_FILENAME');
     await assert.rejects(staging.commit(RECORD), (err: WharfError) => err.code === 'INTERNAL');
     await staging.abort();
-    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+    assert.deepEqual(await staged(dataDir), []);
     assert.deepEqual(await tree(join(dataDir, 'f')), []);
     // After abort a put is refused, as a rejection.
     const late = staging.put(randomUUID(), 'late.txt', [Buffer.from('x')]);
     await assert.rejects(late, (err: WharfError) => err.code === 'SHUTTING_DOWN');
-    assert.deepEqual(await readdir(join(dataDir, TEMP_DIR)), []);
+    assert.deepEqual(await staged(dataDir), []);
   });
 }
 

@@ -37,6 +37,7 @@ import { RECORD_NAME, recordFor } from '../lib/uploads/upload-record.js';
 import { eventually, formBuffer } from './helpers/load-gen.js';
 import { fdsOn } from './helpers/server.js';
 import { APP_KEY } from './helpers/keys.js';
+import { staged } from './helpers/uploads.js';
 import { parseAnswer, rawRequest, rawSend, type RawAnswer, type RawRequest } from './helpers/raw-http.js';
 
 const OUTSIDE = 'OUTSIDE-SECRET-5d1c';
@@ -1056,7 +1057,7 @@ async function runRow(row: Row): Promise<void> {
   const added = after.filter((id) => !before.includes(id));
   assert.equal(added.length, row.stored ?? 0, `upload ids added: ${added.join(', ')}`);
   assert.deepEqual(before.filter((id) => !after.includes(id)), [], 'nothing removed');
-  await eventually(async () => (await readdir(join(dataDir, '.wharf-tmp'))).length === 0, 'the temp area is empty', 5000);
+  await eventually(async () => (await staged(dataDir)).length === 0, 'nothing staged', 5000);
 }
 
 // ---------------------------------------------------------------------------------------------

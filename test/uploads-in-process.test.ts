@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { RECORD_NAME } from '../lib/uploads/upload-record.js';
 import { WharfError } from '../lib/index.js';
 import type { UploadEvent } from '../lib/index.js';
-import { EMPTY, get, openFds, serve, settledFds, sha256, tempDir, tree, upload } from './helpers/uploads.js';
+import { EMPTY, get, layout, openFds, serve, settledFds, sha256, staged, tempDir, tree, upload } from './helpers/uploads.js';
 
 const isWharf = (code: string, status?: number) => (e: unknown): boolean =>
   e instanceof WharfError && e.code === code && (status === undefined || e.status === status);
@@ -29,7 +29,7 @@ test('site.upload: the same answer as an HTTP upload of the same files, copies s
   assert.deepEqual(paths.map(shape), http.json.files.map(shape));
   for (const [i, p] of paths.entries()) assert.equal(sha256((await get(url, p)).body), sha256(datas[i]!));
   assert.equal(progress.at(-1), 1);
-  assert.deepEqual(await tree(join(dataDir, '.wharf-tmp')), []);
+  assert.deepEqual(await staged(dataDir), []);
   assert.equal(await settledFds(before), before);
 });
 
@@ -132,7 +132,7 @@ test('site.unload: the upload is gone for GET; unloading it again or a foreign U
   const http = await upload(url, [{ filename: 'b.txt', data: 'b' }]);
   await files.site.unload(http.json.files[0]);
   assert.equal((await get(url, http.json.files[0])).status, 404, 'unload works on an HTTP upload');
-  assert.deepEqual(await tree(dataDir), EMPTY);
+  assert.deepEqual(await layout(dataDir), EMPTY);
 });
 
 test('site.*: the same refusals as HTTP, all-or-nothing', async (t) => {
@@ -164,7 +164,7 @@ test('site.*: the same refusals as HTTP, all-or-nothing', async (t) => {
   for (const [i, [promise, code, status]] of cases.entries()) {
     await assert.rejects(promise, isWharf(code, status), `case ${i}: ${code}`);
   }
-  assert.deepEqual(await tree(dataDir), EMPTY);
+  assert.deepEqual(await layout(dataDir), EMPTY);
 });
 
 test('onUpload: one event per committed upload id, from HTTP and site alike; a failing hook changes nothing', async (t) => {

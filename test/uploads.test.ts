@@ -2,11 +2,11 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect } from 'node:net';
 import { RECORD_NAME } from '../lib/uploads/upload-record.js';
-import { EMPTY, KEY, MULTIPART, TAIL, form, get, openFds, partHead, settledFds, pieces, repeat, send, serve, settledTree, sha256, sleep, tempDir, tree, upload, type FormPart } from './helpers/uploads.js';
+import { EMPTY, KEY, MULTIPART, TAIL, form, get, openFds, partHead, settledFds, pieces, repeat, send, serve, settledTree, sha256, sleep, staged, layout, tempDir, tree, upload, type FormPart } from './helpers/uploads.js';
 import { rawPost } from './helpers/raw-http.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -49,7 +49,7 @@ test('POST _f/: each file under a fresh id, answered in order, and every path GE
   const dl = await get(url, `${res.json.files[5]}?download`);
   assert.equal(dl.status, 200);
   assert.match(String(dl.headers['content-disposition']), /^attachment;.*filename\*=UTF-8''r%C3%A9sum%C3%A9/);
-  assert.deepEqual(await tree(join(dataDir, '.wharf-tmp')), [], 'no temp file left');
+  assert.deepEqual(await staged(dataDir), [], 'no temp file left');
   assert.equal(await settledFds(before), before, 'no descriptor leaked');
 });
 
@@ -134,7 +134,7 @@ test('POST _f/ directory upload: bad segments, clashing paths and an empty uploa
     assert.equal(res.status, 400, JSON.stringify(parts));
     assert.equal(res.json.error, code);
     assert.match(res.json.message, message);
-    assert.deepEqual(await tree(dataDir), EMPTY, 'nothing stored');
+    assert.deepEqual(await layout(dataDir), EMPTY, 'nothing stored');
   }
   // Without the header (or with another value) a path is refused as in any plain upload.
   for (const headers of [{}, { 'Wave-Directory-Upload': 'False' }]) {
@@ -168,7 +168,7 @@ test('POST _f/: refused names are 400 naming the part, and nothing of the reques
     assert.equal(res.json.error, 'BAD_FILENAME');
     assert.match(res.json.message, /^part 3: filename/);
     assert.match(res.json.message, why);
-    assert.deepEqual(await tree(dataDir), EMPTY, `nothing stored for ${JSON.stringify(part)}`);
+    assert.deepEqual(await layout(dataDir), EMPTY, `nothing stored for ${JSON.stringify(part)}`);
   }
 });
 
@@ -186,7 +186,7 @@ test('POST _f/: no file at all, a body that is not multipart, a malformed body: 
   res = await send(url, 'POST', '/_f/', form([{ filename: 'x' }]), { 'Content-Type': 'multipart/form-data' });
   assert.equal(res.status, 400);
   assert.equal(res.json.error, 'MULTIPART_NO_BOUNDARY');
-  assert.deepEqual(await tree(dataDir), EMPTY);
+  assert.deepEqual(await layout(dataDir), EMPTY);
 });
 
 // Both write paths: with every write through the thread pool (a slow disk), files are still being
@@ -242,7 +242,7 @@ test('POST _f/: a Content-Length over requestSize is refused before the body, al
     assert.equal(JSON.parse(res.body).error, 'LIMIT_REQUEST_SIZE');
     assert.equal(res.sent, 0);
   }
-  assert.deepEqual(await tree(dataDir), EMPTY);
+  assert.deepEqual(await layout(dataDir), EMPTY);
 });
 
 test('POST _f/: a body that stops arriving is a 408 after uploadIdleTimeout, with nothing stored', async (t) => {
@@ -336,7 +336,7 @@ test('DELETE _f/<id>: needs a key, removes the whole upload, 404 when absent, ne
   }
   assert.equal((await get(url, plain.json.files[0])).body.toString(), 'keep');
   assert.ok((await tree(join(dataDir, 'f'))).includes('not-an-id/x'));
-  assert.deepEqual(await tree(join(dataDir, '.wharf-tmp')), []);
+  assert.deepEqual(await staged(dataDir), []);
 });
 
 test('DELETE _f/<id>/<name>: the returned path as a browser sends it or fully percent-encoded; a stray % on the wire is 400 and deletes nothing', async (t) => {
@@ -368,22 +368,35 @@ test('POST _f/: an upload in flight when the server closes is aborted, its bytes
   const mib = randomBytes(1024 * 1024);
   const answer = rawPost(port, '/_f/', { 'Content-Type': MULTIPART, 'Content-Length': 10 * 1024 * 1024 + 500 },
     pieces(partHead({ filename: 'cut.bin' }, true), repeat(mib, 10), TAIL), { stall: 3 * 1024 * 1024 });
-  while ((await tree(join(dataDir, '.wharf-tmp'))).length === 0) await new Promise((r) => setTimeout(r, 10));
+  while ((await staged(dataDir)).length === 0) await new Promise((r) => setTimeout(r, 10));
   await files.close();
   const res = await answer;
   assert.equal(res.status, 503);
   assert.equal(JSON.parse(res.body).error, 'SHUTTING_DOWN');
-  assert.deepEqual(await tree(dataDir), EMPTY);
+  assert.deepEqual(await tree(dataDir), EMPTY, "closed: the node's own staging area is gone too");
 });
 
-test('start: what a crashed run left in the temp area is swept before the first upload', async (t) => {
+test('start: what a dead node left in the temp area is swept before the first upload; a live node\'s area is kept', async (t) => {
   const dataDir = await tempDir(t);
-  await mkdir(join(dataDir, '.wharf-tmp', '999999999.deadbeef.1'), { recursive: true });
-  await writeFile(join(dataDir, '.wharf-tmp', '999999999.deadbeef.1', 'partial.bin'), randomBytes(1000));
+  const temp = join(dataDir, '.wharf-tmp');
+  // A crashed run of an older wharf (no lease: its own mtime says when it was last alive), and a
+  // node whose lease was last rewritten an hour ago: both dead.
+  await mkdir(join(temp, '999999999.deadbeef.1'), { recursive: true });
+  await writeFile(join(temp, '999999999.deadbeef.1', 'partial.bin'), randomBytes(1000));
+  await mkdir(join(temp, 'gone.0badcafe', '1'), { recursive: true });
+  await writeFile(join(temp, 'gone.0badcafe', '1', 'partial.bin'), randomBytes(1000));
+  await writeFile(join(temp, 'gone.0badcafe', 'lease'), '{}');
+  const hourAgo = new Date(Date.now() - 3600_000);
+  for (const p of ['999999999.deadbeef.1', 'gone.0badcafe/lease', 'gone.0badcafe']) await utimes(join(temp, p), hourAgo, hourAgo);
+  // A node alive elsewhere, its lease fresh (its area's own mtime old: the lease is what counts).
+  await mkdir(join(temp, 'alive.feedf00d', '1'), { recursive: true });
+  await writeFile(join(temp, 'alive.feedf00d', '1', 'in-flight.bin'), randomBytes(1000));
+  await writeFile(join(temp, 'alive.feedf00d', 'lease'), '{}');
+  await utimes(join(temp, 'alive.feedf00d'), hourAgo, hourAgo);
   const { url } = await serve(t, {}, dataDir);
   const res = await upload(url, [{ filename: 'x.txt', data: 'x' }]);
   assert.equal(res.status, 200);
-  assert.deepEqual(await tree(join(dataDir, '.wharf-tmp')), []);
+  assert.deepEqual(await staged(dataDir), ['alive.feedf00d/1/', 'alive.feedf00d/1/in-flight.bin']);
 });
 
 test('POST _f/: an idle timeout of a month keeps an idle upload waiting quietly (no timer re-armed every millisecond)', async (t) => {

@@ -85,6 +85,8 @@ export const SERVE_FLAGS: FlagSpec[] = [
   { name: 'private-cache-control', kind: 'string', env: 'WHARF_PRIVATE_CACHE_CONTROL', value: 'VALUE', help: 'Cache-Control of files that need authorization (must say private or no-store)', defaultText: 'private, max-age=0, must-revalidate' },
   { name: 'trust-unrecorded-uploads', kind: 'boolean', env: 'WHARF_TRUST_UNRECORDED_UPLOADS', help: "serve uploads with no record of who made them (copied into the data dir) as the app's own", defaultText: "off: as an end user's" },
   { name: 'sync-io', kind: 'choice', env: 'WHARF_SYNC_IO', choices: ['auto', 'off'], help: 'small file-system calls on the event loop while cheap; off for NFS/EFS/FUSE', defaultText: 'auto' },
+  { name: 'node-id', kind: 'string', env: 'WHARF_NODE_ID', value: 'ID', help: 'this node among those sharing the data dir: names its staging area, shown in the log', defaultText: 'HOSTNAME-PID' },
+  { name: 'lease-interval', kind: 'duration', env: 'WHARF_LEASE_INTERVAL', value: 'DURATION', help: "how often this node renews its staging lease; a node's staging is swept 6 intervals after its last renewal", defaultText: '10s' },
   { name: 'log', kind: 'choice', env: 'WHARF_LOG', choices: ['text', 'json', 'off'], help: 'request log format', defaultText: 'text on a terminal, else json' },
   ...LIMIT_FLAGS,
   HELP_FLAG,

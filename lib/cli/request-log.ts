@@ -10,7 +10,7 @@ function printable(s: string): string {
   return s.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
-function requestLogger(format: LogFormat, out: NodeJS.WritableStream): ((req: IncomingMessage, res: ServerResponse) => void) | undefined {
+function requestLogger(format: LogFormat, out: NodeJS.WritableStream, node: string): ((req: IncomingMessage, res: ServerResponse) => void) | undefined {
   if (format === 'off') return undefined;
   return (req, res) => {
     const started = performance.now();
@@ -24,19 +24,19 @@ function requestLogger(format: LogFormat, out: NodeJS.WritableStream): ((req: In
       const status = res.statusCode;
       const complete = res.writableFinished;
       out.write(format === 'json'
-        ? `${JSON.stringify({ time: new Date().toISOString(), method: req.method, path, status, bytes, ms, ...(complete ? {} : { aborted: true }) })}\n`
-        : `${new Date().toISOString()} ${req.method} ${printable(path)} ${status} ${bytes} B ${ms} ms${complete ? '' : ' (aborted)'}\n`);
+        ? `${JSON.stringify({ time: new Date().toISOString(), node, method: req.method, path, status, bytes, ms, ...(complete ? {} : { aborted: true }) })}\n`
+        : `${new Date().toISOString()} ${node} ${req.method} ${printable(path)} ${status} ${bytes} B ${ms} ms${complete ? '' : ' (aborted)'}\n`);
     });
   };
 }
 
 /**
- * Logs every request to `out` until the returned function is called. Node announces every request
+ * Logs every request to `out`, each line naming this node (`node`: several share one log), until the returned function is called. Node announces every request
  * its HTTP servers receive on this channel; the command's process runs one server, wharf's, so its
  * request log needs no hook inside the server.
  */
-export function startRequestLog(format: LogFormat, out: NodeJS.WritableStream): () => void {
-  const logRequest = requestLogger(format, out);
+export function startRequestLog(format: LogFormat, out: NodeJS.WritableStream, node: string): () => void {
+  const logRequest = requestLogger(format, out, node);
   if (!logRequest) return () => {};
   const onStart = (message: unknown): void => {
     const { request, response } = message as { request: IncomingMessage; response: ServerResponse };

@@ -3,7 +3,7 @@
  * log, and a close on SIGINT/SIGTERM (a second signal exits at once).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { errorMessage, WharfError } from '../common/errors.js';
 import type { Limits } from '../common/limits.js';
@@ -11,7 +11,8 @@ import { isLoopback } from '../http/access-keys.js';
 import { canonicalPrefix } from '../http/request-path.js';
 import { createFileServer, type FileServer, type FileServerOptions } from '../http/server.js';
 import { parseMapping } from '../static/mappings.js';
-import { storageModes } from '../uploads/local-storage.js';
+import { defaultNodeId, isNodeId } from '../common/node-id.js';
+import { storageModes, TEMP_DIR } from '../uploads/local-storage.js';
 import { onStopSignal, type CommandIo } from './command-io.js';
 import { DEFAULT_LISTEN, LIMIT_FLAGS, LIMIT_KEYS, SERVE_FLAGS } from './flag-specs.js';
 import { parseArgs, UsageError, type Flags } from './flags.js';
@@ -50,19 +51,25 @@ const FS_REASONS: Record<string, string> = {
 /**
  * Proves `dir` writable by creating and removing a file in it: mode bits alone do not tell (root,
  * ACLs, read-only mounts), and this is the check Wave lacks, whose users meet a 500 on upload.
+ * The same for its `f/` and temp area where they exist already (a data dir shared with other
+ * nodes, or restored from a backup, may have them made by another account); storage makes those
+ * that do not.
  */
 async function probeDataDir(dir: string, mode: number): Promise<string | undefined> {
-  const probe = join(dir, `.wharf-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
-  try {
-    // With the mode the server's storage gives what it creates (its own start finds the dir there).
-    await mkdir(dir, { recursive: true, mode });
-    await writeFile(probe, 'probe', { flag: 'wx' });
-    await rm(probe, { force: true });
-    return undefined;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-    return `data dir ${dir} is not writable: ${FS_REASONS[code] ?? errorMessage(err)} (${code})`;
+  for (const [what, at] of [['data dir', dir], ['uploads dir', join(dir, 'f')], ['temp area', join(dir, TEMP_DIR)]] as const) {
+    const probe = join(at, `.wharf-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+    try {
+      // With the mode the server's storage gives what it creates (its own start finds the dir there).
+      if (at === dir) await mkdir(dir, { recursive: true, mode });
+      else if (!(await lstat(at).then(() => true, () => false))) continue;
+      await writeFile(probe, 'probe', { flag: 'wx' });
+      await rm(probe, { force: true });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+      return `${what} ${at} is not writable: ${FS_REASONS[code] ?? errorMessage(err)} (${code})`;
+    }
   }
+  return undefined;
 }
 
 
@@ -96,6 +103,7 @@ interface ServeConfig {
   /** The server's options, but `warn`. */
   options: FileServerOptions;
   dataDir: string;
+  nodeId: string;
   baseUrl: string;
   publicDirs: string[];
   privateDirs: string[];
@@ -123,6 +131,8 @@ function serveConfig(flags: Flags, io: CommandIo): ServeConfig {
     const v = flags.num(LIMIT_FLAGS[i]!.name);
     if (v !== undefined) limits[key] = v;
   });
+  const nodeId = flags.str('node-id') ?? defaultNodeId();
+  if (!isNodeId(nodeId)) throw new UsageError(`--node-id: expected 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit, got ${JSON.stringify(nodeId)}`);
   const logFormat = flags.choice('log', LOG_FORMATS) ?? (io.stdout.isTTY ? 'text' : 'json');
   const dataDir = resolve(flags.str('data-dir') ?? './data');
   const baseUrl = flags.str('base-url') ?? '/';
@@ -137,23 +147,26 @@ function serveConfig(flags: Flags, io: CommandIo): ServeConfig {
     dotfiles: flags.bool('dotfiles'),
     trustUnrecordedUploads: flags.bool('trust-unrecorded-uploads'),
     groupReadable: flags.bool('group-readable'),
+    nodeId,
     limits,
   };
+  const leaseInterval = flags.num('lease-interval');
+  if (leaseInterval !== undefined) options.leaseInterval = leaseInterval;
   if (id !== undefined && secret !== undefined && !defaultKeys) options.accessKeys = { [id]: secret };
   const cacheControl = flags.str('cache-control');
   if (cacheControl !== undefined) options.cacheControl = cacheControl;
   if (flags.str('sync-io') === 'off') options.syncIo = 'off';
   const privateCacheControl = flags.str('private-cache-control');
   if (privateCacheControl !== undefined) options.privateCacheControl = privateCacheControl;
-  return { listen, options, dataDir, baseUrl, publicDirs, privateDirs, defaultKeys, logFormat, startFormat: logFormat === 'off' ? (io.stdout.isTTY ? 'text' : 'json') : logFormat };
+  return { listen, options, dataDir, nodeId, baseUrl, publicDirs, privateDirs, defaultKeys, logFormat, startFormat: logFormat === 'off' ? (io.stdout.isTTY ? 'text' : 'json') : logFormat };
 }
 
 /** The start-up lines: where the server listens, what it serves, and the warnings held until now. */
-function startBanner(url: string, { options, dataDir, baseUrl, publicDirs, privateDirs, defaultKeys, startFormat }: ServeConfig, warnings: readonly string[]): string {
+function startBanner(url: string, { options, dataDir, nodeId, baseUrl, publicDirs, privateDirs, defaultKeys, startFormat }: ServeConfig, warnings: readonly string[]): string {
   // As the server normalised it (createFileServer has accepted it, so this cannot throw).
   const base = canonicalPrefix(baseUrl, 'baseUrl');
   const lines: Array<Record<string, unknown>> = [
-    { event: 'listening', url, version: version(), keys: defaultKeys ? 'default' : 'configured', anonymousUploads: options.anonymousUploads },
+    { event: 'listening', url, version: version(), node: nodeId, keys: defaultKeys ? 'default' : 'configured', anonymousUploads: options.anonymousUploads },
     { event: 'serving', kind: 'uploads', url: `${url}${base}_f/`, path: join(dataDir, 'f') },
     { event: 'serving', kind: 'streams', url: `${url}${base}_m/` },
   ];
@@ -167,7 +180,7 @@ function startBanner(url: string, { options, dataDir, baseUrl, publicDirs, priva
   const time = new Date().toISOString();
   return lines.map((line) => {
     if (startFormat === 'json') return `${JSON.stringify({ time, ...line })}\n`;
-    if (line.event === 'listening') return `wharf ${String(line.version)} listening on ${String(line.url)}${defaultKeys ? " (Wave's default access keys: loopback only)" : ''}\n`;
+    if (line.event === 'listening') return `wharf ${String(line.version)} listening on ${String(line.url)} as node ${nodeId}${defaultKeys ? " (Wave's default access keys: loopback only)" : ''}\n`;
     if (line.event === 'warning') return ''; // on stderr
     return `  ${String(line.kind).padEnd(8)} ${String(line.url)}${line.path ? ` -> ${String(line.path)}` : ''}\n`;
   }).join('');
@@ -212,7 +225,7 @@ export async function serve(argv: string[], io: CommandIo): Promise<number> {
   const unwritable = await probeDataDir(config.dataDir, storageModes(config.options.groupReadable).dir);
   if (unwritable) throw new UsageError(unwritable);
 
-  const stopLog = startRequestLog(config.logFormat, io.stdout);
+  const stopLog = startRequestLog(config.logFormat, io.stdout, config.nodeId);
   let bound;
   try {
     bound = await files.listen(config.listen);

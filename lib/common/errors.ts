@@ -18,7 +18,7 @@ export type WharfErrorCode =
   // storage
   | 'STORAGE_FULL' | 'STORAGE_DENIED' | 'STORAGE_ERROR' | 'READ_ONLY' | 'BUSY'
   // the server's life
-  | 'SHUTTING_DOWN' | 'CLOSED' | 'ALREADY_LISTENING' | 'LISTEN_FAILED' | 'DEFAULT_KEYS_OFF_LOOPBACK' | 'INVALID_OPTION' | 'INTERNAL'
+  | 'SHUTTING_DOWN' | 'NOT_READY' | 'CLOSED' | 'ALREADY_LISTENING' | 'LISTEN_FAILED' | 'DEFAULT_KEYS_OFF_LOOPBACK' | 'INVALID_OPTION' | 'INTERNAL'
   // the client: its own, and those it names after the status of a server that sent no code (Wave)
   | 'ABORTED' | 'CLIENT_ABORTED' | 'NETWORK' | 'BAD_RESPONSE' | 'BAD_NAME'
   | 'BAD_REQUEST' | 'TOO_LARGE' | 'BAD_GATEWAY' | 'UNAVAILABLE' | 'GATEWAY_TIMEOUT' | `HTTP_${number}`;

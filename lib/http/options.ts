@@ -2,7 +2,8 @@
 // `checkOptions`, which fails fast on anything it does not know or cannot use.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WharfError } from '../common/errors.js';
-import type { Limits } from '../common/limits.js';
+import { MAX_TIMER, type Limits } from '../common/limits.js';
+import { isNodeId } from '../common/node-id.js';
 import type { Site } from '../common/site-api.js';
 import type { StreamStats } from '../image-streams/relay.js';
 import type { SyncIo } from '../static/sync-io.js';
@@ -104,6 +105,18 @@ export interface FileServerOptions {
    * uploads, since who made them cannot be known.
    */
   trustUnrecordedUploads?: boolean;
+  /**
+   * This process's name among the nodes that share the data dir (docs/protocol.md §7): its staging
+   * area is `<dataDir>/.wharf-tmp/<nodeId>.<random>/`. 1–64 letters, digits, `.`, `_` or `-`,
+   * starting with a letter or digit. Default `<hostname>-<pid>`.
+   */
+  nodeId?: string;
+  /**
+   * ms between two rewrites of this node's staging lease. Another node's staging is swept once its
+   * lease has not been rewritten for 6 intervals (its node is gone: killed, or its machine down),
+   * so keep it well above the longest pause a live node may take. 50 ms .. 2^31-1. Default 10 s.
+   */
+  leaseInterval?: number;
   limits?: Partial<Limits>;
   /** Called after an upload is committed. */
   onUpload?: (event: UploadEvent) => void | Promise<void>;
@@ -147,11 +160,13 @@ export interface FileServer {
 }
 
 export const DEFAULT_PORT = 10101;
+/** Shortest `leaseInterval`: a shorter one would rewrite the lease more often than a disk should be asked to. */
+export const MIN_LEASE_INTERVAL = 50;
 export const DEFAULT_HOST = '127.0.0.1';
 
 const KNOWN_OPTIONS = new Set([
   'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads',
-  'dotfiles', 'groupReadable', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'syncIo', 'limits', 'onUpload', 'warn',
+  'dotfiles', 'groupReadable', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'syncIo', 'nodeId', 'leaseInterval', 'limits', 'onUpload', 'warn',
 ]);
 
 export const invalid = (message: string): WharfError => new WharfError('INVALID_OPTION', message);
@@ -166,6 +181,10 @@ export function checkOptions(o: FileServerOptions): void {
   }
   for (const f of ['anonymousUploads', 'dotfiles', 'trustUnrecordedUploads', 'groupReadable'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'boolean') throw invalid(`${f}: expected true or false`);
+  }
+  if (o.nodeId !== undefined && !isNodeId(o.nodeId)) throw invalid('nodeId: expected 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
+  if (o.leaseInterval !== undefined && (!Number.isSafeInteger(o.leaseInterval) || o.leaseInterval < MIN_LEASE_INTERVAL || o.leaseInterval > MAX_TIMER)) {
+    throw invalid(`leaseInterval: expected ms from ${MIN_LEASE_INTERVAL} to ${MAX_TIMER}`);
   }
   if (o.syncIo !== undefined && o.syncIo !== 'auto' && o.syncIo !== 'off') throw invalid('syncIo: expected "auto" or "off"');
   if (o.cacheControl !== undefined && (typeof o.cacheControl !== 'string' || /[\r\n\0]/.test(o.cacheControl))) {

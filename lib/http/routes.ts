@@ -8,6 +8,7 @@ import type { Mapping } from '../static/mappings.js';
 import type { SyncIo } from '../static/sync-io.js';
 import type { UploadVia } from '../uploads/upload-record.js';
 import type { Uploads } from '../uploads/route.js';
+import type { Health } from './health.js';
 import { decodePath, filePath, routePrefix, treePath, type PathRule } from './request-path.js';
 
 /** Room for multipart framing around one image-stream frame when refusing early by `Content-Length`. */
@@ -57,6 +58,7 @@ export interface RouteParts {
   uploads: Uploads;
   streams: Streams;
   statics: StaticEngine;
+  health: Health;
   /** With an `authorize` hook, reading an upload needs authorization: its answers are private. */
   uploadsPrivate: boolean;
   dotfiles: boolean;
@@ -87,6 +89,14 @@ export function routeTable(p: RouteParts): Route[] {
         DELETE: { access: 'key', path: treePath, storage: true, run: (req, res, rel) => uploads.remove(req, res, rel) },
       },
       allow: 'GET, HEAD, DELETE',
+    },
+    {
+      // Readiness for load balancers: open to anyone (a balancer has no key), and says nothing
+      // but ok or which check failed. `_wharf` is a name Wave's own `_x` routes will not take.
+      prefix: `${own}_wharf/health`,
+      exact: true,
+      methods: { GET: { access: 'open', run: (req, res) => p.health.respond(req, res) }, HEAD: { access: 'open', run: (req, res) => p.health.respond(req, res) } },
+      allow: 'GET, HEAD',
     },
     {
       prefix: `${own}_m/`,
@@ -165,8 +175,9 @@ export function createRouter(routes: readonly Route[]): Router {
         router.rest = path.slice(p.length);
         return route;
       }
-      // `/datasets` is the mapping `/datasets/` itself (a directory: 404), `{base}_f` is `{base}_f/`.
-      if (path.length === p.length - 1 && p.startsWith(path) && path.length <= clean) {
+      // `/datasets` is the mapping `/datasets/` itself (a directory: 404), `{base}_f` is `{base}_f/`
+      // (a prefix without its slash: not a prefix cut short, such as `{base}_wharf/healt`).
+      if (path.length === p.length - 1 && p.charCodeAt(path.length) === 47 && p.startsWith(path) && path.length <= clean) {
         router.rest = '';
         return route;
       }

@@ -17,6 +17,7 @@ import { createConnections } from './connections.js';
 import { createDispatch, type Dispatch } from './dispatch.js';
 import { checkOptions, DEFAULT_HOST, DEFAULT_PORT, invalid, type BoundAddress, type FileServer, type FileServerOptions, type ListenOptions } from './options.js';
 import { createRouter, routeTable } from './routes.js';
+import { createHealth } from './health.js';
 
 export type { BoundAddress, DirMapping, FileServer, FileServerOptions, ListenOptions } from './options.js';
 export { DEFAULT_HOST, DEFAULT_PORT } from './options.js';
@@ -48,14 +49,18 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     syncIo,
     unrecorded: options.trustUnrecordedUploads === true ? 'app' : 'user',
     groupReadable: options.groupReadable ?? false,
+    ...(options.nodeId === undefined ? {} : { nodeId: options.nodeId }),
+    ...(options.leaseInterval === undefined ? {} : { leaseInterval: options.leaseInterval }),
     warn,
   });
   const uploads = createUploads(options.onUpload === undefined
     ? { dataDir, base, limits, statics, warn, storage }
     : { dataDir, base, limits, statics, warn, storage, onUpload: options.onUpload });
   const streams = createStreams({ base, limits });
+  // The in-process hub is always reachable: it has no `health` to ask.
+  const health = createHealth({ storage: () => ready().then(() => storage.probe()) });
   const routes = routeTable({
-    base, dataDir, limits, mappings, uploads, streams, statics,
+    base, dataDir, limits, mappings, uploads, streams, statics, health,
     uploadsPrivate: options.authorize !== undefined, dotfiles: options.dotfiles ?? false, syncIo,
   });
 

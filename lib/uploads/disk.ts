@@ -61,25 +61,32 @@ export const openExclusive = (path: string, mode: number): Promise<number> =>
 export const closeFd = (fd: number): Promise<void> => new Promise((resolve, reject) => close(fd, (err) => (err ? reject(err) : resolve())));
 
 // ---- directories ----------------------------------------------------------------------------
-// `.wharf-tmp` and `f` removed under a running server (a restore, a remount) are made again, but
-// never the data directory itself: where it is gone (an unmounted volume) uploads fail rather than
-// land on whatever disk is below.
+// `.wharf-tmp`, this node's area in it and `f` removed under a running server (a restore, a
+// remount, a node that found this one's lease stale) are made again, but never the data directory
+// itself: where it is gone (an unmounted volume) uploads fail rather than land on whatever disk is below.
 
-/** Makes the directory `path` whose parent (`.wharf-tmp`, `f`) may have been removed, on this thread. */
-export const mkdirRootSync = (path: string, mode: number): void => {
+/** Directories above a staged upload id that may be made again: this node's area, and `.wharf-tmp`. */
+export const ROOT_PARENTS = 2;
+
+/** Makes the directory `path` whose `parents` nearest ancestors may have been removed, on this thread. */
+export const mkdirRootSync = (path: string, mode: number, parents = ROOT_PARENTS): void => {
   try {
     mkdirSync(path, mode);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    mkdirExistingSync(dirname(path), mode);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || parents === 0) throw err;
+    try {
+      mkdirRootSync(dirname(path), mode, parents - 1);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
     mkdirSync(path, mode);
   }
 };
-/** The same through the thread pool. */
-export const mkdirRoot = (path: string, mode: number): Promise<void> =>
+/** The same through the thread pool; a parent made meanwhile by someone else (EEXIST) is fine. */
+export const mkdirRoot = (path: string, mode: number, parents = ROOT_PARENTS): Promise<void> =>
   mkdirOne(path, mode).catch(async (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw err;
-    await mkdirOne(dirname(path), mode).catch((e: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT' || parents === 0) throw err;
+    await mkdirRoot(dirname(path), mode, parents - 1).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== 'EEXIST') throw e;
     });
     await mkdirOne(path, mode);

@@ -6,24 +6,28 @@
 //   <dataDir>/f/<id>/.wharf-upload.json
 //                                      the upload's record: who uploaded it (trust.ts), written
 //                                      into the staged directory, so published by the same rename
-//   <dataDir>/.wharf-tmp/<pid>.<instance>.<n>/<path>
+//   <dataDir>/.wharf-tmp/<node-id>.<instance>/<n>/<path>
 //                                      one upload id being staged, invisible to readers; same
-//                                      filesystem, so committing it is one rename to f/<id>
+//                                      filesystem, so committing it is one rename to f/<id>. Each
+//                                      process stages in an area of its own, kept by a lease
+//                                      (lease.ts): several nodes may share one data dir
 //
 // Commits are atomic for readers, not durable: nothing is fsync'd, so a power cut right after an
 // answer may lose the upload's last bytes (as with busboy, formidable or multer writing to disk).
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, copyFile, mkdir, open as openHandle, readdir, rename, rm, stat } from 'node:fs/promises';
+import { access, chmod, copyFile, mkdir, open as openHandle, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { WharfError } from '../common/errors.js';
 import { slownessFor, type SyncIo } from '../static/sync-io.js';
 import type { WriteMemory } from './file-writer.js';
 import { isUploadId } from './filenames.js';
+import { createNodeArea, DEFAULT_LEASE_INTERVAL } from './lease.js';
 import { LocalStaging } from './staging.js';
 import type { Storage } from './storage.js';
 import { createUploadSource } from './upload-source.js';
 import type { Trust } from './upload-record.js';
+import { defaultNodeId } from '../common/node-id.js';
 
 // The seam, importable from here as before it had a module of its own.
 export { storageError, type StagedFile, type Staging, type Storage } from './storage.js';
@@ -62,7 +66,14 @@ export interface LocalStorageOptions {
    * away. Default false.
    */
   groupReadable?: boolean;
-  /** Where `start` says that an `f/` it did not make is open to other accounts. Default: nowhere. */
+  /** This process's name among those sharing the data dir: its staging area is `.wharf-tmp/<nodeId>.<random>`. Default `<hostname>-<pid>`. */
+  nodeId?: string;
+  /**
+   * ms between two rewrites of this node's lease (lease.ts); another node's staging area is swept
+   * once its lease is LEASE_STALE_FACTOR (6) intervals old. Default 10 s.
+   */
+  leaseInterval?: number;
+  /** Where `start` says that an `f/` it did not make is open to other accounts, and the lease's troubles. Default: nowhere. */
   warn?: (message: string) => void;
 }
 
@@ -81,10 +92,6 @@ const octal = (mode: number): string => `0${(mode & 0o777).toString(8)}`;
 /** The temp area's name inside `dataDir`: distinctive, so sweeping it can never touch the host's own files. */
 export const TEMP_DIR = '.wharf-tmp';
 
-// Storage instances alive in this process: a start() sweeps its own process's leftovers only when
-// they belong to none of these (a second server on the same dataDir in one process keeps its uploads).
-const liveInstances = new Set<string>();
-
 export function createLocalStorage(dataDir: string, options: LocalStorageOptions = {}): Storage {
   const memory: WriteMemory = {
     batch: Math.max(16 * 1024, options.writeBatch ?? 1024 * 1024),
@@ -96,11 +103,16 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
   const filesDir = join(dataDir, 'f');
   const tempDir = join(dataDir, TEMP_DIR);
   const modes = storageModes(options.groupReadable);
-  const instance = randomBytes(4).toString('hex');
-  liveInstances.add(instance);
-  let seq = 0;
-  const prefix = join(tempDir, `${process.pid}.${instance}.`);
-  const tempName = (): string => `${prefix}${++seq}`;
+  const area = createNodeArea(tempDir, {
+    nodeId: options.nodeId ?? defaultNodeId(),
+    interval: options.leaseInterval ?? DEFAULT_LEASE_INTERVAL,
+    modes,
+    ...(options.warn ? { warn: options.warn } : {}),
+  });
+  const tempName = area.tempName;
+  // Root may write anywhere whatever the modes say, but not to a read-only mount; others are told
+  // by the kernel (ACLs and NFS servers included) what writing would be.
+  const filesWritable = (): Promise<void> => access(filesDir, constants.W_OK | constants.X_OK);
   const { source, forget } = createUploadSource(filesDir, options.unrecorded ?? 'user', options.syncIo ?? 'auto');
 
   return {
@@ -116,9 +128,15 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
       if ((filesMode & ~modes.dir) !== 0) {
         options.warn?.(`wharf: warning: ${filesDir} has mode ${octal(filesMode)}: other accounts on this machine can list every upload id in it (each id is the URL of an upload) and read the uploads made before; wharf does not change the mode of a directory it did not create (new uploads are ${octal(modes.dir)}/${octal(modes.file)}): chmod ${octal(modes.dir)} ${filesDir}, and chmod -R ${modes.dir === 0o700 ? 'go-rwx' : 'g-w,o-rwx'} it for the uploads made before`);
       }
-      const stale = (await readdir(tempDir)).filter(isStale);
-      await Promise.all(stale.map((name) => rm(join(tempDir, name), { recursive: true, force: true })));
+      // This node's area and lease first: a node starting beside it sees them fresh, never stale.
+      await area.start();
+      await filesWritable();
     },
+    async probe() {
+      await area.renew();
+      await filesWritable();
+    },
+    close: () => area.close(),
     stage: () => new LocalStaging(tempName, filesDir, memory, modes),
     async copyOut(id, rel, to) {
       const info = await source.stat(`${id}/${rel}`);
@@ -153,18 +171,4 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
       return true;
     },
   };
-}
-
-/** Whether the temp directory `name` was left by a run that is gone (this process's own: by an instance no longer alive). */
-function isStale(name: string): boolean {
-  const m = /^(\d+)\.([0-9a-f]{8})\./.exec(name);
-  if (!m) return true;
-  const pid = Number(m[1]);
-  if (pid === process.pid) return !liveInstances.has(m[2]!);
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
 }

@@ -42,7 +42,7 @@ export interface Uploads {
   site: InProcessSite;
   /** Creates the storage layout and sweeps a crashed run's temp leftovers. */
   start(): Promise<void>;
-  /** Aborts in-flight uploads (their temp bytes removed) and resolves when they are gone. */
+  /** Aborts in-flight uploads (their temp bytes removed), removes this node's staging area, and resolves when they are gone. */
   close(): Promise<void>;
 }
 
@@ -62,10 +62,11 @@ export function createUploads(config: UploadsConfig): Uploads {
     remove: (req, res, rel) => core.settle(remove(core, res, rel)),
     site: createInProcessSite(core),
     start: () => core.storage.start(),
+    // The node's staging area goes once nothing is staged in it any more.
     close: () =>
       core.close(() => {
         for (const body of bodies) body.fail(shuttingDown());
-      }),
+      }).then(() => core.storage.close()),
   };
 }
 

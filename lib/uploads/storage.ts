@@ -63,8 +63,16 @@ export interface Storage {
    * `open` returns is marked `untrusted` unless its upload's record says it is the app's own.
    */
   readonly source: FileSource;
-  /** Creates the layout and removes what a crashed run left in the temp area. */
+  /**
+   * Creates the layout and this node's staging area, removes what dead nodes left in the temp area
+   * (their leases stale), and keeps this node's lease fresh until `close`. Rejects when the temp
+   * area or `f/` cannot be written.
+   */
   start(): Promise<void>;
+  /** Proves storage writable now (a write in this node's area, `f/` writable); rejects with the `fs` error. */
+  probe(): Promise<void>;
+  /** Removes this node's staging area: once every staging was settled. */
+  close(): Promise<void>;
   stage(): Staging;
   /** Copies the stored file `<id>/<rel>` to the local path `to` (through a temp file next to it, then a rename); resolves with its size. 404 if absent. */
   copyOut(id: string, rel: string, to: string): Promise<number>;

@@ -10,6 +10,8 @@ import { MAX_RECORD_BYTES, RECORD_NAME, isRecordName, trustOf, type Trust } from
 
 // Upload ids whose trust is remembered: an id's record never changes once it is committed, so the
 // record is read once, when a file of the id is first opened (at most ~1.5 MiB for all of them).
+// Right on every node sharing the data dir too: an id removed through another node is never
+// committed again (ids are random UUIDs), and its files are 404 by their own open.
 const TRUST_CACHE = 8192;
 
 // O_NONBLOCK: a FIFO planted where a record should be must not park a thread-pool thread.

@@ -19,6 +19,7 @@ import { RECORD_NAME } from '../../lib/uploads/upload-record.js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { eventually, formatReport, patternBytes, rssOf, runLoad, send, settledFds, startChild, type LoopDelay, type LoadReport, type Memory } from './load-gen.js';
 import { APP_KEY } from './keys.js';
+import { staged } from './uploads.js';
 
 export const RSS_SLACK = 64 * 1024 * 1024;
 export const JS_SLACK = 16 * 1024 * 1024;
@@ -109,9 +110,8 @@ export async function runLoadScenario(o: { root: string; seconds: number; client
     let fdsAfter = await child.fds();
     await eventually(async () => (fdsAfter = await child.fds()) <= fdsBefore, 'server descriptors back to the baseline', 15_000).catch(() => {});
     const fdDiff = (await child.fdTargets()).filter((l) => !fdListBefore.has(l.replace(/^\d+ -> /, ''))).join('\n');
-    const tempDir = join(dataDir, '.wharf-tmp');
     let tempLeft: string[] = [];
-    await eventually(async () => (tempLeft = await readdir(tempDir)).length === 0, 'temp area empty', 10_000).catch(() => {});
+    await eventually(async () => (tempLeft = await staged(dataDir)).length === 0, 'nothing staged', 10_000).catch(() => {});
     const diskProblems = await checkDisk(join(dataDir, 'f'), report);
     const memAfter = await child.memory();
 

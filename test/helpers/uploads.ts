@@ -151,13 +151,26 @@ export async function tree(dir: string): Promise<string[]> {
 /** The data dir holds the layout and nothing else: no upload, no temp byte. */
 export const EMPTY = ['.wharf-tmp/', 'f/'];
 
-/** Waits (a bounded while) for the data dir to be back to `want`: cleanup after a client abort is asynchronous. */
+/** A node's staging area itself (`<area>/`) or its lease, as a path under the temp area: there while the node runs, holding nothing staged. */
+const areaOrLease = (rel: string): boolean => /^[^/]+\/(lease)?$/.test(rel);
+
+/** `tree(dataDir)` without the running nodes' own areas and leases: what is stored and staged. */
+export async function layout(dataDir: string): Promise<string[]> {
+  return (await tree(dataDir)).filter((p) => !(p.startsWith('.wharf-tmp/') && areaOrLease(p.slice('.wharf-tmp/'.length))));
+}
+
+/** Everything staged in the temp area (paths from it), the nodes' areas and leases left out: [] when no byte is staged. */
+export async function staged(dataDir: string): Promise<string[]> {
+  return (await tree(join(dataDir, '.wharf-tmp'))).filter((p) => !areaOrLease(p));
+}
+
+/** Waits (a bounded while) for the data dir's `layout` to be back to `want`: cleanup after a client abort is asynchronous. */
 export async function settledTree(dir: string, want: string[] = EMPTY, ms = 5000): Promise<string[]> {
   const until = Date.now() + ms;
-  let now = await tree(dir);
+  let now = await layout(dir);
   while (JSON.stringify(now) !== JSON.stringify(want) && Date.now() < until) {
     await sleep(20);
-    now = await tree(dir);
+    now = await layout(dir);
   }
   return now;
 }
