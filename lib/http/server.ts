@@ -14,6 +14,7 @@ import { createStreams } from '../image-streams/relay.js';
 import { createUploads } from '../uploads/route.js';
 import { canonicalPrefix } from './request-path.js';
 import { createConnections } from './connections.js';
+import type { Authorize } from './authorize.js';
 import { createDispatch, type Dispatch } from './dispatch.js';
 import { checkOptions, DEFAULT_HOST, DEFAULT_PORT, invalid, type BoundAddress, type FileServer, type FileServerOptions, type ListenOptions } from './options.js';
 import { createRouter, routeTable } from './routes.js';
@@ -50,9 +51,12 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     groupReadable: options.groupReadable ?? false,
     warn,
   });
-  const uploads = createUploads(options.onUpload === undefined
-    ? { dataDir, base, limits, statics, warn, storage }
-    : { dataDir, base, limits, statics, warn, storage, onUpload: options.onUpload });
+  const uploads = createUploads({
+    dataDir, base, limits, statics, warn, storage,
+    ...(options.onUpload === undefined ? {} : { onUpload: options.onUpload }),
+    ...(options.accept === undefined ? {} : { accept: options.accept }),
+    ...(options.filter === undefined ? {} : { filter: options.filter }),
+  });
   const streams = createStreams({ base, limits });
   const routes = routeTable({
     base, dataDir, limits, mappings, uploads, streams, statics,

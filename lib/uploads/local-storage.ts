@@ -101,10 +101,11 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
   let seq = 0;
   const prefix = join(tempDir, `${process.pid}.${instance}.`);
   const tempName = (): string => `${prefix}${++seq}`;
-  const { source, forget } = createUploadSource(filesDir, options.unrecorded ?? 'user', options.syncIo ?? 'auto');
+  const { source, forget, owner } = createUploadSource(filesDir, options.unrecorded ?? 'user', options.syncIo ?? 'auto');
 
   return {
     source,
+    owner,
     async start() {
       // Made with the modes (the data dir too, and any missing parent); never chmod'ed after: the
       // mode of a directory that was there already is its owner's call. An open data dir shows

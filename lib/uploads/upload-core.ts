@@ -23,6 +23,8 @@ export interface UploadedFile {
 export interface UploadEvent {
   id: string;
   files: UploadedFile[];
+  /** Who uploaded it, as `authorize` named them (`{ identity }`); absent when it gave no identity. */
+  owner?: string;
 }
 
 /** A file staged by a request: under upload id `id` as `rel`. */
@@ -64,8 +66,8 @@ export interface UploadCore {
    * hears of a failure before the abort, which fails every file still being written.
    */
   withStaging<T>(record: UploadRecord, fill: (staging: Staging) => Promise<T>, failed?: (err: unknown) => void): Promise<T>;
-  /** Tells `onUpload` of each upload id of a committed request, without waiting for it. */
-  announce(stored: Stored[]): void;
+  /** Tells `onUpload` of each upload id of a committed request (made by `owner`, if named), without waiting for it. */
+  announce(stored: Stored[], owner?: string): void;
   /** Stops new work, runs `stop` (to stop what the caller reads), aborts every staging and waits for all work to settle. */
   close(stop: () => void): Promise<void>;
 }
@@ -110,7 +112,7 @@ export function createUploadCore(config: UploadCoreConfig): UploadCore {
         stagings.delete(staging);
       }
     },
-    announce(stored) {
+    announce(stored, owner) {
       const hook = config.onUpload;
       if (!hook) return;
       const byId = new Map<string, UploadedFile[]>();
@@ -121,7 +123,7 @@ export function createUploadCore(config: UploadCoreConfig): UploadCore {
       }
       for (const [id, files] of byId) {
         Promise.resolve()
-          .then(() => hook({ id, files }))
+          .then(() => hook(owner === undefined ? { id, files } : { id, files, owner }))
           .catch((err: unknown) => warn(`wharf: onUpload hook failed for upload ${id}: ${errorDetail(err)}`));
       }
     },
