@@ -26,12 +26,13 @@ export type AccessRequest =
 export type AccessAction = AccessRequest['action'];
 
 /**
- * What `authorize` answers: `true` lets the request in, `false` refuses it (401), and `{ identity }`
- * lets it in as that end user. An upload let in with an identity is recorded as theirs
+ * What `authorize` answers: `true` lets the request in; `false` refuses it as unauthenticated (401);
+ * `'forbidden'` refuses a known user what they may not do (403 `FORBIDDEN`: another user's upload,
+ * say); and `{ identity }` lets it in as that end user. An upload let in with an identity is recorded as theirs
  * (`UploadEvent.owner`, and `owner` of a later `delete` of it), so an app can let users delete their
  * own uploads and no one else's. An identity is a non-empty string of at most 256 characters.
  */
-export type AuthorizeResult = boolean | { identity: string };
+export type AuthorizeResult = boolean | 'forbidden' | { identity: string };
 
 /**
  * The host app's check. A hook declared with one parameter (`(req) => …`, as before `access`
@@ -49,15 +50,17 @@ export function authorizeAsksActions(hook: Authorize | undefined): boolean {
   return hook !== undefined && hook.length >= 2;
 }
 
-/** A verdict read: refused, or let in with an identity or none. */
-export type Verdict = { ok: false } | { ok: true; identity: string | undefined };
+/** A verdict read: refused (`forbidden`: to a known user), or let in with an identity or none. */
+export type Verdict = { ok: false; forbidden: boolean } | { ok: true; identity: string | undefined };
 
-const REFUSED: Verdict = { ok: false };
+const REFUSED: Verdict = { ok: false, forbidden: false };
+const FORBIDDEN: Verdict = { ok: false, forbidden: true };
 const ALLOWED: Verdict = { ok: true, identity: undefined };
 
 /** Reads what the hook answered; an object without a valid `identity` is a bug of the hook (thrown). */
 export function readVerdict(result: unknown): Verdict {
   if (result === true) return ALLOWED;
+  if (result === 'forbidden') return FORBIDDEN;
   // Anything else that is not an object (false, undefined…) refuses, as it always did.
   if (result === null || typeof result !== 'object') return REFUSED;
   const identity = (result as { identity?: unknown }).identity;

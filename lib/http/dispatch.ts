@@ -86,6 +86,7 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
     const ask = (request: AccessRequest): void =>
       askAuthorize(authorize, req, request, (verdict) => {
         if (verdict.ok) run(req, res, method, rest, expectContinue, { via: 'authorize', identity: verdict.identity });
+        else if (verdict.forbidden) refuse(req, res, new WharfError('FORBIDDEN', 'not allowed for this user', 403));
         else unauthorized(req, res);
       }, (err) => authorizeFailed(req, res, err));
     const request = method.asks(rest);
