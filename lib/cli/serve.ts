@@ -13,7 +13,7 @@ import { createFileServer, type FileServer, type FileServerOptions } from '../ht
 import { parseMapping } from '../static/mappings.js';
 import { storageModes } from '../uploads/local-storage.js';
 import { onStopSignal, type CommandIo } from './command-io.js';
-import { DEFAULT_LISTEN, LIMIT_FLAGS, LIMIT_KEYS, SERVE_FLAGS } from './flag-specs.js';
+import { DEFAULT_LISTEN, LIMIT_FLAGS, LIMIT_KEYS, SERVE_FLAGS, unpairedKey } from './flag-specs.js';
 import { parseArgs, UsageError, type Flags } from './flags.js';
 import { LOG_FORMATS, startRequestLog, type LogFormat } from './request-log.js';
 import { usage, version } from './usage.js';
@@ -111,9 +111,8 @@ function serveConfig(flags: Flags, io: CommandIo): ServeConfig {
   const listen = parseListen(flags.str('listen') ?? DEFAULT_LISTEN);
   const id = flags.str('access-key-id');
   const secret = flags.str('access-key-secret');
-  if ((id === undefined) !== (secret === undefined)) {
-    throw new UsageError('--access-key-id and --access-key-secret go together (or WHARF_ACCESS_KEY_ID and WHARF_ACCESS_KEY_SECRET)');
-  }
+  const unpaired = unpairedKey(flags);
+  if (unpaired) throw unpaired;
   const defaultKeys = id === undefined || (id === 'access_key_id' && secret === 'access_key_secret');
   if (defaultKeys && !isLoopback(listen.host)) {
     throw new UsageError(`refusing to listen on ${listen.host} with Wave's default access keys, which anyone knows: set --access-key-id and --access-key-secret (or WHARF_ACCESS_KEY_ID and WHARF_ACCESS_KEY_SECRET)`);
@@ -140,6 +139,8 @@ function serveConfig(flags: Flags, io: CommandIo): ServeConfig {
     limits,
   };
   if (id !== undefined && secret !== undefined && !defaultKeys) options.accessKeys = { [id]: secret };
+  const accept = flags.list('accept');
+  if (accept.length > 0) options.accept = accept;
   const cacheControl = flags.str('cache-control');
   if (cacheControl !== undefined) options.cacheControl = cacheControl;
   if (flags.str('sync-io') === 'off') options.syncIo = 'off';
@@ -206,7 +207,8 @@ export async function serve(argv: string[], io: CommandIo): Promise<number> {
   try {
     files = createFileServer(config.options);
   } catch (err) {
-    if (err instanceof WharfError) throw new UsageError(err.message);
+    // Said as the user wrote it: the `--accept` flag, not the `accept` option.
+    if (err instanceof WharfError) throw new UsageError(err.message.replace(/^accept:/, '--accept:'));
     throw err;
   }
   const unwritable = await probeDataDir(config.dataDir, storageModes(config.options.groupReadable).dir);
