@@ -7,6 +7,7 @@ import { sendError } from './answer.js';
 import { afterLastAnswer, closeAfterAnswer } from './close-after-answer.js';
 import { admit, awaitTurn, type Connections } from './connections.js';
 import { refuse } from './refuse.js';
+import { routedUrl } from './mount.js';
 import { askAuthorize, authorizeAsksActions, type AccessRequest, type Authorize } from './authorize.js';
 import type { Grant, Method, Router } from './routes.js';
 
@@ -102,7 +103,7 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
       req.resume();
       return;
     }
-    const found = router.route(req.url ?? '');
+    const found = router.route(routedUrl(req));
     if (found === undefined) {
       if (next) return next();
       if (expectContinue) closeAfterAnswer(req, res);

@@ -153,9 +153,10 @@ export interface FileServer {
   /**
    * Middleware for `node:http`, Express, Connect: calls `next()` for URLs that are not wharf's, else
    * 404s; once wharf has answered a connection with `Connection: close`, nothing more from it runs,
-   * `next()` included (RFC 9112 §9.6). A plain function (no `this`), so `app.use(files.handle)` works. Mount it at the root:
-   * under a mount path Express strips the prefix from `req.url`, and the upload URLs wharf hands
-   * out (`{base}_f/…`) would no longer match what the browser requests.
+   * `next()` included (RFC 9112 §9.6). A plain function (no `this`), so `app.use(files.handle)` works.
+   * Under a mount path (`app.use('/files', files.handle)`) the URLs it hands out (upload answers,
+   * `onUpload`) are under it, read from `req.baseUrl` (Express) or `req.originalUrl` (Connect); set
+   * `baseUrl` to the mount path (`'/files/'`) and `files.site` hands out the same URLs.
    */
   handle(req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void;
   /**
@@ -168,6 +169,11 @@ export interface FileServer {
   site: Site;
   /** Image stream statistics for the host app. */
   streamStats(): StreamStats[];
+  /**
+   * The URL path prefixes this server answers, decoded, each ending in `/`: `{base}_f/`,
+   * `{base}_m/` and every mapping's. For framework plugins that register routes (lib/plugins/).
+   */
+  readonly prefixes: readonly string[];
 }
 
 export const DEFAULT_PORT = 10101;

@@ -16,6 +16,7 @@ import { canonicalPrefix } from './request-path.js';
 import { createConnections } from './connections.js';
 import type { Authorize } from './authorize.js';
 import { createDispatch, type Dispatch } from './dispatch.js';
+import { detectMount } from './mount.js';
 import { checkOptions, DEFAULT_HOST, DEFAULT_PORT, invalid, type BoundAddress, type FileServer, type FileServerOptions, type ListenOptions } from './options.js';
 import { createRouter, routeTable } from './routes.js';
 
@@ -120,10 +121,14 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
 
   return {
     listen,
-    handle: (req, res, next) => dispatch(req, res, next, false),
+    handle: (req, res, next) => {
+      detectMount(req, base);
+      dispatch(req, res, next, false);
+    },
     close,
     site: { ...uploads.site, ...streams.site },
     streamStats: () => streams.stats(),
+    prefixes: Object.freeze([...new Set(routes.map((r) => r.prefix))]),
   };
 }
 

@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WharfError } from '../common/errors.js';
 import { sendError, sendJson } from '../http/answer.js';
 import { refuse } from '../http/refuse.js';
+import { mountPrefix } from '../http/mount.js';
 import { collectPart, heldHead, parseMultipart, sinkPart, type Part } from '../multipart/parser.js';
 import type { FileSource, StaticEngine } from '../static/engine.js';
 import { watchBody, type BodyWatch } from '../http/body-watch.js';
@@ -71,7 +72,7 @@ export function createUploads(config: UploadsConfig): Uploads {
     source: core.storage.source,
     receive: (req, res, via, owner) => core.settle(receive({ core, check, bodies }, req, res, via, owner)),
     owner: (id) => core.storage.owner(id),
-    remove: (req, res, rel) => core.settle(remove(core, res, rel)),
+    remove: (req, res, rel) => core.settle(remove(core, res, rel, mountPrefix(req))),
     site: createInProcessSite(core),
     start: () => core.storage.start(),
     close: () =>
@@ -117,8 +118,10 @@ async function receive({ core, check, bodies }: Receiver, req: IncomingMessage, 
     return;
   }
   bodies.delete(body);
-  const files = directory ? [uploadUrl(base, stored[0]!.id)] : stored.map((f) => uploadUrl(base, f.id, f.rel));
-  core.announce(stored, owner);
+  // Mounted under a path (`app.use('/files', …)`), the URLs handed out are under it too.
+  const mount = mountPrefix(req);
+  const files = directory ? [mount + uploadUrl(base, stored[0]!.id)] : stored.map((f) => mount + uploadUrl(base, f.id, f.rel));
+  core.announce(stored, owner, mount);
   sendJson(res, 200, { files });
 }
 
@@ -180,11 +183,11 @@ async function stageParts(
   }
 }
 
-async function remove(core: UploadCore, res: ServerResponse, rel: string): Promise<void> {
+async function remove(core: UploadCore, res: ServerResponse, rel: string, mount: string): Promise<void> {
   const id = rel.split('/', 1)[0]!;
   try {
     if (!isUploadId(id) || !(await core.storage.remove(id))) throw new WharfError('NOT_FOUND', 'no such upload', 404);
-    sendJson(res, 200, { removed: uploadUrl(core.base, id) });
+    sendJson(res, 200, { removed: mount + uploadUrl(core.base, id) });
   } catch (err) {
     sendError(res, classify(err, core.warn));
   }
