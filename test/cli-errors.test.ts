@@ -28,6 +28,12 @@ test('local paths: a missing file, a directory without --dir, --dir on a file â€
   }
 });
 
+test('an unknown command is named, with the ones there are (exit 2)', async (t) => {
+  const r = await runWharf(t, ['uplaod', 'x.txt']);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr, 'wharf: unknown command "uplaod" (serve, upload, download, unload; see wharf --help)\n');
+});
+
 test('a key half given is said with the name the user used: the variable, or the flag', async (t) => {
   const env = await runWharf(t, ['upload', 'x.txt'], { WHARF_ACCESS_KEY_SECRET: 's3cret' });
   assert.equal(env.code, 2);

@@ -52,7 +52,7 @@ test('refuses to start, exit 2 with a one-line reason: bad flags and values', as
     [['--limit-files', '1.5'], /--limit-files: not a whole number/],
     [['--log', 'xml'], /--log: expected one of text, json, off/],
     [['--data-dir', dir, '--data-dir', dir], /--data-dir given twice/],
-    [['--access-key-id', 'only-id'], /go together/],
+    [['--access-key-id', 'only-id'], /--access-key-id is set, but no secret/],
     [['--public-dir', 'no-at-sign'], /not URL@PATH/],
     [['serve', 'extra'], /unexpected argument "extra"/],
     [['frobnicate'], /unknown command "frobnicate"/],
@@ -313,7 +313,7 @@ test('upload, download and unload subcommands end to end; exit codes 0, 1 and 2;
     [['download', 'a', 'b', 'c'], /download: expected URL \[DEST\]/],
     [['unload'], /unload: expected one URL/],
     [['upload', 'x', '--server', 'ftp://x'], /--server: only http: and https:/],
-    [['upload', 'x', '--access-key-id', 'only'], /go together/],
+    [['upload', 'x', '--access-key-id', 'only'], /--access-key-id is set, but no secret/],
     [['download', 'x', '--dir'], /unknown flag --dir/],
   ] as Array<[string[], RegExp]>) {
     const r = await runWharf(t, args, { WHARF_SERVER: server.url });

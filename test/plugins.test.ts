@@ -2,7 +2,7 @@
 // routes), Koa, Hono on @hono/node-server, and Express mounted under a path.
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { test, type TestContext } from 'node:test';
 import express from 'express';
 import Fastify from 'fastify';
@@ -196,4 +196,17 @@ test('Express mounted under /files with baseUrl /files/: files.site and HTTP han
   const [path] = await f.site.upload([local]);
   assert.ok(path!.startsWith('/files/_f/'), path);
   assert.equal((await get(url, path!)).body.toString(), 'in process');
+});
+
+test('Connect-style mounting (req.originalUrl, no req.baseUrl): URLs handed out are under the mount', async (t) => {
+  const { files: f } = await files(t);
+  // What Connect does for app.use('/files', fn): the mount path cut from req.url, kept in originalUrl.
+  const server = createServer((req: IncomingMessage & { originalUrl?: string }, res) => {
+    if (req.url === '/hello') return void res.end('app');
+    if (!req.url!.startsWith('/files/')) return void res.writeHead(404).end();
+    req.originalUrl = req.url!;
+    req.url = req.url!.slice('/files'.length);
+    f.handle(req, res, () => res.writeHead(404).end());
+  });
+  await exercise(await listen(t, server), '/files');
 });
