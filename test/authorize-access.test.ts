@@ -110,3 +110,18 @@ test('an invalid identity is the hook\'s bug: 500 AUTHORIZE_FAILED, said through
   assert.equal(up.json.error, 'AUTHORIZE_FAILED');
   assert.ok(s.warnings.some((w) => /invalid identity/.test(w)), s.warnings.join('\n'));
 });
+
+test('an async hook: identities and \'forbidden\' through promises work as answered at once', async (t) => {
+  const seen: AccessRequest[] = [];
+  const sync = sessions(seen);
+  const s = await serve(t, { anonymousUploads: false, authorize: async (req, access) => sync(req, access) });
+  const up = await upload(s.url, [{ filename: 'a.txt', data: 'x' }], { 'X-User': 'carol' });
+  assert.equal(up.status, 200);
+  const id = (up.json.files[0] as string).split('/')[2]!;
+  assert.equal((await send(s.url, 'DELETE', `/_f/${id}`, undefined, { 'X-User': 'dave' })).status, 403);
+  assert.equal((await send(s.url, 'DELETE', `/_f/${id}`, undefined, { 'X-User': 'carol' })).status, 200);
+  const rejecting = await serve(t, { anonymousUploads: false, authorize: async () => Promise.reject(new Error('session store down')) });
+  const failed = await upload(rejecting.url, [{ filename: 'a.txt', data: 'x' }]);
+  assert.deepEqual([failed.status, failed.json.error], [500, 'AUTHORIZE_FAILED']);
+  assert.ok(rejecting.warnings.some((w) => w.includes('session store down')));
+});

@@ -22,6 +22,10 @@ export interface HonoContextLike {
 // @hono/node-server's header for "the response was written to `outgoing` already": it then writes nothing.
 const ALREADY_SENT = 'x-hono-already-sent';
 
+/**
+ * Hono middleware answering `files`'s URLs on `c.env.outgoing` (resolving, once it is finished, with
+ * the response that tells @hono/node-server it was sent) and passing every other request to `next()`.
+ */
 export function wharfHono(files: FileServer): (c: HonoContextLike, next: () => Promise<void>) => Promise<Response | undefined> {
   return async (c, next) => {
     const env = c.env as { incoming?: IncomingMessage; outgoing?: ServerResponse } | undefined;

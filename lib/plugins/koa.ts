@@ -19,6 +19,7 @@ export interface KoaContextLike {
   respond?: boolean;
 }
 
+/** Koa middleware answering `files`'s URLs (resolving once the answer is finished) and passing every other request to `next()`. */
 export function wharfKoa(files: FileServer): (ctx: KoaContextLike, next: () => Promise<unknown>) => Promise<unknown> {
   return async (ctx, next) => {
     if (!handled(files.handle, ctx.req, ctx.res)) return next();
