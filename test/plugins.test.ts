@@ -110,6 +110,8 @@ test('Fastify under a prefix: URLs handed out are under it', async (t) => {
   await app.register(wharfFastify(f), { prefix: '/files' });
   await app.listen({ port: 0, host: '127.0.0.1' });
   await exercise(urlOf(app.server), '/files');
+  const put = await send(urlOf(app.server), 'PUT', '/files/_f/x', Buffer.from('x'));
+  assert.deepEqual([put.status, put.json.error, put.headers.allow], [405, 'METHOD_NOT_ALLOWED', 'GET, HEAD, DELETE'], 'wharf\'s answer, not Fastify\'s 404');
   assert.equal((await get(urlOf(app.server), '/_f/x/y')).status, 404, 'not at the root');
 });
 

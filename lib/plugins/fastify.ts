@@ -33,8 +33,9 @@ export interface FastifyInstanceLike {
 /** A Fastify plugin function (`register` it). */
 export type WharfFastifyPlugin = (instance: FastifyInstanceLike, options: unknown, done: (err?: Error) => void) => void;
 
-// Every method wharf answers (OPTIONS for CORS preflights); wharf itself says 405 to the others.
-const METHODS = ['GET', 'HEAD', 'POST', 'DELETE', 'OPTIONS'];
+// What wharf answers (OPTIONS for CORS preflights), and PUT and PATCH, which it refuses with 405 and
+// `Allow` — as standalone — rather than Fastify's 404.
+const METHODS = ['GET', 'HEAD', 'POST', 'DELETE', 'OPTIONS', 'PUT', 'PATCH'];
 
 /** The plugin serving `files`'s URLs (`files.prefixes`) under the prefix it is registered with. */
 export function wharfFastify(files: FileServer): WharfFastifyPlugin {
