@@ -11,7 +11,7 @@ import { isLoopback } from '../http/access-keys.js';
 import { canonicalPrefix } from '../http/request-path.js';
 import { createFileServer, type FileServer, type FileServerOptions } from '../http/server.js';
 import { parseMapping } from '../static/mappings.js';
-import { storageModes } from '../uploads/local-storage.js';
+import { storageModes, TEMP_DIR } from '../uploads/local-storage.js';
 import { onStopSignal, type CommandIo } from './command-io.js';
 import { DEFAULT_LISTEN, LIMIT_FLAGS, LIMIT_KEYS, SERVE_FLAGS, unpairedKey } from './flag-specs.js';
 import { parseArgs, UsageError, type Flags } from './flags.js';
@@ -48,23 +48,26 @@ const FS_REASONS: Record<string, string> = {
 };
 
 /**
- * Proves `dir` writable by creating and removing a file in it: mode bits alone do not tell (root,
- * ACLs, read-only mounts), and this is the check Wave lacks, whose users meet a 500 on upload.
+ * Proves the data dir, its uploads dir `f/` and its temp area writable by creating and removing a
+ * file in each: mode bits alone do not tell (root, ACLs, read-only mounts), and this is the check
+ * Wave lacks, whose users meet a 500 on upload. An `f/` or temp area that is a file, or that an
+ * older run left read-only, is refused here as the data dir itself is.
  */
 async function probeDataDir(dir: string, mode: number): Promise<string | undefined> {
-  const probe = join(dir, `.wharf-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
-  try {
-    // With the mode the server's storage gives what it creates (its own start finds the dir there).
-    await mkdir(dir, { recursive: true, mode });
-    await writeFile(probe, 'probe', { flag: 'wx' });
-    await rm(probe, { force: true });
-    return undefined;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-    return `data dir ${dir} is not writable: ${FS_REASONS[code] ?? errorMessage(err)} (${code})`;
+  for (const [what, path] of [['data dir', dir], ['uploads dir', join(dir, 'f')], ['temp area', join(dir, TEMP_DIR)]] as const) {
+    const probe = join(path, `.wharf-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+    try {
+      // With the mode the server's storage gives what it creates (its own start finds the dir there).
+      await mkdir(path, { recursive: true, mode });
+      await writeFile(probe, 'probe', { flag: 'wx' });
+      await rm(probe, { force: true });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+      return `${what} ${path} is not writable: ${FS_REASONS[code] ?? errorMessage(err)} (${code})`;
+    }
   }
+  return undefined;
 }
-
 
 /**
  * The server's warnings, worded for the command ("wharf: warning: …"). Those before the start-up
