@@ -10,3 +10,6 @@ export type { Limits } from './common/limits.js';
 export type { Site, Progress, TransferOptions } from './common/site-api.js';
 export type { UploadEvent, UploadedFile } from './uploads/route.js';
 export type { StreamStats } from './image-streams/relay.js';
+export type { AccessRequest, AccessAction, Authorize, AuthorizeResult } from './http/authorize.js';
+export type { UploadFilter, UploadFileInfo, FilterVerdict } from './uploads/upload-filter.js';
+export { sniffType } from './uploads/sniff.js';

@@ -87,7 +87,7 @@ test('a DELETE pipelined behind a download waits for it, then runs and is answer
 });
 
 test('an async authorize hook that refuses: the DELETE pipelined behind it never runs', async (t) => {
-  const s = await setup(t, { authorize: () => new Promise((ok) => setTimeout(() => ok(false), 50)) });
+  const s = await setup(t, { authorize: () => new Promise<boolean>((ok) => setTimeout(() => ok(false), 50)) });
   const id = await s.upload();
   const form = formBuffer([{ filename: 'a.txt', data: Buffer.from('a') }]);
   const raw = await exchange(s.port, [

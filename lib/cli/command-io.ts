@@ -19,3 +19,17 @@ export function onStopSignal(signals: NodeJS.EventEmitter, handler: (signal: 'SI
   signals.on('SIGTERM', onTerm);
   return off;
 }
+
+/**
+ * A command that failed in a way its user can act on, said in their words ("no such file: x.txt",
+ * "interrupted"): printed as `wharf: <message>`, no error code, exit `exitCode` (1 unless said).
+ */
+export class CommandFailure extends Error {
+  readonly exitCode: number;
+
+  constructor(message: string, exitCode = 1) {
+    super(message);
+    this.name = 'CommandFailure';
+    this.exitCode = exitCode;
+  }
+}

@@ -4,7 +4,7 @@
  * server or a transfer failed, 2 usage (a bad flag, a configuration the server refuses to start with).
  */
 import { errorDetail, WharfError } from '../common/errors.js';
-import type { CommandIo } from './command-io.js';
+import { CommandFailure, type CommandIo } from './command-io.js';
 import { UsageError } from './flags.js';
 import { serve } from './serve.js';
 import { download, unload, upload } from './transfer-commands.js';
@@ -43,6 +43,10 @@ export async function main(argv: string[], io: Partial<CommandIo> = {}): Promise
     if (err instanceof UsageError) {
       all.stderr.write(`wharf: ${err.message}\n`);
       return 2;
+    }
+    if (err instanceof CommandFailure) {
+      all.stderr.write(`wharf: ${err.message}\n`);
+      return err.exitCode;
     }
     if (err instanceof WharfError) {
       all.stderr.write(`wharf: ${command} failed: ${err.message} (${err.code}${err.status ? `, HTTP ${err.status}` : ''})\n`);

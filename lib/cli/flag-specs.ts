@@ -3,7 +3,7 @@
  * gets its flag and variable by itself.
  */
 import { DEFAULT_LIMITS, LIMIT_UNITS, type Limits } from '../common/limits.js';
-import type { FlagSpec } from './flags.js';
+import { UsageError, type FlagSpec, type Flags } from './flags.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:10101';
 export const DEFAULT_SERVER = 'http://127.0.0.1:10101';
@@ -79,6 +79,7 @@ export const SERVE_FLAGS: FlagSpec[] = [
   { name: 'private-dir', kind: 'list', env: 'WHARF_PRIVATE_DIR', value: 'URL@DIR', help: 'serve DIR at URL to access keys only; repeatable' },
   ...keyFlags(true),
   { name: 'anonymous-uploads', kind: 'boolean', env: 'WHARF_ANONYMOUS_UPLOADS', help: 'let anyone POST uploads', defaultText: 'off' },
+  { name: 'accept', kind: 'list', env: 'WHARF_ACCEPT', value: 'TYPE|.EXT', help: 'accept only uploads of these types (image/*) or extensions (.pdf), name, declared type and bytes agreeing; repeatable', defaultText: 'any file' },
   { name: 'dotfiles', kind: 'boolean', env: 'WHARF_DOTFILES', help: 'serve dotfiles from mapped directories', defaultText: 'off' },
   { name: 'group-readable', kind: 'boolean', env: 'WHARF_GROUP_READABLE', help: "let the data dir's group read uploads (0750/0640)", defaultText: 'off: owner-only, 0700/0600' },
   { name: 'cache-control', kind: 'string', env: 'WHARF_CACHE_CONTROL', value: 'VALUE', help: 'Cache-Control of files anyone may read', defaultText: 'public, max-age=0, must-revalidate' },
@@ -100,3 +101,13 @@ export const UPLOAD_FLAGS: FlagSpec[] = [
   HELP_FLAG,
 ];
 export const TRANSFER_FLAGS: FlagSpec[] = [SERVER_FLAG, ...keyFlags(false), HELP_FLAG];
+
+/** A key half given: said with the names the user used (a flag or its variable) and the one missing. */
+export function unpairedKey(flags: Flags): UsageError | undefined {
+  const id = flags.given('access-key-id');
+  const secret = flags.given('access-key-secret');
+  if ((id === undefined) === (secret === undefined)) return undefined;
+  return id === undefined
+    ? new UsageError(`${secret!} is set, but no access key id: give --access-key-id (or set WHARF_ACCESS_KEY_ID) too`)
+    : new UsageError(`${id} is set, but no secret: give --access-key-secret (or, better, set WHARF_ACCESS_KEY_SECRET) too`);
+}

@@ -40,6 +40,8 @@ export interface Flags {
   num(name: string): number | undefined;
   /** A `list` flag: empty when absent. */
   list(name: string): string[];
+  /** How a flag was given, as its user wrote it (`--data-dir`, or `WHARF_DATA_DIR`); undefined when it was not. */
+  given(name: string): string | undefined;
 }
 
 export interface ParsedArgs {
@@ -110,7 +112,7 @@ export function splitList(text: string): string[] {
 const isOneOf = <T extends string>(value: string, choices: readonly T[]): value is T => choices.some((c) => c === value);
 
 /** Reads `values` typed; see `Flags`. */
-export function flagsOf(values: ReadonlyMap<string, FlagValue>): Flags {
+export function flagsOf(values: ReadonlyMap<string, FlagValue>, sources: ReadonlyMap<string, string> = new Map()): Flags {
   const wrong = (name: string, kind: string): Error => new TypeError(`flag --${name} is not a ${kind} flag`);
   const str = (name: string): string | undefined => {
     const v = values.get(name);
@@ -140,6 +142,7 @@ export function flagsOf(values: ReadonlyMap<string, FlagValue>): Flags {
       if (Array.isArray(v)) return v;
       throw wrong(name, 'list');
     },
+    given: (name) => (values.has(name) ? sources.get(name) ?? `--${name}` : undefined),
   };
 }
 
@@ -174,6 +177,8 @@ function convert(spec: FlagSpec, raw: string, from: string): FlagValue {
 export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], env: NodeJS.ProcessEnv = {}): ParsedArgs {
   const byName = new Map(specs.map((s) => [s.name, s]));
   const values = new Map<string, FlagValue>();
+  // Flags read from their variable (the others came from the command line).
+  const sources = new Map<string, string>();
   const positionals: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -215,8 +220,9 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], e
     } else if (raw !== '' || spec.kind === 'boolean') {
       values.set(spec.name, convert(spec, raw, spec.env));
     }
+    sources.set(spec.name, spec.env);
   }
-  return { values, flags: flagsOf(values), positionals };
+  return { values, flags: flagsOf(values, sources), positionals };
 }
 
 /** `--help` text: one aligned line per flag, with its variable and default. */

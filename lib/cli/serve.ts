@@ -14,7 +14,7 @@ import { parseMapping } from '../static/mappings.js';
 import { defaultNodeId, isNodeId } from '../common/node-id.js';
 import { storageModes, TEMP_DIR } from '../uploads/local-storage.js';
 import { onStopSignal, type CommandIo } from './command-io.js';
-import { DEFAULT_LISTEN, LIMIT_FLAGS, LIMIT_KEYS, SERVE_FLAGS } from './flag-specs.js';
+import { DEFAULT_LISTEN, LIMIT_FLAGS, LIMIT_KEYS, SERVE_FLAGS, unpairedKey } from './flag-specs.js';
 import { parseArgs, UsageError, type Flags } from './flags.js';
 import { LOG_FORMATS, startRequestLog, type LogFormat } from './request-log.js';
 import { usage, version } from './usage.js';
@@ -72,7 +72,6 @@ async function probeDataDir(dir: string, mode: number): Promise<string | undefin
   return undefined;
 }
 
-
 /**
  * The server's warnings, worded for the command ("wharf: warning: …"). Those before the start-up
  * lines are held and printed with them; later ones (a failing request, say) at once.
@@ -119,9 +118,8 @@ function serveConfig(flags: Flags, io: CommandIo): ServeConfig {
   const listen = parseListen(flags.str('listen') ?? DEFAULT_LISTEN);
   const id = flags.str('access-key-id');
   const secret = flags.str('access-key-secret');
-  if ((id === undefined) !== (secret === undefined)) {
-    throw new UsageError('--access-key-id and --access-key-secret go together (or WHARF_ACCESS_KEY_ID and WHARF_ACCESS_KEY_SECRET)');
-  }
+  const unpaired = unpairedKey(flags);
+  if (unpaired) throw unpaired;
   const defaultKeys = id === undefined || (id === 'access_key_id' && secret === 'access_key_secret');
   if (defaultKeys && !isLoopback(listen.host)) {
     throw new UsageError(`refusing to listen on ${listen.host} with Wave's default access keys, which anyone knows: set --access-key-id and --access-key-secret (or WHARF_ACCESS_KEY_ID and WHARF_ACCESS_KEY_SECRET)`);
@@ -153,6 +151,8 @@ function serveConfig(flags: Flags, io: CommandIo): ServeConfig {
   const leaseInterval = flags.num('lease-interval');
   if (leaseInterval !== undefined) options.leaseInterval = leaseInterval;
   if (id !== undefined && secret !== undefined && !defaultKeys) options.accessKeys = { [id]: secret };
+  const accept = flags.list('accept');
+  if (accept.length > 0) options.accept = accept;
   const cacheControl = flags.str('cache-control');
   if (cacheControl !== undefined) options.cacheControl = cacheControl;
   if (flags.str('sync-io') === 'off') options.syncIo = 'off';
@@ -219,7 +219,8 @@ export async function serve(argv: string[], io: CommandIo): Promise<number> {
   try {
     files = createFileServer(config.options);
   } catch (err) {
-    if (err instanceof WharfError) throw new UsageError(err.message);
+    // Said as the user wrote it: the `--accept` flag, not the `accept` option.
+    if (err instanceof WharfError) throw new UsageError(err.message.replace(/^accept:/, '--accept:'));
     throw err;
   }
   const unwritable = await probeDataDir(config.dataDir, storageModes(config.options.groupReadable).dir);

@@ -7,7 +7,13 @@ import { sendError } from './answer.js';
 import { afterLastAnswer, closeAfterAnswer } from './close-after-answer.js';
 import { admit, awaitTurn, type Connections } from './connections.js';
 import { refuse } from './refuse.js';
-import type { Method, Router, Via } from './routes.js';
+import { routedUrl } from './mount.js';
+import { askAuthorize, authorizeAsksActions, type AccessRequest, type Authorize } from './authorize.js';
+import type { Grant, Method, Router } from './routes.js';
+
+const OPEN: Grant = { via: 'open', identity: undefined };
+const KEY: Grant = { via: 'key', identity: undefined };
+const ANONYMOUS: Grant = { via: 'anonymous', identity: undefined };
 
 export type Next = (err?: unknown) => void;
 
@@ -15,7 +21,7 @@ export interface DispatchContext {
   router: Router;
   connections: Connections;
   keyCheck: KeyCheck;
-  authorize: ((req: IncomingMessage) => boolean | Promise<boolean>) | undefined;
+  authorize: Authorize | undefined;
   anonymousUploads: boolean;
   /** Has close() begun? */
   closing(): boolean;
@@ -30,11 +36,12 @@ export type Dispatch = (req: IncomingMessage, res: ServerResponse, next: Next | 
 
 export function createDispatch(ctx: DispatchContext): Dispatch {
   const { router, connections, keyCheck, authorize, anonymousUploads, warn } = ctx;
+  const asksActions = authorizeAsksActions(authorize);
 
   const fail = (res: ServerResponse, err: unknown): void => failed(res, err, warn);
   const authorizeFailed = (req: IncomingMessage, res: ServerResponse, err: unknown): void => authorizeThrew(req, res, err, warn);
 
-  function run(req: IncomingMessage, res: ServerResponse, method: Method, rest: string, expectContinue: boolean, via: Via): void {
+  function run(req: IncomingMessage, res: ServerResponse, method: Method, rest: string, expectContinue: boolean, grant: Grant): void {
     if (ctx.closing()) {
       shuttingDown(req, res); // an async authorize() may have resolved after close() began
       return;
@@ -49,53 +56,42 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
     if (expectContinue) res.writeContinue();
     connections.track(req, res);
     if (method.storage && !ctx.storageReady()) {
-      ctx.ready().then(() => method.run(req, res, rest, via)).catch((err: unknown) => fail(res, err));
+      ctx.ready().then(() => method.run(req, res, rest, grant)).catch((err: unknown) => fail(res, err));
       return;
     }
-    method.run(req, res, rest, via)?.catch((err: unknown) => fail(res, err));
+    method.run(req, res, rest, grant)?.catch((err: unknown) => fail(res, err));
   }
 
   /** Who may use `method` (see FileServerOptions): runs it with what let the request in, or refuses. */
   function checkAccess(req: IncomingMessage, res: ServerResponse, method: Method, rest: string, expectContinue: boolean): void {
-    const access = method.access;
-    if (access === 'open' || (access === 'read' && authorize === undefined)) {
-      run(req, res, method, rest, expectContinue, 'open');
+    if (method.access === 'open' || (method.access === 'read' && authorize === undefined)) {
+      run(req, res, method, rest, expectContinue, OPEN);
       return;
     }
     // The key is checked before `anonymousUploads`: an app's upload is the app's, wherever it comes in.
     if (keyCheck(req) === 'valid') {
-      run(req, res, method, rest, expectContinue, 'key');
+      run(req, res, method, rest, expectContinue, KEY);
       return;
     }
-    if (access === 'upload' && anonymousUploads) {
-      run(req, res, method, rest, expectContinue, 'anonymous');
+    if (method.access === 'upload' && anonymousUploads) {
+      run(req, res, method, rest, expectContinue, ANONYMOUS);
       return;
     }
     // Wrong or foreign credentials still fall through to the hook: a browser behind the host
     // app's own Basic auth sends an Authorization header that is not a wharf key.
-    if (access === 'key' || authorize === undefined) {
+    if (authorize === undefined || (method.access === 'key' && !asksActions)) {
       unauthorized(req, res);
       return;
     }
-    let verdict: boolean | Promise<boolean>;
-    try {
-      verdict = authorize(req);
-    } catch (err) {
-      authorizeFailed(req, res, err);
-      return;
-    }
-    if (verdict === true) {
-      run(req, res, method, rest, expectContinue, 'authorize');
-      return;
-    }
-    if (verdict === false || typeof (verdict as Promise<boolean> | undefined)?.then !== 'function') {
-      unauthorized(req, res);
-      return;
-    }
-    verdict.then(
-      (ok) => (ok === true ? run(req, res, method, rest, expectContinue, 'authorize') : unauthorized(req, res)),
-      (err: unknown) => authorizeFailed(req, res, err),
-    ).catch((err: unknown) => fail(res, err));
+    const ask = (request: AccessRequest): void =>
+      askAuthorize(authorize, req, request, (verdict) => {
+        if (verdict.ok) run(req, res, method, rest, expectContinue, { via: 'authorize', identity: verdict.identity });
+        else if (verdict.forbidden) refuse(req, res, new WharfError('FORBIDDEN', 'not allowed for this user', 403));
+        else unauthorized(req, res);
+      }, (err) => authorizeFailed(req, res, err));
+    const request = method.asks(rest);
+    if (typeof (request as Promise<AccessRequest>).then !== 'function') ask(request as AccessRequest);
+    else (request as Promise<AccessRequest>).then(ask, (err: unknown) => fail(res, err));
   }
 
   function dispatch(req: IncomingMessage, res: ServerResponse, next: Next | undefined, expectContinue: boolean, admitted = false): void {
@@ -106,7 +102,7 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
       req.resume();
       return;
     }
-    const found = router.route(req.url ?? '');
+    const found = router.route(routedUrl(req));
     if (found === undefined) {
       if (next) return next();
       if (expectContinue) closeAfterAnswer(req, res);

@@ -8,6 +8,8 @@ import type { Site } from '../common/site-api.js';
 import type { StreamStats } from '../image-streams/relay.js';
 import type { SyncIo } from '../static/sync-io.js';
 import type { UploadEvent } from '../uploads/route.js';
+import { parseAccept, type UploadFilter } from '../uploads/upload-filter.js';
+import type { Authorize } from './authorize.js';
 
 /** A directory mapping: files under `path` are served at `url`. Wave writes it as `URL@PATH`. */
 export interface DirMapping {
@@ -18,12 +20,14 @@ export interface DirMapping {
 /**
  * Options of `createFileServer`. Invalid values throw `WharfError` `INVALID_OPTION` at once.
  *
- * Who may do what (docs/protocol.md §4), per route:
- * - `POST {base}_f/` (upload): a valid access key, or `authorize(req)` true, or `anonymousUploads`.
+ * Who may do what (docs/protocol.md §4), per route (`authorize` is told what is asked: `AccessRequest`):
+ * - `POST {base}_f/` (upload): a valid access key, or `anonymousUploads`, or `authorize` lets it in.
  * - `GET/HEAD {base}_f/…`, `GET/HEAD {base}_m/…`: anyone, unless `authorize` is set; then it must
- *   return true, or the request must carry a valid access key.
- * - `DELETE {base}_f/…`, `POST/DELETE {base}_m/…`: a valid access key, always.
- * - public mappings: anyone. Private mappings: a valid access key or `authorize(req)` true.
+ *   let the request in, or the request must carry a valid access key.
+ * - `DELETE {base}_f/…`, `POST/DELETE {base}_m/…`: a valid access key, or an `authorize` that
+ *   declares its second parameter (`(req, access) => …`) and lets it in; a one-parameter hook is
+ *   never asked about these. A delete is told the upload's recorded `owner`.
+ * - public mappings: anyone. Private mappings: a valid access key or `authorize` lets it in.
  *
  * Who uploaded decides how an upload is served (docs/protocol.md §4, lib/uploads/upload-record.ts): an upload made
  * with an access key (or through `files.site`) is the app's own and is served as it is; one let in
@@ -63,8 +67,28 @@ export interface FileServerOptions {
   privateDirs?: Array<string | DirMapping>;
   /** Access keys for app calls, `{ [id]: secret }`. Default Wave's `{ access_key_id: 'access_key_secret' }`, accepted only on loopback. */
   accessKeys?: Record<string, string>;
-  /** The host app's check for browser requests (its session, say). */
-  authorize?: (req: IncomingMessage) => boolean | Promise<boolean>;
+  /**
+   * The host app's check for browser requests (its session, say), told what is asked (`access`):
+   * true, false, or `{ identity }` — let in as that end user, whose uploads are recorded as theirs
+   * (`UploadEvent.owner`; a later delete's `access.owner`). See `Authorize` for which actions a
+   * one-parameter hook is asked about.
+   */
+  authorize?: Authorize;
+  /**
+   * Which files an upload may hold: MIME patterns and extensions, `['image/*', '.pdf']`. A file must
+   * have a name whose type (or extension) is listed, a declared type that is the same (or
+   * `application/octet-stream`), and first bytes that agree with its name (the built-in sniffer
+   * knows PNG, JPEG, GIF, WebP, BMP, ICO, TIFF, PDF, zip and the Office/OpenDocument types in it,
+   * gzip, tar, 7z, bzip2, xz, zstd, wasm and the old Office files; a type it has no signature for
+   * must not be HTML, XML or one of those). Else the whole request is refused with 415
+   * `UPLOAD_TYPE_REFUSED` and nothing of it is stored. Default: any file. Checked before `filter`.
+   */
+  accept?: string[];
+  /**
+   * The host app's per-file check, before any byte of the file is stored: see `UploadFilter`. A
+   * refusal refuses the whole request (422 `UPLOAD_REFUSED` with the reason), nothing stored.
+   */
+  filter?: UploadFilter;
   /** Let anyone upload. Default false. */
   anonymousUploads?: boolean;
   /** Serve dotfiles from mappings. Default false. */
@@ -142,9 +166,10 @@ export interface FileServer {
   /**
    * Middleware for `node:http`, Express, Connect: calls `next()` for URLs that are not wharf's, else
    * 404s; once wharf has answered a connection with `Connection: close`, nothing more from it runs,
-   * `next()` included (RFC 9112 §9.6). A plain function (no `this`), so `app.use(files.handle)` works. Mount it at the root:
-   * under a mount path Express strips the prefix from `req.url`, and the upload URLs wharf hands
-   * out (`{base}_f/…`) would no longer match what the browser requests.
+   * `next()` included (RFC 9112 §9.6). A plain function (no `this`), so `app.use(files.handle)` works.
+   * Under a mount path (`app.use('/files', files.handle)`) the URLs it hands out (upload answers,
+   * `onUpload`) are under it, read from `req.baseUrl` (Express) or `req.originalUrl` (Connect); set
+   * `baseUrl` to the mount path (`'/files/'`) and `files.site` hands out the same URLs.
    */
   handle(req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void;
   /**
@@ -157,6 +182,11 @@ export interface FileServer {
   site: Site;
   /** Image stream statistics for the host app. */
   streamStats(): StreamStats[];
+  /**
+   * The URL path prefixes this server answers, decoded, each ending in `/`: `{base}_f/`,
+   * `{base}_m/` and every mapping's. For framework plugins that register routes (lib/plugins/).
+   */
+  readonly prefixes: readonly string[];
 }
 
 export const DEFAULT_PORT = 10101;
@@ -165,7 +195,7 @@ export const MIN_LEASE_INTERVAL = 50;
 export const DEFAULT_HOST = '127.0.0.1';
 
 const KNOWN_OPTIONS = new Set([
-  'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads',
+  'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads', 'accept', 'filter',
   'dotfiles', 'groupReadable', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'syncIo', 'nodeId', 'leaseInterval', 'limits', 'onUpload', 'warn',
 ]);
 
@@ -176,7 +206,8 @@ export function checkOptions(o: FileServerOptions): void {
   for (const k of Object.keys(o)) if (!KNOWN_OPTIONS.has(k)) throw invalid(`unknown option "${k}"`);
   if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === '')) throw invalid('dataDir: expected a non-empty path');
   if (o.baseUrl !== undefined && typeof o.baseUrl !== 'string') throw invalid('baseUrl: expected a string such as "/"');
-  for (const f of ['authorize', 'onUpload', 'warn'] as const) {
+  if (o.accept !== undefined) parseAccept(o.accept);
+  for (const f of ['authorize', 'onUpload', 'warn', 'filter'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'function') throw invalid(`${f}: expected a function`);
   }
   for (const f of ['anonymousUploads', 'dotfiles', 'trustUnrecordedUploads', 'groupReadable'] as const) {

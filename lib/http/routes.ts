@@ -9,19 +9,28 @@ import type { SyncIo } from '../static/sync-io.js';
 import type { UploadVia } from '../uploads/upload-record.js';
 import type { Uploads } from '../uploads/route.js';
 import type { Health } from './health.js';
+import type { AccessRequest } from './authorize.js';
 import { decodePath, filePath, routePrefix, treePath, type PathRule } from './request-path.js';
 
 /** Room for multipart framing around one image-stream frame when refusing early by `Content-Length`. */
 const FRAME_FRAMING = 64 * 1024;
 
-/** Who may use a route (see FileServerOptions). */
+/**
+ * Who may use a route (see FileServerOptions): `key` routes take a valid access key, or an
+ * `authorize` hook that declares `access` (authorize.ts).
+ */
 export type Access = 'open' | 'upload' | 'read' | 'private' | 'key';
 
 /** What let a request in: nothing was needed (`open`), an access key, the `authorize` hook, or `anonymousUploads`. */
 export type Via = 'open' | 'key' | 'authorize' | 'anonymous';
 
-export interface Method {
-  access: Access;
+/** What let a request in, and the identity `authorize` gave it (if it was asked and gave one). */
+export interface Grant {
+  via: Via;
+  identity: string | undefined;
+}
+
+interface MethodBase {
   /**
    * How the rest of the path (what follows the route's prefix, decoded once by routing) is checked:
    * what the rule returns is what `run` gets. Absent on an exact route, which has no rest.
@@ -33,10 +42,23 @@ export interface Method {
   storage?: boolean;
   /**
    * Undefined when the answer was given synchronously (a cached file, a 304): no promise to wait on.
-   * `via`: what let the request in.
+   * `grant`: what let the request in.
    */
-  run(req: IncomingMessage, res: ServerResponse, rest: string, via: Via): Promise<void> | undefined;
+  run(req: IncomingMessage, res: ServerResponse, rest: string, grant: Grant): Promise<void> | undefined;
 }
+
+/** Anyone may use it, always: `authorize` is never asked. */
+export interface OpenMethod extends MethodBase {
+  access: 'open';
+}
+
+export interface GuardedMethod extends MethodBase {
+  access: Exclude<Access, 'open'>;
+  /** What `authorize` is asked, from the checked rest of the path (a delete reads the upload's owner first). */
+  asks(rest: string): AccessRequest | Promise<AccessRequest>;
+}
+
+export type Method = OpenMethod | GuardedMethod;
 
 export interface Route {
   /** Decoded (`/my data/`, not `/my%20data/`): routing compares decoded paths. */
@@ -74,19 +96,38 @@ export function routeTable(p: RouteParts): Route[] {
   const { limits, uploads, streams, statics, uploadsPrivate } = p;
   const uploadSource = uploads.source;
   const own = routePrefix(p.base);
+  const upload: AccessRequest = { action: 'upload' };
+  const read = (rel: string): AccessRequest => {
+    const slash = rel.indexOf('/');
+    return slash < 0 ? { action: 'read', id: rel, path: '' } : { action: 'read', id: rel.slice(0, slash), path: rel.slice(slash + 1) };
+  };
+  const getUpload: Method = { access: 'read', path: filePath, storage: true, asks: read, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel, uploadsPrivate) };
+  const view: Method = { access: 'read', path: streamName, asks: (stream) => ({ action: 'view', stream }), run: (req, res, name) => streams.view(req, res, name) };
   return [
     {
       prefix: `${own}_f/`,
       exact: true,
-      methods: { POST: { access: 'upload', maxBody: { bytes: limits.requestSize, code: 'LIMIT_REQUEST_SIZE' }, storage: true, run: (req, res, _rest, via) => uploads.receive(req, res, uploaderOf(via)) } },
+      methods: {
+        POST: {
+          access: 'upload', maxBody: { bytes: limits.requestSize, code: 'LIMIT_REQUEST_SIZE' }, storage: true, asks: () => upload,
+          run: (req, res, _rest, grant) => uploads.receive(req, res, uploaderOf(grant.via), grant.identity),
+        },
+      },
       allow: 'POST',
     },
     {
       prefix: `${own}_f/`,
       methods: {
-        GET: { access: 'read', path: filePath, storage: true, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel, uploadsPrivate) },
-        HEAD: { access: 'read', path: filePath, storage: true, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel, uploadsPrivate) },
-        DELETE: { access: 'key', path: treePath, storage: true, run: (req, res, rel) => uploads.remove(req, res, rel) },
+        GET: getUpload,
+        HEAD: getUpload,
+        DELETE: {
+          access: 'key', path: treePath, storage: true,
+          asks: async (rel) => {
+            const id = rel.split('/', 1)[0]!;
+            return { action: 'delete', id, owner: await uploads.owner(id) };
+          },
+          run: (req, res, rel) => uploads.remove(req, res, rel),
+        },
       },
       allow: 'GET, HEAD, DELETE',
     },
@@ -101,10 +142,13 @@ export function routeTable(p: RouteParts): Route[] {
     {
       prefix: `${own}_m/`,
       methods: {
-        GET: { access: 'read', path: streamName, run: (req, res, name) => streams.view(req, res, name) },
-        HEAD: { access: 'read', path: streamName, run: (req, res, name) => streams.view(req, res, name) },
-        POST: { access: 'key', path: streamName, maxBody: { bytes: limits.frameSize + FRAME_FRAMING, code: 'LIMIT_FRAME_SIZE' }, run: (req, res, name) => streams.publish(req, res, name) },
-        DELETE: { access: 'key', path: streamName, run: (req, res, name) => streams.end(req, res, name) },
+        GET: view,
+        HEAD: view,
+        POST: {
+          access: 'key', path: streamName, maxBody: { bytes: limits.frameSize + FRAME_FRAMING, code: 'LIMIT_FRAME_SIZE' },
+          asks: (stream) => ({ action: 'publish', stream }), run: (req, res, name) => streams.publish(req, res, name),
+        },
+        DELETE: { access: 'key', path: streamName, asks: (stream) => ({ action: 'unpublish', stream }), run: (req, res, name) => streams.end(req, res, name) },
       },
       allow: 'GET, HEAD, POST, DELETE',
     },
@@ -112,8 +156,13 @@ export function routeTable(p: RouteParts): Route[] {
       // What another route serves is never served through this one, however reached (docs/protocol.md §3).
       const exclude = [p.dataDir, ...p.mappings.filter((o) => o !== m).map((o) => o.path)];
       const source = createDirectorySource(m.path, { dotfiles: p.dotfiles, syncIo: p.syncIo, exclude });
-      const get: Method = { access: m.private ? 'private' : 'open', path: filePath, run: (req, res, rel) => statics.respond(req, res, source, rel, m.private) };
-      return { prefix: routePrefix(m.prefix), methods: { GET: get, HEAD: get }, allow: 'GET, HEAD' };
+      const prefix = routePrefix(m.prefix);
+      const get: Method = {
+        access: m.private ? 'private' : 'open', path: filePath,
+        asks: (rel) => ({ action: 'read-mapping', path: prefix + rel }),
+        run: (req, res, rel) => statics.respond(req, res, source, rel, m.private),
+      };
+      return { prefix, methods: { GET: get, HEAD: get }, allow: 'GET, HEAD' };
     }),
   ];
 }

@@ -14,7 +14,9 @@ import { createStreams } from '../image-streams/relay.js';
 import { createUploads } from '../uploads/route.js';
 import { canonicalPrefix } from './request-path.js';
 import { createConnections } from './connections.js';
+import type { Authorize } from './authorize.js';
 import { createDispatch, type Dispatch } from './dispatch.js';
+import { detectMount } from './mount.js';
 import { checkOptions, DEFAULT_HOST, DEFAULT_PORT, invalid, type BoundAddress, type FileServer, type FileServerOptions, type ListenOptions } from './options.js';
 import { createRouter, routeTable } from './routes.js';
 import { createHealth } from './health.js';
@@ -53,9 +55,12 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     ...(options.leaseInterval === undefined ? {} : { leaseInterval: options.leaseInterval }),
     warn,
   });
-  const uploads = createUploads(options.onUpload === undefined
-    ? { dataDir, base, limits, statics, warn, storage }
-    : { dataDir, base, limits, statics, warn, storage, onUpload: options.onUpload });
+  const uploads = createUploads({
+    dataDir, base, limits, statics, warn, storage,
+    ...(options.onUpload === undefined ? {} : { onUpload: options.onUpload }),
+    ...(options.accept === undefined ? {} : { accept: options.accept }),
+    ...(options.filter === undefined ? {} : { filter: options.filter }),
+  });
   const streams = createStreams({ base, limits });
   // The in-process hub is always reachable: it has no `health` to ask.
   const health = createHealth({ storage: () => ready().then(() => storage.probe()) });
@@ -121,10 +126,14 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
 
   return {
     listen,
-    handle: (req, res, next) => dispatch(req, res, next, false),
+    handle: (req, res, next) => {
+      detectMount(req, base);
+      dispatch(req, res, next, false);
+    },
     close,
     site: { ...uploads.site, ...streams.site },
     streamStats: () => streams.stats(),
+    prefixes: Object.freeze([...new Set(routes.map((r) => r.prefix))]),
   };
 }
 

@@ -32,7 +32,7 @@ import { FormPart, type Part, type PartHost } from './part.js';
 import { Scanner, type ScanEvents } from './scanner.js';
 import { IDLE, readSource, sourceError, unexpectedEnd, type SourceEvents, type SourceReader } from './source.js';
 
-export { collectPart, sinkPart, type Part, type PartSink } from './part.js';
+export { collectPart, heldHead, sinkPart, type Part, type PartSink } from './part.js';
 
 export type MultipartLimits = Pick<Limits, 'fileSize' | 'files' | 'fields' | 'parts' | 'fieldSize' | 'headerSize'>;
 

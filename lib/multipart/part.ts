@@ -55,6 +55,15 @@ export function collectPart(part: Part, max: number): Promise<Buffer[] | null> {
 }
 
 /**
+ * For the upload layer: the first `max` bytes (or fewer, if that is all) of a part that `collectPart`
+ * found bigger than its size, which it holds until its consumer takes them; they stay held. Empty
+ * for any other part.
+ */
+export function heldHead(part: Part, max: number): Buffer {
+  return part instanceof FormPart ? part.heldHead(max) : Buffer.alloc(0);
+}
+
+/**
  * For the upload layer: the part's bytes handed to `sink` as they are parsed, with no `Readable`,
  * pipe or buffering in between (the sink's `write` is the backpressure). Returns the
  * function that lets the parser go on after `sink.write` returned false; call it later, never from
@@ -217,6 +226,20 @@ export class FormPart implements Part {
   /** Whether the parser has to wait for its consumer to say where its bytes go. */
   get undecided(): boolean {
     return this.state.kind === Kind.Undecided || this.state.kind === Kind.Held;
+  }
+
+  /** The first `max` bytes a held part gathered, copied; what is gathered stays. */
+  heldHead(max: number): Buffer {
+    const first = this.first;
+    if (this.state.kind !== Kind.Held || first === null) return Buffer.alloc(0);
+    const pieces = [first.subarray(this.from, Math.min(this.to, this.from + max))];
+    let n = pieces[0]!.length;
+    for (const piece of this.more ?? []) {
+      if (n >= max) break;
+      pieces.push(piece.subarray(0, max - n));
+      n += pieces[pieces.length - 1]!.length;
+    }
+    return Buffer.concat(pieces, n);
   }
 
   collect(max: number): Promise<Buffer[] | null> {

@@ -113,10 +113,11 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
   // Root may write anywhere whatever the modes say, but not to a read-only mount; others are told
   // by the kernel (ACLs and NFS servers included) what writing would be.
   const filesWritable = (): Promise<void> => access(filesDir, constants.W_OK | constants.X_OK);
-  const { source, forget } = createUploadSource(filesDir, options.unrecorded ?? 'user', options.syncIo ?? 'auto');
+  const { source, forget, owner } = createUploadSource(filesDir, options.unrecorded ?? 'user', options.syncIo ?? 'auto');
 
   return {
     source,
+    owner,
     async start() {
       // Made with the modes (the data dir too, and any missing parent); never chmod'ed after: the
       // mode of a directory that was there already is its owner's call. An open data dir shows

@@ -6,7 +6,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WharfError } from '../common/errors.js';
 import { sendError, sendJson } from '../http/answer.js';
 import { refuse } from '../http/refuse.js';
-import { collectPart, parseMultipart, sinkPart, type Part } from '../multipart/parser.js';
+import { mountPrefix } from '../http/mount.js';
+import { collectPart, heldHead, parseMultipart, sinkPart, type Part } from '../multipart/parser.js';
 import type { FileSource, StaticEngine } from '../static/engine.js';
 import { watchBody, type BodyWatch } from '../http/body-watch.js';
 import { checkFilename, isUploadId, uploadUrl } from './filenames.js';
@@ -14,12 +15,18 @@ import { createInProcessSite, type InProcessSite } from './in-process-site.js';
 import type { Staging } from './storage.js';
 import { classify, createUploadCore, requestTooLarge, shuttingDown, type Stored, type UploadCore, type UploadCoreConfig } from './upload-core.js';
 import { recordFor, type UploadVia } from './upload-record.js';
+import { SNIFF_BYTES } from './sniff.js';
+import { createFileCheck, type FileCheck, type UploadFilter } from './upload-filter.js';
 
 // Where these were declared before they had a module of their own.
 export type { UploadedFile, UploadEvent } from './upload-core.js';
 
 export interface UploadsConfig extends UploadCoreConfig {
   statics: StaticEngine;
+  /** `FileServerOptions.accept`: checked against each file's name, declared type and first bytes. */
+  accept?: readonly string[];
+  /** `FileServerOptions.filter`. */
+  filter?: UploadFilter;
 }
 
 export interface Uploads {
@@ -31,9 +38,13 @@ export interface Uploads {
    * `{"files": [...]}`, or `{"error","message"}` with 400 (names, malformed body, no file), 408
    * (`limits.uploadIdleTimeout`), 413 (a limit), 415 (not multipart), 5xx (storage, shutdown); an
    * answer given before the body was read to its end closes the connection in stages (lib/http/close-after-answer.ts).
-   * `via` is what let the request in; it decides the upload's record (trust.ts), hence how it is served.
+   * `via` is what let the request in; it decides the upload's record (trust.ts), hence how it is served;
+   * `owner` is the identity `authorize` gave, recorded with it. A file that `accept` or `filter`
+   * refuses refuses the request (415/422), and nothing of it is stored.
    */
-  receive(req: IncomingMessage, res: ServerResponse, via: UploadVia): Promise<void>;
+  receive(req: IncomingMessage, res: ServerResponse, via: UploadVia, owner?: string): Promise<void>;
+  /** The owner upload `id` was recorded with (see `receive`); undefined when none. */
+  owner(id: string): Promise<string | undefined>;
   /**
    * `DELETE {base}_f/<id>[/…]`, `rel` the path after `{base}_f/` as routing decoded and checked it
    * (urlpath.ts `treePath`): 200 `{"removed": "{base}_f/<id>"}`, or 404 when `<id>` is no upload id or absent.
@@ -54,12 +65,14 @@ const noop = (): void => {};
 
 export function createUploads(config: UploadsConfig): Uploads {
   const core = createUploadCore(config);
+  const check = createFileCheck(config.accept, config.filter, core.warn);
   // Request bodies being read: close() stops them.
   const bodies = new Set<BodyWatch>();
   return {
     source: core.storage.source,
-    receive: (req, res, via) => core.settle(receive(core, bodies, req, res, via)),
-    remove: (req, res, rel) => core.settle(remove(core, res, rel)),
+    receive: (req, res, via, owner) => core.settle(receive({ core, check, bodies }, req, res, via, owner)),
+    owner: (id) => core.storage.owner(id),
+    remove: (req, res, rel) => core.settle(remove(core, res, rel, mountPrefix(req))),
     site: createInProcessSite(core),
     start: () => core.storage.start(),
     // The node's staging area goes once nothing is staged in it any more.
@@ -70,7 +83,15 @@ export function createUploads(config: UploadsConfig): Uploads {
   };
 }
 
-async function receive(core: UploadCore, bodies: Set<BodyWatch>, req: IncomingMessage, res: ServerResponse, via: UploadVia): Promise<void> {
+/** What every request of the upload route shares. */
+interface Receiver {
+  core: UploadCore;
+  check: FileCheck | undefined;
+  /** Request bodies being read: close() stops them. */
+  bodies: Set<BodyWatch>;
+}
+
+async function receive({ core, check, bodies }: Receiver, req: IncomingMessage, res: ServerResponse, via: UploadVia, owner: string | undefined): Promise<void> {
   const { base, limits, warn } = core;
   const body = watchBody(req, limits.requestSize, limits.uploadIdleTimeout);
   bodies.add(body);
@@ -83,7 +104,7 @@ async function receive(core: UploadCore, bodies: Set<BodyWatch>, req: IncomingMe
       throw new WharfError('UNSUPPORTED_MEDIA_TYPE', 'an upload must be multipart/form-data', 415);
     }
     if (Number(req.headers['content-length']) > limits.requestSize) throw requestTooLarge(limits.requestSize);
-    await core.withStaging(recordFor(via), (staging) => stageParts(core, req, contentType, body, directory, staging, stored), (err) => {
+    await core.withStaging(recordFor(via, owner), (staging) => stageParts(core, check, req, contentType, body, directory, staging, stored), (err) => {
       // The cause (a limit the parser met, say) is the answer, not the SHUTTING_DOWN of the files
       // the abort is about to fail, whose `written.catch` would otherwise claim the body first.
       body.fail(body.error ?? classify(err, warn));
@@ -98,14 +119,17 @@ async function receive(core: UploadCore, bodies: Set<BodyWatch>, req: IncomingMe
     return;
   }
   bodies.delete(body);
-  const files = directory ? [uploadUrl(base, stored[0]!.id)] : stored.map((f) => uploadUrl(base, f.id, f.rel));
-  core.announce(stored);
+  // Mounted under a path (`app.use('/files', …)`), the URLs handed out are under it too.
+  const mount = mountPrefix(req);
+  const files = directory ? [mount + uploadUrl(base, stored[0]!.id)] : stored.map((f) => mount + uploadUrl(base, f.id, f.rel));
+  core.announce(stored, owner, mount);
   sendJson(res, 200, { files });
 }
 
 /** Parses the body and stages its `files` parts, each entry pushed to `stored` as its part begins. */
 async function stageParts(
   core: UploadCore,
+  check: FileCheck | undefined,
   req: IncomingMessage,
   contentType: string | undefined,
   body: BodyWatch,
@@ -129,11 +153,16 @@ async function stageParts(
       if (part.name !== 'files' || part.filename === undefined) continue;
       const rel = checkFilename(part.filename, directory, `part ${index}`);
       paths?.add(rel, `part ${index}`);
-      const entry: Stored = { id: dirId ?? randomUUID(), rel, size: 0, contentType: part.contentType };
-      stored.push(entry);
+      // Checked before a byte of it is staged; the parser reads nothing more meanwhile (the part is
+      // undecided, then held), so a slow async filter holds the client back rather than memory.
+      const info = check === undefined ? undefined : { field: part.name, filename: rel, type: part.contentType, index };
+      const sniff = info !== undefined && (await check!.headers(info, req));
       // A small file (most of a directory upload) is gathered whole and written in one go:
       // a stream and a pipe per file would cost more than its syscalls.
       const whole = await collectPart(part, SMALL_FILE);
+      if (sniff) await check!.bytes(info!, whole === null ? heldHead(part, SNIFF_BYTES) : Buffer.concat(whole).subarray(0, SNIFF_BYTES), req);
+      const entry: Stored = { id: dirId ?? randomUUID(), rel, size: 0, contentType: part.contentType };
+      stored.push(entry);
       const written = whole !== null ? staging.put(entry.id, rel, whole).then((size) => void (entry.size = size)) : sinkFile(staging, part, entry);
       // A file failing later (the disk filling up at its close) stops the upload at once.
       written.catch((err: unknown) => body.fail(body.error ?? classify(err, warn)));
@@ -155,11 +184,11 @@ async function stageParts(
   }
 }
 
-async function remove(core: UploadCore, res: ServerResponse, rel: string): Promise<void> {
+async function remove(core: UploadCore, res: ServerResponse, rel: string, mount: string): Promise<void> {
   const id = rel.split('/', 1)[0]!;
   try {
     if (!isUploadId(id) || !(await core.storage.remove(id))) throw new WharfError('NOT_FOUND', 'no such upload', 404);
-    sendJson(res, 200, { removed: uploadUrl(core.base, id) });
+    sendJson(res, 200, { removed: mount + uploadUrl(core.base, id) });
   } catch (err) {
     sendError(res, classify(err, core.warn));
   }

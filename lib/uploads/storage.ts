@@ -78,6 +78,8 @@ export interface Storage {
   copyOut(id: string, rel: string, to: string): Promise<number>;
   /** Removes upload `id` whole, at once for readers; false if there was none. */
   remove(id: string): Promise<boolean>;
+  /** Who upload `id` was recorded as made by (`UploadRecord.owner`); undefined when nobody (or no such upload). */
+  owner(id: string): Promise<string | undefined>;
 }
 
 /**

@@ -23,6 +23,8 @@ export interface UploadedFile {
 export interface UploadEvent {
   id: string;
   files: UploadedFile[];
+  /** Who uploaded it, as `authorize` named them (`{ identity }`); absent when it gave no identity. */
+  owner?: string;
 }
 
 /** A file staged by a request: under upload id `id` as `rel`. */
@@ -64,8 +66,11 @@ export interface UploadCore {
    * hears of a failure before the abort, which fails every file still being written.
    */
   withStaging<T>(record: UploadRecord, fill: (staging: Staging) => Promise<T>, failed?: (err: unknown) => void): Promise<T>;
-  /** Tells `onUpload` of each upload id of a committed request, without waiting for it. */
-  announce(stored: Stored[]): void;
+  /**
+   * Tells `onUpload` of each upload id of a committed request (made by `owner`, if named; its paths
+   * under `mount`, the path a host framework mounted wharf under), without waiting for it.
+   */
+  announce(stored: Stored[], owner?: string, mount?: string): void;
   /** Stops new work, runs `stop` (to stop what the caller reads), aborts every staging and waits for all work to settle. */
   close(stop: () => void): Promise<void>;
 }
@@ -110,18 +115,18 @@ export function createUploadCore(config: UploadCoreConfig): UploadCore {
         stagings.delete(staging);
       }
     },
-    announce(stored) {
+    announce(stored, owner, mount = '') {
       const hook = config.onUpload;
       if (!hook) return;
       const byId = new Map<string, UploadedFile[]>();
       for (const f of stored) {
         const files = byId.get(f.id) ?? [];
-        files.push({ path: uploadUrl(base, f.id, f.rel), filename: f.rel, size: f.size, contentType: f.contentType });
+        files.push({ path: mount + uploadUrl(base, f.id, f.rel), filename: f.rel, size: f.size, contentType: f.contentType });
         byId.set(f.id, files);
       }
       for (const [id, files] of byId) {
         Promise.resolve()
-          .then(() => hook({ id, files }))
+          .then(() => hook(owner === undefined ? { id, files } : { id, files, owner }))
           .catch((err: unknown) => warn(`wharf: onUpload hook failed for upload ${id}: ${errorDetail(err)}`));
       }
     },

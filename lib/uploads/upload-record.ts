@@ -15,6 +15,8 @@
 //   `"user"`.
 // - `via`: how the upload was let in: `"key"` (an access key), `"site"` (in-process `files.site`),
 //   `"authorize"` (the host app's hook) or `"anonymous"` (`anonymousUploads`). For the record only.
+// - `owner` (optional): the identity the host app's `authorize` hook gave the uploader
+//   (lib/http/authorize.ts), told to `authorize` when the upload is to be deleted.
 //
 // An upload may never hold a file of that name at its top (`checkFilename` refuses it with 400
 // BAD_FILENAME), and the read side never serves it, so no uploader can forge or read one.
@@ -30,6 +32,8 @@ export interface UploadRecord {
   v: 1;
   trust: Trust;
   via: UploadVia;
+  /** Who uploaded it, as `authorize` named them; absent when it gave no identity. */
+  owner?: string;
 }
 
 /** The record's name, at the top of each upload id's directory. */
@@ -38,9 +42,22 @@ export const RECORD_NAME = '.wharf-upload.json';
 /** A record larger than this is not one wharf wrote: it is read as an end user's. */
 export const MAX_RECORD_BYTES = 16 * 1024;
 
-/** The record of an upload let in `via` this route: access keys and `files.site` are the app. */
-export function recordFor(via: UploadVia): UploadRecord {
-  return { v: 1, trust: via === 'key' || via === 'site' ? 'app' : 'user', via };
+/** The record of an upload let in `via` this route, by `owner` if `authorize` named one: access keys and `files.site` are the app. */
+export function recordFor(via: UploadVia, owner?: string): UploadRecord {
+  const record: UploadRecord = { v: 1, trust: via === 'key' || via === 'site' ? 'app' : 'user', via };
+  if (owner !== undefined) record.owner = owner;
+  return record;
+}
+
+/** The owner a stored record's text names: undefined when there is none, or the record is not a version-1 one. */
+export function ownerOf(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const r = JSON.parse(text) as { v?: unknown; owner?: unknown } | null;
+    return r !== null && typeof r === 'object' && r.v === 1 && typeof r.owner === 'string' ? r.owner : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function serializeRecord(record: UploadRecord): string {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createDirectorySource, type FileSource, type OpenFile } from '../static/engine.js';
 import type { SyncIo } from '../static/sync-io.js';
 import { isUploadId } from './filenames.js';
-import { MAX_RECORD_BYTES, RECORD_NAME, isRecordName, trustOf, type Trust } from './upload-record.js';
+import { MAX_RECORD_BYTES, RECORD_NAME, isRecordName, ownerOf, trustOf, type Trust } from './upload-record.js';
 
 // Upload ids whose trust is remembered: an id's record never changes once it is committed, so the
 // record is read once, when a file of the id is first opened (at most ~1.5 MiB for all of them).
@@ -21,6 +21,8 @@ export interface UploadSource {
   readonly source: FileSource;
   /** Forgets what is remembered of upload `id` (it is being removed). */
   forget(id: string): void;
+  /** The owner upload `id`'s record names (upload-record.ts); undefined when none (or no such upload). */
+  owner(id: string): Promise<string | undefined>;
 }
 
 export function createUploadSource(filesDir: string, unrecorded: Trust, syncIo: SyncIo): UploadSource {
@@ -60,7 +62,9 @@ export function createUploadSource(filesDir: string, unrecorded: Trust, syncIo: 
       return file;
     },
   };
-  return { source, forget: (id) => void trusts.delete(id) };
+  const owner = async (id: string): Promise<string | undefined> =>
+    (isUploadId(id) ? ownerOf(await readRecord(join(filesDir, id, RECORD_NAME))) : undefined);
+  return { source, forget: (id) => void trusts.delete(id), owner };
 }
 
 /** Is `rel` a file of an upload that may be served: under an upload id, and not the id's record? */
