@@ -5,7 +5,7 @@ import { request } from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import { test } from 'node:test';
 import { createFileServer, sniffType, WharfError, type UploadFileInfo } from '../lib/index.js';
-import { EMPTY, MULTIPART, TAIL, form, partHead, serve, settledTree, tree, upload } from './helpers/uploads.js';
+import { EMPTY, MULTIPART, TAIL, form, layout, partHead, serve, settledTree, staged, upload } from './helpers/uploads.js';
 import { eventually } from './helpers/eventually.js';
 
 const PNG = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(100, 7)]);
@@ -97,10 +97,10 @@ test('filter: told each file (field, name, type, index), then its head when it a
   assert.equal(refused.json.error, 'UPLOAD_REFUSED');
   assert.equal(refused.json.message, 'part 1 ("b.pdf"): only PDFs here, this is image/png');
   assert.equal(calls.at(-1)!.head!.length, 4096, 'a big file: its first 4 KiB');
-  const stored = await tree(s.dataDir);
+  const stored = await layout(s.dataDir);
   const [id] = (ok.json.files[0] as string).split('/').slice(2);
   assert.deepEqual(stored.filter((p) => p.startsWith('f/')), ['f/', `f/${id}/`, `f/${id}/.wharf-upload.json`, `f/${id}/a.pdf`], 'only the first upload');
-  assert.equal(stored.filter((p) => p.startsWith('.wharf-tmp/') && p !== '.wharf-tmp/').length, 0, 'no temp file');
+  assert.deepEqual(await staged(s.dataDir), [], 'no temp file');
 });
 
 test('filter: false, a WharfError, a throw; a directory upload is checked file by file', async (t) => {
