@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
-import { createFileServer } from 'wharf';
+import { createFileServer } from 'wharf-files';
 
 const sessions = new Set();
 function sessionOf(req) {

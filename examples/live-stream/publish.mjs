@@ -7,8 +7,8 @@
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createFileServer } from 'wharf';
-import { connect } from 'wharf/client';
+import { createFileServer } from 'wharf-files';
+import { connect } from 'wharf-files/client';
 import { bouncingSquare } from './png.mjs';
 
 const { values: opts } = parseArgs({

@@ -7,7 +7,7 @@
 // own session check into `authorize` instead (see examples/express).
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { createFileServer } from 'wharf';
+import { createFileServer } from 'wharf-files';
 
 const port = Number(process.env.PORT ?? 10103);
 const files = createFileServer({
