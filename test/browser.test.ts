@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { createFileServer } from '../lib/index.js';
 import { connect } from '../lib/client/index.js';
+import { tree } from './helpers/uploads.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -465,6 +466,78 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     assert.equal(await page.evaluate(() => document.contentType), 'text/html');
     await new Promise((r) => setTimeout(r, 500));
     assert.deepEqual(userRan(), [], 'no end user\'s script ran when navigated to');
+  });
+
+  test('CORS: a page on another port uploads with its key, downloads with ranges, shows the stream; a page on an origin not allowed stores nothing', async (t) => {
+    const root = join(tmp, 'cors');
+    const pageDir = join(root, 'page');
+    await mkdir(pageDir, { recursive: true });
+    await writeFile(join(pageDir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>front end</title><img id="view">');
+    // Two front ends on ports of their own (the dev server of an app, say): one allowed, one not.
+    const front = createFileServer({ dataDir: join(root, 'front-data'), publicDirs: [`/@${pageDir}`] });
+    const stranger = createFileServer({ dataDir: join(root, 'stranger-data'), publicDirs: [`/@${pageDir}`] });
+    const frontUrl = (await front.listen({ port: 0, host: '127.0.0.1' })).url;
+    const strangerUrl = (await stranger.listen({ port: 0, host: '127.0.0.1' })).url;
+    t.after(() => Promise.all([front.close(), stranger.close()]));
+    // The page holds a key its app gave it and sends it itself (`Authorization`, so every upload is
+    // preflighted): no cookie, no credentials mode.
+    const dataDir = join(root, 'data');
+    const files = createFileServer({ dataDir, accessKeys: { page: 'page-secret' }, cors: { origins: [frontUrl] } });
+    const { url } = await files.listen({ port: 0, host: '127.0.0.1' });
+    t.after(() => files.close());
+    const auth = `Basic ${Buffer.from('page:page-secret').toString('base64')}`;
+    const { bouncingSquare } = (await import(join(ROOT, 'examples/live-stream/png.mjs'))) as { bouncingSquare: (n: number) => Buffer };
+    await connect(url, { accessKeyId: 'page', accessKeySecret: 'page-secret' }).uplink('cam', 'image/png', bouncingSquare(2));
+    const page = await context.newPage();
+    t.after(() => page.close());
+    const upload = (api: string, key: string | undefined): Promise<unknown> => page.evaluate(async ({ api, key }) => {
+      const body = new FormData();
+      body.append('files', new File(['hello from another origin'], 'hello.txt', { type: 'text/plain' }));
+      try {
+        const res = await fetch(`${api}/_f/`, { method: 'POST', body, headers: key === undefined ? {} : { Authorization: key } });
+        return { status: res.status, json: await res.json() };
+      } catch (err) {
+        return { failed: String(err) };
+      }
+    }, { api, key });
+
+    // Not allowed: the preflighted upload never goes out, and the simple one (no header: no
+    // preflight) is refused on its headers; nothing reaches the data dir either way.
+    await page.goto(`${strangerUrl}/index.html`);
+    assert.match(JSON.stringify(await upload(url, auth)), /"failed":"TypeError: Failed to fetch"/);
+    assert.match(JSON.stringify(await upload(url, undefined)), /"failed":"TypeError: Failed to fetch"/);
+    assert.deepEqual(await tree(dataDir), ['.wharf-tmp/', 'f/'], 'nothing stored, nothing staged');
+
+    // Allowed: the upload goes through its preflight, the page reads the answer and the file.
+    await page.goto(`${frontUrl}/index.html`);
+    const done = await upload(url, auth) as { status: number; json: { files: string[] } };
+    assert.equal(done.status, 200);
+    const [path] = done.json.files;
+    assert.match(path!, /^\/_f\/[0-9a-f-]{36}\/hello\.txt$/);
+    const read = await page.evaluate(async (href) => {
+      const res = await fetch(href, { headers: { Range: 'bytes=6-9' } });
+      const whole = await fetch(`${href}?download`);
+      return {
+        status: res.status, text: await res.text(), range: res.headers.get('content-range'), etag: res.headers.get('etag'),
+        disposition: whole.headers.get('content-disposition'), length: whole.headers.get('content-length'),
+      };
+    }, url + path);
+    assert.deepEqual({ ...read, etag: typeof read.etag }, {
+      status: 206, text: 'from', range: 'bytes 6-9/25', etag: 'string', disposition: 'attachment; filename="hello.txt"', length: '25',
+    });
+    // The stream: an <img> needs no CORS; a script reading it does, and gets its parts.
+    await page.evaluate((src) => { document.getElementById('view').src = src; }, `${url}/_m/cam`);
+    await page.waitForFunction(() => document.getElementById('view').naturalWidth === 320, undefined, { timeout: 10_000 });
+    const part = await page.evaluate(async (src) => {
+      const res = await fetch(src);
+      const reader = res.body!.getReader();
+      let head = '';
+      while (!head.includes('image/png')) head += new TextDecoder('latin1').decode((await reader.read()).value);
+      await reader.cancel();
+      return { type: res.headers.get('content-type')?.split(';')[0], head: head.includes('Content-Type: image/png') };
+    }, `${url}/_m/cam`);
+    assert.deepEqual(part, { type: 'multipart/x-mixed-replace', head: true });
+    await page.screenshot({ path: join(SHOTS, 'cors.png') });
   });
 
   test('express example: wharf behind the app\'s own session', async (t) => {

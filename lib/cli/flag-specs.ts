@@ -78,6 +78,8 @@ export const SERVE_FLAGS: FlagSpec[] = [
   { name: 'public-dir', kind: 'list', env: 'WHARF_PUBLIC_DIR', value: 'URL@DIR', help: 'serve DIR at URL to anyone; repeatable' },
   { name: 'private-dir', kind: 'list', env: 'WHARF_PRIVATE_DIR', value: 'URL@DIR', help: 'serve DIR at URL to access keys only; repeatable' },
   ...keyFlags(true),
+  { name: 'cors-origin', kind: 'list', env: 'WHARF_CORS_ORIGIN', separator: ',', value: 'ORIGIN', help: 'let pages on ORIGIN (http://localhost:5173) call this server; repeatable, comma-separated in the variable', defaultText: 'none' },
+  { name: 'cors-credentials', kind: 'boolean', env: 'WHARF_CORS_CREDENTIALS', help: 'let those pages send cookies (the host app\'s session)', defaultText: 'off' },
   { name: 'anonymous-uploads', kind: 'boolean', env: 'WHARF_ANONYMOUS_UPLOADS', help: 'let anyone POST uploads', defaultText: 'off' },
   { name: 'dotfiles', kind: 'boolean', env: 'WHARF_DOTFILES', help: 'serve dotfiles from mapped directories', defaultText: 'off' },
   { name: 'group-readable', kind: 'boolean', env: 'WHARF_GROUP_READABLE', help: "let the data dir's group read uploads (0750/0640)", defaultText: 'off: owner-only, 0700/0600' },

@@ -143,6 +143,9 @@ function serveConfig(flags: Flags, io: CommandIo): ServeConfig {
   const cacheControl = flags.str('cache-control');
   if (cacheControl !== undefined) options.cacheControl = cacheControl;
   if (flags.str('sync-io') === 'off') options.syncIo = 'off';
+  const corsOrigins = flags.list('cors-origin');
+  if (corsOrigins.length) options.cors = { origins: corsOrigins, credentials: flags.bool('cors-credentials') };
+  else if (flags.bool('cors-credentials')) throw new UsageError('--cors-credentials needs --cors-origin');
   const privateCacheControl = flags.str('private-cache-control');
   if (privateCacheControl !== undefined) options.privateCacheControl = privateCacheControl;
   return { listen, options, dataDir, baseUrl, publicDirs, privateDirs, defaultKeys, logFormat, startFormat: logFormat === 'off' ? (io.stdout.isTTY ? 'text' : 'json') : logFormat };

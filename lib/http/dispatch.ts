@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WharfError, errorDetail, errorMessage } from '../common/errors.js';
 import type { KeyCheck } from './access-keys.js';
+import type { CorsCheck } from './cors.js';
 import { sendError } from './answer.js';
 import { afterLastAnswer, closeAfterAnswer } from './close-after-answer.js';
 import { admit, awaitTurn, type Connections } from './connections.js';
@@ -17,6 +18,8 @@ export interface DispatchContext {
   keyCheck: KeyCheck;
   authorize: ((req: IncomingMessage) => boolean | Promise<boolean>) | undefined;
   anonymousUploads: boolean;
+  /** With the `cors` option: applied to every request on a route, before its method is looked at. */
+  cors: CorsCheck | undefined;
   /** Has close() begun? */
   closing(): boolean;
   /** Is upload storage started? Else `ready()` starts it. */
@@ -29,7 +32,7 @@ export interface DispatchContext {
 export type Dispatch = (req: IncomingMessage, res: ServerResponse, next: Next | undefined, expectContinue: boolean) => void;
 
 export function createDispatch(ctx: DispatchContext): Dispatch {
-  const { router, connections, keyCheck, authorize, anonymousUploads, warn } = ctx;
+  const { router, connections, keyCheck, authorize, anonymousUploads, cors, warn } = ctx;
 
   const fail = (res: ServerResponse, err: unknown): void => failed(res, err, warn);
   const authorizeFailed = (req: IncomingMessage, res: ServerResponse, err: unknown): void => authorizeThrew(req, res, err, warn);
@@ -109,6 +112,7 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
     const found = router.route(req.url ?? '');
     if (found === undefined) {
       if (next) return next();
+      if (cors !== undefined) res.setHeader('Vary', 'Origin');
       if (expectContinue) closeAfterAnswer(req, res);
       refuse(req, res, new WharfError('NOT_FOUND', 'no such route', 404));
       return;
@@ -117,6 +121,7 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
       awaitTurn(req, res, () => dispatchOrFail(req, res, next, expectContinue, true));
       return;
     }
+    if (cors !== undefined && cors(req, res, found)) return;
     const method = found.methods[req.method ?? ''];
     if (method === undefined) {
       refuse(req, res, new WharfError('METHOD_NOT_ALLOWED', `${req.method} is not allowed here`, 405), { Allow: found.allow });

@@ -7,6 +7,7 @@ import type { Site } from '../common/site-api.js';
 import type { StreamStats } from '../image-streams/relay.js';
 import type { SyncIo } from '../static/sync-io.js';
 import type { UploadEvent } from '../uploads/route.js';
+import { checkCors, type CorsOptions } from './cors.js';
 
 /** A directory mapping: files under `path` are served at `url`. Wave writes it as `URL@PATH`. */
 export interface DirMapping {
@@ -64,6 +65,16 @@ export interface FileServerOptions {
   accessKeys?: Record<string, string>;
   /** The host app's check for browser requests (its session, say). */
   authorize?: (req: IncomingMessage) => boolean | Promise<boolean>;
+  /**
+   * Pages on other origins that may call wharf from a browser (docs/protocol.md §4, "Pages on other
+   * origins"): `{ origins: ['http://localhost:5173'], credentials?, maxAge? }`. Off by default: no
+   * answer carries `Access-Control-Allow-Origin`, and a preflight is 405. When set, every route
+   * answers its preflight with the methods and headers it takes, every answer carries `Vary:
+   * Origin`, and a request that changes something (`POST`, `DELETE`) from an origin not allowed is
+   * refused with 403 `CORS_ORIGIN_REFUSED` before a byte of its body is read. Reads from such an
+   * origin are answered, without the headers that would let its page see them.
+   */
+  cors?: CorsOptions;
   /** Let anyone upload. Default false. */
   anonymousUploads?: boolean;
   /** Serve dotfiles from mappings. Default false. */
@@ -150,7 +161,7 @@ export const DEFAULT_PORT = 10101;
 export const DEFAULT_HOST = '127.0.0.1';
 
 const KNOWN_OPTIONS = new Set([
-  'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads',
+  'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads', 'cors',
   'dotfiles', 'groupReadable', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'syncIo', 'limits', 'onUpload', 'warn',
 ]);
 
@@ -167,6 +178,7 @@ export function checkOptions(o: FileServerOptions): void {
   for (const f of ['anonymousUploads', 'dotfiles', 'trustUnrecordedUploads', 'groupReadable'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'boolean') throw invalid(`${f}: expected true or false`);
   }
+  checkCors(o.cors);
   if (o.syncIo !== undefined && o.syncIo !== 'auto' && o.syncIo !== 'off') throw invalid('syncIo: expected "auto" or "off"');
   if (o.cacheControl !== undefined && (typeof o.cacheControl !== 'string' || /[\r\n\0]/.test(o.cacheControl))) {
     throw invalid('cacheControl: expected a header value on one line');

@@ -22,6 +22,11 @@ export type Via = 'open' | 'key' | 'authorize' | 'anonymous';
 export interface Method {
   access: Access;
   /**
+   * The request headers this method reads beyond the CORS-safelisted ones: what a preflight for it
+   * allows a page on another origin to send (lib/http/cors.ts).
+   */
+  headers: readonly string[];
+  /**
    * How the rest of the path (what follows the route's prefix, decoded once by routing) is checked:
    * what the rule returns is what `run` gets. Absent on an exact route, which has no rest.
    */
@@ -45,6 +50,13 @@ export interface Route {
   methods: Record<string, Method>;
   allow: string;
 }
+
+// What each kind of method reads: an access key (or the host app's own Authorization), the
+// conditionals and ranges of a download, the flag of a directory upload, a raw frame's type.
+const READ = ['Authorization', 'Range', 'If-Range', 'If-None-Match', 'If-Modified-Since'];
+const UPLOAD = ['Authorization', 'Content-Type', 'Wave-Directory-Upload'];
+const PUBLISH = ['Authorization', 'Content-Type'];
+const KEYED = ['Authorization'];
 
 /** Who made an upload let in `via` (an upload route is never open: that would be an end user). */
 const uploaderOf = (via: Via): UploadVia => (via === 'open' ? 'anonymous' : via);
@@ -76,25 +88,25 @@ export function routeTable(p: RouteParts): Route[] {
     {
       prefix: `${own}_f/`,
       exact: true,
-      methods: { POST: { access: 'upload', maxBody: { bytes: limits.requestSize, code: 'LIMIT_REQUEST_SIZE' }, storage: true, run: (req, res, _rest, via) => uploads.receive(req, res, uploaderOf(via)) } },
+      methods: { POST: { access: 'upload', headers: UPLOAD, maxBody: { bytes: limits.requestSize, code: 'LIMIT_REQUEST_SIZE' }, storage: true, run: (req, res, _rest, via) => uploads.receive(req, res, uploaderOf(via)) } },
       allow: 'POST',
     },
     {
       prefix: `${own}_f/`,
       methods: {
-        GET: { access: 'read', path: filePath, storage: true, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel, uploadsPrivate) },
-        HEAD: { access: 'read', path: filePath, storage: true, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel, uploadsPrivate) },
-        DELETE: { access: 'key', path: treePath, storage: true, run: (req, res, rel) => uploads.remove(req, res, rel) },
+        GET: { access: 'read', headers: READ, path: filePath, storage: true, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel, uploadsPrivate) },
+        HEAD: { access: 'read', headers: READ, path: filePath, storage: true, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel, uploadsPrivate) },
+        DELETE: { access: 'key', headers: KEYED, path: treePath, storage: true, run: (req, res, rel) => uploads.remove(req, res, rel) },
       },
       allow: 'GET, HEAD, DELETE',
     },
     {
       prefix: `${own}_m/`,
       methods: {
-        GET: { access: 'read', path: streamName, run: (req, res, name) => streams.view(req, res, name) },
-        HEAD: { access: 'read', path: streamName, run: (req, res, name) => streams.view(req, res, name) },
-        POST: { access: 'key', path: streamName, maxBody: { bytes: limits.frameSize + FRAME_FRAMING, code: 'LIMIT_FRAME_SIZE' }, run: (req, res, name) => streams.publish(req, res, name) },
-        DELETE: { access: 'key', path: streamName, run: (req, res, name) => streams.end(req, res, name) },
+        GET: { access: 'read', headers: KEYED, path: streamName, run: (req, res, name) => streams.view(req, res, name) },
+        HEAD: { access: 'read', headers: KEYED, path: streamName, run: (req, res, name) => streams.view(req, res, name) },
+        POST: { access: 'key', headers: PUBLISH, path: streamName, maxBody: { bytes: limits.frameSize + FRAME_FRAMING, code: 'LIMIT_FRAME_SIZE' }, run: (req, res, name) => streams.publish(req, res, name) },
+        DELETE: { access: 'key', headers: KEYED, path: streamName, run: (req, res, name) => streams.end(req, res, name) },
       },
       allow: 'GET, HEAD, POST, DELETE',
     },
@@ -102,7 +114,7 @@ export function routeTable(p: RouteParts): Route[] {
       // What another route serves is never served through this one, however reached (docs/protocol.md §3).
       const exclude = [p.dataDir, ...p.mappings.filter((o) => o !== m).map((o) => o.path)];
       const source = createDirectorySource(m.path, { dotfiles: p.dotfiles, syncIo: p.syncIo, exclude });
-      const get: Method = { access: m.private ? 'private' : 'open', path: filePath, run: (req, res, rel) => statics.respond(req, res, source, rel, m.private) };
+      const get: Method = { access: m.private ? 'private' : 'open', headers: READ, path: filePath, run: (req, res, rel) => statics.respond(req, res, source, rel, m.private) };
       return { prefix: routePrefix(m.prefix), methods: { GET: get, HEAD: get }, allow: 'GET, HEAD' };
     }),
   ];

@@ -14,6 +14,7 @@ import { createStreams } from '../image-streams/relay.js';
 import { createUploads } from '../uploads/route.js';
 import { canonicalPrefix } from './request-path.js';
 import { createConnections } from './connections.js';
+import { createCors } from './cors.js';
 import { createDispatch, type Dispatch } from './dispatch.js';
 import { checkOptions, DEFAULT_HOST, DEFAULT_PORT, invalid, type BoundAddress, type FileServer, type FileServerOptions, type ListenOptions } from './options.js';
 import { createRouter, routeTable } from './routes.js';
@@ -75,6 +76,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
   const dispatch = createDispatch({
     router: createRouter(routes), connections, keyCheck, warn,
     authorize: options.authorize, anonymousUploads: options.anonymousUploads ?? false,
+    cors: options.cors === undefined ? undefined : createCors(options.cors),
     closing: () => closing, storageReady: () => storageReady, ready,
   });
 
