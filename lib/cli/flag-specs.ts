@@ -81,6 +81,7 @@ export const SERVE_FLAGS: FlagSpec[] = [
   { name: 'cors-origin', kind: 'list', env: 'WHARF_CORS_ORIGIN', separator: ',', value: 'ORIGIN', help: 'let pages on ORIGIN (http://localhost:5173) call this server; repeatable, comma-separated in the variable', defaultText: 'none' },
   { name: 'cors-credentials', kind: 'boolean', env: 'WHARF_CORS_CREDENTIALS', help: 'let those pages send cookies (the host app\'s session)', defaultText: 'off' },
   { name: 'anonymous-uploads', kind: 'boolean', env: 'WHARF_ANONYMOUS_UPLOADS', help: 'let anyone POST uploads', defaultText: 'off' },
+  { name: 'no-index-pages', kind: 'boolean', env: 'WHARF_NO_INDEX_PAGES', help: "directory URLs are 404s instead of serving their index.html", defaultText: 'off: index pages served' },
   { name: 'dotfiles', kind: 'boolean', env: 'WHARF_DOTFILES', help: 'serve dotfiles from mapped directories', defaultText: 'off' },
   { name: 'group-readable', kind: 'boolean', env: 'WHARF_GROUP_READABLE', help: "let the data dir's group read uploads (0750/0640)", defaultText: 'off: owner-only, 0700/0600' },
   { name: 'cache-control', kind: 'string', env: 'WHARF_CACHE_CONTROL', value: 'VALUE', help: 'Cache-Control of files anyone may read', defaultText: 'public, max-age=0, must-revalidate' },

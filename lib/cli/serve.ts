@@ -135,6 +135,7 @@ function serveConfig(flags: Flags, io: CommandIo): ServeConfig {
     privateDirs,
     anonymousUploads: flags.bool('anonymous-uploads'),
     dotfiles: flags.bool('dotfiles'),
+    indexPages: !flags.bool('no-index-pages'),
     trustUnrecordedUploads: flags.bool('trust-unrecorded-uploads'),
     groupReadable: flags.bool('group-readable'),
     limits,

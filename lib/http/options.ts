@@ -77,6 +77,13 @@ export interface FileServerOptions {
   cors?: CorsOptions;
   /** Let anyone upload. Default false. */
   anonymousUploads?: boolean;
+  /**
+   * Directory URLs serve the directory's `index.html`, as Wave's server does (docs/protocol.md §3,
+   * "Index pages"): `{base}_f/<id>/` of a directory upload and a mapping's `/docs/` or `/docs/guide/`;
+   * without the trailing slash, a 301 to the URL with it (relative `Location`, query kept). Never a
+   * listing: no `index.html`, 404. Default true; false makes every directory URL a 404.
+   */
+  indexPages?: boolean;
   /** Serve dotfiles from mappings. Default false. */
   dotfiles?: boolean;
   /**
@@ -162,7 +169,7 @@ export const DEFAULT_HOST = '127.0.0.1';
 
 const KNOWN_OPTIONS = new Set([
   'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads', 'cors',
-  'dotfiles', 'groupReadable', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'syncIo', 'limits', 'onUpload', 'warn',
+  'dotfiles', 'indexPages', 'groupReadable', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'syncIo', 'limits', 'onUpload', 'warn',
 ]);
 
 export const invalid = (message: string): WharfError => new WharfError('INVALID_OPTION', message);
@@ -175,7 +182,7 @@ export function checkOptions(o: FileServerOptions): void {
   for (const f of ['authorize', 'onUpload', 'warn'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'function') throw invalid(`${f}: expected a function`);
   }
-  for (const f of ['anonymousUploads', 'dotfiles', 'trustUnrecordedUploads', 'groupReadable'] as const) {
+  for (const f of ['anonymousUploads', 'dotfiles', 'indexPages', 'trustUnrecordedUploads', 'groupReadable'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'boolean') throw invalid(`${f}: expected true or false`);
   }
   checkCors(o.cors);

@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Limits } from '../common/limits.js';
 import { streamName, type Streams } from '../image-streams/relay.js';
 import { createDirectorySource, type StaticEngine } from '../static/engine.js';
+import { createPages, pagePath } from '../static/index-pages.js';
 import type { Mapping } from '../static/mappings.js';
 import type { SyncIo } from '../static/sync-io.js';
 import type { UploadVia } from '../uploads/upload-record.js';
@@ -73,6 +74,8 @@ export interface RouteParts {
   uploadsPrivate: boolean;
   dotfiles: boolean;
   syncIo: SyncIo;
+  /** A directory's URL serves its `index.html` (lib/static/index-pages.ts). */
+  indexPages: boolean;
 }
 
 /**
@@ -84,6 +87,9 @@ export function routeTable(p: RouteParts): Route[] {
   const { limits, uploads, streams, statics, uploadsPrivate } = p;
   const uploadSource = uploads.source;
   const own = routePrefix(p.base);
+  // With index pages a path may name a directory (`pagePath`), which `serve` answers by its index.
+  const files = p.indexPages ? pagePath : filePath;
+  const serve = p.indexPages ? createPages(statics) : statics.respond;
   return [
     {
       prefix: `${own}_f/`,
@@ -94,8 +100,8 @@ export function routeTable(p: RouteParts): Route[] {
     {
       prefix: `${own}_f/`,
       methods: {
-        GET: { access: 'read', headers: READ, path: filePath, storage: true, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel, uploadsPrivate) },
-        HEAD: { access: 'read', headers: READ, path: filePath, storage: true, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel, uploadsPrivate) },
+        GET: { access: 'read', headers: READ, path: files, storage: true, run: (req, res, rel) => serve(req, res, uploadSource, rel, uploadsPrivate) },
+        HEAD: { access: 'read', headers: READ, path: files, storage: true, run: (req, res, rel) => serve(req, res, uploadSource, rel, uploadsPrivate) },
         DELETE: { access: 'key', headers: KEYED, path: treePath, storage: true, run: (req, res, rel) => uploads.remove(req, res, rel) },
       },
       allow: 'GET, HEAD, DELETE',
@@ -114,7 +120,7 @@ export function routeTable(p: RouteParts): Route[] {
       // What another route serves is never served through this one, however reached (docs/protocol.md §3).
       const exclude = [p.dataDir, ...p.mappings.filter((o) => o !== m).map((o) => o.path)];
       const source = createDirectorySource(m.path, { dotfiles: p.dotfiles, syncIo: p.syncIo, exclude });
-      const get: Method = { access: m.private ? 'private' : 'open', headers: READ, path: filePath, run: (req, res, rel) => statics.respond(req, res, source, rel, m.private) };
+      const get: Method = { access: m.private ? 'private' : 'open', headers: READ, path: files, run: (req, res, rel) => serve(req, res, source, rel, m.private) };
       return { prefix: routePrefix(m.prefix), methods: { GET: get, HEAD: get }, allow: 'GET, HEAD' };
     }),
   ];

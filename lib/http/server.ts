@@ -58,6 +58,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
   const routes = routeTable({
     base, dataDir, limits, mappings, uploads, streams, statics,
     uploadsPrivate: options.authorize !== undefined, dotfiles: options.dotfiles ?? false, syncIo,
+    indexPages: options.indexPages ?? true,
   });
 
   let started: Promise<void> | undefined;
