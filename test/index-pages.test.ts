@@ -134,7 +134,7 @@ test('indexPages: false: every directory URL is a 404; the option is checked', a
   const [tree] = await files.site.uploadDir(dir);
   for (const p of ['/docs', '/docs/', '/docs/guide', '/docs/guide/', tree!, `${tree}/`]) assert.equal((await get(url, p)).status, 404, p);
   assert.equal((await get(url, `${tree}/index.html`)).status, 200);
-  const cli = await startWharfProcess(t, ['--listen', '127.0.0.1:0', '--data-dir', join(dir, '..', 'cli-data'), '--log', 'json', '--public-dir', `/docs/@${dir}`, '--no-index-pages']);
+  const cli = await startWharfProcess(t, ['--listen', '127.0.0.1:0', '--data-dir', await tempDir(t), '--log', 'json', '--public-dir', `/docs/@${dir}`, '--no-index-pages']);
   assert.equal((await get(cli.url, '/docs/')).status, 404);
   assert.equal((await get(cli.url, '/docs/guide/a.txt')).status, 200);
   cli.proc.kill('SIGTERM');
