@@ -3,7 +3,7 @@
  * log, and a close on SIGINT/SIGTERM (a second signal exits at once).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { errorMessage, WharfError } from '../common/errors.js';
 import type { Limits } from '../common/limits.js';
@@ -11,7 +11,7 @@ import { isLoopback } from '../http/access-keys.js';
 import { canonicalPrefix } from '../http/request-path.js';
 import { createFileServer, type FileServer, type FileServerOptions } from '../http/server.js';
 import { parseMapping } from '../static/mappings.js';
-import { storageModes } from '../uploads/local-storage.js';
+import { storageModes, TEMP_DIR } from '../uploads/local-storage.js';
 import { onStopSignal, type CommandIo } from './command-io.js';
 import { DEFAULT_LISTEN, LIMIT_FLAGS, LIMIT_KEYS, SERVE_FLAGS } from './flag-specs.js';
 import { parseArgs, UsageError, type Flags } from './flags.js';
@@ -48,20 +48,38 @@ const FS_REASONS: Record<string, string> = {
 };
 
 /**
- * Proves `dir` writable by creating and removing a file in it: mode bits alone do not tell (root,
- * ACLs, read-only mounts), and this is the check Wave lacks, whose users meet a 500 on upload.
+ * Proves the data dir writable by creating and removing a file in it, and in its `f/` and temp
+ * area when they are there already (when not, the server makes them in the data dir just proved
+ * writable): mode bits alone do not tell (root, ACLs, read-only mounts), and this is the check
+ * Wave lacks, whose users meet a 500 on upload.
  */
 async function probeDataDir(dir: string, mode: number): Promise<string | undefined> {
+  // With the mode the server's storage gives what it creates (its own start finds the dir there).
+  const made = await probeDir(dir, () => mkdir(dir, { recursive: true, mode }));
+  if (made) return `data dir ${dir} is not writable: ${made}`;
+  for (const [sub, what] of [['f', 'its uploads directory'], [TEMP_DIR, 'its temp area']] as const) {
+    const path = join(dir, sub);
+    const failed = await probeDir(path, async () => {
+      const st = await lstat(path).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return undefined; throw err; });
+      if (st !== undefined && !st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'EEXIST' });
+      return st !== undefined;
+    });
+    if (failed) return `data dir ${dir} is not writable: ${what} ${path}: ${failed}`;
+  }
+  return undefined;
+}
+
+/** Runs `ready` (false: nothing to probe), then writes and removes a file in `dir`: what failed, or undefined. */
+async function probeDir(dir: string, ready: () => Promise<unknown>): Promise<string | undefined> {
   const probe = join(dir, `.wharf-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
-    // With the mode the server's storage gives what it creates (its own start finds the dir there).
-    await mkdir(dir, { recursive: true, mode });
+    if ((await ready()) === false) return undefined;
     await writeFile(probe, 'probe', { flag: 'wx' });
     await rm(probe, { force: true });
     return undefined;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-    return `data dir ${dir} is not writable: ${FS_REASONS[code] ?? errorMessage(err)} (${code})`;
+    return `${FS_REASONS[code] ?? errorMessage(err)} (${code})`;
   }
 }
 
@@ -168,13 +186,29 @@ function startBanner(url: string, { options, dataDir, baseUrl, publicDirs, priva
     }
   }
   for (const w of warnings) lines.push({ event: 'warning', message: w });
+  if (defaultKeys) lines.push({ event: 'try', ...firstSteps(`${url}${base}`) });
   const time = new Date().toISOString();
   return lines.map((line) => {
+    if (line.event === 'try' && startFormat === 'text') return `\nTry it (Wave's default keys work on loopback):\n  ${String(line.curl)}\nFrom another Node.js app (npm install wharf-files):\n  ${String(line.client).replace(/\n/g, '\n  ')}\n`;
     if (startFormat === 'json') return `${JSON.stringify({ time, ...line })}\n`;
     if (line.event === 'listening') return `wharf ${String(line.version)} listening on ${String(line.url)}${defaultKeys ? " (Wave's default access keys: loopback only)" : ''}\n`;
     if (line.event === 'warning') return ''; // on stderr
     return `  ${String(line.kind).padEnd(8)} ${String(line.url)}${line.path ? ` -> ${String(line.path)}` : ''}\n`;
   }).join('');
+}
+
+/**
+ * What a newcomer can paste while the server runs with Wave's default keys: an upload with curl
+ * (from stdin, so it works in any directory) and the same with the client. Never printed with keys
+ * of one's own: the banner does not show secrets.
+ */
+function firstSteps(root: string): { curl: string; client: string } {
+  const origin = new URL(root).origin;
+  const base = new URL(root).pathname;
+  return {
+    curl: `echo hello | curl -u access_key_id:access_key_secret -F 'files=@-;filename=hello.txt' ${root}_f/`,
+    client: `import { connect } from 'wharf-files/client';\nconst site = connect('${origin}'${base === '/' ? '' : `, { baseUrl: '${base}' }`}); // Wave's default keys\nconst [path] = await site.upload(['package.json']); // '${base}_f/<id>/package.json'`,
+  };
 }
 
 /** Closes the server after a signal; a second signal while closing means "now": in-flight work is abandoned. */

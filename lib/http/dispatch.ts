@@ -7,6 +7,7 @@ import type { CorsCheck } from './cors.js';
 import { sendError } from './answer.js';
 import { afterLastAnswer, closeAfterAnswer } from './close-after-answer.js';
 import { admit, awaitTurn, type Connections } from './connections.js';
+import { answerRoot } from './landing.js';
 import { refuse } from './refuse.js';
 import type { Method, Router, Via } from './routes.js';
 
@@ -114,6 +115,7 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
       if (next) return next();
       if (cors !== undefined) res.setHeader('Vary', 'Origin');
       if (expectContinue) closeAfterAnswer(req, res);
+      if (answerRoot(req, res)) return;
       refuse(req, res, new WharfError('NOT_FOUND', 'no such route', 404));
       return;
     }
