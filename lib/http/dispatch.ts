@@ -112,11 +112,7 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
     }
     const found = router.route(req.url ?? '');
     if (found === undefined) {
-      if (next) return next();
-      if (cors !== undefined) res.setHeader('Vary', 'Origin');
-      if (expectContinue) closeAfterAnswer(req, res);
-      if (answerRoot(req, res)) return;
-      refuse(req, res, new WharfError('NOT_FOUND', 'no such route', 404));
+      noRoute(req, res, next, expectContinue, cors !== undefined);
       return;
     }
     if (!admitted && !admit(req, res)) {
@@ -154,6 +150,15 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
   }
 
   return dispatchOrFail;
+}
+
+/** A path that is no route of wharf's: the host app's (`next`); standalone, the root page or a 404. */
+function noRoute(req: IncomingMessage, res: ServerResponse, next: Next | undefined, expectContinue: boolean, cors: boolean): void {
+  if (next) return next();
+  if (cors) res.setHeader('Vary', 'Origin');
+  if (expectContinue) closeAfterAnswer(req, res);
+  if (answerRoot(req, res)) return;
+  refuse(req, res, new WharfError('NOT_FOUND', 'no such route', 404));
 }
 
 /** An unexpected failure (not a `WharfError`) is reported through `warn`; the client gets a 500 either way. */
