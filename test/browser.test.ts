@@ -271,6 +271,7 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     await page.waitForFunction(
       (h) => {
         const el = document.getElementById('view');
+        if (!el.naturalWidth) return false;
         const c = document.createElement('canvas');
         c.width = el.naturalWidth;
         c.height = el.naturalHeight;

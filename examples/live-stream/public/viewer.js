@@ -9,6 +9,8 @@ const CRLF2 = new Uint8Array([13, 10, 13, 10]);
 
 let frames = 0;
 let shownUrl;
+let shownSeq = 0;
+let ended = false;
 
 function indexOf(haystack, needle, from) {
   const first = needle[0];
@@ -20,14 +22,24 @@ function indexOf(haystack, needle, from) {
   return -1;
 }
 
+/**
+ * Shows a frame once it is decoded, so the <img> never goes blank between frames (an image already
+ * decoded is shown at once when its URL is set); a frame that decodes after a newer one is dropped.
+ */
 function show(bytes, type) {
   if (bytes.length === 0) return;
-  frames++;
+  const seq = ++frames;
   const url = URL.createObjectURL(new Blob([bytes], { type }));
-  view.src = url;
-  if (shownUrl) URL.revokeObjectURL(shownUrl);
-  shownUrl = url;
-  state.textContent = `live · frame ${frames}`;
+  const next = new Image();
+  next.src = url;
+  next.decode().then(() => {
+    if (seq < shownSeq) return URL.revokeObjectURL(url);
+    view.src = url;
+    if (shownUrl) URL.revokeObjectURL(shownUrl);
+    shownUrl = url;
+    shownSeq = seq;
+    if (!ended) state.textContent = `live · frame ${seq}`;
+  }, () => URL.revokeObjectURL(url));
 }
 
 /** Splits the body into parts as it arrives: a part is complete once the next delimiter is in. */
@@ -75,8 +87,10 @@ async function watch() {
   }
   try {
     await follow(res, boundary);
+    ended = true;
     state.textContent = `stream ended after ${frames} frame${frames === 1 ? '' : 's'}`;
   } catch {
+    ended = true;
     state.textContent = `connection lost after ${frames} frame${frames === 1 ? '' : 's'}`;
   }
 }
