@@ -67,10 +67,12 @@ test('preflight: each route answers with its own methods and the headers those t
     assert.equal(res.body.length, 0);
   }
   // A method the route does not take: 405 with what it takes; an origin not allowed: 403.
-  const wrong = await preflight(url, '/_f/', 'PUT');
-  assert.equal(wrong.status, 405);
-  assert.equal(wrong.headers.allow, 'POST');
-  assert.equal(wrong.json.error, 'METHOD_NOT_ALLOWED');
+  for (const method of ['PUT', 'constructor', '__proto__', 'toString']) {
+    const wrong = await preflight(url, '/_f/', method);
+    assert.equal(wrong.status, 405, method);
+    assert.equal(wrong.headers.allow, 'POST');
+    assert.equal(wrong.json.error, 'METHOD_NOT_ALLOWED');
+  }
   const other = await preflight(url, '/_f/', 'POST', OTHER);
   assert.equal(other.status, 403);
   assert.equal(other.json.error, 'CORS_ORIGIN_REFUSED');

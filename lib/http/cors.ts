@@ -95,9 +95,11 @@ export function createCors(o: CorsOptions): CorsCheck {
       res.setHeader('Access-Control-Expose-Headers', EXPOSE);
       return false;
     }
-    const asked = route.methods[String(req.headers['access-control-request-method'])];
+    // Any text may stand in this header (`constructor`…): only the route's own methods count.
+    const name = String(req.headers['access-control-request-method']);
+    const asked = Object.hasOwn(route.methods, name) ? route.methods[name] : undefined;
     if (asked === undefined) {
-      refuse(req, res, new WharfError('METHOD_NOT_ALLOWED', `${String(req.headers['access-control-request-method']).slice(0, 20)} is not allowed here`, 405), { Allow: route.allow });
+      refuse(req, res, new WharfError('METHOD_NOT_ALLOWED', `${name.slice(0, 20)} is not allowed here`, 405), { Allow: route.allow });
       return true;
     }
     res.writeHead(204, {
