@@ -121,3 +121,17 @@ test('npm pack of a checkout without dist/, installed into a bare project: libra
   const version = JSON.parse(await readFile(join(project, 'node_modules', 'wharf-files', 'package.json'), 'utf8')) as { version: string };
   assert.equal((await run(join(project, 'node_modules', '.bin', 'wharf'), ['--version'], { cwd: project })).stdout.trim(), version.version);
 });
+
+test('bin/wharf.js in a checkout never built: one line saying what to run, exit 2, no stack trace', async (t) => {
+  const checkout = await tempDir(t, 'wharf-unbuilt-');
+  await cp(join(ROOT, 'bin'), join(checkout, 'bin'), { recursive: true });
+  await cp(join(ROOT, 'package.json'), join(checkout, 'package.json'));
+  const failed = await run(process.execPath, [join(checkout, 'bin', 'wharf.js'), '--help'], { cwd: checkout }).then(
+    () => undefined,
+    (err: { code: number; stdout: string; stderr: string }) => err,
+  );
+  assert.ok(failed, 'it fails');
+  assert.equal(failed.code, 2);
+  assert.equal(failed.stdout, '');
+  assert.equal(failed.stderr, 'wharf: not built yet: run `npm install` (or `npm run build`) in the package directory first\n');
+});
