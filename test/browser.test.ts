@@ -7,6 +7,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -522,9 +523,21 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     // The page holds a key its app gave it and sends it itself (`Authorization`, so every upload is
     // preflighted): no cookie, no credentials mode.
     const dataDir = join(root, 'data');
-    const files = createFileServer({ dataDir, accessKeys: { page: 'page-secret' }, cors: { origins: [frontUrl] } });
-    const { url } = await files.listen({ port: 0, host: '127.0.0.1' });
-    t.after(() => files.close());
+    // Anonymous uploads on: without CORS, the stranger's simple POST below would be stored.
+    // In the middleware mode of a host server that notes what it answered.
+    const files = createFileServer({ dataDir, accessKeys: { page: 'page-secret' }, anonymousUploads: true, cors: { origins: [frontUrl] } });
+    const answered: string[] = [];
+    const api = createServer((req, res) => {
+      res.on('finish', () => answered.push(`${req.method} ${req.url} ${res.statusCode}`));
+      files.handle(req, res);
+    });
+    await new Promise<void>((ok) => api.listen(0, '127.0.0.1', ok));
+    const url = `http://127.0.0.1:${(api.address() as { port: number }).port}`;
+    t.after(async () => {
+      await files.close();
+      api.closeAllConnections();
+      await new Promise((ok) => api.close(ok));
+    });
     const auth = `Basic ${Buffer.from('page:page-secret').toString('base64')}`;
     const { bouncingSquare } = (await import(join(ROOT, 'examples/live-stream/png.mjs'))) as { bouncingSquare: (n: number) => Buffer };
     await connect(url, { accessKeyId: 'page', accessKeySecret: 'page-secret' }).uplink('cam', 'image/png', bouncingSquare(2));
@@ -543,9 +556,13 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
 
     // Not allowed: the preflighted upload never goes out, and the simple one (no header: no
     // preflight) is refused on its headers; nothing reaches the data dir either way.
+    // A read starts the upload storage, so the data dir is there to be looked at.
+    assert.equal((await fetch(`${url}/_f/0b4bd0b6-4f7e-4a53-9d1b-2a2cf2a5f0f0/none`)).status, 404);
+    assert.deepEqual(await tree(dataDir), ['.wharf-tmp/', 'f/']);
     await page.goto(`${strangerUrl}/index.html`);
     assert.match(JSON.stringify(await upload(url, auth)), /"failed":"TypeError: Failed to fetch"/);
     assert.match(JSON.stringify(await upload(url, undefined)), /"failed":"TypeError: Failed to fetch"/);
+    assert.deepEqual(answered.filter((a) => a.includes(' /_f/ ')), ['OPTIONS /_f/ 403', 'POST /_f/ 403'], 'the preflight refused; the simple POST reached the server and was refused there');
     assert.deepEqual(await tree(dataDir), ['.wharf-tmp/', 'f/'], 'nothing stored, nothing staged');
 
     // Allowed: the upload goes through its preflight, the page reads the answer and the file.
