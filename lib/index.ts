@@ -1,6 +1,7 @@
 export { createFileServer } from './http/server.js';
 export type { FileServer, FileServerOptions, DirMapping, ListenOptions, BoundAddress } from './http/server.js';
 export type { SyncIo } from './static/sync-io.js';
+export type { CorsOptions } from './http/cors.js';
 export { parseMultipart } from './multipart/parser.js';
 export type { Part, ParseOptions, MultipartLimits } from './multipart/parser.js';
 export { WharfError } from './common/errors.js';

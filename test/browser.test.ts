@@ -3,16 +3,18 @@
 // CI=true it is a failure, since .ci/run installs it.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { createFileServer } from '../lib/index.js';
 import { connect } from '../lib/client/index.js';
+import { tree } from './helpers/uploads.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -133,6 +135,15 @@ function imagePixels(page: Page, selector: string): Promise<{ width: number; has
   });
 }
 
+test("the examples' data dirs are ignored by git (each example stores its uploads in examples/<name>/.data)", () => {
+  const paths = ['upload-page', 'live-stream', 'express'].map((name) => `examples/${name}/.data/f/0b4bd0b6-4f7e-4a53-9d1b-2a2cf2a5f0f0/big.bin`);
+  const ignored = execFileSync('git', ['-C', ROOT, 'check-ignore', '--no-index', ...paths], { encoding: 'utf8' }).trim().split('\n');
+  assert.deepEqual(ignored, paths);
+  for (const script of ['upload-page/server.mjs', 'live-stream/publish.mjs', 'express/app.mjs']) {
+    assert.ok(readFileSync(join(ROOT, 'examples', script), 'utf8').includes("new URL('./.data', import.meta.url)"), `${script} keeps its data in .data`);
+  }
+});
+
 describe('in a real browser', { skip, timeout: 240_000 }, () => {
   let context: BrowserContext;
   let tmp: string;
@@ -154,9 +165,9 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     if (tmp) await rm(tmp, { recursive: true, force: true });
   });
 
-  test('upload page: pick two, drop one, progress to 100%, links, previews, unload', async (t) => {
+  test('upload page: pick two, drop one, size, percent and speed to 100%, names as uploaded, an error inside its card, links, previews, unload', async (t) => {
     const dataDir = join(tmp, 'upload-data');
-    const app = await startExample('upload-page/server.mjs', { WHARF_DATA_DIR: dataDir });
+    const app = await startExample('upload-page/server.mjs', { WHARF_DATA_DIR: dataDir, WHARF_LIMIT_FILE_SIZE: String(4 * 1024 * 1024) });
     t.after(() => app.stop());
     const page = await context.newPage();
     t.after(() => page.close());
@@ -169,9 +180,12 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
 
     await page.goto(app.url + '/');
     assert.match(page.url(), /\/page\/index\.html$/);
+    const tooBig = `${'a-very-long-file-name-without-any-space-'.repeat(5)}.bin`;
     await page.setInputFiles('#picker', [
       { name: 'square.png', mimeType: 'image/png', buffer: png },
       { name: 'report.pdf', mimeType: 'application/pdf', buffer: pdf },
+      { name: '100% sûr.txt', mimeType: 'text/plain', buffer: Buffer.from('sure') },
+      { name: tooBig, mimeType: 'application/octet-stream', buffer: randomBytes(5 * 1024 * 1024) },
     ]);
     // Drag and drop, as the browser does it: a DataTransfer carrying a File, dropped on the zone.
     await page.evaluate((base64) => {
@@ -183,19 +197,36 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
       zone.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
     }, blob.toString('base64'));
 
-    await page.waitForFunction(() => document.querySelectorAll('#files li[data-path]').length === 3, undefined, { timeout: 30_000 });
-    const items = await page.$$eval('#files li', (lis) => lis.map((li: any) => ({ name: li.dataset.name!, path: li.dataset.path!, progress: li.dataset.progress! })));
+    await page.waitForFunction(() => document.querySelectorAll('#files li[data-path]').length === 4 && document.querySelectorAll('#files li.failed').length === 1, undefined, { timeout: 30_000 });
+    const items = await page.$$eval('#files li[data-path]', (lis) => lis.map((li: any) => ({ name: li.dataset.name!, path: li.dataset.path!, progress: li.dataset.progress!, shown: li.querySelector('.name').textContent, meta: li.querySelector('.meta').textContent })));
     const byName = new Map(items.map((i) => [i.name, i]));
     for (const [name, bytes] of [['square.png', png], ['report.pdf', pdf], ['données été.bin', blob]] as const) {
       const item = byName.get(name);
       assert.ok(item, `${name} listed`);
       assert.equal(item.progress, '100', `${name} progress reached 100%`);
+      assert.equal(item.shown, name, 'the name shown is the name stored, decoded');
+      assert.match(item.meta, /^\d+(\.\d)? (B|KiB|MiB) · 100% · \d+(\.\d)? (B|KiB|MiB|GiB)\/s$/, `${name}: size, percent, speed`);
       assert.match(item.path, /^\/_f\/[0-9a-f-]{36}\//);
       const res = await fetch(app.url + item.path);
       assert.equal(res.status, 200);
       assert.equal(sha256(new Uint8Array(await res.arrayBuffer())), sha256(bytes), `${name} fetched back intact`);
     }
 
+    assert.match(byName.get('données été.bin')!.meta, /^3\.0 MiB · 100% · /);
+    const sure = byName.get('100% sûr.txt')!;
+    assert.match(sure.path, /\/100%25 sûr\.txt$/, 'the path escapes the %');
+    assert.equal(sure.shown, '100% sûr.txt', 'the page shows the name, not its escape');
+    // The file over the limit: the card says so, and the message stays inside the card.
+    const failed = await page.$eval('#files li.failed', (li: any) => {
+      const box = li.getBoundingClientRect();
+      const error = li.querySelector('.error');
+      const e = error.getBoundingClientRect();
+      return { text: error.textContent, meta: li.querySelector('.meta').textContent, inside: e.left >= box.left && e.right <= box.right && e.bottom <= box.bottom, pageFits: document.documentElement.scrollWidth <= document.documentElement.clientWidth };
+    });
+    assert.match(failed.text, /over the limit|too large|limit/i);
+    assert.match(failed.meta, /^5\.0 MiB · failed$/);
+    assert.ok(failed.inside, 'the error is inside its card');
+    assert.ok(failed.pageFits, 'nothing sticks out of the page');
     // The PNG shows inline; the PDF's frame gets application/pdf.
     await page.waitForFunction(() => document.querySelector('#files img')?.naturalWidth === 320);
     const frameSrc = await page.$eval('#files iframe', (f: any) => f.src as string);
@@ -222,11 +253,11 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     // Unload goes through the host app; the file is gone afterwards.
     const gone = byName.get('report.pdf')!.path;
     await page.locator('#files li', { hasText: 'report.pdf' }).locator('button').click();
-    await page.waitForFunction(() => document.querySelectorAll('#files li').length === 2);
+    await page.waitForFunction(() => document.querySelectorAll('#files li').length === 4);
     assert.equal((await fetch(app.url + gone)).status, 404);
   });
 
-  test('live stream: successive frames show, and the stream ends on unlink', async (t) => {
+  test('live stream: successive frames show, the caption counts them, and says when the stream ends on unlink', async (t) => {
     const secret = randomBytes(12).toString('hex');
     const pub = await startExample('live-stream/publish.mjs', { WHARF_DATA_DIR: join(tmp, 'live-data'), WHARF_DEMO_SECRET: secret }, ['--fps', '20']);
     t.after(() => pub.stop());
@@ -241,6 +272,7 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     await page.waitForFunction(
       (h) => {
         const el = document.getElementById('view');
+        if (!el.naturalWidth) return false;
         const c = document.createElement('canvas');
         c.width = el.naturalWidth;
         c.height = el.naturalHeight;
@@ -258,6 +290,12 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     await page.screenshot({ path: join(SHOTS, 'live-stream-2.png') });
     assert.equal(second.width, 320);
     assert.notEqual(second.hash, first.hash, 'the picture changed between frames');
+    // The caption counts the frames as they come.
+    const caption = (): Promise<string> => page.$eval('#state', (el: any) => el.textContent as string);
+    const countIn = (text: string): number => Number(/^live · frame (\d+)$/.exec(text)?.[1] ?? NaN);
+    const before = countIn(await caption());
+    assert.ok(before >= 2, `frames counted: ${await caption()}`);
+    await page.waitForFunction((n) => Number(/frame (\d+)/.exec(document.getElementById('state').textContent)?.[1]) >= n + 5, before, { timeout: 10_000 });
 
     // A script in the page follows the same stream; Ctrl+C on the publisher unlinks it, and the
     // browser sees the response finish with the closing delimiter while the <img> keeps its last frame.
@@ -280,6 +318,10 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     assert.match(pub.output(), /stream ended/);
     assert.deepEqual(await page.evaluate(() => window.streamEnd), { status: 200, closed: true });
     assert.equal((await imagePixels(page, '#view')).width, 320, 'the last frame stays on screen');
+    await page.waitForFunction(() => /^stream ended after \d+ frames$/.test(document.getElementById('state').textContent), undefined, { timeout: 5_000 });
+    const ended = Number(/after (\d+) frames/.exec(await caption())![1]);
+    assert.ok(ended >= before + 5, `the caption says the stream ended, with its count: ${await caption()}`);
+    await page.screenshot({ path: join(SHOTS, 'live-stream-ended.png') });
   });
 
   test('a single published frame shows at once, with no follow-up frame', async (t) => {
@@ -467,6 +509,94 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     assert.deepEqual(userRan(), [], 'no end user\'s script ran when navigated to');
   });
 
+  test('CORS: a page on another port uploads with its key, downloads with ranges, shows the stream; a page on an origin not allowed stores nothing', async (t) => {
+    const root = join(tmp, 'cors');
+    const pageDir = join(root, 'page');
+    await mkdir(pageDir, { recursive: true });
+    await writeFile(join(pageDir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>front end</title><img id="view">');
+    // Two front ends on ports of their own (the dev server of an app, say): one allowed, one not.
+    const front = createFileServer({ dataDir: join(root, 'front-data'), publicDirs: [`/@${pageDir}`] });
+    const stranger = createFileServer({ dataDir: join(root, 'stranger-data'), publicDirs: [`/@${pageDir}`] });
+    const frontUrl = (await front.listen({ port: 0, host: '127.0.0.1' })).url;
+    const strangerUrl = (await stranger.listen({ port: 0, host: '127.0.0.1' })).url;
+    t.after(() => Promise.all([front.close(), stranger.close()]));
+    // The page holds a key its app gave it and sends it itself (`Authorization`, so every upload is
+    // preflighted): no cookie, no credentials mode.
+    const dataDir = join(root, 'data');
+    // Anonymous uploads on: without CORS, the stranger's simple POST below would be stored.
+    // In the middleware mode of a host server that notes what it answered.
+    const files = createFileServer({ dataDir, accessKeys: { page: 'page-secret' }, anonymousUploads: true, cors: { origins: [frontUrl] } });
+    const answered: string[] = [];
+    const api = createServer((req, res) => {
+      res.on('finish', () => answered.push(`${req.method} ${req.url} ${res.statusCode}`));
+      files.handle(req, res);
+    });
+    await new Promise<void>((ok) => api.listen(0, '127.0.0.1', ok));
+    const url = `http://127.0.0.1:${(api.address() as { port: number }).port}`;
+    t.after(async () => {
+      await files.close();
+      api.closeAllConnections();
+      await new Promise((ok) => api.close(ok));
+    });
+    const auth = `Basic ${Buffer.from('page:page-secret').toString('base64')}`;
+    const { bouncingSquare } = (await import(join(ROOT, 'examples/live-stream/png.mjs'))) as { bouncingSquare: (n: number) => Buffer };
+    await connect(url, { accessKeyId: 'page', accessKeySecret: 'page-secret' }).uplink('cam', 'image/png', bouncingSquare(2));
+    const page = await context.newPage();
+    t.after(() => page.close());
+    const upload = (api: string, key: string | undefined): Promise<unknown> => page.evaluate(async ({ api, key }) => {
+      const body = new FormData();
+      body.append('files', new File(['hello from another origin'], 'hello.txt', { type: 'text/plain' }));
+      try {
+        const res = await fetch(`${api}/_f/`, { method: 'POST', body, headers: key === undefined ? {} : { Authorization: key } });
+        return { status: res.status, json: await res.json() };
+      } catch (err) {
+        return { failed: String(err) };
+      }
+    }, { api, key });
+
+    // Not allowed: the preflighted upload never goes out, and the simple one (no header: no
+    // preflight) is refused on its headers; nothing reaches the data dir either way.
+    // A read starts the upload storage, so the data dir is there to be looked at.
+    assert.equal((await fetch(`${url}/_f/0b4bd0b6-4f7e-4a53-9d1b-2a2cf2a5f0f0/none`)).status, 404);
+    assert.deepEqual(await tree(dataDir), ['.wharf-tmp/', 'f/']);
+    await page.goto(`${strangerUrl}/index.html`);
+    assert.match(JSON.stringify(await upload(url, auth)), /"failed":"TypeError: Failed to fetch"/);
+    assert.match(JSON.stringify(await upload(url, undefined)), /"failed":"TypeError: Failed to fetch"/);
+    assert.deepEqual(answered.filter((a) => a.includes(' /_f/ ')), ['OPTIONS /_f/ 403', 'POST /_f/ 403'], 'the preflight refused; the simple POST reached the server and was refused there');
+    assert.deepEqual(await tree(dataDir), ['.wharf-tmp/', 'f/'], 'nothing stored, nothing staged');
+
+    // Allowed: the upload goes through its preflight, the page reads the answer and the file.
+    await page.goto(`${frontUrl}/index.html`);
+    const done = await upload(url, auth) as { status: number; json: { files: string[] } };
+    assert.equal(done.status, 200);
+    const [path] = done.json.files;
+    assert.match(path!, /^\/_f\/[0-9a-f-]{36}\/hello\.txt$/);
+    const read = await page.evaluate(async (href) => {
+      const res = await fetch(href, { headers: { Range: 'bytes=6-9' } });
+      const whole = await fetch(`${href}?download`);
+      return {
+        status: res.status, text: await res.text(), range: res.headers.get('content-range'), etag: res.headers.get('etag'),
+        disposition: whole.headers.get('content-disposition'), length: whole.headers.get('content-length'),
+      };
+    }, url + path);
+    assert.deepEqual({ ...read, etag: typeof read.etag }, {
+      status: 206, text: 'from', range: 'bytes 6-9/25', etag: 'string', disposition: 'attachment; filename="hello.txt"', length: '25',
+    });
+    // The stream: an <img> needs no CORS; a script reading it does, and gets its parts.
+    await page.evaluate((src) => { document.getElementById('view').src = src; }, `${url}/_m/cam`);
+    await page.waitForFunction(() => document.getElementById('view').naturalWidth === 320, undefined, { timeout: 10_000 });
+    const part = await page.evaluate(async (src) => {
+      const res = await fetch(src);
+      const reader = res.body!.getReader();
+      let head = '';
+      while (!head.includes('image/png')) head += new TextDecoder('latin1').decode((await reader.read()).value);
+      await reader.cancel();
+      return { type: res.headers.get('content-type')?.split(';')[0], head: head.includes('Content-Type: image/png') };
+    }, `${url}/_m/cam`);
+    assert.deepEqual(part, { type: 'multipart/x-mixed-replace', head: true });
+    await page.screenshot({ path: join(SHOTS, 'cors.png') });
+  });
+
   test('express example: wharf behind the app\'s own session', async (t) => {
     const app = await startExample('express/app.mjs', { WHARF_DATA_DIR: join(tmp, 'express-data') });
     t.after(() => app.stop());
@@ -494,6 +624,20 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     assert.equal(response.status(), 200);
     const { files } = (await response.json()) as { files: string[] };
     assert.equal(files.length, 1);
+    // The page stays in the app and lists the upload as a link named after the file.
+    await page.waitForSelector('#uploaded a');
+    assert.equal(page.url(), `${app.url}/`);
+    assert.equal(await page.locator('#state').textContent(), '1 uploaded');
+    assert.deepEqual(await page.$$eval('#uploaded a', (as) => as.map((a: any) => [a.textContent, a.getAttribute('href')])), [['notes.bin', files[0]]]);
+    // A second upload adds its link under the first; a name a URL escapes shows as it was.
+    await page.setInputFiles('input[type=file]', { name: '100% done.txt', mimeType: 'text/plain', buffer: Buffer.from('done') });
+    await page.locator('button', { hasText: 'Upload' }).click();
+    await page.waitForFunction(() => document.querySelectorAll('#uploaded a').length === 2);
+    assert.equal(await page.locator('#uploaded li:nth-child(2) a').textContent(), '100% done.txt');
+    const [opened] = await Promise.all([page.waitForResponse((r) => r.url().includes('/_f/') && r.request().method() === 'GET'), page.locator('#uploaded li:nth-child(2) a').click()]);
+    assert.equal(opened.status(), 200, 'the link opens the file in the session');
+    assert.equal(await opened.text(), 'done');
+    await page.goBack();
     const inSession = await page.evaluate(async (p) => {
       const r = await fetch(p);
       return { status: r.status, bytes: [...new Uint8Array(await r.arrayBuffer())] as number[] };

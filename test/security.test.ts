@@ -247,7 +247,7 @@ function nestedMappings(): Row[] {
     priv('escapes, then a query string', '/n/%69nner/secret.txt?download'),
     priv('escapes, HEAD (no body, but the status and length would tell)', '/n/%69nner/secret.txt', 'HEAD'),
     priv('escapes, in an absolute-form target', 'http://wharf/n/%69nner/secret.txt'),
-    { name: 'escapes, the private prefix without its trailing slash: its directory, 404 as unescaped', req: () => ({ path: '/n/%69nner' }), status: 404, code: 'NOT_FOUND' },
+    { name: "escapes, the private prefix without its trailing slash: the private mapping's own URL, 401 as unescaped (its index page needs a key)", req: () => ({ path: '/n/%69nner' }), status: 401, code: 'UNAUTHORIZED' },
     { name: 'escapes, with a key: the private mapping serves it (control)', req: () => ({ path: '/n/%69nner/secret.txt', headers: { Authorization: AUTH } }), status: 200, privateOk: true },
     { name: 'the public mapping still serves its own files, escaped or not (control)', req: () => ({ path: '/n/%70ub.txt' }), status: 200, check: (a) => assert.equal(a.body.toString(), 'nested public') },
     { name: 'an encoded slash joining the private prefix', req: () => ({ path: '/n/inner%2Fsecret.txt' }), status: 400, code: 'BAD_PATH' },

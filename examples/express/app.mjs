@@ -1,11 +1,11 @@
 // An Express app that mounts wharf next to its own routes and lets its own session decide who may
 // upload and read files.
 //
-//   npm run build && node examples/express/app.mjs      then open http://127.0.0.1:10104/
+//   node examples/express/app.mjs      then open http://127.0.0.1:10104/
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
-import { createFileServer } from 'wharf';
+import { createFileServer } from 'wharf-files';
 
 const sessions = new Set();
 function sessionOf(req) {
@@ -20,11 +20,38 @@ const files = createFileServer({
 });
 
 const app = express();
+// The upload form posts to wharf with fetch, so the page stays in the app and lists what was
+// uploaded as links (without script, the form still posts and the browser shows wharf's answer).
+const UPLOAD_SCRIPT = `
+const form = document.getElementById('upload');
+const list = document.getElementById('uploaded');
+const state = document.getElementById('state');
+form.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  state.textContent = 'uploading…';
+  const res = await fetch(form.action, { method: 'POST', body: new FormData(form) }).catch(() => undefined);
+  const answer = res ? await res.json().catch(() => ({})) : { message: 'the server cannot be reached' };
+  if (!res || !res.ok) { state.textContent = 'upload failed: ' + (answer.message || 'HTTP ' + res.status); return; }
+  for (const path of answer.files) {
+    const link = document.createElement('a');
+    link.href = path;
+    link.textContent = decodeURIComponent(path.slice(path.lastIndexOf('/') + 1));
+    const item = document.createElement('li');
+    item.append(link);
+    list.append(item);
+  }
+  state.textContent = answer.files.length + ' uploaded';
+  form.reset();
+});`;
+
 app.get('/', (req, res) => {
   res.type('html').send(sessionOf(req)
-    ? `<p>Signed in. <form method="post" action="/logout"><button>Sign out</button></form></p>
-       <form method="post" action="/_f/" enctype="multipart/form-data"><input type="file" name="files" multiple><button>Upload</button></form>`
-    : '<form method="post" action="/login"><button>Sign in</button></form>');
+    ? `<!doctype html><meta charset="utf-8"><title>files</title>
+       <p>Signed in. <form method="post" action="/logout"><button>Sign out</button></form></p>
+       <form id="upload" method="post" action="/_f/" enctype="multipart/form-data"><input type="file" name="files" multiple required><button>Upload</button></form>
+       <p id="state" role="status"></p><ul id="uploaded"></ul>
+       <script>${UPLOAD_SCRIPT}</script>`
+    : '<!doctype html><meta charset="utf-8"><title>files</title><form method="post" action="/login"><button>Sign in</button></form>');
 });
 app.post('/login', (req, res) => {
   const sid = randomUUID();

@@ -1,14 +1,14 @@
 // Publishes a generated animation to a wharf image stream at 30 fps, and serves a page showing it.
 //
-//   npm run build && node examples/live-stream/publish.mjs     then open http://127.0.0.1:10102/live/
+//   node examples/live-stream/publish.mjs     then open http://127.0.0.1:10102/live/
 //
 // Options: --port N (10102), --fps N (30), --frames N (stop after N frames; default: until Ctrl+C),
 // --name NAME (stream name, `demo`). Ctrl+C ends the stream (`unlink`), so viewers see it finish.
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createFileServer } from 'wharf';
-import { connect } from 'wharf/client';
+import { createFileServer } from 'wharf-files';
+import { connect } from 'wharf-files/client';
 import { bouncingSquare } from './png.mjs';
 
 const { values: opts } = parseArgs({

@@ -1,19 +1,21 @@
 // A host app with wharf mounted as middleware: the page comes from a public mapping, uploads go to
 // wharf's `_f/`, and deletions go through the app (the browser never holds an access key).
 //
-//   npm run build && node examples/upload-page/server.mjs      then open http://127.0.0.1:10103/
+//   node examples/upload-page/server.mjs      then open http://127.0.0.1:10103/
 //
 // Anonymous uploads are switched on because this demo listens on loopback only; a real app plugs its
 // own session check into `authorize` instead (see examples/express).
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { createFileServer } from 'wharf';
+import { createFileServer } from 'wharf-files';
 
 const port = Number(process.env.PORT ?? 10103);
 const files = createFileServer({
   dataDir: process.env.WHARF_DATA_DIR ?? fileURLToPath(new URL('./.data', import.meta.url)),
   publicDirs: [{ url: '/page/', path: fileURLToPath(new URL('./public', import.meta.url)) }],
   anonymousUploads: true,
+  // WHARF_LIMIT_FILE_SIZE=1048576 shows how the page reports a file over the limit.
+  limits: process.env.WHARF_LIMIT_FILE_SIZE ? { fileSize: Number(process.env.WHARF_LIMIT_FILE_SIZE) } : {},
 });
 
 async function readJson(req, max = 4096) {

@@ -21,6 +21,8 @@ export interface FlagSpec {
   value?: string;
   /** Shown in `--help` as the default. */
   defaultText?: string;
+  /** What separates a `list`'s items in its variable, when the path delimiter can be in one (an origin's `:`). */
+  separator?: string;
 }
 
 export type FlagValue = string | string[] | boolean | number;
@@ -105,8 +107,8 @@ export function parseBoolean(text: string): boolean {
  * A list in one environment variable is split on the platform's path delimiter (`:` on POSIX, `;`
  * on Windows), as in `PATH`: it never occurs inside a Windows path, and mappings are `URL@PATH`.
  */
-export function splitList(text: string): string[] {
-  return text.split(delimiter).map((s) => s.trim()).filter((s) => s !== '');
+export function splitList(text: string, separator: string = delimiter): string[] {
+  return text.split(separator).map((s) => s.trim()).filter((s) => s !== '');
 }
 
 const isOneOf = <T extends string>(value: string, choices: readonly T[]): value is T => choices.some((c) => c === value);
@@ -215,7 +217,7 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], e
     const raw = env[spec.env];
     if (raw === undefined) continue;
     if (spec.kind === 'list') {
-      const items = splitList(raw);
+      const items = splitList(raw, spec.separator);
       if (items.length) values.set(spec.name, items);
     } else if (raw !== '' || spec.kind === 'boolean') {
       values.set(spec.name, convert(spec, raw, spec.env));

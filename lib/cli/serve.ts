@@ -143,6 +143,7 @@ function serveConfig(flags: Flags, io: CommandIo): ServeConfig {
     privateDirs,
     anonymousUploads: flags.bool('anonymous-uploads'),
     dotfiles: flags.bool('dotfiles'),
+    indexPages: !flags.bool('no-index-pages'),
     trustUnrecordedUploads: flags.bool('trust-unrecorded-uploads'),
     groupReadable: flags.bool('group-readable'),
     nodeId,
@@ -156,6 +157,9 @@ function serveConfig(flags: Flags, io: CommandIo): ServeConfig {
   const cacheControl = flags.str('cache-control');
   if (cacheControl !== undefined) options.cacheControl = cacheControl;
   if (flags.str('sync-io') === 'off') options.syncIo = 'off';
+  const corsOrigins = flags.list('cors-origin');
+  if (corsOrigins.length) options.cors = { origins: corsOrigins, credentials: flags.bool('cors-credentials') };
+  else if (flags.bool('cors-credentials')) throw new UsageError('--cors-credentials needs --cors-origin');
   const privateCacheControl = flags.str('private-cache-control');
   if (privateCacheControl !== undefined) options.privateCacheControl = privateCacheControl;
   return { listen, options, dataDir, nodeId, baseUrl, publicDirs, privateDirs, defaultKeys, logFormat, startFormat: logFormat === 'off' ? (io.stdout.isTTY ? 'text' : 'json') : logFormat };
@@ -177,13 +181,29 @@ function startBanner(url: string, { options, dataDir, nodeId, baseUrl, publicDir
     }
   }
   for (const w of warnings) lines.push({ event: 'warning', message: w });
+  if (defaultKeys) lines.push({ event: 'try', ...firstSteps(`${url}${base}`) });
   const time = new Date().toISOString();
   return lines.map((line) => {
+    if (line.event === 'try' && startFormat === 'text') return `\nTry it (Wave's default keys work on loopback):\n  ${String(line.curl)}\nFrom another Node.js app (npm install wharf-files):\n  ${String(line.client).replace(/\n/g, '\n  ')}\n`;
     if (startFormat === 'json') return `${JSON.stringify({ time, ...line })}\n`;
     if (line.event === 'listening') return `wharf ${String(line.version)} listening on ${String(line.url)} as node ${nodeId}${defaultKeys ? " (Wave's default access keys: loopback only)" : ''}\n`;
     if (line.event === 'warning') return ''; // on stderr
     return `  ${String(line.kind).padEnd(8)} ${String(line.url)}${line.path ? ` -> ${String(line.path)}` : ''}\n`;
   }).join('');
+}
+
+/**
+ * What a newcomer can paste while the server runs with Wave's default keys: an upload with curl
+ * (from stdin, so it works in any directory) and the same with the client. Never printed with keys
+ * of one's own: the banner does not show secrets.
+ */
+function firstSteps(root: string): { curl: string; client: string } {
+  const origin = new URL(root).origin;
+  const base = new URL(root).pathname;
+  return {
+    curl: `echo hello | curl -u access_key_id:access_key_secret -F 'files=@-;filename=hello.txt' ${root}_f/`,
+    client: `import { connect } from 'wharf-files/client';\nconst site = connect('${origin}'${base === '/' ? '' : `, { baseUrl: '${base}' }`}); // Wave's default keys\nconst [path] = await site.upload(['package.json']); // '${base}_f/<id>/package.json'`,
+  };
 }
 
 /** Closes the server after a signal; a second signal while closing means "now": in-flight work is abandoned. */

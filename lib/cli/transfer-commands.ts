@@ -1,4 +1,4 @@
-/** `wharf upload|download|unload`: one transfer each against a server, through `wharf/client`. */
+/** `wharf upload|download|unload`: one transfer each against a server, through `wharf-files/client`. */
 import { basename, resolve } from 'node:path';
 import { connect, type ClientSite } from '../client/index.js';
 import { errorMessage } from '../common/errors.js';

@@ -24,7 +24,7 @@ Usage:
   wharf help | --help                this help; wharf COMMAND --help for a command's flags
   wharf --version
 
-Server flags (a flag beats its variable; list variables are separated by "${process.platform === 'win32' ? ';' : ':'}"):
+Server flags (a flag beats its variable; list variables are separated by "${process.platform === 'win32' ? ';' : ':'}", origins by ","):
 ${formatFlags(SERVE_FLAGS)}
 
 Transfer flags:

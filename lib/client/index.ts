@@ -1,5 +1,5 @@
 /**
- * `wharf/client`: Wave's `q.site` over HTTP, for an app in another process. It speaks Wave's wire
+ * `wharf-files/client`: Wave's `q.site` over HTTP, for an app in another process. It speaks Wave's wire
  * protocol, so it works against wharf and against a real Wave server (`waved`) alike.
  *
  * Bodies stream both ways: an upload's multipart body is produced from file streams as the socket

@@ -11,7 +11,7 @@ export interface TransferOptions {
 }
 
 /**
- * Wave's `q.site` file API. The in-process `files.site` and the HTTP client from `wharf/client`
+ * Wave's `q.site` file API. The in-process `files.site` and the HTTP client from `wharf-files/client`
  * both implement it, with the same results, so an app can switch between them.
  */
 export interface Site {

@@ -1,6 +1,6 @@
 // How a file's name travels in a URL path (docs/protocol.md §1): the form the server returns, how
 // a path that comes back is read, and how it is put on a request line. One rule, imported by the
-// server and by `wharf/client` alike, so this module imports nothing.
+// server and by `wharf-files/client` alike, so this module imports nothing.
 
 // The characters whose raw form would change what a URL means to a browser or httpx: `%` starts an
 // escape, `#` a fragment, `?` a query. Everything else (spaces, non-ASCII, `+`, `;`) means itself

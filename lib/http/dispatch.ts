@@ -3,9 +3,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WharfError, errorDetail, errorMessage } from '../common/errors.js';
 import type { KeyCheck } from './access-keys.js';
+import type { CorsCheck } from './cors.js';
 import { sendError } from './answer.js';
 import { afterLastAnswer, closeAfterAnswer } from './close-after-answer.js';
 import { admit, awaitTurn, type Connections } from './connections.js';
+import { answerRoot } from './landing.js';
 import { refuse } from './refuse.js';
 import { routedUrl } from './mount.js';
 import { askAuthorize, authorizeAsksActions, type AccessRequest, type Authorize } from './authorize.js';
@@ -23,6 +25,8 @@ export interface DispatchContext {
   keyCheck: KeyCheck;
   authorize: Authorize | undefined;
   anonymousUploads: boolean;
+  /** With the `cors` option: applied to every request on a route, before its method is looked at. */
+  cors: CorsCheck | undefined;
   /** Has close() begun? */
   closing(): boolean;
   /** Is upload storage started? Else `ready()` starts it. */
@@ -35,7 +39,7 @@ export interface DispatchContext {
 export type Dispatch = (req: IncomingMessage, res: ServerResponse, next: Next | undefined, expectContinue: boolean) => void;
 
 export function createDispatch(ctx: DispatchContext): Dispatch {
-  const { router, connections, keyCheck, authorize, anonymousUploads, warn } = ctx;
+  const { router, connections, keyCheck, authorize, anonymousUploads, cors, warn } = ctx;
   const asksActions = authorizeAsksActions(authorize);
 
   const fail = (res: ServerResponse, err: unknown): void => failed(res, err, warn);
@@ -104,15 +108,14 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
     }
     const found = router.route(routedUrl(req));
     if (found === undefined) {
-      if (next) return next();
-      if (expectContinue) closeAfterAnswer(req, res);
-      refuse(req, res, new WharfError('NOT_FOUND', 'no such route', 404));
+      noRoute(req, res, next, expectContinue, cors !== undefined);
       return;
     }
     if (!admitted && !admit(req, res)) {
       awaitTurn(req, res, () => dispatchOrFail(req, res, next, expectContinue, true));
       return;
     }
+    if (cors !== undefined && cors(req, res, found)) return;
     const method = found.methods[req.method ?? ''];
     if (method === undefined) {
       refuse(req, res, new WharfError('METHOD_NOT_ALLOWED', `${req.method} is not allowed here`, 405), { Allow: found.allow });
@@ -143,6 +146,15 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
   }
 
   return dispatchOrFail;
+}
+
+/** A path that is no route of wharf's: the host app's (`next`); standalone, the root page or a 404. */
+function noRoute(req: IncomingMessage, res: ServerResponse, next: Next | undefined, expectContinue: boolean, cors: boolean): void {
+  if (next) return next();
+  if (cors) res.setHeader('Vary', 'Origin');
+  if (expectContinue) closeAfterAnswer(req, res);
+  if (answerRoot(req, res)) return;
+  refuse(req, res, new WharfError('NOT_FOUND', 'no such route', 404));
 }
 
 /** An unexpected failure (not a `WharfError`) is reported through `warn`; the client gets a 500 either way. */

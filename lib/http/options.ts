@@ -10,6 +10,7 @@ import type { SyncIo } from '../static/sync-io.js';
 import type { UploadEvent } from '../uploads/route.js';
 import { parseAccept, type UploadFilter } from '../uploads/upload-filter.js';
 import type { Authorize } from './authorize.js';
+import { checkCors, type CorsOptions } from './cors.js';
 
 /** A directory mapping: files under `path` are served at `url`. Wave writes it as `URL@PATH`. */
 export interface DirMapping {
@@ -89,8 +90,25 @@ export interface FileServerOptions {
    * refusal refuses the whole request (422 `UPLOAD_REFUSED` with the reason), nothing stored.
    */
   filter?: UploadFilter;
+  /**
+   * Pages on other origins that may call wharf from a browser (docs/protocol.md §4, "Pages on other
+   * origins"): `{ origins: ['http://localhost:5173'], credentials?, maxAge? }`. Off by default: no
+   * answer carries `Access-Control-Allow-Origin`, and a preflight is 405. When set, every route
+   * answers its preflight with the methods and headers it takes, every answer carries `Vary:
+   * Origin`, and a request that changes something (`POST`, `DELETE`) from an origin not allowed is
+   * refused with 403 `CORS_ORIGIN_REFUSED` before a byte of its body is read. Reads from such an
+   * origin are answered, without the headers that would let its page see them.
+   */
+  cors?: CorsOptions;
   /** Let anyone upload. Default false. */
   anonymousUploads?: boolean;
+  /**
+   * Directory URLs serve the directory's `index.html`, as Wave's server does (docs/protocol.md §3,
+   * "Index pages"): `{base}_f/<id>/` of a directory upload and a mapping's `/docs/` or `/docs/guide/`;
+   * without the trailing slash, a 301 to the URL with it (relative `Location`, query kept). Never a
+   * listing: no `index.html`, 404. Default true; false makes every directory URL a 404.
+   */
+  indexPages?: boolean;
   /** Serve dotfiles from mappings. Default false. */
   dotfiles?: boolean;
   /**
@@ -195,8 +213,8 @@ export const MIN_LEASE_INTERVAL = 50;
 export const DEFAULT_HOST = '127.0.0.1';
 
 const KNOWN_OPTIONS = new Set([
-  'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads', 'accept', 'filter',
-  'dotfiles', 'groupReadable', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'syncIo', 'nodeId', 'leaseInterval', 'limits', 'onUpload', 'warn',
+  'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads', 'accept', 'filter', 'cors',
+  'dotfiles', 'indexPages', 'groupReadable', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'syncIo', 'nodeId', 'leaseInterval', 'limits', 'onUpload', 'warn',
 ]);
 
 export const invalid = (message: string): WharfError => new WharfError('INVALID_OPTION', message);
@@ -210,13 +228,14 @@ export function checkOptions(o: FileServerOptions): void {
   for (const f of ['authorize', 'onUpload', 'warn', 'filter'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'function') throw invalid(`${f}: expected a function`);
   }
-  for (const f of ['anonymousUploads', 'dotfiles', 'trustUnrecordedUploads', 'groupReadable'] as const) {
+  for (const f of ['anonymousUploads', 'dotfiles', 'indexPages', 'trustUnrecordedUploads', 'groupReadable'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'boolean') throw invalid(`${f}: expected true or false`);
   }
   if (o.nodeId !== undefined && !isNodeId(o.nodeId)) throw invalid('nodeId: expected 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
   if (o.leaseInterval !== undefined && (!Number.isSafeInteger(o.leaseInterval) || o.leaseInterval < MIN_LEASE_INTERVAL || o.leaseInterval > MAX_TIMER)) {
     throw invalid(`leaseInterval: expected ms from ${MIN_LEASE_INTERVAL} to ${MAX_TIMER}`);
   }
+  checkCors(o.cors);
   if (o.syncIo !== undefined && o.syncIo !== 'auto' && o.syncIo !== 'off') throw invalid('syncIo: expected "auto" or "off"');
   if (o.cacheControl !== undefined && (typeof o.cacheControl !== 'string' || /[\r\n\0]/.test(o.cacheControl))) {
     throw invalid('cacheControl: expected a header value on one line');

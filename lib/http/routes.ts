@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Limits } from '../common/limits.js';
 import { streamName, type Streams } from '../image-streams/relay.js';
 import { createDirectorySource, type StaticEngine } from '../static/engine.js';
+import { createPages, pagePath } from '../static/index-pages.js';
 import type { Mapping } from '../static/mappings.js';
 import type { SyncIo } from '../static/sync-io.js';
 import type { UploadVia } from '../uploads/upload-record.js';
@@ -31,6 +32,11 @@ export interface Grant {
 }
 
 interface MethodBase {
+  /**
+   * The request headers this method reads beyond the CORS-safelisted ones: what a preflight for it
+   * allows a page on another origin to send (lib/http/cors.ts).
+   */
+  headers: readonly string[];
   /**
    * How the rest of the path (what follows the route's prefix, decoded once by routing) is checked:
    * what the rule returns is what `run` gets. Absent on an exact route, which has no rest.
@@ -69,6 +75,13 @@ export interface Route {
   allow: string;
 }
 
+// What each kind of method reads: an access key (or the host app's own Authorization), the
+// conditionals and ranges of a download, the flag of a directory upload, a raw frame's type.
+const READ = ['Authorization', 'Range', 'If-Range', 'If-None-Match', 'If-Modified-Since'];
+const UPLOAD = ['Authorization', 'Content-Type', 'Wave-Directory-Upload'];
+const PUBLISH = ['Authorization', 'Content-Type'];
+const KEYED = ['Authorization'];
+
 /** Who made an upload let in `via` (an upload route is never open: that would be an end user). */
 const uploaderOf = (via: Via): UploadVia => (via === 'open' ? 'anonymous' : via);
 
@@ -85,6 +98,8 @@ export interface RouteParts {
   uploadsPrivate: boolean;
   dotfiles: boolean;
   syncIo: SyncIo;
+  /** A directory's URL serves its `index.html` (lib/static/index-pages.ts). */
+  indexPages: boolean;
 }
 
 /**
@@ -101,15 +116,19 @@ export function routeTable(p: RouteParts): Route[] {
     const slash = rel.indexOf('/');
     return slash < 0 ? { action: 'read', id: rel, path: '' } : { action: 'read', id: rel.slice(0, slash), path: rel.slice(slash + 1) };
   };
-  const getUpload: Method = { access: 'read', path: filePath, storage: true, asks: read, run: (req, res, rel) => statics.respond(req, res, uploadSource, rel, uploadsPrivate) };
-  const view: Method = { access: 'read', path: streamName, asks: (stream) => ({ action: 'view', stream }), run: (req, res, name) => streams.view(req, res, name) };
+  // With index pages a path may name a directory (`pagePath`), which `serve` answers by its index.
+  const files = p.indexPages ? pagePath : filePath;
+  const serve = p.indexPages ? createPages(statics) : statics.respond;
+  const getUpload: Method = { access: 'read', headers: READ, path: files, storage: true, asks: read, run: (req, res, rel) => serve(req, res, uploadSource, rel, uploadsPrivate) };
+  const view: Method = { access: 'read', headers: KEYED, path: streamName, asks: (stream) => ({ action: 'view', stream }), run: (req, res, name) => streams.view(req, res, name) };
+  const health: Method = { access: 'open', headers: [], run: (req, res) => p.health.respond(req, res) };
   return [
     {
       prefix: `${own}_f/`,
       exact: true,
       methods: {
         POST: {
-          access: 'upload', maxBody: { bytes: limits.requestSize, code: 'LIMIT_REQUEST_SIZE' }, storage: true, asks: () => upload,
+          access: 'upload', headers: UPLOAD, maxBody: { bytes: limits.requestSize, code: 'LIMIT_REQUEST_SIZE' }, storage: true, asks: () => upload,
           run: (req, res, _rest, grant) => uploads.receive(req, res, uploaderOf(grant.via), grant.identity),
         },
       },
@@ -121,7 +140,7 @@ export function routeTable(p: RouteParts): Route[] {
         GET: getUpload,
         HEAD: getUpload,
         DELETE: {
-          access: 'key', path: treePath, storage: true,
+          access: 'key', headers: KEYED, path: treePath, storage: true,
           asks: async (rel) => {
             const id = rel.split('/', 1)[0]!;
             return { action: 'delete', id, owner: await uploads.owner(id) };
@@ -136,7 +155,7 @@ export function routeTable(p: RouteParts): Route[] {
       // but ok or which check failed. `_wharf` is a name Wave's own `_x` routes will not take.
       prefix: `${own}_wharf/health`,
       exact: true,
-      methods: { GET: { access: 'open', run: (req, res) => p.health.respond(req, res) }, HEAD: { access: 'open', run: (req, res) => p.health.respond(req, res) } },
+      methods: { GET: health, HEAD: health },
       allow: 'GET, HEAD',
     },
     {
@@ -145,10 +164,10 @@ export function routeTable(p: RouteParts): Route[] {
         GET: view,
         HEAD: view,
         POST: {
-          access: 'key', path: streamName, maxBody: { bytes: limits.frameSize + FRAME_FRAMING, code: 'LIMIT_FRAME_SIZE' },
+          access: 'key', headers: PUBLISH, path: streamName, maxBody: { bytes: limits.frameSize + FRAME_FRAMING, code: 'LIMIT_FRAME_SIZE' },
           asks: (stream) => ({ action: 'publish', stream }), run: (req, res, name) => streams.publish(req, res, name),
         },
-        DELETE: { access: 'key', path: streamName, asks: (stream) => ({ action: 'unpublish', stream }), run: (req, res, name) => streams.end(req, res, name) },
+        DELETE: { access: 'key', headers: KEYED, path: streamName, asks: (stream) => ({ action: 'unpublish', stream }), run: (req, res, name) => streams.end(req, res, name) },
       },
       allow: 'GET, HEAD, POST, DELETE',
     },
@@ -157,11 +176,10 @@ export function routeTable(p: RouteParts): Route[] {
       const exclude = [p.dataDir, ...p.mappings.filter((o) => o !== m).map((o) => o.path)];
       const source = createDirectorySource(m.path, { dotfiles: p.dotfiles, syncIo: p.syncIo, exclude });
       const prefix = routePrefix(m.prefix);
-      const get: Method = {
-        access: m.private ? 'private' : 'open', path: filePath,
-        asks: (rel) => ({ action: 'read-mapping', path: prefix + rel }),
-        run: (req, res, rel) => statics.respond(req, res, source, rel, m.private),
-      };
+      const run: Method['run'] = (req, res, rel) => serve(req, res, source, rel, m.private);
+      const get: Method = m.private
+        ? { access: 'private', headers: READ, path: files, asks: (rel) => ({ action: 'read-mapping', path: prefix + rel }), run }
+        : { access: 'open', headers: READ, path: files, run };
       return { prefix, methods: { GET: get, HEAD: get }, allow: 'GET, HEAD' };
     }),
   ];

@@ -15,6 +15,7 @@ import { createUploads } from '../uploads/route.js';
 import { canonicalPrefix } from './request-path.js';
 import { createConnections } from './connections.js';
 import type { Authorize } from './authorize.js';
+import { createCors } from './cors.js';
 import { createDispatch, type Dispatch } from './dispatch.js';
 import { detectMount } from './mount.js';
 import { checkOptions, DEFAULT_HOST, DEFAULT_PORT, invalid, type BoundAddress, type FileServer, type FileServerOptions, type ListenOptions } from './options.js';
@@ -67,6 +68,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
   const routes = routeTable({
     base, dataDir, limits, mappings, uploads, streams, statics, health,
     uploadsPrivate: options.authorize !== undefined, dotfiles: options.dotfiles ?? false, syncIo,
+    indexPages: options.indexPages ?? true,
   });
 
   let started: Promise<void> | undefined;
@@ -85,6 +87,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
   const dispatch = createDispatch({
     router: createRouter(routes), connections, keyCheck, warn,
     authorize: options.authorize, anonymousUploads: options.anonymousUploads ?? false,
+    cors: options.cors === undefined ? undefined : createCors(options.cors),
     closing: () => closing, storageReady: () => storageReady, ready,
   });
 

@@ -75,10 +75,16 @@ export interface StaticEngine {
    * rest. Never throws, never rejects. `isPrivate`: only some may read `source` (a private mapping;
    * uploads behind an `authorize` hook), so its answers, 304s included, carry the private
    * `Cache-Control`: a shared cache must not store an answer given to one user and hand it to the
-   * next (RFC 9111 §5.2.2.7).
+   * next (RFC 9111 §5.2.2.7). `missing`, when given, answers instead of the 404 when `source` has no
+   * such file (index pages look for a directory there).
    */
-  respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, isPrivate?: boolean): Promise<void> | undefined;
+  respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, isPrivate?: boolean, missing?: Missing): Promise<void> | undefined;
 }
+
+/** Answers a request for a file its source does not have (see `StaticEngine.respond`). */
+export type Missing = (req: IncomingMessage, res: ServerResponse) => void;
+
+const notFoundAnswer: Missing = (_req, res) => sendError(res, notFound());
 
 export const DEFAULT_CACHE_CONTROL = 'public, max-age=0, must-revalidate';
 /** The browser may keep it but must ask again each time, so a revoked session is refused at once. */
@@ -112,7 +118,7 @@ export function createStatic(options: StaticOptions): StaticEngine {
   const answersFromMemory = (req: IncomingMessage, hit: Entry): boolean =>
     hit.data !== null || req.method === 'HEAD' || req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined;
 
-  function respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, isPrivate = false): Promise<void> | undefined {
+  function respond(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, isPrivate = false, missing = notFoundAnswer): Promise<void> | undefined {
     let map: Map<string, Entry>;
     let hit: Entry | undefined;
     try {
@@ -122,22 +128,22 @@ export function createStatic(options: StaticOptions): StaticEngine {
       // (a conditional request or HEAD), since a full download needs the open anyway.
       if (hit !== undefined && answersFromMemory(req, hit)) {
         const info = source.statSync?.(rel);
-        if (info === undefined) return load(req, res, source, rel, map, hit, true, isPrivate);
-        if (revalidated(req, res, map, hit, info, rel, isPrivate)) return undefined;
-        return load(req, res, source, rel, map, hit, false, isPrivate);
+        if (info === undefined) return load(req, res, source, rel, map, hit, true, isPrivate, missing);
+        if (revalidated(req, res, map, hit, info, rel, isPrivate, missing)) return undefined;
+        return load(req, res, source, rel, map, hit, false, isPrivate, missing);
       }
     } catch (err) {
       sendError(res, fromFsError(err));
       return undefined;
     }
-    return load(req, res, source, rel, map, hit, false, isPrivate);
+    return load(req, res, source, rel, map, hit, false, isPrivate, missing);
   }
 
   /** Answers from `hit` when `info` shows the file unchanged (true); else forgets it (false: open it). */
-  function revalidated(req: IncomingMessage, res: ServerResponse, map: Map<string, Entry>, hit: Entry, info: FileInfo | null, rel: string, isPrivate: boolean): boolean {
+  function revalidated(req: IncomingMessage, res: ServerResponse, map: Map<string, Entry>, hit: Entry, info: FileInfo | null, rel: string, isPrivate: boolean, missing: Missing): boolean {
     if (info === null) {
       cache.forget(map, rel);
-      sendError(res, notFound());
+      missing(req, res);
       return true;
     }
     if (sameFile(info, hit)) {
@@ -155,17 +161,17 @@ export function createStatic(options: StaticOptions): StaticEngine {
    * The rest of `respond`, through the thread pool where needed: `stat` first when `revalidate`
    * (`hit` is cached and the source could not stat it cheaply), then open and answer.
    */
-  async function load(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, map: Map<string, Entry>, hit: Entry | undefined, revalidate: boolean, isPrivate: boolean): Promise<void> {
+  async function load(req: IncomingMessage, res: ServerResponse, source: FileSource, rel: string, map: Map<string, Entry>, hit: Entry | undefined, revalidate: boolean, isPrivate: boolean, missing: Missing): Promise<void> {
     let file: OpenFile | null = null;
     try {
-      if (revalidate && hit !== undefined && revalidated(req, res, map, hit, await source.stat(rel), rel, isPrivate)) return;
+      if (revalidate && hit !== undefined && revalidated(req, res, map, hit, await source.stat(rel), rel, isPrivate, missing)) return;
       // A file served recently has its metadata in the kernel's caches: open it without the thread pool.
       let opened = hit !== undefined ? source.openSync?.(rel) : undefined;
       if (opened === undefined) opened = await source.open(rel);
       file = opened;
       if (file === null) {
         if (cacheOn) cache.forget(map, rel);
-        sendError(res, notFound());
+        missing(req, res);
         return;
       }
       if (cacheOn && file.size <= limits.cacheFileSize) {
