@@ -140,17 +140,3 @@ test('the request log: 499 for a download the client gave up on, and body bytes 
   server.proc.kill('SIGTERM');
   await server.exited;
 });
-
-test('a data dir whose f/ or temp area cannot be written is refused at start, naming it (exit 2)', async (t) => {
-  for (const name of ['f', '.wharf-tmp']) {
-    const dataDir = join(await tempDir(t), 'data');
-    await mkdir(dataDir);
-    // A file where the directory should be: no one can write in it, root included.
-    await writeFile(join(dataDir, name), 'not a directory');
-    const r = await runWharf(t, ['--listen', '127.0.0.1:0', '--data-dir', dataDir]);
-    assert.equal(r.code, 2, name);
-    const what = name === 'f' ? 'uploads dir' : 'temp area';
-    assert.equal(r.stderr, `wharf: ${what} ${join(dataDir, name)} is not writable: it exists and is not a directory (EEXIST)\n`);
-    assert.deepEqual((await readdir(dataDir)).sort(), name === 'f' ? ['f'] : ['.wharf-tmp', 'f'], 'no probe file left');
-  }
-});

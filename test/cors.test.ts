@@ -8,7 +8,7 @@ import { createFileServer, WharfError, type FileServerOptions } from '../lib/ind
 import { APP_AUTH } from './helpers/keys.js';
 import { runWharf, startWharfProcess } from './helpers/command.js';
 import { rawPost } from './helpers/raw-http.js';
-import { form, get, MULTIPART, repeat, send, serve, tempDir, tree, upload } from './helpers/uploads.js';
+import { form, get, MULTIPART, repeat, send, serve, layout, staged, tempDir, upload } from './helpers/uploads.js';
 
 const PAGE = 'http://localhost:5173';
 const OTHER = 'https://evil.example';
@@ -138,9 +138,9 @@ test('an origin not allowed: uploads, deletes and frames refused with 403 before
     assert.equal(res.status, 403, `${method} ${target}`);
   }
   assert.equal((await get(url, path)).status, 200, 'the refused DELETE removed nothing');
-  const files = (await tree(dataDir)).filter((p) => !p.endsWith('/') && !p.endsWith('.wharf-upload.json'));
+  const files = (await layout(dataDir)).filter((p) => !p.endsWith('/') && !p.endsWith('.wharf-upload.json'));
   assert.deepEqual(files.map((p) => p.slice(p.lastIndexOf('/') + 1)), ['keep.txt'], 'nothing of the refused requests was stored');
-  assert.deepEqual((await tree(join(dataDir, '.wharf-tmp'))), [], 'nor staged');
+  assert.deepEqual(await staged(dataDir), [], 'nor staged');
 });
 
 test("the server's own pages: Origin of its own Host, or Sec-Fetch-Site: same-origin, are not cross-origin", async (t) => {
