@@ -10,3 +10,6 @@ export type { Limits } from './common/limits.js';
 export type { Site, Progress, TransferOptions } from './common/site-api.js';
 export type { UploadEvent, UploadedFile } from './uploads/route.js';
 export type { StreamStats } from './image-streams/relay.js';
+export { redisHub } from './image-streams/redis-hub.js';
+export type { RedisHubOptions, RedisClientLike, RedisSubscriberLike } from './image-streams/redis-hub.js';
+export type { Hub, HubFactory, HubOptions, HubStats, Frame, Subscriber, Subscription } from './image-streams/hub.js';

@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WharfError } from '../common/errors.js';
 import type { Limits } from '../common/limits.js';
 import type { Site } from '../common/site-api.js';
+import type { HubFactory } from '../image-streams/hub.js';
 import type { StreamStats } from '../image-streams/relay.js';
 import type { SyncIo } from '../static/sync-io.js';
 import type { UploadEvent } from '../uploads/route.js';
@@ -109,6 +110,11 @@ export interface FileServerOptions {
   onUpload?: (event: UploadEvent) => void | Promise<void>;
   /** Where warnings go (a mapped directory that does not exist yet…). Default `console.warn`. */
   warn?: (message: string) => void;
+  /**
+   * Carries image-stream frames between processes: `redisHub({ publisher, subscriber })` for several
+   * nodes sharing one Redis. Default: in-process (one node). Closed with the server.
+   */
+  hub?: HubFactory;
 }
 
 export interface ListenOptions {
@@ -151,7 +157,7 @@ export const DEFAULT_HOST = '127.0.0.1';
 
 const KNOWN_OPTIONS = new Set([
   'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads',
-  'dotfiles', 'groupReadable', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'syncIo', 'limits', 'onUpload', 'warn',
+  'dotfiles', 'groupReadable', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'syncIo', 'limits', 'onUpload', 'warn', 'hub',
 ]);
 
 export const invalid = (message: string): WharfError => new WharfError('INVALID_OPTION', message);
@@ -161,7 +167,7 @@ export function checkOptions(o: FileServerOptions): void {
   for (const k of Object.keys(o)) if (!KNOWN_OPTIONS.has(k)) throw invalid(`unknown option "${k}"`);
   if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === '')) throw invalid('dataDir: expected a non-empty path');
   if (o.baseUrl !== undefined && typeof o.baseUrl !== 'string') throw invalid('baseUrl: expected a string such as "/"');
-  for (const f of ['authorize', 'onUpload', 'warn'] as const) {
+  for (const f of ['authorize', 'onUpload', 'warn', 'hub'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'function') throw invalid(`${f}: expected a function`);
   }
   for (const f of ['anonymousUploads', 'dotfiles', 'trustUnrecordedUploads', 'groupReadable'] as const) {

@@ -11,6 +11,7 @@ import { missingDirWarnings, parseMappings } from '../static/mappings.js';
 import { createLocalStorage } from '../uploads/local-storage.js';
 import { createStatic } from '../static/engine.js';
 import { createStreams } from '../image-streams/relay.js';
+import { createLocalHub } from '../image-streams/hub.js';
 import { createUploads } from '../uploads/route.js';
 import { canonicalPrefix } from './request-path.js';
 import { createConnections } from './connections.js';
@@ -53,7 +54,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
   const uploads = createUploads(options.onUpload === undefined
     ? { dataDir, base, limits, statics, warn, storage }
     : { dataDir, base, limits, statics, warn, storage, onUpload: options.onUpload });
-  const streams = createStreams({ base, limits });
+  const streams = createStreams({ base, limits, hub: (options.hub ?? createLocalHub)({ ...limits, warn }) });
   const routes = routeTable({
     base, dataDir, limits, mappings, uploads, streams, statics,
     uploadsPrivate: options.authorize !== undefined, dotfiles: options.dotfiles ?? false, syncIo,
