@@ -85,6 +85,8 @@ export const SERVE_FLAGS: FlagSpec[] = [
   { name: 'private-cache-control', kind: 'string', env: 'WHARF_PRIVATE_CACHE_CONTROL', value: 'VALUE', help: 'Cache-Control of files that need authorization (must say private or no-store)', defaultText: 'private, max-age=0, must-revalidate' },
   { name: 'trust-unrecorded-uploads', kind: 'boolean', env: 'WHARF_TRUST_UNRECORDED_UPLOADS', help: "serve uploads with no record of who made them (copied into the data dir) as the app's own", defaultText: "off: as an end user's" },
   { name: 'sync-io', kind: 'choice', env: 'WHARF_SYNC_IO', choices: ['auto', 'off'], help: 'small file-system calls on the event loop while cheap; off for NFS/EFS/FUSE', defaultText: 'auto' },
+  { name: 'workers', kind: 'string', env: 'WHARF_WORKERS', value: 'N|auto', help: 'processes sharing the port and the data dir (auto: one per core)', defaultText: '1' },
+  { name: 'redis-url', kind: 'string', env: 'WHARF_REDIS_URL', value: 'URL', help: 'share image streams with every node on this Redis (needs: npm install redis)', defaultText: 'none: streams stay in this machine' },
   { name: 'log', kind: 'choice', env: 'WHARF_LOG', choices: ['text', 'json', 'off'], help: 'request log format', defaultText: 'text on a terminal, else json' },
   ...LIMIT_FLAGS,
   HELP_FLAG,

@@ -10,8 +10,10 @@ function printable(s: string): string {
   return s.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
-function requestLogger(format: LogFormat, out: NodeJS.WritableStream): ((req: IncomingMessage, res: ServerResponse) => void) | undefined {
+function requestLogger(format: LogFormat, out: NodeJS.WritableStream, worker: number | undefined): ((req: IncomingMessage, res: ServerResponse) => void) | undefined {
   if (format === 'off') return undefined;
+  const who = worker === undefined ? {} : { worker };
+  const whoText = worker === undefined ? '' : ` [worker ${worker}]`;
   return (req, res) => {
     const started = performance.now();
     const socket = req.socket;
@@ -24,19 +26,20 @@ function requestLogger(format: LogFormat, out: NodeJS.WritableStream): ((req: In
       const status = res.statusCode;
       const complete = res.writableFinished;
       out.write(format === 'json'
-        ? `${JSON.stringify({ time: new Date().toISOString(), method: req.method, path, status, bytes, ms, ...(complete ? {} : { aborted: true }) })}\n`
-        : `${new Date().toISOString()} ${req.method} ${printable(path)} ${status} ${bytes} B ${ms} ms${complete ? '' : ' (aborted)'}\n`);
+        ? `${JSON.stringify({ time: new Date().toISOString(), ...who, method: req.method, path, status, bytes, ms, ...(complete ? {} : { aborted: true }) })}\n`
+        : `${new Date().toISOString()}${whoText} ${req.method} ${printable(path)} ${status} ${bytes} B ${ms} ms${complete ? '' : ' (aborted)'}\n`);
     });
   };
 }
 
 /**
- * Logs every request to `out` until the returned function is called. Node announces every request
+ * Logs every request to `out` until the returned function is called; `worker` (`--workers`) is
+ * said on every line. Node announces every request
  * its HTTP servers receive on this channel; the command's process runs one server, wharf's, so its
  * request log needs no hook inside the server.
  */
-export function startRequestLog(format: LogFormat, out: NodeJS.WritableStream): () => void {
-  const logRequest = requestLogger(format, out);
+export function startRequestLog(format: LogFormat, out: NodeJS.WritableStream, worker?: number): () => void {
+  const logRequest = requestLogger(format, out, worker);
   if (!logRequest) return () => {};
   const onStart = (message: unknown): void => {
     const { request, response } = message as { request: IncomingMessage; response: ServerResponse };
