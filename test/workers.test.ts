@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { view, type Viewer } from './helpers/mixed-replace.js';
 import { eventually, frame, request } from './helpers/streams.js';
 import { startWharfProcess, type Child } from './helpers/command.js';
-import { startRedis } from './helpers/redis-server.js';
+import { freePort, startRedis } from './helpers/redis-server.js';
 import { tempDir } from './helpers/temp-dir.js';
 import { DEFAULT_AUTH } from './helpers/keys.js';
 import { form, MULTIPART, sha256 } from './helpers/uploads.js';
@@ -88,20 +88,20 @@ test('--workers 2: uploads and downloads on both workers, streams across them, a
   await streamAcross(t, child, 'cam');
   await eventually(() => servedBy(child, '/_m/cam').size === 2, 'viewers on both workers');
 
-  // A worker killed: replaced, and the service goes on.
+  // A worker killed: replaced (worker 3 of the log), and the service goes on on both.
   process.kill(first[0]!, 'SIGKILL');
-  await eventually(async () => {
-    const now = await workersOf(primaryPid);
-    return now.length === 2 && !now.includes(first[0]!);
-  }, 'a new worker');
+  await eventually(async () => (await request(`${child.url}${path}`)).status === 200 && servedBy(child, path).has(3), 'the new worker serving');
   assert.match(child.stderr(), new RegExp(`worker ${first[0]} exited \\(SIGKILL\\); starting another`));
+  assert.ok(!(await workersOf(primaryPid)).includes(first[0]!));
   for (let i = 0; i < 8; i++) assert.equal(sha256((await request(`${child.url}${path}`)).body), sha256(data));
   await streamAcross(t, child, 'cam2');
+  await eventually(() => servedBy(child, '/_m/cam2').size === 2, 'viewers on both workers');
 
   // Workers that die young are restarted later and later: a crash loop does not spin.
   const [again] = await workersOf(primaryPid);
   process.kill(again!, 'SIGKILL');
-  await eventually(() => /starting another in 250 ms/.test(child.stderr()), 'a back-off after a young death');
+  await eventually(() => /starting another in 500 ms/.test(child.stderr()), 'a longer back-off after a second young death');
+  await eventually(async () => (await request(`${child.url}${path}`)).status === 200 && servedBy(child, path).has(4), 'worker 4 serving');
 
   process.kill(primaryPid, 'SIGTERM');
   const result = await child.exited;
@@ -156,4 +156,48 @@ test('--workers and --redis-url refuse what they cannot use', async (t) => {
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, message);
   }
+});
+
+test('--workers 2: the primary\'s answers reach the workers: stream limits, HEAD, an unlink of nothing', async (t) => {
+  const child = await startWharfProcess(t, ['--workers', '2', '--listen', '127.0.0.1:0', '--data-dir', await tempDir(t), '--log', 'json',
+    '--limit-streams', '1', '--limit-viewers-per-stream', '1']);
+  assert.equal((await post(child.url, 'a', 'image/png', frame(1, 100))).status, 200);
+  const second = await post(child.url, 'b', 'image/png', frame(1, 100));
+  assert.deepEqual([second.status, second.json?.error], [503, 'TOO_MANY_STREAMS']);
+  // HEAD and DELETE through both workers (a connection each: round robin).
+  for (let i = 0; i < 2; i++) {
+    assert.equal((await request(`${child.url}/_m/a`, { method: 'HEAD' })).status, 200);
+    assert.equal((await request(`${child.url}/_m/b`, { method: 'HEAD' })).status, 404);
+    assert.equal((await request(`${child.url}/_m/b`)).status, 404);
+    assert.deepEqual((await request(`${child.url}/_m/b`, { method: 'DELETE', headers: { Authorization: DEFAULT_AUTH } })).json, { ended: false });
+  }
+  // One viewer per stream on each worker.
+  const answers = [];
+  for (let i = 0; i < 4; i++) {
+    const v = await view(`${child.url}/_m/a`);
+    t.after(() => v.close());
+    answers.push(v.status);
+  }
+  assert.ok(answers.filter((s) => s === 200).length >= 1 && answers.filter((s) => s === 200).length <= 2, String(answers));
+  assert.ok(answers.includes(503), String(answers));
+  child.proc.kill('SIGTERM');
+  assert.equal((await child.exited).code, 0);
+});
+
+test('--redis-url to a Redis that is not up yet: a warning without the password, 503 until it is, then streams work', async (t) => {
+  const port = await freePort();
+  const child = await startWharfProcess(t, ['--listen', '127.0.0.1:0', '--data-dir', await tempDir(t), '--log', 'json',
+    '--redis-url', `redis://default:s3cret-pw@127.0.0.1:${port}`]);
+  const warning = child.lines().find((l) => l.event === 'warning');
+  assert.match(String(warning?.message), /^Redis at redis:\/\/default:\*\*\*@127\.0\.0\.1:\d+\/? is unreachable .*503 until it is back$/);
+  assert.ok(!child.stderr().includes('s3cret-pw') && !child.stdout().includes('s3cret-pw'), 'the password is never logged');
+  const down = await post(child.url, 'cam', 'image/png', frame(1, 100));
+  assert.deepEqual([down.status, down.json?.error], [503, 'HUB_UNAVAILABLE']);
+  assert.equal((await upload(child.url, Buffer.from('no redis needed'))).startsWith('/_f/'), true);
+  const redis = await startRedis(port, 's3cret-pw');
+  t.after(() => redis.stop());
+  await eventually(async () => (await post(child.url, 'cam', 'image/png', frame(2, 100))).status === 200, 'a publish once Redis is up', 15_000);
+  await eventually(() => /Redis at .* is back/.test(child.stderr()), 'the warning that Redis is back');
+  child.proc.kill('SIGTERM');
+  assert.equal((await child.exited).code, 0);
 });

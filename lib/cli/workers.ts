@@ -57,6 +57,9 @@ export async function runPrimary(config: PrimaryConfig, io: CommandIo): Promise<
   const fork = (): void => {
     const w = cluster.fork(config.env);
     born.set(w, Date.now());
+    // A send to a worker that just died fails (EPIPE) as an 'error' event; its 'exit' follows and
+    // says what there is to say.
+    w.on('error', () => {});
     w.on('message', (m: Control) => {
       if (m?.wharfWorker !== 'listening') return;
       up.add(w);
@@ -137,8 +140,9 @@ function stopWorkers(workers: Worker[], up: ReadonlySet<Worker>): Promise<void> 
       return;
     }
     w.once('exit', () => resolve());
-    if (up.has(w) && w.isConnected()) w.send({ wharfWorker: 'shutdown' } satisfies Control);
-    else w.process.kill('SIGKILL');
+    const kill = (): void => { w.process.kill('SIGKILL'); };
+    if (up.has(w) && w.isConnected()) w.send({ wharfWorker: 'shutdown' } satisfies Control, undefined, (err) => { if (err) kill(); });
+    else kill();
   }))).then(() => {});
 }
 
@@ -150,13 +154,16 @@ function stopWorkers(workers: Worker[], up: ReadonlySet<Worker>): Promise<void> 
  */
 export function workerSignals(): NodeJS.EventEmitter {
   const signals = new EventEmitter();
-  let asked = false;
+  // A stop nobody listened for yet (the worker still starting) is given to the first listener.
+  let unheard = false;
   const stop = (): void => {
-    asked = true;
-    signals.emit('SIGTERM');
+    if (signals.listenerCount('SIGTERM') === 0) unheard = true;
+    else signals.emit('SIGTERM');
   };
   signals.on('newListener', (event: string) => {
-    if (asked && event === 'SIGTERM') process.nextTick(() => signals.emit('SIGTERM'));
+    if (!unheard || event !== 'SIGTERM') return;
+    unheard = false;
+    process.nextTick(() => signals.emit('SIGTERM'));
   });
   const ignore = (): void => {};
   process.on('SIGINT', ignore);

@@ -32,13 +32,18 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startRedis(): Promise<RedisServer> {
-  const port = await freePort();
+/**
+ * On `port` when given (a port a test has already told a wharf node about), else on a free one;
+ * with `password`, clients must give it (`redis://default:<password>@…`).
+ */
+export async function startRedis(port?: number, password?: string): Promise<RedisServer> {
+  port ??= await freePort();
+  const auth = password === undefined ? '' : `default:${encodeURIComponent(password)}@`;
   const { dir, cleanup } = await makeTempDir('wharf-redis-');
   let proc: ChildProcess | undefined;
 
   async function start(): Promise<void> {
-    const p = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning', ...(password === undefined ? [] : ['--requirepass', password])], { stdio: ['ignore', 'pipe', 'pipe'] });
     proc = p;
     let log = '';
     p.stdout!.on('data', (d: Buffer) => { log += d.toString(); });
@@ -58,7 +63,7 @@ export async function startRedis(): Promise<RedisServer> {
   }
 
   async function command(args: string[]): Promise<unknown> {
-    const c = createClient({ url: `redis://127.0.0.1:${port}`, socket: { reconnectStrategy: false, connectTimeout: 1000 } });
+    const c = createClient({ url: `redis://${auth}127.0.0.1:${port}`, socket: { reconnectStrategy: false, connectTimeout: 1000 } });
     c.on('error', () => {});
     await c.connect();
     try {
@@ -79,7 +84,7 @@ export async function startRedis(): Promise<RedisServer> {
 
   await start();
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: `redis://${auth}127.0.0.1:${port}`,
     port,
     pid: () => proc?.pid ?? 0,
     command,
