@@ -14,3 +14,6 @@ export type { StreamStats } from './image-streams/relay.js';
 export type { AccessRequest, AccessAction, Authorize, AuthorizeResult } from './http/authorize.js';
 export type { UploadFilter, UploadFileInfo, FilterVerdict } from './uploads/upload-filter.js';
 export { sniffType } from './uploads/sniff.js';
+export { redisHub } from './image-streams/redis-hub.js';
+export type { RedisHubOptions, RedisClientLike, RedisSubscriberLike } from './image-streams/redis-hub.js';
+export type { Hub, HubFactory, HubOptions, HubStats, Frame, Subscriber, Subscription } from './image-streams/hub.js';

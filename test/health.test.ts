@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import test from 'node:test';
 import { WharfError } from '../lib/common/errors.js';
 import { createFileServer } from '../lib/index.js';
-import { createHealth, HEALTH_CACHE_MS, type HubHealth } from '../lib/http/health.js';
+import { createHealth, HEALTH_CACHE_MS, type HealthParts } from '../lib/http/health.js';
 import { createLocalStorage } from '../lib/uploads/local-storage.js';
 import { get, send, serve, tempDir } from './helpers/uploads.js';
 
@@ -61,7 +61,7 @@ test('health: a hub with a health check is asked, at most once a second; false, 
   t.after(() => storage.close());
   let asked = 0;
   let answer: () => Promise<boolean> = async () => true;
-  const hub: HubHealth = {
+  const hub: NonNullable<HealthParts['hub']> = {
     health: () => {
       asked++;
       return answer();

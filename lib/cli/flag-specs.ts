@@ -91,6 +91,8 @@ export const SERVE_FLAGS: FlagSpec[] = [
   { name: 'sync-io', kind: 'choice', env: 'WHARF_SYNC_IO', choices: ['auto', 'off'], help: 'small file-system calls on the event loop while cheap; off for NFS/EFS/FUSE', defaultText: 'auto' },
   { name: 'node-id', kind: 'string', env: 'WHARF_NODE_ID', value: 'ID', help: 'this node among those sharing the data dir: names its staging area, shown in the log', defaultText: 'HOSTNAME-PID' },
   { name: 'lease-interval', kind: 'duration', env: 'WHARF_LEASE_INTERVAL', value: 'DURATION', help: "how often this node renews its staging lease; a node's staging is swept 6 intervals after its last renewal", defaultText: '10s' },
+  { name: 'workers', kind: 'string', env: 'WHARF_WORKERS', value: 'N|auto', help: 'processes sharing the port and the data dir (auto: one per core)', defaultText: '1' },
+  { name: 'redis-url', kind: 'string', env: 'WHARF_REDIS_URL', value: 'URL', help: 'share image streams with every node on this Redis (needs: npm install redis)', defaultText: 'none: streams stay in this machine' },
   { name: 'log', kind: 'choice', env: 'WHARF_LOG', choices: ['text', 'json', 'off'], help: 'request log format', defaultText: 'text on a terminal, else json' },
   ...LIMIT_FLAGS,
   HELP_FLAG,

@@ -2,14 +2,18 @@
  * `wharf serve`: options from the flags, a data dir proved writable, the start banner, the request
  * log, and a close on SIGINT/SIGTERM (a second signal exits at once).
  */
+import cluster from 'node:cluster';
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { errorMessage, WharfError } from '../common/errors.js';
-import type { Limits } from '../common/limits.js';
+import { resolveLimits, type Limits } from '../common/limits.js';
 import { isLoopback } from '../http/access-keys.js';
 import { canonicalPrefix } from '../http/request-path.js';
 import { createFileServer, type FileServer, type FileServerOptions } from '../http/server.js';
+import { clusterHub } from '../image-streams/cluster-hub.js';
+import { redisHub } from '../image-streams/redis-hub.js';
 import { parseMapping } from '../static/mappings.js';
 import { defaultNodeId, isNodeId } from '../common/node-id.js';
 import { storageModes, TEMP_DIR } from '../uploads/local-storage.js';
@@ -18,6 +22,8 @@ import { DEFAULT_LISTEN, LIMIT_FLAGS, LIMIT_KEYS, SERVE_FLAGS, unpairedKey } fro
 import { parseArgs, UsageError, type Flags } from './flags.js';
 import { LOG_FORMATS, startRequestLog, type LogFormat } from './request-log.js';
 import { usage, version } from './usage.js';
+import { connectRedis, loadRedis, type RedisClients } from './redis-clients.js';
+import { runPrimary, tellListening, workerSignals } from './workers.js';
 
 interface Listen { host: string; port: number }
 
@@ -111,6 +117,30 @@ interface ServeConfig {
   logFormat: LogFormat;
   /** The start banner's format: the log's, or as the log would be when the log is off. */
   startFormat: 'text' | 'json';
+  /** Processes (`--workers`); 1 = no cluster. */
+  workers: number;
+  redisUrl: string | undefined;
+}
+
+/** `--workers N|auto`. */
+function parseWorkers(text: string | undefined): number {
+  if (text === undefined) return 1;
+  if (text === 'auto') return availableParallelism();
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > 1024) throw new UsageError(`--workers: expected a number from 1 to 1024 or auto, got ${JSON.stringify(text)}`);
+  return n;
+}
+
+function parseRedisUrl(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new UsageError(`--redis-url: expected redis://[user:password@]host[:port][/db], got an unparsable URL`);
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new UsageError(`--redis-url: expected a redis:// or rediss:// URL, got ${u.protocol}`);
+  return text;
 }
 
 /** The server's options from the flags; refuses what the server must not start with. */
@@ -129,8 +159,11 @@ function serveConfig(flags: Flags, io: CommandIo): ServeConfig {
     const v = flags.num(LIMIT_FLAGS[i]!.name);
     if (v !== undefined) limits[key] = v;
   });
-  const nodeId = flags.str('node-id') ?? defaultNodeId();
-  if (!isNodeId(nodeId)) throw new UsageError(`--node-id: expected 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit, got ${JSON.stringify(nodeId)}`);
+  const given = flags.str('node-id');
+  if (given !== undefined && !isNodeId(given)) throw new UsageError(`--node-id: expected 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit, got ${JSON.stringify(given)}`);
+  // Workers given one id tell themselves apart by their number (the default, `<hostname>-<pid>`, already does).
+  const worker = cluster.isWorker ? cluster.worker?.id : undefined;
+  const nodeId = given === undefined ? defaultNodeId() : worker === undefined ? given : `${given.slice(0, 56)}-w${worker}`;
   const logFormat = flags.choice('log', LOG_FORMATS) ?? (io.stdout.isTTY ? 'text' : 'json');
   const dataDir = resolve(flags.str('data-dir') ?? './data');
   const baseUrl = flags.str('base-url') ?? '/';
@@ -162,17 +195,19 @@ function serveConfig(flags: Flags, io: CommandIo): ServeConfig {
   else if (flags.bool('cors-credentials')) throw new UsageError('--cors-credentials needs --cors-origin');
   const privateCacheControl = flags.str('private-cache-control');
   if (privateCacheControl !== undefined) options.privateCacheControl = privateCacheControl;
-  return { listen, options, dataDir, nodeId, baseUrl, publicDirs, privateDirs, defaultKeys, logFormat, startFormat: logFormat === 'off' ? (io.stdout.isTTY ? 'text' : 'json') : logFormat };
+  const startFormat = logFormat === 'off' ? (io.stdout.isTTY ? 'text' : 'json') : logFormat;
+  const workers = parseWorkers(flags.str('workers'));
+  return { listen, options, dataDir, nodeId, baseUrl, publicDirs, privateDirs, defaultKeys, logFormat, startFormat, workers, redisUrl: parseRedisUrl(flags.str('redis-url')) };
 }
 
 /** The start-up lines: where the server listens, what it serves, and the warnings held until now. */
-function startBanner(url: string, { options, dataDir, nodeId, baseUrl, publicDirs, privateDirs, defaultKeys, startFormat }: ServeConfig, warnings: readonly string[]): string {
+function startBanner(url: string, { options, dataDir, nodeId, baseUrl, publicDirs, privateDirs, defaultKeys, startFormat, workers, redisUrl }: ServeConfig, warnings: readonly string[]): string {
   // As the server normalised it (createFileServer has accepted it, so this cannot throw).
   const base = canonicalPrefix(baseUrl, 'baseUrl');
   const lines: Array<Record<string, unknown>> = [
-    { event: 'listening', url, version: version(), node: nodeId, keys: defaultKeys ? 'default' : 'configured', anonymousUploads: options.anonymousUploads },
+    { event: 'listening', url, version: version(), node: nodeId, keys: defaultKeys ? 'default' : 'configured', anonymousUploads: options.anonymousUploads, workers },
     { event: 'serving', kind: 'uploads', url: `${url}${base}_f/`, path: join(dataDir, 'f') },
-    { event: 'serving', kind: 'streams', url: `${url}${base}_m/` },
+    { event: 'serving', kind: 'streams', url: `${url}${base}_m/`, hub: redisUrl ? 'redis' : workers > 1 ? 'workers' : 'local' },
   ];
   for (const [list, isPrivate] of [[publicDirs, false], [privateDirs, true]] as const) {
     for (const spec of list) {
@@ -186,9 +221,10 @@ function startBanner(url: string, { options, dataDir, nodeId, baseUrl, publicDir
   return lines.map((line) => {
     if (line.event === 'try' && startFormat === 'text') return `\nTry it (Wave's default keys work on loopback):\n  ${String(line.curl)}\nFrom another Node.js app (npm install wharf-files):\n  ${String(line.client).replace(/\n/g, '\n  ')}\n`;
     if (startFormat === 'json') return `${JSON.stringify({ time, ...line })}\n`;
-    if (line.event === 'listening') return `wharf ${String(line.version)} listening on ${String(line.url)} as node ${nodeId}${defaultKeys ? " (Wave's default access keys: loopback only)" : ''}\n`;
+    if (line.event === 'listening') return `wharf ${String(line.version)} listening on ${String(line.url)} as node ${nodeId}${workers > 1 ? ` with ${workers} workers` : ''}${defaultKeys ? " (Wave's default access keys: loopback only)" : ''}\n`;
     if (line.event === 'warning') return ''; // on stderr
-    return `  ${String(line.kind).padEnd(8)} ${String(line.url)}${line.path ? ` -> ${String(line.path)}` : ''}\n`;
+    const hub = line.hub === 'redis' ? ' (shared through Redis)' : '';
+    return `  ${String(line.kind).padEnd(8)} ${String(line.url)}${line.path ? ` -> ${String(line.path)}` : ''}${hub}\n`;
   }).join('');
 }
 
@@ -206,12 +242,15 @@ function firstSteps(root: string): { curl: string; client: string } {
   };
 }
 
-/** Closes the server after a signal; a second signal while closing means "now": in-flight work is abandoned. */
-async function closeOnSignal(files: FileServer, startFormat: 'text' | 'json', io: CommandIo): Promise<void> {
+/**
+ * Closes the server after a signal; a second signal while closing means "now": in-flight work is
+ * abandoned. A worker closes quietly: the primary says it for all.
+ */
+async function closeOnSignal(files: FileServer, startFormat: 'text' | 'json', io: CommandIo, quiet = false): Promise<void> {
   const signal = await new Promise<string>((resolvePromise) => onStopSignal(io.signals, resolvePromise));
   const stopHurry = onStopSignal(io.signals, () => process.exit(1));
-  if (startFormat === 'json') io.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'closing', signal })}\n`);
-  else io.stdout.write(`wharf: ${signal}, closing (in-flight uploads finish or are removed)\n`);
+  if (!quiet && startFormat === 'json') io.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'closing', signal })}\n`);
+  else if (!quiet) io.stdout.write(`wharf: ${signal}, closing (in-flight uploads finish or are removed)\n`);
   try {
     await files.close();
   } finally {
@@ -234,18 +273,39 @@ export async function serve(argv: string[], io: CommandIo): Promise<number> {
   const config = serveConfig(flags, io);
   const warnings = createWarnings(config.startFormat, io);
   config.options.warn = warnings.warn;
+  const inWorker = config.workers > 1 && cluster.isWorker;
+  if (config.workers > 1 && !inWorker) return primary(argv, config, warnings, io);
+  // A worker stops when the primary says so, even while it still starts.
+  const runIo = inWorker ? { ...io, signals: workerSignals() } : io;
 
-  let files: FileServer;
+  // Streams across nodes through Redis; across the workers of this machine through the primary.
+  let redis: RedisClients | undefined;
+  if (config.redisUrl) {
+    redis = await connectRedis(config.redisUrl, warnings.warn);
+    config.options.hub = redisHub(redis);
+  } else if (inWorker) config.options.hub = clusterHub();
   try {
-    files = createFileServer(config.options);
+    const files = fileServer(config.options);
+    const unwritable = await probeDataDir(config.dataDir, storageModes(config.options.groupReadable).dir);
+    if (unwritable) throw new UsageError(unwritable);
+    return await runServer(files, config, warnings, runIo, inWorker);
+  } finally {
+    await redis?.close();
+  }
+}
+
+/** `createFileServer`, its refusals worded as usage errors. */
+function fileServer(options: FileServerOptions): FileServer {
+  try {
+    return createFileServer(options);
   } catch (err) {
     // Said as the user wrote it: the `--accept` flag, not the `accept` option.
     if (err instanceof WharfError) throw new UsageError(err.message.replace(/^accept:/, '--accept:'));
     throw err;
   }
-  const unwritable = await probeDataDir(config.dataDir, storageModes(config.options.groupReadable).dir);
-  if (unwritable) throw new UsageError(unwritable);
+}
 
+async function runServer(files: FileServer, config: ServeConfig, warnings: ReturnType<typeof createWarnings>, io: CommandIo, inWorker: boolean): Promise<number> {
   const stopLog = startRequestLog(config.logFormat, io.stdout, config.nodeId);
   let bound;
   try {
@@ -257,13 +317,37 @@ export async function serve(argv: string[], io: CommandIo): Promise<number> {
     return 1;
   }
   const held = warnings.takeHeld();
+  if (inWorker) tellListening(bound.url);
   // One write, so a reader that sees the first line sees them all.
-  io.stdout.write(startBanner(bound.url, config, held));
-  for (const w of held) io.stderr.write(`wharf: warning: ${w}\n`);
+  else io.stdout.write(startBanner(bound.url, config, held));
+  // Workers have the same start-up warnings: the first one says them (the primary's lines have them too).
+  if (!inWorker || cluster.worker?.id === 1) for (const w of held) io.stderr.write(`wharf: warning: ${w}\n`);
   try {
-    await closeOnSignal(files, config.startFormat, io);
+    await closeOnSignal(files, config.startFormat, io, inWorker);
   } finally {
     stopLog();
   }
   return 0;
+}
+
+/** `--workers N` in the primary: checks what a worker would refuse, then runs the cluster (workers.ts). */
+async function primary(argv: string[], config: ServeConfig, warnings: ReturnType<typeof createWarnings>, io: CommandIo): Promise<number> {
+  fileServer(config.options);
+  const unwritable = await probeDataDir(config.dataDir, storageModes(config.options.groupReadable).dir);
+  if (unwritable) throw new UsageError(unwritable);
+  // Said once here rather than by every worker in a loop of restarts.
+  if (config.redisUrl) await loadRedis();
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(io.env)) if (k.startsWith('WHARF_') && v !== undefined) env[k] = v;
+  const limits = resolveLimits(config.options.limits);
+  return runPrimary({
+    workers: config.workers,
+    argv,
+    env,
+    hubLimits: config.redisUrl ? undefined : limits,
+    // The warnings on stderr are the first worker's.
+    banner: (url) => io.stdout.write(startBanner(url, config, warnings.takeHeld())),
+    warn: warnings.warn,
+    startFormat: config.startFormat,
+  }, io);
 }

@@ -5,6 +5,7 @@
 // counts as failed after PROBE_TIMEOUT instead of holding the poll.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MAX_TIMER } from '../common/limits.js';
+import type { Hub } from '../image-streams/hub.js';
 import { sendJson } from './answer.js';
 
 /** How long one probe's answer is reused. */
@@ -12,18 +13,11 @@ export const HEALTH_CACHE_MS = 1_000;
 /** A check that has not answered in this long has failed. */
 export const PROBE_TIMEOUT = 2_000;
 
-/**
- * What the health route asks of a hub. A hub that carries frames between processes (over Redis,
- * say) answers whether it can reach them now; a hub without `health` (the in-process one) always can.
- */
-export interface HubHealth {
-  health?(): Promise<boolean>;
-}
-
 export interface HealthParts {
   /** Starts upload storage if need be, then proves it writable; rejects with the `fs` error. */
   storage(): Promise<void>;
-  hub?: HubHealth | undefined;
+  /** Asked through its optional `health()` (lib/image-streams/hub.ts); a hub without one is always reachable. */
+  hub?: Pick<Hub, 'health'> | undefined;
 }
 
 /** Each check's verdict: `ok`, or why not (an errno code, `timeout`, `unreachable`): nothing secret, no path. */

@@ -5,6 +5,7 @@ import { WharfError } from '../common/errors.js';
 import { MAX_TIMER, type Limits } from '../common/limits.js';
 import { isNodeId } from '../common/node-id.js';
 import type { Site } from '../common/site-api.js';
+import type { HubFactory } from '../image-streams/hub.js';
 import type { StreamStats } from '../image-streams/relay.js';
 import type { SyncIo } from '../static/sync-io.js';
 import type { UploadEvent } from '../uploads/route.js';
@@ -164,6 +165,11 @@ export interface FileServerOptions {
   onUpload?: (event: UploadEvent) => void | Promise<void>;
   /** Where warnings go (a mapped directory that does not exist yet…). Default `console.warn`. */
   warn?: (message: string) => void;
+  /**
+   * Carries image-stream frames between processes: `redisHub({ publisher, subscriber })` for several
+   * nodes sharing one Redis. Default: in-process (one node). Closed with the server.
+   */
+  hub?: HubFactory;
 }
 
 export interface ListenOptions {
@@ -214,7 +220,7 @@ export const DEFAULT_HOST = '127.0.0.1';
 
 const KNOWN_OPTIONS = new Set([
   'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads', 'accept', 'filter', 'cors',
-  'dotfiles', 'indexPages', 'groupReadable', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'syncIo', 'nodeId', 'leaseInterval', 'limits', 'onUpload', 'warn',
+  'dotfiles', 'indexPages', 'groupReadable', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'syncIo', 'nodeId', 'leaseInterval', 'limits', 'onUpload', 'warn', 'hub',
 ]);
 
 export const invalid = (message: string): WharfError => new WharfError('INVALID_OPTION', message);
@@ -225,7 +231,7 @@ export function checkOptions(o: FileServerOptions): void {
   if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === '')) throw invalid('dataDir: expected a non-empty path');
   if (o.baseUrl !== undefined && typeof o.baseUrl !== 'string') throw invalid('baseUrl: expected a string such as "/"');
   if (o.accept !== undefined) parseAccept(o.accept);
-  for (const f of ['authorize', 'onUpload', 'warn', 'filter'] as const) {
+  for (const f of ['authorize', 'onUpload', 'warn', 'filter', 'hub'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'function') throw invalid(`${f}: expected a function`);
   }
   for (const f of ['anonymousUploads', 'dotfiles', 'indexPages', 'trustUnrecordedUploads', 'groupReadable'] as const) {

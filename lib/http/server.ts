@@ -11,6 +11,7 @@ import { missingDirWarnings, parseMappings } from '../static/mappings.js';
 import { createLocalStorage } from '../uploads/local-storage.js';
 import { createStatic } from '../static/engine.js';
 import { createStreams } from '../image-streams/relay.js';
+import { createLocalHub } from '../image-streams/hub.js';
 import { createUploads } from '../uploads/route.js';
 import { canonicalPrefix } from './request-path.js';
 import { createConnections } from './connections.js';
@@ -62,9 +63,9 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     ...(options.accept === undefined ? {} : { accept: options.accept }),
     ...(options.filter === undefined ? {} : { filter: options.filter }),
   });
-  const streams = createStreams({ base, limits });
-  // The in-process hub is always reachable: it has no `health` to ask.
-  const health = createHealth({ storage: () => ready().then(() => storage.probe()) });
+  const hub = (options.hub ?? createLocalHub)({ ...limits, warn });
+  const streams = createStreams({ base, limits, hub });
+  const health = createHealth({ storage: () => ready().then(() => storage.probe()), hub });
   const routes = routeTable({
     base, dataDir, limits, mappings, uploads, streams, statics, health,
     uploadsPrivate: options.authorize !== undefined, dotfiles: options.dotfiles ?? false, syncIo,

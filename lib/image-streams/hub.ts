@@ -1,7 +1,8 @@
 // The fan-out seam of image streams: a registry of named streams, each with its latest frame and its
-// subscribers. The HTTP layer (streams.ts) only ever talks to a `Hub`, so a cross-instance hub (one
-// that carries frames between several wharf processes over, say, Redis pub/sub) can replace the
-// in-process one below without touching how requests are read or responses written.
+// subscribers. The HTTP layer (relay.ts) only ever talks to a `Hub`, so a cross-process hub (Redis
+// pub/sub, redis-hub.ts; the workers of one machine, cluster-hub.ts) replaces the in-process one
+// below without touching how requests are read or responses written. The calls that may have to ask
+// another process are asynchronous; the in-process hub answers them at once.
 import { MAX_TIMER } from '../common/limits.js';
 import { WharfError } from '../common/errors.js';
 
@@ -38,17 +39,45 @@ export interface HubStats {
 }
 
 export interface Hub {
-  /** Publishes `frame` to stream `name`, creating it if new. Rejects with 503 `TOO_MANY_STREAMS` or `SHUTTING_DOWN`. */
+  /**
+   * Publishes `frame` to stream `name`, creating it if new. Rejects with 503 `TOO_MANY_STREAMS`,
+   * `SHUTTING_DOWN`, or (a hub that needs another process) `HUB_UNAVAILABLE`.
+   */
   publish(name: string, frame: Frame): Promise<void>;
-  /** `undefined` when there is no such stream. Throws 503 `TOO_MANY_VIEWERS`. */
-  subscribe(name: string, subscriber: Subscriber): Subscription | undefined;
-  has(name: string): boolean;
-  /** Ends stream `name` (every subscriber's `end()` runs); resolves false if there was none. */
+  /**
+   * `undefined` when there is no such stream. Rejects with 503 `TOO_MANY_VIEWERS` (or
+   * `HUB_UNAVAILABLE`). Until it resolves the subscriber may already get `deliver` calls: frames
+   * newer than `latest`, which it must hold (the newest one) until it starts.
+   */
+  subscribe(name: string, subscriber: Subscriber): Promise<Subscription | undefined>;
+  /** Whether stream `name` exists (a HEAD, which must not subscribe). */
+  has(name: string): Promise<boolean>;
+  /** Ends stream `name` (every subscriber's `end()` runs, on every node); resolves false if there was none. */
   end(name: string): Promise<boolean>;
+  /** This process's streams: those it has subscribers of (or, in-process, every stream). */
   stats(): HubStats[];
-  /** Ends every stream, clears every timer, and refuses later publishes. */
-  close(): void;
+  /**
+   * Whether the processes this hub needs can be reached now, for the health route (a load balancer's
+   * readiness check). Absent on a hub that needs none (the in-process one): always ready.
+   */
+  health?(): Promise<boolean>;
+  /**
+   * Ends this process's subscribers (not the streams of other processes), clears every timer, and
+   * refuses later publishes. A hub given clients by its caller leaves them open: they are the caller's.
+   */
+  close(): Promise<void>;
 }
+
+/** What `createFileServer` gives the hub it makes: the limits that concern streams, and its `warn`. */
+export interface HubOptions extends LocalHubOptions {
+  warn(message: string): void;
+}
+
+/**
+ * Makes the server's hub: `createFileServer({ hub: redisHub({ publisher, subscriber }) })`. The
+ * server calls it once, with its limits, and closes the hub when it closes.
+ */
+export type HubFactory = (options: HubOptions) => Hub;
 
 export interface LocalHubOptions {
   /** Streams alive at once. */
@@ -82,7 +111,7 @@ export function createLocalHub(options: LocalHubOptions): Hub {
 
   function create(name: string, frame: Frame): Topic {
     if (topics.size >= options.streams) {
-      throw new WharfError('TOO_MANY_STREAMS', `too many image streams (limit ${options.streams})`, 503);
+      throw tooManyStreams(options.streams);
     }
     const topic: Topic = { latest: frame, subscribers: new Set(), published: 0, skipped: 0, idle: undefined };
     if (options.streamIdleTimeout > 0) {
@@ -98,7 +127,7 @@ export function createLocalHub(options: LocalHubOptions): Hub {
 
   return {
     async publish(name, frame) {
-      if (closed) throw new WharfError('SHUTTING_DOWN', 'the server is shutting down', 503);
+      if (closed) throw shuttingDown();
       const topic = topics.get(name) ?? create(name, frame);
       topic.latest = frame;
       topic.published++;
@@ -106,17 +135,17 @@ export function createLocalHub(options: LocalHubOptions): Hub {
       for (const s of topic.subscribers) if (!s.deliver(frame)) topic.skipped++;
     },
 
-    subscribe(name, subscriber) {
+    async subscribe(name, subscriber) {
       const topic = topics.get(name);
       if (!topic) return undefined;
       if (topic.subscribers.size >= options.viewersPerStream) {
-        throw new WharfError('TOO_MANY_VIEWERS', `too many viewers of this stream (limit ${options.viewersPerStream})`, 503);
+        throw tooManyViewers(options.viewersPerStream);
       }
       topic.subscribers.add(subscriber);
       return { latest: topic.latest, unsubscribe: () => void topic.subscribers.delete(subscriber) };
     },
 
-    has: (name) => topics.has(name),
+    has: async (name) => topics.has(name),
 
     async end(name) {
       const topic = topics.get(name);
@@ -134,9 +163,26 @@ export function createLocalHub(options: LocalHubOptions): Hub {
       }));
     },
 
-    close() {
+    async close() {
       closed = true;
       for (const [name, topic] of [...topics]) finish(name, topic);
     },
   };
+}
+
+export function tooManyStreams(limit: number): WharfError {
+  return new WharfError('TOO_MANY_STREAMS', `too many image streams (limit ${limit})`, 503);
+}
+
+export function tooManyViewers(limit: number): WharfError {
+  return new WharfError('TOO_MANY_VIEWERS', `too many viewers of this stream (limit ${limit})`, 503);
+}
+
+export function shuttingDown(): WharfError {
+  return new WharfError('SHUTTING_DOWN', 'the server is shutting down', 503);
+}
+
+/** 503 `HUB_UNAVAILABLE`: the process that carries frames between nodes (Redis, the cluster's primary) cannot be reached. */
+export function hubUnavailable(why: string, cause?: unknown): WharfError {
+  return new WharfError('HUB_UNAVAILABLE', `image streams are unavailable: ${why}`, 503, cause === undefined ? undefined : { cause });
 }

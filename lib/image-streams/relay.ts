@@ -17,7 +17,8 @@
 // raises on anything else (docs/protocol.md §2). 400 `INVALID_STREAM_NAME`, `INVALID_CONTENT_TYPE`,
 // `EMPTY_FRAME`; 404 `NOT_FOUND` (GET/HEAD of no such stream); 408 `BODY_TIMEOUT`;
 // 413 `LIMIT_FRAME_SIZE`; 503 `TOO_MANY_STREAMS` / `TOO_MANY_VIEWERS` (a server-wide capacity, not a
-// per-client rate, hence 503 and not 429) and `SHUTTING_DOWN`. A timeout limit of 0 means never.
+// per-client rate, hence 503 and not 429), `SHUTTING_DOWN`, and `HUB_UNAVAILABLE` (a hub between
+// processes that cannot reach Redis or the cluster's primary). A timeout limit of 0 means never.
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { throwIfAborted } from '../common/abort.js';
@@ -116,15 +117,20 @@ export function createStreams(config: StreamsConfig): Streams {
     try {
       const boundary = randomBytes(16).toString('hex');
       if (req.method === 'HEAD') {
-        if (!hub.has(name)) throw noSuchStream();
+        if (!(await hub.has(name))) throw noSuchStream();
         res.writeHead(200, viewHeaders(boundary)).end();
         return;
       }
       // Gone while an async `authorize` ran: its 'close' has fired already and would never unsubscribe.
       if (res.closed || req.socket.destroyed) return;
       const v = createViewer(name, res, boundary);
-      const subscription = hub.subscribe(name, v);
+      const subscription = await hub.subscribe(name, v);
       if (!subscription) throw noSuchStream();
+      // Gone while the hub asked another process: the same, and the subscription is not needed.
+      if (res.closed || req.socket.destroyed) {
+        subscription.unsubscribe();
+        return;
+      }
       track(v);
       res.once('close', () => {
         subscription.unsubscribe();
@@ -165,7 +171,7 @@ export function createStreams(config: StreamsConfig): Streams {
   };
 
   async function close(): Promise<void> {
-    hub.close();
+    await hub.close();
     await endViewers(viewers, limits.viewerStallTimeout);
     if (sweeper) clearInterval(sweeper);
     sweeper = undefined;

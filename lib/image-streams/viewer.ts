@@ -74,11 +74,16 @@ export function createViewer(name: string, res: ServerResponse, boundary: string
   const v = {
     name,
     res,
-    busySince: 0,
+    // Busy until `start`: a frame the hub delivers while `subscribe` resolves is held as pending,
+    // without a check of its own on the per-frame path. (The stall sweep sees a viewer only after `start`.)
+    busySince: Date.now(),
     pending: undefined as Frame | undefined,
 
     /** Right after `writeHead`, before anything else is written. */
-    start(first: Frame): void {
+    start(latest: Frame): void {
+      const first = v.pending ?? latest;
+      v.pending = undefined;
+      v.busySince = 0;
       chunked = res.chunkedEncoding;
       res.chunkedEncoding = false;
       announce(first.type);

@@ -51,13 +51,14 @@ export interface Child {
  * Starts `createFileServer(options)` in a child process. `fdLimit` lowers its descriptor limit
  * (`ulimit -n`, soft and hard) before node starts, as an operator's would be.
  */
-export async function startChild(options: FileServerOptions, opts: { fdLimit?: number } = {}): Promise<Child> {
+export async function startChild(options: FileServerOptions, opts: { fdLimit?: number; redisUrl?: string } = {}): Promise<Child> {
   const script = fileURLToPath(new URL('./load-server.js', import.meta.url));
   const args = ['--expose-gc', script, JSON.stringify(options)];
   const stdio: ['ignore', 'pipe', 'pipe', 'ipc'] = ['ignore', 'pipe', 'pipe', 'ipc'];
+  const env = opts.redisUrl === undefined ? process.env : { ...process.env, WHARF_TEST_REDIS_URL: opts.redisUrl };
   const proc: ChildProcess = opts.fdLimit === undefined
-    ? spawn(process.execPath, args, { stdio })
-    : spawn('sh', ['-c', `ulimit -n ${opts.fdLimit} && exec "$0" "$@"`, process.execPath, ...args], { stdio });
+    ? spawn(process.execPath, args, { stdio, env })
+    : spawn('sh', ['-c', `ulimit -n ${opts.fdLimit} && exec "$0" "$@"`, process.execPath, ...args], { stdio, env });
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => {
     stderr += d.toString();

@@ -7,10 +7,24 @@
 // `{cmd:"memory"}` with `{rss, heapTotal, heapUsed, external, arrayBuffers}` after a full GC (with
 // --expose-gc), `{cmd:"loop"}` with the event-loop delay since the last ask (p50, p99, max in ms),
 // and `{cmd:"close"}` by closing the server and exiting. Warnings go to stderr.
+//
+// With `WHARF_TEST_REDIS_URL` in its environment, its image streams go through that Redis
+// (`redisHub` with node-redis clients of its own, as a host app would make them).
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { createClient } from 'redis';
 import { createFileServer, type FileServerOptions } from '../../lib/http/server.js';
+import { redisHub } from '../../lib/image-streams/redis-hub.js';
 
 const options = JSON.parse(process.argv[2] ?? '{}') as FileServerOptions;
+const redisUrl = process.env.WHARF_TEST_REDIS_URL;
+if (redisUrl) {
+  // Retries every 100 ms while Redis is away, so a restart in a test is noticed quickly.
+  const publisher = createClient({ url: redisUrl, socket: { reconnectStrategy: () => 100 } });
+  const subscriber = publisher.duplicate();
+  for (const c of [publisher, subscriber]) c.on('error', () => {}); // node-redis needs a listener; reconnects by itself
+  await Promise.all([publisher.connect(), subscriber.connect()]);
+  options.hub = redisHub({ publisher, subscriber });
+}
 const files = createFileServer({ ...options, warn: (message) => process.stderr.write(`${message}\n`) });
 const address = await files.listen({ host: '127.0.0.1', port: 0 });
 process.stdout.write(`${JSON.stringify({ port: address.port, pid: process.pid })}\n`);
