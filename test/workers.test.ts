@@ -23,9 +23,9 @@ async function workersOf(pid: number): Promise<number[]> {
   return text.trim().split(/\s+/).filter(Boolean).map(Number);
 }
 
-/** Which workers answered requests for `path` (the request log says, one JSON line per request). */
+/** Which workers answered requests for `path` (the request log names the node, one JSON line per request). */
 function servedBy(child: Child & { lines(): Array<Record<string, unknown>> }, path: string): Set<unknown> {
-  return new Set(child.lines().filter((l) => l.path === path).map((l) => l.worker));
+  return new Set(child.lines().filter((l) => l.path === path).map((l) => l.node));
 }
 
 const post = (url: string, name: string, type: string, data: Buffer): ReturnType<typeof request> =>
@@ -70,7 +70,8 @@ async function streamAcross(t: T, child: Child & { url: string; lines(): Array<R
 
 test('--workers 2: uploads and downloads on both workers, streams across them, a killed worker replaced', async (t) => {
   const dataDir = await tempDir(t);
-  const child = await startWharfProcess(t, ['--workers', '2', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--log', 'json']);
+  // One id for all: each worker is told apart by its number (`w-w1`, `w-w2`, …).
+  const child = await startWharfProcess(t, ['--workers', '2', '--node-id', 'w', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--log', 'json']);
   assert.equal(child.lines().find((l) => l.event === 'listening')?.workers, 2);
   const primaryPid = child.proc.pid!;
   const first = await workersOf(primaryPid);
@@ -90,7 +91,7 @@ test('--workers 2: uploads and downloads on both workers, streams across them, a
 
   // A worker killed: replaced (worker 3 of the log), and the service goes on on both.
   process.kill(first[0]!, 'SIGKILL');
-  await eventually(async () => (await request(`${child.url}${path}`)).status === 200 && servedBy(child, path).has(3), 'the new worker serving');
+  await eventually(async () => (await request(`${child.url}${path}`)).status === 200 && servedBy(child, path).has('w-w3'), 'the new worker serving');
   assert.match(child.stderr(), new RegExp(`worker ${first[0]} exited \\(SIGKILL\\); starting another`));
   assert.ok(!(await workersOf(primaryPid)).includes(first[0]!));
   for (let i = 0; i < 8; i++) assert.equal(sha256((await request(`${child.url}${path}`)).body), sha256(data));
@@ -101,7 +102,7 @@ test('--workers 2: uploads and downloads on both workers, streams across them, a
   const [again] = await workersOf(primaryPid);
   process.kill(again!, 'SIGKILL');
   await eventually(() => /starting another in 500 ms/.test(child.stderr()), 'a longer back-off after a second young death');
-  await eventually(async () => (await request(`${child.url}${path}`)).status === 200 && servedBy(child, path).has(4), 'worker 4 serving');
+  await eventually(async () => (await request(`${child.url}${path}`)).status === 200 && servedBy(child, path).has('w-w4'), 'worker 4 serving');
 
   process.kill(primaryPid, 'SIGTERM');
   const result = await child.exited;
