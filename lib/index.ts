@@ -7,6 +7,7 @@ export { WharfError } from './common/errors.js';
 export type { WharfErrorCode } from './common/errors.js';
 export { DEFAULT_LIMITS } from './common/limits.js';
 export type { Limits } from './common/limits.js';
-export type { Site, Progress, TransferOptions } from './common/site-api.js';
+export type { Site, Progress, TransferOptions, UploadOptions } from './common/site-api.js';
+export type { UploadInfo } from './uploads/in-process-site.js';
 export type { UploadEvent, UploadedFile } from './uploads/route.js';
 export type { StreamStats } from './image-streams/relay.js';

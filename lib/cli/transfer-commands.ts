@@ -60,15 +60,17 @@ async function transferCommand(argv: string[], io: CommandIo, specs: FlagSpec[],
 }
 
 export function upload(argv: string[], io: CommandIo): Promise<number> {
-  return transferCommand(argv, io, UPLOAD_FLAGS, 'wharf upload FILE... [--dir] [flags]', (positionals) => {
+  return transferCommand(argv, io, UPLOAD_FLAGS, 'wharf upload FILE... [--dir] [--expires DURATION] [--once] [flags]', (positionals) => {
     if (positionals.length === 0) throw new UsageError('upload: name at least one FILE');
   }, async (site, positionals, flags) => {
     const paths: string[] = [];
+    const expiresIn = flags.num('expires');
+    const life = { ...(expiresIn !== undefined ? { expiresIn } : {}), ...(flags.bool('once') ? { once: true } : {}) };
     if (flags.bool('dir')) {
-      for (const dir of positionals) paths.push(...await transfer(io, basename(resolve(dir)), (o) => site.uploadDir(dir, o)));
+      for (const dir of positionals) paths.push(...await transfer(io, basename(resolve(dir)), (o) => site.uploadDir(dir, { ...o, ...life })));
     } else {
       const label = positionals.length === 1 ? basename(positionals[0]!) : `${positionals.length} files`;
-      paths.push(...await transfer(io, label, (o) => site.upload(positionals, o)));
+      paths.push(...await transfer(io, label, (o) => site.upload(positionals, { ...o, ...life })));
     }
     for (const p of paths) io.stdout.write(`${p}\n`);
   });

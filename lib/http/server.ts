@@ -49,6 +49,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     unrecorded: options.trustUnrecordedUploads === true ? 'app' : 'user',
     groupReadable: options.groupReadable ?? false,
     warn,
+    lifecycle: { uploadTtl: limits.uploadTtl, storeSize: limits.storeSize },
   });
   const uploads = createUploads(options.onUpload === undefined
     ? { dataDir, base, limits, statics, warn, storage }

@@ -6,6 +6,9 @@
 //   <dataDir>/f/<id>/.wharf-upload.json
 //                                      the upload's record: who uploaded it (trust.ts), written
 //                                      into the staged directory, so published by the same rename
+//   <dataDir>/.wharf-expiry/<bucket>/<id>
+//   <dataDir>/.wharf-usage/<pid>.<instance>
+//                                      the expiry index and the quota's ledgers (lifecycle.ts)
 //   <dataDir>/.wharf-tmp/<pid>.<instance>.<n>/<path>
 //                                      one upload id being staged, invisible to readers; same
 //                                      filesystem, so committing it is one rename to f/<id>
@@ -20,6 +23,7 @@ import { WharfError } from '../common/errors.js';
 import { slownessFor, type SyncIo } from '../static/sync-io.js';
 import type { WriteMemory } from './file-writer.js';
 import { isUploadId } from './filenames.js';
+import { createLifecycle, type LifecycleOptions } from './lifecycle.js';
 import { LocalStaging } from './staging.js';
 import type { Storage } from './storage.js';
 import { createUploadSource } from './upload-source.js';
@@ -64,6 +68,8 @@ export interface LocalStorageOptions {
   groupReadable?: boolean;
   /** Where `start` says that an `f/` it did not make is open to other accounts. Default: nowhere. */
   warn?: (message: string) => void;
+  /** `limits.uploadTtl` and `limits.storeSize` (lifecycle.ts). Default: neither (0). */
+  lifecycle?: Partial<LifecycleOptions>;
 }
 
 /** Modes of what storage creates: owner-only as Wave's upload directories, or readable by the group. */
@@ -101,10 +107,34 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
   let seq = 0;
   const prefix = join(tempDir, `${process.pid}.${instance}.`);
   const tempName = (): string => `${prefix}${++seq}`;
-  const { source, forget } = createUploadSource(filesDir, options.unrecorded ?? 'user', options.syncIo ?? 'auto');
+  const warn = options.warn ?? ((message: string) => console.warn(message));
+  const removeLater = (id: string): void => {
+    remove(id).catch((err: unknown) => warn(`wharf: could not remove a downloaded once-only upload ${id}: ${String(err)}`));
+  };
+  const { source, forget, life } = createUploadSource(filesDir, options.unrecorded ?? 'user', options.syncIo ?? 'auto', removeLater);
+  const lifecycle = createLifecycle(dataDir, filesDir, { uploadTtl: options.lifecycle?.uploadTtl ?? 0, storeSize: options.lifecycle?.storeSize ?? 0 }, (id) => remove(id), warn);
+
+  async function remove(id: string): Promise<boolean> {
+    if (!isUploadId(id)) return false;
+    forget(id);
+    // Out of readers' sight in one rename (which one racer wins), then deleted at leisure.
+    const grave = tempName();
+    try {
+      await rename(join(filesDir, id), grave);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+    await lifecycle.freeing(grave);
+    await rm(grave, { recursive: true, force: true });
+    return true;
+  }
 
   return {
     source,
+    quota: lifecycle.quota,
+    life,
+    close: () => lifecycle.stop(),
     async start() {
       // Made with the modes (the data dir too, and any missing parent); never chmod'ed after: the
       // mode of a directory that was there already is its owner's call. An open data dir shows
@@ -118,8 +148,9 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
       }
       const stale = (await readdir(tempDir)).filter(isStale);
       await Promise.all(stale.map((name) => rm(join(tempDir, name), { recursive: true, force: true })));
+      await lifecycle.start();
     },
-    stage: () => new LocalStaging(tempName, filesDir, memory, modes),
+    stage: () => lifecycle.stage(new LocalStaging(tempName, filesDir, memory, modes)),
     async copyOut(id, rel, to) {
       const info = await source.stat(`${id}/${rel}`);
       if (!info) throw new WharfError('NOT_FOUND', 'no such uploaded file', 404);
@@ -138,20 +169,7 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
       }
       return info.size;
     },
-    async remove(id) {
-      if (!isUploadId(id)) return false;
-      forget(id);
-      // Out of readers' sight in one rename, then deleted at leisure.
-      const grave = tempName();
-      try {
-        await rename(join(filesDir, id), grave);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-        throw err;
-      }
-      await rm(grave, { recursive: true, force: true });
-      return true;
-    },
+    remove,
   };
 }
 

@@ -12,7 +12,9 @@ import { watchBody, type BodyWatch } from '../http/body-watch.js';
 import { checkFilename, isUploadId, uploadUrl } from './filenames.js';
 import { createInProcessSite, type InProcessSite } from './in-process-site.js';
 import type { Staging } from './storage.js';
-import { classify, createUploadCore, requestTooLarge, shuttingDown, type Stored, type UploadCore, type UploadCoreConfig } from './upload-core.js';
+import type { QuotaHold } from './quota.js';
+import { classify, createUploadCore, requestTooLarge, shuttingDown, type LifeTerms, type Stored, type UploadCore, type UploadCoreConfig } from './upload-core.js';
+import { lifeFromHeaders } from './upload-meta.js';
 import { recordFor, type UploadVia } from './upload-record.js';
 
 // Where these were declared before they had a module of their own.
@@ -62,10 +64,12 @@ export function createUploads(config: UploadsConfig): Uploads {
     remove: (req, res, rel) => core.settle(remove(core, res, rel)),
     site: createInProcessSite(core),
     start: () => core.storage.start(),
-    close: () =>
-      core.close(() => {
+    close: async () => {
+      await core.close(() => {
         for (const body of bodies) body.fail(shuttingDown());
-      }),
+      });
+      await core.storage.close?.();
+    },
   };
 }
 
@@ -75,6 +79,8 @@ async function receive(core: UploadCore, bodies: Set<BodyWatch>, req: IncomingMe
   bodies.add(body);
   const stored: Stored[] = [];
   const directory = /^\s*true\s*$/i.test(String(req.headers['wave-directory-upload'] ?? ''));
+  const terms: LifeTerms = { asked: {}, granted: undefined };
+  let hold: QuotaHold | undefined;
   try {
     if (core.closed) throw shuttingDown();
     const contentType = req.headers['content-type'];
@@ -82,23 +88,28 @@ async function receive(core: UploadCore, bodies: Set<BodyWatch>, req: IncomingMe
       throw new WharfError('UNSUPPORTED_MEDIA_TYPE', 'an upload must be multipart/form-data', 415);
     }
     if (Number(req.headers['content-length']) > limits.requestSize) throw requestTooLarge(limits.requestSize);
+    terms.asked = lifeFromHeaders(req.headers);
+    // 507 STORE_FULL now when Content-Length says it will not fit, else the moment it does not.
+    hold = core.storage.quota?.holdRequest(req, (e) => body.fail(e));
     await core.withStaging(recordFor(via), (staging) => stageParts(core, req, contentType, body, directory, staging, stored), (err) => {
       // The cause (a limit the parser met, say) is the answer, not the SHUTTING_DOWN of the files
       // the abort is about to fail, whose `written.catch` would otherwise claim the body first.
       body.fail(body.error ?? classify(err, warn));
-    });
+    }, terms);
   } catch (err) {
     // A body not read to its end cannot be followed by another request on this connection: `refuse`
     // answers and closes (in stages) rather than drain gigabytes.
     const e = body.error ?? classify(err, warn);
     body.fail(e);
     bodies.delete(body);
+    hold?.release();
     refuse(req, res, e);
     return;
   }
   bodies.delete(body);
+  hold?.release();
   const files = directory ? [uploadUrl(base, stored[0]!.id)] : stored.map((f) => uploadUrl(base, f.id, f.rel));
-  core.announce(stored);
+  core.announce(stored, terms.granted);
   sendJson(res, 200, { files });
 }
 

@@ -3,6 +3,8 @@
 // touching it. The one implementation is the local disk layout (local-storage.ts).
 import { WharfError, fromFsError } from '../common/errors.js';
 import type { FileSource } from '../static/engine.js';
+import type { Quota } from './quota.js';
+import type { UploadLife } from './upload-meta.js';
 import type { UploadRecord } from './upload-record.js';
 
 /**
@@ -70,6 +72,15 @@ export interface Storage {
   copyOut(id: string, rel: string, to: string): Promise<number>;
   /** Removes upload `id` whole, at once for readers; false if there was none. */
   remove(id: string): Promise<boolean>;
+  /**
+   * Optional: the quota (`limits.storeSize`) uploads are held to while they arrive; without it,
+   * none. Committed and removed bytes are counted by the storage itself.
+   */
+  readonly quota?: Quota;
+  /** Optional: the life (deadline, `once`) of upload `id`; null when there is none or it is gone for readers. */
+  life?(id: string): Promise<UploadLife | null>;
+  /** Optional: stops the storage's background work (the sweep); called by the server's `close`. */
+  close?(): Promise<void>;
 }
 
 /**

@@ -5,6 +5,7 @@ import type { Limits } from '../common/limits.js';
 import { uploadUrl } from './filenames.js';
 import { createLocalStorage } from './local-storage.js';
 import { storageError, type Staging, type Storage } from './storage.js';
+import { grantLife, withLife, type LifeRequest, type UploadLife } from './upload-meta.js';
 import type { UploadRecord } from './upload-record.js';
 
 export interface UploadedFile {
@@ -23,6 +24,16 @@ export interface UploadedFile {
 export interface UploadEvent {
   id: string;
   files: UploadedFile[];
+  /** When the upload expires (its own `expiresIn` or `limits.uploadTtl`); absent when it does not. */
+  expiresAt?: Date;
+  /** True when it is removed after its first complete download. */
+  once?: boolean;
+}
+
+/** What an upload asks of its life, and, once it is committed, what it was granted (upload-meta.ts). */
+export interface LifeTerms {
+  asked: LifeRequest;
+  granted: UploadLife | undefined;
 }
 
 /** A file staged by a request: under upload id `id` as `rel`. */
@@ -63,9 +74,9 @@ export interface UploadCore {
    * Stages and commits with `record`; any failure removes every staged byte and rethrows. `failed`
    * hears of a failure before the abort, which fails every file still being written.
    */
-  withStaging<T>(record: UploadRecord, fill: (staging: Staging) => Promise<T>, failed?: (err: unknown) => void): Promise<T>;
-  /** Tells `onUpload` of each upload id of a committed request, without waiting for it. */
-  announce(stored: Stored[]): void;
+  withStaging<T>(record: UploadRecord, fill: (staging: Staging) => Promise<T>, failed?: (err: unknown) => void, terms?: LifeTerms): Promise<T>;
+  /** Tells `onUpload` of each upload id of a committed request, with the life it was granted, without waiting for it. */
+  announce(stored: Stored[], life?: UploadLife): void;
   /** Stops new work, runs `stop` (to stop what the caller reads), aborts every staging and waits for all work to settle. */
   close(stop: () => void): Promise<void>;
 }
@@ -93,14 +104,17 @@ export function createUploadCore(config: UploadCoreConfig): UploadCore {
       work.then(forget, forget);
       return work;
     },
-    async withStaging(record, fill, failed) {
+    async withStaging(record, fill, failed, terms) {
       if (closed) throw shuttingDown();
       const staging = storage.stage();
       stagings.add(staging);
       try {
         const result = await fill(staging);
         if (closed) throw shuttingDown();
-        await staging.commit(record);
+        // The life counts from the commit, not from the first byte of a long upload.
+        const life = grantLife(terms?.asked ?? {}, limits.uploadTtl, Date.now());
+        await staging.commit(withLife(record, life));
+        if (terms) terms.granted = life;
         return result;
       } catch (err) {
         failed?.(err);
@@ -110,7 +124,7 @@ export function createUploadCore(config: UploadCoreConfig): UploadCore {
         stagings.delete(staging);
       }
     },
-    announce(stored) {
+    announce(stored, life) {
       const hook = config.onUpload;
       if (!hook) return;
       const byId = new Map<string, UploadedFile[]>();
@@ -120,8 +134,11 @@ export function createUploadCore(config: UploadCoreConfig): UploadCore {
         byId.set(f.id, files);
       }
       for (const [id, files] of byId) {
+        const event: UploadEvent = { id, files };
+        if (life?.expiresAt !== undefined) event.expiresAt = new Date(life.expiresAt);
+        if (life?.once) event.once = true;
         Promise.resolve()
-          .then(() => hook({ id, files }))
+          .then(() => hook(event))
           .catch((err: unknown) => warn(`wharf: onUpload hook failed for upload ${id}: ${errorDetail(err)}`));
       }
     },

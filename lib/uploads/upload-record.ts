@@ -15,6 +15,9 @@
 //   `"user"`.
 // - `via`: how the upload was let in: `"key"` (an access key), `"site"` (in-process `files.site`),
 //   `"authorize"` (the host app's hook) or `"anonymous"` (`anonymousUploads`). For the record only.
+// - `expires` (optional): the upload's deadline, ms since the epoch; past it the upload is gone for
+//   readers and the sweep removes it (expiry.ts). `once` (optional, `true`): removed after its first
+//   complete download (upload-meta.ts).
 //
 // An upload may never hold a file of that name at its top (`checkFilename` refuses it with 400
 // BAD_FILENAME), and the read side never serves it, so no uploader can forge or read one.
@@ -30,6 +33,10 @@ export interface UploadRecord {
   v: 1;
   trust: Trust;
   via: UploadVia;
+  /** The deadline, ms since the epoch (upload-meta.ts). */
+  expires?: number;
+  /** Removed after its first complete download. */
+  once?: true;
 }
 
 /** The record's name, at the top of each upload id's directory. */
