@@ -13,16 +13,26 @@ import { RECORD_NAME } from './upload-record.js';
 const CENSUS_WIDTH = 8;
 
 /** Calls `visit` for each upload id in `filesDir`, CENSUS_WIDTH at a time, until `stopped()` says so. */
-export async function censusUploads(filesDir: string, visit: (id: string) => Promise<void>, stopped: () => boolean): Promise<void> {
-  const dir = await opendir(filesDir, { bufferSize: 64 });
+export function censusUploads(filesDir: string, visit: (id: string) => Promise<void>, stopped: () => boolean): Promise<void> {
+  return eachEntry(filesDir, CENSUS_WIDTH, stopped, (e) => (e.isDirectory() && isUploadId(e.name) ? visit(e.name) : undefined));
+}
+
+/**
+ * Runs `work` for each entry of the directory `path`, read a few entries at a time (`opendir`: never
+ * the whole listing in memory), at most `width` at once, until `stopped()` says so; resolves when
+ * all have settled. `work` returns undefined for an entry it skips.
+ */
+export async function eachEntry(path: string, width: number, stopped: () => boolean, work: (e: Dirent) => Promise<void> | undefined): Promise<void> {
+  const dir = await opendir(path, { bufferSize: 64 });
   const running = new Set<Promise<void>>();
   try {
     for await (const entry of dir) {
       if (stopped()) break;
-      if (!entry.isDirectory() || !isUploadId(entry.name)) continue;
-      const work = visit(entry.name).finally(() => running.delete(work));
-      running.add(work);
-      if (running.size >= CENSUS_WIDTH) await Promise.race(running);
+      const job = work(entry);
+      if (job === undefined) continue;
+      const tracked = job.finally(() => running.delete(tracked));
+      running.add(tracked);
+      if (running.size >= width) await Promise.race(running).catch(() => {});
     }
   } finally {
     await Promise.allSettled(running);

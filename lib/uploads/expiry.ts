@@ -18,9 +18,10 @@
 //
 // Several nodes sweeping one data dir race for the same marks: removal is a rename that one wins
 // (storage.ts `remove`), the loser sees ENOENT, and a mark or bucket already gone is no error.
-import { mkdir, opendir, readdir, readFile, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage } from '../common/errors.js';
+import { eachEntry } from './census.js';
 import { isUploadId } from './filenames.js';
 
 export const EXPIRY_DIR = '.wharf-expiry';
@@ -68,7 +69,7 @@ export function createExpiryIndex(dataDir: string, options: ExpiryOptions): Expi
   let timer: NodeJS.Timeout | undefined;
   let sweeping: Promise<number> | undefined;
   let lastList = 0;
-  let stopped = true;
+  let stopped = false;
 
   async function list(): Promise<void> {
     lastList = Date.now();
@@ -76,53 +77,12 @@ export function createExpiryIndex(dataDir: string, options: ExpiryOptions): Expi
     pending = [...new Set([...pending, ...names])].sort((x, y) => x - y);
   }
 
-  /** Removes every upload of the mark file `path`, then the mark. */
-  async function sweepMark(path: string): Promise<number> {
-    const text = await readFile(path, 'utf8').catch(() => '');
-    let removed = 0;
-    for (const id of text.split('\n')) {
-      if (!isUploadId(id)) continue;
-      try {
-        if (await options.remove(id)) removed++;
-      } catch (err) {
-        // Left for a later sweep (its mark and bucket stay, found again by the next listing).
-        options.warn(`wharf: could not remove expired upload ${id}: ${errorMessage(err)}`);
-        return removed;
-      }
-    }
-    await unlink(path).catch(() => {});
-    return removed;
-  }
-
-  /** Sweeps bucket `b`: its marks SWEEP_WIDTH at a time, then the bucket itself if empty. */
-  async function sweepBucket(b: number): Promise<number> {
-    const path = join(dir, String(b));
-    let d;
-    try {
-      d = await opendir(path, { bufferSize: 64 });
-    } catch {
-      return 0; // no such bucket, or another node removed it
-    }
-    let removed = 0;
-    const running = new Set<Promise<void>>();
-    for await (const e of d) {
-      if (stopped) break;
-      const work = sweepMark(join(path, e.name)).then((n) => void (removed += n)).finally(() => running.delete(work));
-      running.add(work);
-      if (running.size >= SWEEP_WIDTH) await Promise.race(running);
-    }
-    await Promise.allSettled(running);
-    // ENOTEMPTY (a mark left for later, or written meanwhile by a node whose clock is behind) and ENOENT are fine.
-    await rmdir(path).catch(() => {});
-    return removed;
-  }
-
   async function sweepDue(now: number): Promise<number> {
     if (now - lastList >= RELIST_MS) await list();
     const due = bucketOf(now) - 1;
     for (; next <= due; next++) add(next);
     let removed = 0;
-    while (pending.length > 0 && pending[0]! <= due && !stopped) removed += await sweepBucket(pending.shift()!);
+    while (pending.length > 0 && pending[0]! <= due && !stopped) removed += await sweepBucket(join(dir, String(pending.shift()!)), options, () => stopped);
     return removed;
   }
 
@@ -169,4 +129,35 @@ export function createExpiryIndex(dataDir: string, options: ExpiryOptions): Expi
     },
     sweep,
   };
+}
+
+/** Removes every upload of the mark file `path`, then the mark. */
+async function sweepMark(path: string, options: ExpiryOptions): Promise<number> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  let removed = 0;
+  for (const id of text.split('\n')) {
+    if (!isUploadId(id)) continue;
+    try {
+      if (await options.remove(id)) removed++;
+    } catch (err) {
+      // Left for a later sweep (its mark and bucket stay, found again by the next listing).
+      options.warn(`wharf: could not remove expired upload ${id}: ${errorMessage(err)}`);
+      return removed;
+    }
+  }
+  await unlink(path).catch(() => {});
+  return removed;
+}
+
+/** Sweeps the bucket `path`: its marks SWEEP_WIDTH at a time, then the bucket itself if empty. */
+async function sweepBucket(path: string, options: ExpiryOptions, stopped: () => boolean): Promise<number> {
+  let removed = 0;
+  try {
+    await eachEntry(path, SWEEP_WIDTH, stopped, (e) => sweepMark(join(path, e.name), options).then((n) => void (removed += n)));
+  } catch {
+    return 0; // no such bucket, or another node removed it
+  }
+  // ENOTEMPTY (a mark left for later, or written meanwhile by a node whose clock is behind) and ENOENT are fine.
+  await rmdir(path).catch(() => {});
+  return removed;
 }

@@ -54,22 +54,12 @@ export interface Quota {
 }
 
 export function createQuota(dataDir: string, limit: number, warn: (message: string) => void): Quota {
-  const dir = join(dataDir, USAGE_DIR);
-  const own = `${process.pid}.${randomBytes(4).toString('hex')}`;
+  const ledgers = createLedgers(join(dataDir, USAGE_DIR), warn);
   let baseline = 0;
   let mine = 0;
   let held = 0;
-  // Other nodes: their ledger's value when this node's scan began, and the last one read.
-  const snapshot = new Map<string, number>();
-  const seen = new Map<string, number>();
-  let others = 0;
-  let writeTimer: NodeJS.Timeout | undefined;
-  let readTimer: NodeJS.Timeout | undefined;
-  let beatTimer: NodeJS.Timeout | undefined;
-  let stopped = false;
-  let writing: Promise<unknown> = Promise.resolve();
 
-  const used = (): number => baseline + mine + others;
+  const used = (): number => baseline + mine + ledgers.others();
   const fits = (n: number): boolean => used() + held + n <= limit;
 
   function hold(n: number): QuotaHold {
@@ -93,7 +83,7 @@ export function createQuota(dataDir: string, limit: number, warn: (message: stri
 
   function holdRequest(req: IncomingMessage, fail: (err: WharfError) => void): QuotaHold {
     const length = Number(req.headers['content-length']);
-    if (Number.isSafeInteger(length) && length >= 0) return hold(length);
+    if (req.headers['content-length'] !== undefined && Number.isSafeInteger(length) && length >= 0) return hold(length);
     const h = hold(0);
     if (limit === 0) return h;
     const onData = (chunk: Buffer): void => {
@@ -111,40 +101,65 @@ export function createQuota(dataDir: string, limit: number, warn: (message: stri
     };
   }
 
+  return {
+    limit,
+    used,
+    hold,
+    holdRequest,
+    change(n) {
+      if (limit === 0) return;
+      mine += n;
+      ledgers.write(mine);
+    },
+    scanned(n) {
+      baseline += n;
+    },
+    start: () => (limit === 0 ? Promise.resolve() : ledgers.start()),
+    stop: () => (limit === 0 ? Promise.resolve() : ledgers.stop(mine)),
+  };
+}
+
+interface Ledgers {
+  /** The other nodes' net change since this node's scan began, as last read. */
+  others(): number;
+  /** Writes this node's net change `value` (at most once per LEDGER_WRITE_MS). */
+  write(value: number): void;
+  /** Snapshots the other nodes' ledgers and starts reading them. */
+  start(): Promise<void>;
+  /** Stops, writing `value` as this node's last word. */
+  stop(value: number): Promise<void>;
+}
+
+/** The ledgers of the nodes sharing the data dir, in `dir` (see the module comment). */
+function createLedgers(dir: string, warn: (message: string) => void): Ledgers {
+  const own = `${process.pid}.${randomBytes(4).toString('hex')}`;
+  // Other nodes: their ledger's value when this node's scan began, and the last one read.
+  const snapshot = new Map<string, number>();
+  const seen = new Map<string, number>();
+  let others = 0;
+  let value = 0;
+  let writeTimer: NodeJS.Timeout | undefined;
+  let readTimer: NodeJS.Timeout | undefined;
+  let beatTimer: NodeJS.Timeout | undefined;
+  // Until start(): stop() has nothing to write.
+  let stopped = true;
+  let writing: Promise<unknown> = Promise.resolve();
+
   const writeLedger = (): Promise<unknown> =>
-    (writing = writeFile(join(dir, own), `${mine}\n`).catch((err: unknown) => warn(`wharf: could not write the quota ledger: ${String(err)}`)));
-
-  /** Writes this node's change at most once per LEDGER_WRITE_MS. */
-  function scheduleWrite(): void {
-    if (writeTimer !== undefined || stopped) return;
-    writeTimer = setTimeout(() => {
-      writeTimer = undefined;
-      void writeLedger();
-    }, LEDGER_WRITE_MS);
-    writeTimer.unref();
-  }
-
-  /** The value of the other node's ledger `name` (undefined: none); a ledger long untouched is removed. */
-  async function readLedger(name: string, now: number): Promise<number | undefined> {
-    const path = join(dir, name);
-    const [text, st] = await Promise.all([readFile(path, 'utf8').catch(() => ''), stat(path).catch(() => null)]);
-    if (st !== null && now - st.mtimeMs > LEDGER_DEAD_MS) await rm(path, { force: true });
-    const value = Number(text.trim());
-    return text !== '' && Number.isSafeInteger(value) ? value : undefined;
-  }
+    (writing = writeFile(join(dir, own), `${value}\n`).catch((err: unknown) => warn(`wharf: could not write the quota ledger: ${String(err)}`)));
 
   async function readLedgers(first: boolean): Promise<void> {
     const names = await readdir(dir).catch(() => [] as string[]);
     const now = Date.now();
     await Promise.all(names.filter((n) => n !== own).map(async (name) => {
-      const value = await readLedger(name, now);
-      if (value === undefined) return;
-      if (first) snapshot.set(name, value);
-      seen.set(name, value);
+      const v = await readLedger(join(dir, name), now);
+      if (v === undefined) return;
+      if (first) snapshot.set(name, v);
+      seen.set(name, v);
     }));
     // A ledger gone (its node long gone) keeps counting with the last value read.
     let sum = 0;
-    for (const [name, value] of seen) sum += value - (snapshot.get(name) ?? 0);
+    for (const [name, v] of seen) sum += v - (snapshot.get(name) ?? 0);
     others = sum;
   }
 
@@ -157,27 +172,25 @@ export function createQuota(dataDir: string, limit: number, warn: (message: stri
   }
 
   return {
-    limit,
-    used,
-    hold,
-    holdRequest,
-    change(n) {
-      if (limit === 0) return;
-      mine += n;
-      scheduleWrite();
-    },
-    scanned(n) {
-      baseline += n;
+    others: () => others,
+    write(v) {
+      value = v;
+      if (writeTimer !== undefined || stopped) return;
+      writeTimer = setTimeout(() => {
+        writeTimer = undefined;
+        void writeLedger();
+      }, LEDGER_WRITE_MS);
+      writeTimer.unref();
     },
     async start() {
-      if (limit === 0) return;
+      stopped = false;
       await mkdir(dir, { recursive: true, mode: 0o700 });
       await readLedgers(true);
       await writeLedger();
       scheduleRead();
       beatTimer = setInterval(() => void writeLedger(), LEDGER_BEAT_MS).unref();
     },
-    async stop() {
+    async stop(v) {
       if (stopped) return;
       stopped = true;
       clearTimeout(writeTimer);
@@ -185,7 +198,16 @@ export function createQuota(dataDir: string, limit: number, warn: (message: stri
       clearInterval(beatTimer);
       await writing;
       // The last word, for the nodes still reading it (they count it until it is removed as dead).
-      if (limit !== 0) await writeLedger();
+      value = v;
+      await writeLedger();
     },
   };
+}
+
+/** The value of another node's ledger at `path` (undefined: none); one untouched for LEDGER_DEAD_MS is removed. */
+async function readLedger(path: string, now: number): Promise<number | undefined> {
+  const [text, st] = await Promise.all([readFile(path, 'utf8').catch(() => ''), stat(path).catch(() => null)]);
+  if (st !== null && now - st.mtimeMs > LEDGER_DEAD_MS) await rm(path, { force: true });
+  const value = Number(text.trim());
+  return text !== '' && Number.isSafeInteger(value) ? value : undefined;
 }
