@@ -26,6 +26,11 @@ test('quota: Content-Length over it is 507 STORE_FULL before a byte of the body 
   assert.equal(JSON.parse(answer.body.toString()).error, 'STORE_FULL');
   assert.ok(answer.headers.some(([k, v]) => k === 'connection' && v === 'close'));
   await conn.closed;
+  // With `Expect: 100-continue`, the 507 comes instead of `100 Continue`: a client never starts the body.
+  const expecting = await rawConnect(r.port);
+  expecting.sock.write(`POST /_f/ HTTP/1.1\r\nHost: x\r\nAuthorization: ${APP_AUTH}\r\nContent-Type: ${MULTIPART}\r\nContent-Length: ${QUOTA * 2}\r\nExpect: 100-continue\r\n\r\n`);
+  assert.equal((await expecting.answer()).status, 507);
+  assert.ok(!expecting.received().toString('latin1').includes('100 Continue'));
   assert.deepEqual(await readdir(join(r.dataDir, 'f')), []);
   assert.deepEqual(await readdir(join(r.dataDir, '.wharf-tmp')), []);
 });

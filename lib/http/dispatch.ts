@@ -46,6 +46,11 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
         return;
       }
     }
+    const early = method.refuseEarly?.(req);
+    if (early !== undefined) {
+      refuse(req, res, early);
+      return;
+    }
     if (expectContinue) res.writeContinue();
     connections.track(req, res);
     if (method.storage && !ctx.storageReady()) {

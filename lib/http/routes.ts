@@ -1,6 +1,7 @@
 // The route table, as data: every URL wharf answers, with each method's access rule, path rule and
 // body limit, and the matching of a request target against it.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { WharfError } from '../common/errors.js';
 import type { Limits } from '../common/limits.js';
 import { streamName, type Streams } from '../image-streams/relay.js';
 import { createDirectorySource, type StaticEngine } from '../static/engine.js';
@@ -30,6 +31,11 @@ export interface Method {
   maxBody?: { bytes: number; code: 'LIMIT_REQUEST_SIZE' | 'LIMIT_FRAME_SIZE' };
   /** Needs upload storage started. */
   storage?: boolean;
+  /**
+   * A refusal decided from the request's headers alone (a quota the `Content-Length` would go over,
+   * a malformed header), answered before any body byte is read and before `100 Continue`.
+   */
+  refuseEarly?(req: IncomingMessage): WharfError | undefined;
   /**
    * Undefined when the answer was given synchronously (a cached file, a 304): no promise to wait on.
    * `via`: what let the request in.
@@ -76,7 +82,7 @@ export function routeTable(p: RouteParts): Route[] {
     {
       prefix: `${own}_f/`,
       exact: true,
-      methods: { POST: { access: 'upload', maxBody: { bytes: limits.requestSize, code: 'LIMIT_REQUEST_SIZE' }, storage: true, run: (req, res, _rest, via) => uploads.receive(req, res, uploaderOf(via)) } },
+      methods: { POST: { access: 'upload', maxBody: { bytes: limits.requestSize, code: 'LIMIT_REQUEST_SIZE' }, storage: true, refuseEarly: (req) => uploads.refuseEarly(req), run: (req, res, _rest, via) => uploads.receive(req, res, uploaderOf(via)) } },
       allow: 'POST',
     },
     {

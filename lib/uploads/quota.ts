@@ -36,6 +36,8 @@ export interface Quota {
   readonly limit: number;
   /** Bytes the uploads take, as this node knows it (see the module comment). */
   used(): number;
+  /** Would `n` more bytes fit now (always, without a quota)? Holds nothing. */
+  fits(n: number): boolean;
   /** A hold of `n` bytes up front (a known size); throws 507 STORE_FULL when they do not fit. */
   hold(n: number): QuotaHold;
   /**
@@ -60,7 +62,7 @@ export function createQuota(dataDir: string, limit: number, warn: (message: stri
   let held = 0;
 
   const used = (): number => baseline + mine + ledgers.others();
-  const fits = (n: number): boolean => used() + held + n <= limit;
+  const fits = (n: number): boolean => limit === 0 || used() + held + n <= limit;
 
   function hold(n: number): QuotaHold {
     let mineHeld = 0;
@@ -104,6 +106,7 @@ export function createQuota(dataDir: string, limit: number, warn: (message: stri
   return {
     limit,
     used,
+    fits,
     hold,
     holdRequest,
     change(n) {

@@ -12,7 +12,7 @@ import { watchBody, type BodyWatch } from '../http/body-watch.js';
 import { checkFilename, isUploadId, uploadUrl } from './filenames.js';
 import { createInProcessSite, type InProcessSite } from './in-process-site.js';
 import type { Staging } from './storage.js';
-import type { QuotaHold } from './quota.js';
+import { storeFull, type QuotaHold } from './quota.js';
 import { classify, createUploadCore, requestTooLarge, shuttingDown, type LifeTerms, type Stored, type UploadCore, type UploadCoreConfig } from './upload-core.js';
 import { lifeFromHeaders } from './upload-meta.js';
 import { recordFor, type UploadVia } from './upload-record.js';
@@ -42,6 +42,11 @@ export interface Uploads {
    */
   remove(req: IncomingMessage, res: ServerResponse, rel: string): Promise<void>;
   site: InProcessSite;
+  /**
+   * What `receive` would refuse from the headers alone, before `100 Continue`: a `Content-Length`
+   * over the quota's room (507 STORE_FULL), a malformed `Wharf-Expires-In`/`Wharf-Once` (400).
+   */
+  refuseEarly(req: IncomingMessage): WharfError | undefined;
   /** Creates the storage layout and sweeps a crashed run's temp leftovers. */
   start(): Promise<void>;
   /** Aborts in-flight uploads (their temp bytes removed) and resolves when they are gone. */
@@ -63,6 +68,7 @@ export function createUploads(config: UploadsConfig): Uploads {
     receive: (req, res, via) => core.settle(receive(core, bodies, req, res, via)),
     remove: (req, res, rel) => core.settle(remove(core, res, rel)),
     site: createInProcessSite(core),
+    refuseEarly: (req) => refuseEarly(core, req),
     start: () => core.storage.start(),
     close: async () => {
       await core.close(() => {
@@ -71,6 +77,17 @@ export function createUploads(config: UploadsConfig): Uploads {
       await core.storage.close?.();
     },
   };
+}
+
+function refuseEarly(core: UploadCore, req: IncomingMessage): WharfError | undefined {
+  try {
+    lifeFromHeaders(req.headers);
+  } catch (err) {
+    return err as WharfError;
+  }
+  const quota = core.storage.quota;
+  const length = Number(req.headers['content-length']);
+  return quota !== undefined && Number.isSafeInteger(length) && !quota.fits(length) ? storeFull(quota.limit) : undefined;
 }
 
 async function receive(core: UploadCore, bodies: Set<BodyWatch>, req: IncomingMessage, res: ServerResponse, via: UploadVia): Promise<void> {
