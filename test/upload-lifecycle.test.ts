@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
 import test from 'node:test';
@@ -13,6 +13,7 @@ import type { UploadEvent } from '../lib/uploads/route.js';
 import { createExpiryIndex } from '../lib/uploads/expiry.js';
 import { createLocalStorage } from '../lib/uploads/local-storage.js';
 import { resolveLimits } from '../lib/common/limits.js';
+import { createStatic } from '../lib/static/engine.js';
 import { LIMIT_FLAGS } from '../lib/cli/flag-specs.js';
 import { APP_AUTH, APP_CLIENT_KEY, APP_KEY } from './helpers/keys.js';
 import { eventually } from './helpers/eventually.js';
@@ -83,6 +84,31 @@ test('expiresIn 1 s: served with Expires before, 404 after (memory cache too), i
   assert.equal((await get(r.url, keep)).status, 200);
   assert.ok(existsSync(uploadDir(r, keep)));
   assert.deepEqual(r.warnings, []);
+});
+
+test('the read side: an upload past its deadline is 404 at once, from the memory cache too, with no sweep at all', async (t) => {
+  const dataDir = await tempDir(t);
+  await mkdir(join(dataDir, 'f'));
+  await mkdir(join(dataDir, '.wharf-tmp'));
+  // Storage never started: no sweep runs, so only the read side can answer 404.
+  const storage = createLocalStorage(dataDir);
+  const id = randomUUID();
+  const staging = storage.stage();
+  await staging.put(id, 'a.txt', [Buffer.from('soon gone')]);
+  const deadline = Date.now() + 400;
+  await staging.commit({ v: 1, trust: 'app', via: 'site', expires: deadline });
+  const statics = createStatic({ limits: resolveLimits() });
+  const server = http.createServer((req, res) => void statics.respond(req, res, storage.source, decodeURIComponent(req.url!.slice(1))));
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  t.after(() => new Promise((ok) => server.close(ok)));
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  for (let i = 0; i < 2; i++) assert.equal((await get(url, `/${id}/a.txt`)).body.toString(), 'soon gone');
+  assert.equal((await send(url, 'HEAD', `/${id}/a.txt`)).status, 200);
+  await sleep(deadline - Date.now() + 50);
+  assert.equal((await get(url, `/${id}/a.txt`)).status, 404);
+  assert.equal((await send(url, 'HEAD', `/${id}/a.txt`)).status, 404);
+  assert.equal(await storage.life?.(id), null);
+  assert.ok(existsSync(join(dataDir, 'f', id)), 'still on disk: the 404 came from the deadline');
 });
 
 test('a bad Wharf-Expires-In or Wharf-Once is 400 BAD_EXPIRY, and nothing is stored', async (t) => {
