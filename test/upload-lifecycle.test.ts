@@ -257,6 +257,18 @@ test('once: HEAD, Range, 304 and an aborted download do not consume it; the firs
   assert.deepEqual(r.warnings, []);
 });
 
+test('a download under way when its upload expires and is swept finishes byte-identical; new requests get 404', async (t) => {
+  const r = await serve(t, keyed);
+  const data = randomBytes(8 * 1024 * 1024);
+  const path = await put(r, 'long.bin', data, { 'Wharf-Expires-In': '1' });
+  const running = await slowGet(r.url + path);
+  assert.equal(running.status, 200);
+  await eventually(() => !existsSync(uploadDir(r, path)), 'swept from disk', 15_000);
+  assert.equal((await get(r.url, path)).status, 404);
+  assert.equal(sha256(await running.go()), sha256(data));
+  assert.deepEqual(r.warnings, []);
+});
+
 test('once: a small file (answered in one read) and an empty one are consumed by their first GET too', async (t) => {
   const r = await serve(t, keyed);
   const small = await put(r, 'small.txt', 'tiny', { 'Wharf-Once': 'true' });
