@@ -95,8 +95,9 @@ console.log('case   sweep   time ms   uploads/s   loop delay p50 / p99 / max ms'
 for (const due of [true, false]) {
   const rows: Array<[string, Figures]> = [];
   // Interleaved, the scan between two runs of the index, so drift shows.
-  for (const kind of ['index', 'scan', 'index'] as const) rows.push([kind, await measure(kind, due)]);
-  for (const [kind, f] of rows) {
+  for (const kind of ['index', 'scan', 'index'] as const) {
+    const f = await measure(kind, due);
+    rows.push([kind, f]);
     const rate = due ? fmt(f.removed / (f.ms / 1000)) : '-';
     console.log(`${due ? 'due ' : 'idle'}   ${kind.padEnd(5)}   ${fmt(f.ms).padStart(7)}   ${rate.padStart(9)}   ${fmt(f.p50)} / ${fmt(f.p99)} / ${fmt(f.max)}`);
   }
