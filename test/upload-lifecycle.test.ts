@@ -166,6 +166,10 @@ test('two nodes on one data dir sweeping at once: each expired upload removed on
   const kept: string[] = [];
   for (let i = 0; i < 40; i++) expiring.push(await put(i % 2 ? a : b, `e${i}.txt`, `e${i}`, { 'Wharf-Expires-In': '1' }));
   for (let i = 0; i < 5; i++) kept.push(await put(i % 2 ? b : a, `k${i}.txt`, `k${i}`));
+  // One request of three files: three ids under one mark.
+  const three = await upload(a.url, [0, 1, 2].map((i) => ({ filename: `m${i}.txt`, data: `m${i}` })), { authorization: APP_AUTH, 'Wharf-Expires-In': '1' });
+  expiring.push(...(three.json as { files: string[] }).files);
+  assert.equal(expiring.length, 43);
   for (const p of expiring) await eventually(() => !existsSync(join(dataDir, 'f', idOf(p))), `${p} removed`, 15_000);
   for (const [i, p] of kept.entries()) assert.equal((await get(a.url, p)).body.toString(), `k${i}`);
   assert.deepEqual(a.warnings, []);

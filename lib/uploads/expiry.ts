@@ -1,8 +1,10 @@
 // The expiry index and its sweep (docs/protocol.md §1, "Expiry, once and the quota").
 //
-//   <dataDir>/.wharf-expiry/<bucket>/<first id>   one small file per committed request: the ids it
-//                                                 published that expire in that bucket, one a line
+//   <dataDir>/.wharf-expiry/<bucket>/<id>          an empty file: upload <id> is due in that bucket
+//   <dataDir>/.wharf-expiry/<bucket>/<first id>+<n> one per request of n > 1 upload ids (a plain
+//                                                  upload of n files): its ids, one a line
 //
+// Most marks are of one id and empty: sweeping one is the upload's removal and an unlink, no read.
 // `<bucket>` is `floor(deadline / BUCKET_MS)`. A mark is written before its ids are published, so an
 // upload with a deadline never exists without one (a mark whose upload never appeared is harmless:
 // removing it finds nothing). The deadline itself is in the upload's record, and readers treat an
@@ -19,7 +21,7 @@
 // Several nodes sweeping one data dir race for the same marks: removal is a rename that one wins
 // (storage.ts `remove`), the loser sees ENOENT, and a mark or bucket already gone is no error.
 import { mkdir, readdir, readFile, rmdir, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { errorMessage } from '../common/errors.js';
 import { eachEntry } from './census.js';
 import { isUploadId } from './filenames.js';
@@ -108,7 +110,8 @@ export function createExpiryIndex(dataDir: string, options: ExpiryOptions): Expi
       const bucket = join(dir, String(b));
       const write = async (): Promise<void> => {
         await mkdir(bucket, { recursive: true, mode: 0o700 });
-        await writeFile(join(bucket, ids[0]!), `${ids.join('\n')}\n`, { mode: 0o600 });
+        const name = ids.length === 1 ? ids[0]! : `${ids[0]!}+${ids.length}`;
+        await writeFile(join(bucket, name), ids.length === 1 ? '' : `${ids.join('\n')}\n`, { mode: 0o600 });
       };
       // Once more if a node whose clock is ahead removed the bucket between the two.
       await write().catch((err: unknown) => {
@@ -133,7 +136,8 @@ export function createExpiryIndex(dataDir: string, options: ExpiryOptions): Expi
 
 /** Removes every upload of the mark file `path`, then the mark. */
 async function sweepMark(path: string, options: ExpiryOptions): Promise<number> {
-  const text = await readFile(path, 'utf8').catch(() => '');
+  const name = basename(path);
+  const text = isUploadId(name) ? name : await readFile(path, 'utf8').catch(() => '');
   let removed = 0;
   for (const id of text.split('\n')) {
     if (!isUploadId(id)) continue;
