@@ -116,15 +116,18 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
 
   async function remove(id: string): Promise<boolean> {
     if (!isUploadId(id)) return false;
-    forget(id);
-    // Out of readers' sight in one rename (which one racer wins), then deleted at leisure.
+    // Out of readers' sight in one rename (which one racer wins), then deleted at leisure. What is
+    // remembered of it is forgotten only then: a `once` upload already downloaded stays gone to
+    // readers until the rename has landed.
     const grave = tempName();
     try {
       await rename(join(filesDir, id), grave);
     } catch (err) {
+      forget(id);
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw err;
     }
+    forget(id);
     await lifecycle.freeing(grave);
     await rm(grave, { recursive: true, force: true });
     return true;
