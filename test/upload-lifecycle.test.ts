@@ -62,7 +62,13 @@ test('expiresIn 1 s: served with Expires before, 404 after (memory cache too), i
     const maxAge = Number(/max-age=(\d+)/.exec(String(a.headers['cache-control']))?.[1]);
     assert.ok(maxAge <= 1, String(a.headers['cache-control']));
   }
-  assert.equal((await send(r.url, 'HEAD', path)).headers.expires !== undefined, true);
+  const headAnswer = await send(r.url, 'HEAD', path);
+  assert.ok(headAnswer.headers.expires !== undefined);
+  // A 304 carries the Expires and the held max-age a 200 would.
+  const revalidated = await get(r.url, path, { 'if-none-match': String(headAnswer.headers.etag) });
+  assert.equal(revalidated.status, 304);
+  assert.equal(revalidated.headers.expires, headAnswer.headers.expires);
+  assert.ok(Number(/max-age=(\d+)/.exec(String(revalidated.headers['cache-control']))?.[1]) <= 1);
   const plain = await get(r.url, keep);
   assert.equal(plain.headers.expires, undefined);
   assert.equal(plain.headers['cache-control'], 'public, max-age=86400');

@@ -3,10 +3,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'node:test';
 import type { WharfError } from '../lib/common/errors.js';
+import { createQuota, USAGE_DIR } from '../lib/uploads/quota.js';
 import { runWharf, startWharfProcess } from './helpers/command.js';
 import { eventually } from './helpers/eventually.js';
 import { APP_AUTH, APP_KEY } from './helpers/keys.js';
@@ -102,6 +103,34 @@ test('quota: a restart counts what is already stored (the start scan), and two n
   // b learns of a's 30,000 bytes through a's ledger: then 30,000 more no longer fit there.
   await eventually(async () => (await upload(b.url, body, { authorization: APP_AUTH })).status === 507, 'b sees a\'s upload', 10_000);
   assert.deepEqual([...a.warnings, ...b.warnings], []);
+});
+
+test('quota ledgers: another node\'s change counts from this node\'s start; a ledger an hour old is removed, its last value kept', async (t) => {
+  const dataDir = await tempDir(t);
+  const dir = join(dataDir, USAGE_DIR);
+  await mkdir(dir);
+  await writeFile(join(dir, '1.aaaaaaaa'), '5000\n');
+  const quota = createQuota(dataDir, 10_000, () => {});
+  await quota.start();
+  t.after(() => quota.stop());
+  quota.scanned(2000);
+  assert.equal(quota.used(), 2000, "the other node's earlier change is in this node's scan, not counted again");
+  assert.ok(quota.fits(8000) && !quota.fits(8001));
+  // The other node commits 3,000 more, then goes quiet for over an hour.
+  await writeFile(join(dir, '1.aaaaaaaa'), '8000\n');
+  const old = new Date(Date.now() - 2 * 3_600_000);
+  await utimes(join(dir, '1.aaaaaaaa'), old, old);
+  await eventually(() => quota.used() === 5000, 'the other node\'s 3,000 bytes counted', 10_000);
+  await eventually(async () => !(await readdir(dir)).includes('1.aaaaaaaa'), 'the dead ledger removed', 10_000);
+  assert.equal(quota.used(), 5000, 'its last value still counted');
+  // This node's own change, in a ledger of its own.
+  quota.change(1000);
+  assert.equal(quota.used(), 6000);
+  await eventually(async () => (await readdir(dir)).length === 1, 'its own ledger written');
+  const h = quota.hold(4000);
+  assert.throws(() => quota.hold(1), (e: WharfError) => e.code === 'STORE_FULL');
+  h.release();
+  assert.ok(quota.fits(4000));
 });
 
 test('wharf serve --limit-upload-ttl --limit-store-size; wharf upload --expires --once', async (t) => {
