@@ -24,15 +24,16 @@ test('sizes: IEC and SI units, fractions, plain bytes; nonsense is a UsageError'
   for (const bad of ['', 'MiB', '-1', '1e3', '12XB', '1.2.3', '99999999999TiB']) assert.throws(() => parseSize(bad), UsageError, bad);
 });
 
-test('durations: ms, s, m, min, h, plain ms', () => {
+test('durations: ms, s, m, min, h, d, plain ms', () => {
   assert.equal(parseDuration('30s'), 30_000);
   assert.equal(parseDuration('1.5s'), 1500);
   assert.equal(parseDuration('250ms'), 250);
   assert.equal(parseDuration('10m'), 600_000);
   assert.equal(parseDuration('2min'), 120_000);
   assert.equal(parseDuration('1h'), 3_600_000);
+  assert.equal(parseDuration('7d'), 7 * 86_400_000);
   assert.equal(parseDuration('5000'), 5000);
-  for (const bad of ['soon', '1d', '-5s', 's']) assert.throws(() => parseDuration(bad), UsageError, bad);
+  for (const bad of ['soon', '1w', '-5s', 's']) assert.throws(() => parseDuration(bad), UsageError, bad);
 });
 
 test('counts, booleans and lists', () => {

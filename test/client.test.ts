@@ -4,7 +4,7 @@ import { mkdir, readdir, readFile, stat, symlink, truncate, writeFile } from 'no
 import http from 'node:http';
 import { join } from 'node:path';
 import test from 'node:test';
-import { connect, WharfError } from '../lib/client/index.js';
+import { connect, WharfError, type Site } from '../lib/client/index.js';
 import { createFileServer } from '../lib/http/server.js';
 import { KEY, UUID, eventually, fetchRaw, filesUnder, sha256, sha256File, startWharf, tempDir } from './helpers/client.js';
 import { layout } from './helpers/uploads.js';
@@ -454,7 +454,7 @@ test('answers that are not the protocol are BAD_RESPONSE', async (t) => {
 test('in-process files.site and the HTTP site give equal results on the same inputs', async (t) => {
   const { url, files } = await startWharf(t);
   const http_ = connect(url, KEY);
-  const local = files.site;
+  const local: Site = files.site;
   const dir = await tempDir(t);
   const tree = join(dir, 'tree');
   await mkdir(join(tree, 'sub'), { recursive: true });

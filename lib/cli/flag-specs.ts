@@ -29,7 +29,7 @@ function exactSize(n: number): string {
 }
 
 function exactDuration(ms: number): string {
-  for (const [unit, f] of [['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+  for (const [unit, f] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
     if (ms >= f && ms % f === 0) return `${ms / f}${unit}`;
   }
   return `${ms}ms`;
@@ -55,6 +55,8 @@ const LIMIT_HELP: Partial<Record<keyof Limits, string>> = {
   cacheSize: 'bytes in the memory cache',
   closeGrace: 'time downloads get to finish on shutdown',
   downloadStallTimeout: 'a download whose client takes nothing this long is cut',
+  uploadTtl: 'uploads older than this are removed (0: kept until unloaded)',
+  storeSize: 'bytes all uploads may take together; past it 507 (0: no quota)',
 };
 
 /** `--limit-file-size` … one per key of `Limits`, so a new limit gets its flag and variable by itself. */
@@ -62,13 +64,16 @@ export const LIMIT_FLAGS: FlagSpec[] = LIMIT_KEYS.map((key) => {
   const unit = LIMIT_UNITS[key];
   const name = `limit-${kebab(key)}`;
   const d = DEFAULT_LIMITS[key];
+  const time = unit === 'ms' || unit === 'age';
+  // A limit whose 0 turns it off (uploadTtl, storeSize) says so rather than `0ms`.
+  const off = d === 0 && (key === 'uploadTtl' || key === 'storeSize');
   return {
     name,
-    kind: unit === 'bytes' ? 'size' : unit === 'ms' ? 'duration' : 'count',
+    kind: unit === 'bytes' ? 'size' : time ? 'duration' : 'count',
     env: envName(name),
-    value: unit === 'bytes' ? 'SIZE' : unit === 'ms' ? 'DURATION' : 'N',
+    value: unit === 'bytes' ? 'SIZE' : time ? 'DURATION' : 'N',
     help: LIMIT_HELP[key] ?? `limits.${key}`,
-    defaultText: unit === 'bytes' ? exactSize(d) : unit === 'ms' ? exactDuration(d) : String(d),
+    defaultText: off ? 'off' : unit === 'bytes' ? exactSize(d) : time ? exactDuration(d) : String(d),
   } satisfies FlagSpec;
 });
 
@@ -103,6 +108,8 @@ const SERVER_FLAG: FlagSpec = { name: 'server', kind: 'string', env: 'WHARF_SERV
 export const UPLOAD_FLAGS: FlagSpec[] = [
   SERVER_FLAG, ...keyFlags(false),
   { name: 'dir', kind: 'boolean', help: 'each FILE is a directory, uploaded whole under one id' },
+  { name: 'expires', kind: 'duration', value: 'DURATION', help: 'the upload is removed after this long (like 1h, 7d; the server may cap it)', defaultText: "the server's TTL, if any" },
+  { name: 'once', kind: 'boolean', help: 'the upload is removed after its first complete download' },
   HELP_FLAG,
 ];
 export const TRANSFER_FLAGS: FlagSpec[] = [SERVER_FLAG, ...keyFlags(false), HELP_FLAG];

@@ -1,7 +1,7 @@
 /**
  * Command-line flags with an environment-variable twin each. A flag given on the command line beats
  * its environment variable; an unknown flag or a value that does not parse is a `UsageError` (the
- * command exits 2 on it). Sizes accept IEC and SI units, durations accept `ms`, `s`, `m`, `h`.
+ * command exits 2 on it). Sizes accept IEC and SI units, durations accept `ms`, `s`, `m`, `h`, `d`.
  */
 import { delimiter } from 'node:path';
 
@@ -68,7 +68,7 @@ const SIZE_UNITS: Record<string, number> = {
   kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12,
 };
 
-const DURATION_UNITS: Record<string, number> = { '': 1, ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 };
+const DURATION_UNITS: Record<string, number> = { '': 1, ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000 };
 
 function parseQuantity(text: string, units: Record<string, number>, what: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
@@ -84,7 +84,7 @@ export function parseSize(text: string): number {
   return parseQuantity(text, SIZE_UNITS, 'size (like 512MiB, 2GiB or a byte count)');
 }
 
-/** `30s`, `1.5s`, `10m`, `2h`, `250ms`, or plain milliseconds. */
+/** `30s`, `1.5s`, `10m`, `2h`, `7d`, `250ms`, or plain milliseconds. */
 export function parseDuration(text: string): number {
   return parseQuantity(text, DURATION_UNITS, 'duration (like 30s, 10m or milliseconds)');
 }

@@ -68,18 +68,20 @@ async function transferCommand(argv: string[], io: CommandIo, specs: FlagSpec[],
 }
 
 export function upload(argv: string[], io: CommandIo): Promise<number> {
-  return transferCommand(argv, io, UPLOAD_FLAGS, 'wharf upload FILE... [--dir] [flags]', (positionals) => {
+  return transferCommand(argv, io, UPLOAD_FLAGS, 'wharf upload FILE... [--dir] [--expires DURATION] [--once] [flags]', (positionals) => {
     if (positionals.length === 0) throw new UsageError('upload: name at least one FILE');
   }, async (site, positionals, flags, server) => {
     const paths: string[] = [];
     const dir = flags.bool('dir');
     const sizes = await checkLocalPaths(positionals, dir);
+    const expiresIn = flags.num('expires');
+    const life = { ...(expiresIn !== undefined ? { expiresIn } : {}), ...(flags.bool('once') ? { once: true } : {}) };
     if (dir) {
-      for (const d of positionals) paths.push(...await transfer(io, basename(resolve(d)), { server, files: [{ path: d, size: 0 }] }, (o) => site.uploadDir(d, o)));
+      for (const d of positionals) paths.push(...await transfer(io, basename(resolve(d)), { server, files: [{ path: d, size: 0 }] }, (o) => site.uploadDir(d, { ...o, ...life })));
     } else {
       const label = positionals.length === 1 ? basename(positionals[0]!) : `${positionals.length} files`;
       const files = positionals.map((path, i) => ({ path, size: sizes[i]! }));
-      paths.push(...await transfer(io, label, { server, files }, (o) => site.upload(positionals, o)));
+      paths.push(...await transfer(io, label, { server, files }, (o) => site.upload(positionals, { ...o, ...life })));
     }
     for (const p of paths) io.stdout.write(`${p}\n`);
   });

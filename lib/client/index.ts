@@ -17,7 +17,7 @@ import { createTransport } from './transport.js';
 
 export { WharfError } from '../common/errors.js';
 export type { WharfErrorCode } from '../common/errors.js';
-export type { Site, Progress, TransferOptions } from '../common/site-api.js';
+export type { Site, Progress, TransferOptions, UploadOptions } from '../common/site-api.js';
 
 export interface ConnectOptions {
   /** Default Wave's `access_key_id` (or the user part of `url`). */

@@ -8,7 +8,7 @@ import { basename, join } from 'node:path';
 import { WharfError, fromFsError } from '../common/errors.js';
 import { localFileSize, walkFiles } from '../common/local-files.js';
 import { contentTypeFor } from '../common/mime.js';
-import type { Progress, Site, TransferOptions } from '../common/site-api.js';
+import type { Progress, Site, TransferOptions, UploadOptions } from '../common/site-api.js';
 import { streamPath } from '../common/stream-paths.js';
 import { requestPath } from '../common/upload-names.js';
 import { download } from './download.js';
@@ -58,6 +58,23 @@ async function postFiles(t: Transport, base: string, files: FormFile[], headers:
   return paths;
 }
 
+/**
+ * The request headers of `options`' life (docs/protocol.md §1): `Wharf-Expires-In` in whole seconds,
+ * rounded up; `Wharf-Once: 1`. Checked here, so a bad value fails before a byte is sent.
+ */
+function lifeHeaders(options: UploadOptions | undefined): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = {};
+  const { expiresIn, once } = options ?? {};
+  if (expiresIn !== undefined) {
+    if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn) || expiresIn <= 0) {
+      throw new WharfError('BAD_EXPIRY', `expiresIn: expected a positive number of ms, got ${String(expiresIn)}`, 400);
+    }
+    headers['wharf-expires-in'] = String(Math.ceil(expiresIn / 1000));
+  }
+  if (once === true) headers['wharf-once'] = '1';
+  return headers;
+}
+
 /** `Site`'s transfers against the server `t` talks to, whose base URL path is `base`. */
 export function createTransfers(t: Transport, base: string): Site {
   // Where this server's upload URLs live, as `target` spells them.
@@ -79,18 +96,20 @@ export function createTransfers(t: Transport, base: string): Site {
     async upload(paths, options) {
       if (paths.length === 0) throw new WharfError('NO_FILES', 'no files to upload', 400);
       const files: FormFile[] = [];
+      const headers = lifeHeaders(options);
       for (const p of paths) files.push(await formFile(p, basename(p)));
-      return postFiles(t, base, files, {}, options);
+      return postFiles(t, base, files, headers, options);
     },
 
     async uploadDir(dir, options) {
+      const headers = { ...lifeHeaders(options), 'wave-directory-upload': 'True' };
       const rels = await walkFiles(dir).catch((err: unknown) => {
         throw fromFsError(err, 'directory');
       });
       if (rels.length === 0) throw new WharfError('NO_FILES', 'the directory has no files', 400);
       const files: FormFile[] = [];
       for (const rel of rels) files.push(await formFile(join(dir, rel), rel));
-      return postFiles(t, base, files, { 'wave-directory-upload': 'True' }, options);
+      return postFiles(t, base, files, headers, options);
     },
 
     async download(url, fileOrDir, options) {

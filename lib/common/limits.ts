@@ -49,6 +49,18 @@ export interface Limits {
    * connected (nginx's `send_timeout`). 0: never. Default 60 s.
    */
   downloadStallTimeout: number;
+  /**
+   * ms an upload lives at most: older ones are removed (as `DELETE` removes them) by a sweep that
+   * runs every second or so; an uploader's own `expiresIn` is held to it. 0: uploads live until
+   * unloaded, as in Wave. Default 0.
+   */
+  uploadTtl: number;
+  /**
+   * Bytes the data dir's uploads may take, all of them together (across the nodes sharing the data
+   * dir, approximately: docs/protocol.md §1). An upload that would go over it is refused with 507
+   * `STORE_FULL`. 0: no quota. Default 0.
+   */
+  storeSize: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -70,13 +82,17 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   cacheSize: 32 * MiB,
   closeGrace: 5_000,
   downloadStallTimeout: 60_000,
+  uploadTtl: 0,
+  storeSize: 0,
 });
 
 /**
  * What each limit counts, so the CLI's `--limit-*` flags can take `512MiB` or `30s`. Keyed by
- * `keyof Limits`: a new limit does not compile until it says which it is.
+ * `keyof Limits`: a new limit does not compile until it says which it is. `'age'` is ms too, but a
+ * deadline's distance rather than a timer's: never held to MAX_TIMER (an upload may live 90 days).
  */
-export const LIMIT_UNITS: Readonly<Record<keyof Limits, 'bytes' | 'ms' | 'count'>> = Object.freeze({
+export type LimitUnit = 'bytes' | 'ms' | 'age' | 'count';
+export const LIMIT_UNITS: Readonly<Record<keyof Limits, LimitUnit>> = Object.freeze({
   fileSize: 'bytes',
   files: 'count',
   requestSize: 'bytes',
@@ -95,6 +111,8 @@ export const LIMIT_UNITS: Readonly<Record<keyof Limits, 'bytes' | 'ms' | 'count'
   cacheSize: 'bytes',
   closeGrace: 'ms',
   downloadStallTimeout: 'ms',
+  uploadTtl: 'age',
+  storeSize: 'bytes',
 });
 
 /**

@@ -50,12 +50,10 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
       shuttingDown(req, res); // an async authorize() may have resolved after close() began
       return;
     }
-    if (method.maxBody !== undefined) {
-      const len = req.headers['content-length'];
-      if (len !== undefined && Number(len) > method.maxBody.bytes) {
-        refuse(req, res, new WharfError(method.maxBody.code, `request body of ${len} bytes is over the limit of ${method.maxBody.bytes}`, 413));
-        return;
-      }
+    const early = refusalOf(req, method);
+    if (early !== undefined) {
+      refuse(req, res, early);
+      return;
     }
     if (expectContinue) res.writeContinue();
     connections.track(req, res);
@@ -182,4 +180,13 @@ function unauthorized(req: IncomingMessage, res: ServerResponse): void {
 function authorizeThrew(req: IncomingMessage, res: ServerResponse, err: unknown, warn: (message: string) => void): void {
   warn(`wharf: the authorize hook threw: ${errorMessage(err)}`);
   refuse(req, res, new WharfError('AUTHORIZE_FAILED', 'authorization check failed', 500));
+}
+
+/** What `method` refuses from `req`'s headers alone, before a body byte is read and before `100 Continue`. */
+function refusalOf(req: IncomingMessage, method: Method): WharfError | undefined {
+  const len = req.headers['content-length'];
+  if (method.maxBody !== undefined && len !== undefined && Number(len) > method.maxBody.bytes) {
+    return new WharfError(method.maxBody.code, `request body of ${len} bytes is over the limit of ${method.maxBody.bytes}`, 413);
+  }
+  return method.refuseEarly?.(req);
 }

@@ -6,6 +6,7 @@ import { MAX_TIMER, type Limits } from '../common/limits.js';
 import { isNodeId } from '../common/node-id.js';
 import type { Site } from '../common/site-api.js';
 import type { HubFactory } from '../image-streams/hub.js';
+import type { InProcessSite } from '../uploads/in-process-site.js';
 import type { StreamStats } from '../image-streams/relay.js';
 import type { SyncIo } from '../static/sync-io.js';
 import type { UploadEvent } from '../uploads/route.js';
@@ -202,8 +203,8 @@ export interface FileServer {
    * sees a truncated body, the file is closed), closes idle keep-alive connections, and resolves.
    */
   close(): Promise<void>;
-  /** Wave's `q.site`, in-process (no HTTP). */
-  site: Site;
+  /** Wave's `q.site`, in-process (no HTTP), with `uploadInfo` (an upload's deadline and `once`). */
+  site: Site & Pick<InProcessSite, 'uploadInfo'>;
   /** Image stream statistics for the host app. */
   streamStats(): StreamStats[];
   /**

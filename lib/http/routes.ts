@@ -1,6 +1,7 @@
 // The route table, as data: every URL wharf answers, with each method's access rule, path rule and
 // body limit, and the matching of a request target against it.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { WharfError } from '../common/errors.js';
 import type { Limits } from '../common/limits.js';
 import { streamName, type Streams } from '../image-streams/relay.js';
 import { createDirectorySource, type StaticEngine } from '../static/engine.js';
@@ -47,6 +48,11 @@ interface MethodBase {
   /** Needs upload storage started. */
   storage?: boolean;
   /**
+   * A refusal decided from the request's headers alone (a quota the `Content-Length` would go over,
+   * a malformed header), answered before any body byte is read and before `100 Continue`.
+   */
+  refuseEarly?(req: IncomingMessage): WharfError | undefined;
+  /**
    * Undefined when the answer was given synchronously (a cached file, a 304): no promise to wait on.
    * `grant`: what let the request in.
    */
@@ -78,7 +84,7 @@ export interface Route {
 // What each kind of method reads: an access key (or the host app's own Authorization), the
 // conditionals and ranges of a download, the flag of a directory upload, a raw frame's type.
 const READ = ['Authorization', 'Range', 'If-Range', 'If-None-Match', 'If-Modified-Since'];
-const UPLOAD = ['Authorization', 'Content-Type', 'Wave-Directory-Upload'];
+const UPLOAD = ['Authorization', 'Content-Type', 'Wave-Directory-Upload', 'Wharf-Expires-In', 'Wharf-Once'];
 const PUBLISH = ['Authorization', 'Content-Type'];
 const KEYED = ['Authorization'];
 
@@ -129,6 +135,7 @@ export function routeTable(p: RouteParts): Route[] {
       methods: {
         POST: {
           access: 'upload', headers: UPLOAD, maxBody: { bytes: limits.requestSize, code: 'LIMIT_REQUEST_SIZE' }, storage: true, asks: () => upload,
+          refuseEarly: (req) => uploads.refuseEarly(req),
           run: (req, res, _rest, grant) => uploads.receive(req, res, uploaderOf(grant.via), grant.identity),
         },
       },

@@ -56,6 +56,7 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     ...(options.nodeId === undefined ? {} : { nodeId: options.nodeId }),
     ...(options.leaseInterval === undefined ? {} : { leaseInterval: options.leaseInterval }),
     warn,
+    lifecycle: { uploadTtl: limits.uploadTtl, storeSize: limits.storeSize },
   });
   const uploads = createUploads({
     dataDir, base, limits, statics, warn, storage,

@@ -27,10 +27,12 @@ export interface Representation {
   disposition: string | undefined;
   /** The whole file, or null for a file too big to keep (its validators still answer 304s cheaply). */
   data: Buffer | null;
+  /** See `OpenFile.expiresAt`. */
+  expiresAt: number | undefined;
 }
 
 /** The representation of the file `rel` of `info`, with `data` its bytes if they are kept. */
-export function representationOf(info: FileInfo, rel: string, data: Buffer | null, untrusted: boolean): Representation {
+export function representationOf(info: FileInfo, rel: string, data: Buffer | null, untrusted: boolean, expiresAt?: number): Representation {
   let type = contentTypeFor(rel);
   let disposition: string | undefined;
   if (untrusted) {
@@ -48,6 +50,7 @@ export function representationOf(info: FileInfo, rel: string, data: Buffer | nul
     untrusted,
     disposition,
     data,
+    expiresAt,
   };
 }
 
@@ -80,6 +83,8 @@ export function answer(req: IncomingMessage, res: ServerResponse, e: Representat
   }
   const headers = headersOf(req, e, rel, cacheControl, start, end, status);
   if (req.method === 'HEAD' || end < start) {
+    // An empty file's whole body is no bytes: its GET is a complete download all the same.
+    if (req.method !== 'HEAD' && status === 200 && file?.onComplete) res.once('finish', file.onComplete);
     void file?.close();
     res.writeHead(status, headers);
     res.end();
@@ -96,8 +101,10 @@ export function answer(req: IncomingMessage, res: ServerResponse, e: Representat
 /** The 304 or 412 that `precondition` decided. */
 function answerPrecondition(res: ServerResponse, e: Representation, cond: number, cacheControl: string): void {
   if (cond === 304) {
-    // §15.4.5: the validators and Cache-Control a 200 would have carried.
-    res.writeHead(304, ['ETag', e.etag, 'Last-Modified', e.lastModified, 'Cache-Control', cacheControl]);
+    // §15.4.5: the validators, Cache-Control and Expires a 200 would have carried.
+    const headers = ['ETag', e.etag, 'Last-Modified', e.lastModified];
+    pushFreshness(headers, e, cacheControl);
+    res.writeHead(304, headers);
     res.end();
     return;
   }
@@ -120,16 +127,31 @@ function headersOf(req: IncomingMessage, e: Representation, rel: string, cacheCo
     'Content-Length', String(end - start + 1),
     'ETag', e.etag,
     'Last-Modified', e.lastModified,
-    'Cache-Control', cacheControl,
     'Accept-Ranges', 'bytes',
     'X-Content-Type-Options', 'nosniff',
   ];
+  pushFreshness(headers, e, cacheControl);
   if (status === 206) headers.push('Content-Range', `bytes ${start}-${end}/${e.size}`);
   const name = downloadName(req.url ?? '', rel);
   if (name !== undefined) headers.push('Content-Disposition', attachment(name));
   else if (e.disposition !== undefined) headers.push('Content-Disposition', e.disposition);
   if (e.untrusted) headers.push('Content-Security-Policy', UNTRUSTED_CSP);
   return headers;
+}
+
+/**
+ * `Cache-Control`, and for a file with a deadline `Expires` too, with every `max-age`/`s-maxage`
+ * held to the seconds left: no cache may keep an expired upload fresh (RFC 9111 §5.2.2.1: max-age
+ * wins over Expires, so capping it is what counts).
+ */
+function pushFreshness(headers: string[], e: Representation, cacheControl: string): void {
+  if (e.expiresAt === undefined) {
+    headers.push('Cache-Control', cacheControl);
+    return;
+  }
+  const left = Math.max(0, Math.floor((e.expiresAt - Date.now()) / 1000));
+  const capped = cacheControl.replace(/\b(max-age|s-maxage)\s*=\s*"?(\d+)"?/gi, (_m, k: string, n: string) => `${k}=${Math.min(Number(n), left)}`);
+  headers.push('Cache-Control', capped, 'Expires', new Date(e.expiresAt).toUTCString());
 }
 
 /** Sends bytes `start`..`end` of `file` (which this owns) with `status` and `headers`. */
@@ -140,6 +162,9 @@ function sendFile(req: IncomingMessage, res: ServerResponse, file: OpenFile, sta
     return;
   }
   const want = end - start + 1;
+  const complete = file.onComplete;
+  // Only the whole file, written out to its end, is a complete download (`once`).
+  if (complete !== undefined && status === 200) res.once('finish', complete);
   if (want <= SMALL_READ && file.read) {
     // A small answer (a Range, say) in one read: no stream machinery, and the headers wait for
     // the bytes, so a failed read can still be answered properly.

@@ -26,6 +26,17 @@ export interface OpenFile extends FileInfo {
    * cannot run (see `untrustedView`).
    */
   untrusted?: boolean;
+  /**
+   * The file's deadline, ms since the epoch (an upload that expires, upload-meta.ts): answers carry
+   * `Expires`, and no `max-age` of theirs outlives it.
+   */
+  expiresAt?: number;
+  /**
+   * Called once a whole-file 200 body was written out (`finish`): a `once` upload is removed then.
+   * A HEAD, a 304, a Range (206) or a download cut short never calls it. A file that has it is never
+   * kept in the memory cache (each download must open it) and is answered `Cache-Control: no-store`.
+   */
+  onComplete?: () => void;
   /** Bytes `start`..`end` inclusive; the stream owns the descriptor and closes it on end, error or destroy. */
   stream(start: number, end: number): Readable;
   /**
@@ -174,16 +185,23 @@ export function createStatic(options: StaticOptions): StaticEngine {
         missing(req, res);
         return;
       }
+      if (file.onComplete !== undefined) {
+        // Downloaded once: never from memory, never stored by a cache on the way.
+        const f = file;
+        file = null;
+        answer(req, res, entryOf(f, rel, null, f.untrusted === true, f.expiresAt), rel, f, 'no-store', limits.downloadStallTimeout);
+        return;
+      }
       if (cacheOn && file.size <= limits.cacheFileSize) {
         const f = file;
         file = null;
         const data = await readWhole(f);
-        const e = entryOf(data.length === f.size ? f : { ...f, size: data.length }, rel, data, f.untrusted === true);
+        const e = entryOf(data.length === f.size ? f : { ...f, size: data.length }, rel, data, f.untrusted === true, f.expiresAt);
         if (data.length === f.size) cache.remember(map, rel, e);
         send(req, res, e, rel, null, isPrivate);
         return;
       }
-      const e = entryOf(file, rel, null, file.untrusted === true);
+      const e = entryOf(file, rel, null, file.untrusted === true, file.expiresAt);
       if (cacheOn) cache.remember(map, rel, e);
       const f = file;
       file = null;

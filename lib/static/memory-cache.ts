@@ -19,8 +19,8 @@ export interface Entry extends Representation {
 /** Bookkeeping charged per entry on top of its bytes, so many tiny or data-less entries stay bounded too. */
 const ENTRY_OVERHEAD = 256;
 
-export function entryOf(info: FileInfo, rel: string, data: Buffer | null, untrusted: boolean): Entry {
-  const r = representationOf(info, rel, data, untrusted);
+export function entryOf(info: FileInfo, rel: string, data: Buffer | null, untrusted: boolean, expiresAt?: number): Entry {
+  const r = representationOf(info, rel, data, untrusted, expiresAt);
   // One literal with every field, not a spread: a spread plus added fields made entries slow
   // objects, and the LRU's Set and Maps with them (bench/static's Range cases, +20% CPU).
   return {
@@ -33,6 +33,7 @@ export function entryOf(info: FileInfo, rel: string, data: Buffer | null, untrus
     untrusted: r.untrusted,
     disposition: r.disposition,
     data: r.data,
+    expiresAt: r.expiresAt,
     cost: ENTRY_OVERHEAD + rel.length + (data?.length ?? 0),
     rel,
     map: null,

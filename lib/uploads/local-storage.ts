@@ -6,6 +6,9 @@
 //   <dataDir>/f/<id>/.wharf-upload.json
 //                                      the upload's record: who uploaded it (trust.ts), written
 //                                      into the staged directory, so published by the same rename
+//   <dataDir>/.wharf-expiry/<bucket>/<id>
+//   <dataDir>/.wharf-usage/<pid>.<instance>
+//                                      the expiry index and the quota's ledgers (lifecycle.ts)
 //   <dataDir>/.wharf-tmp/<node-id>.<instance>/<n>/<path>
 //                                      one upload id being staged, invisible to readers; same
 //                                      filesystem, so committing it is one rename to f/<id>. Each
@@ -23,6 +26,7 @@ import { slownessFor, type SyncIo } from '../static/sync-io.js';
 import type { WriteMemory } from './file-writer.js';
 import { isUploadId } from './filenames.js';
 import { createNodeArea, DEFAULT_LEASE_INTERVAL } from './lease.js';
+import { createLifecycle, type LifecycleOptions } from './lifecycle.js';
 import { LocalStaging } from './staging.js';
 import type { Storage } from './storage.js';
 import { createUploadSource } from './upload-source.js';
@@ -75,6 +79,8 @@ export interface LocalStorageOptions {
   leaseInterval?: number;
   /** Where `start` says that an `f/` it did not make is open to other accounts, and the lease's troubles. Default: nowhere. */
   warn?: (message: string) => void;
+  /** `limits.uploadTtl` and `limits.storeSize` (lifecycle.ts). Default: neither (0). */
+  lifecycle?: Partial<LifecycleOptions>;
 }
 
 /** Modes of what storage creates: owner-only as Wave's upload directories, or readable by the group. */
@@ -113,11 +119,38 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
   // Root may write anywhere whatever the modes say, but not to a read-only mount; others are told
   // by the kernel (ACLs and NFS servers included) what writing would be.
   const filesWritable = (): Promise<void> => access(filesDir, constants.W_OK | constants.X_OK);
-  const { source, forget, owner } = createUploadSource(filesDir, options.unrecorded ?? 'user', options.syncIo ?? 'auto');
+  const warn = options.warn ?? ((message: string) => console.warn(message));
+  const removeLater = (id: string): void => {
+    remove(id).catch((err: unknown) => warn(`wharf: could not remove a downloaded once-only upload ${id}: ${String(err)}`));
+  };
+  const { source, forget, life, owner } = createUploadSource(filesDir, options.unrecorded ?? 'user', options.syncIo ?? 'auto', removeLater);
+  const lifecycle = createLifecycle(dataDir, filesDir, { uploadTtl: options.lifecycle?.uploadTtl ?? 0, storeSize: options.lifecycle?.storeSize ?? 0 }, (id) => remove(id), warn);
+
+  async function remove(id: string): Promise<boolean> {
+    if (!isUploadId(id)) return false;
+    // Out of readers' sight in one rename (which one racer wins), then deleted at leisure. What is
+    // remembered of it is forgotten only then: a `once` upload already downloaded stays gone to
+    // readers until the rename has landed.
+    const grave = tempName();
+    try {
+      await rename(join(filesDir, id), grave);
+    } catch (err) {
+      forget(id);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+    forget(id);
+    await lifecycle.freeing(grave);
+    await rm(grave, { recursive: true, force: true });
+    return true;
+  }
 
   return {
     source,
     owner,
+    quota: lifecycle.quota,
+    life,
+    remove,
     async start() {
       // Made with the modes (the data dir too, and any missing parent); never chmod'ed after: the
       // mode of a directory that was there already is its owner's call. An open data dir shows
@@ -132,13 +165,18 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
       // This node's area and lease first: a node starting beside it sees them fresh, never stale.
       await area.start();
       await filesWritable();
+      await lifecycle.start();
     },
     async probe() {
       await area.renew();
       await filesWritable();
     },
-    close: () => area.close(),
-    stage: () => new LocalStaging(tempName, filesDir, memory, modes),
+    // The sweep stops first: it stages its removals in this node's area.
+    close: async () => {
+      await lifecycle.stop();
+      await area.close();
+    },
+    stage: () => lifecycle.stage(new LocalStaging(tempName, filesDir, memory, modes)),
     async copyOut(id, rel, to) {
       const info = await source.stat(`${id}/${rel}`);
       if (!info) throw new WharfError('NOT_FOUND', 'no such uploaded file', 404);
@@ -156,20 +194,6 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
         throw err;
       }
       return info.size;
-    },
-    async remove(id) {
-      if (!isUploadId(id)) return false;
-      forget(id);
-      // Out of readers' sight in one rename, then deleted at leisure.
-      const grave = tempName();
-      try {
-        await rename(join(filesDir, id), grave);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-        throw err;
-      }
-      await rm(grave, { recursive: true, force: true });
-      return true;
     },
   };
 }

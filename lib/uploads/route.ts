@@ -13,7 +13,9 @@ import { watchBody, type BodyWatch } from '../http/body-watch.js';
 import { checkFilename, isUploadId, uploadUrl } from './filenames.js';
 import { createInProcessSite, type InProcessSite } from './in-process-site.js';
 import type { Staging } from './storage.js';
-import { classify, createUploadCore, requestTooLarge, shuttingDown, type Stored, type UploadCore, type UploadCoreConfig } from './upload-core.js';
+import { storeFull, type QuotaHold } from './quota.js';
+import { classify, createUploadCore, requestTooLarge, shuttingDown, type LifeTerms, type Stored, type UploadCore, type UploadCoreConfig } from './upload-core.js';
+import { lifeFromHeaders } from './upload-meta.js';
 import { recordFor, type UploadVia } from './upload-record.js';
 import { SNIFF_BYTES } from './sniff.js';
 import { createFileCheck, type FileCheck, type UploadFilter } from './upload-filter.js';
@@ -51,6 +53,11 @@ export interface Uploads {
    */
   remove(req: IncomingMessage, res: ServerResponse, rel: string): Promise<void>;
   site: InProcessSite;
+  /**
+   * What `receive` would refuse from the headers alone, before `100 Continue`: a `Content-Length`
+   * over the quota's room (507 STORE_FULL), a malformed `Wharf-Expires-In`/`Wharf-Once` (400).
+   */
+  refuseEarly(req: IncomingMessage): WharfError | undefined;
   /** Creates the storage layout and sweeps a crashed run's temp leftovers. */
   start(): Promise<void>;
   /** Aborts in-flight uploads (their temp bytes removed), removes this node's staging area, and resolves when they are gone. */
@@ -74,6 +81,7 @@ export function createUploads(config: UploadsConfig): Uploads {
     owner: (id) => core.storage.owner(id),
     remove: (req, res, rel) => core.settle(remove(core, res, rel, mountPrefix(req))),
     site: createInProcessSite(core),
+    refuseEarly: (req) => refuseEarly(core, req),
     start: () => core.storage.start(),
     // The node's staging area goes once nothing is staged in it any more.
     close: () =>
@@ -91,12 +99,25 @@ interface Receiver {
   bodies: Set<BodyWatch>;
 }
 
+function refuseEarly(core: UploadCore, req: IncomingMessage): WharfError | undefined {
+  try {
+    lifeFromHeaders(req.headers);
+  } catch (err) {
+    return err as WharfError;
+  }
+  const quota = core.storage.quota;
+  const length = Number(req.headers['content-length']);
+  return quota !== undefined && Number.isSafeInteger(length) && !quota.fits(length) ? storeFull(quota.limit) : undefined;
+}
+
 async function receive({ core, check, bodies }: Receiver, req: IncomingMessage, res: ServerResponse, via: UploadVia, owner: string | undefined): Promise<void> {
   const { base, limits, warn } = core;
   const body = watchBody(req, limits.requestSize, limits.uploadIdleTimeout);
   bodies.add(body);
   const stored: Stored[] = [];
   const directory = /^\s*true\s*$/i.test(String(req.headers['wave-directory-upload'] ?? ''));
+  const terms: LifeTerms = { asked: {}, granted: undefined };
+  let hold: QuotaHold | undefined;
   try {
     if (core.closed) throw shuttingDown();
     const contentType = req.headers['content-type'];
@@ -104,25 +125,30 @@ async function receive({ core, check, bodies }: Receiver, req: IncomingMessage, 
       throw new WharfError('UNSUPPORTED_MEDIA_TYPE', 'an upload must be multipart/form-data', 415);
     }
     if (Number(req.headers['content-length']) > limits.requestSize) throw requestTooLarge(limits.requestSize);
+    terms.asked = lifeFromHeaders(req.headers);
+    // 507 STORE_FULL now when Content-Length says it will not fit, else the moment it does not.
+    hold = core.storage.quota?.holdRequest(req, (e) => body.fail(e));
     await core.withStaging(recordFor(via, owner), (staging) => stageParts(core, check, req, contentType, body, directory, staging, stored), (err) => {
       // The cause (a limit the parser met, say) is the answer, not the SHUTTING_DOWN of the files
       // the abort is about to fail, whose `written.catch` would otherwise claim the body first.
       body.fail(body.error ?? classify(err, warn));
-    });
+    }, terms);
   } catch (err) {
     // A body not read to its end cannot be followed by another request on this connection: `refuse`
     // answers and closes (in stages) rather than drain gigabytes.
     const e = body.error ?? classify(err, warn);
     body.fail(e);
     bodies.delete(body);
+    hold?.release();
     refuse(req, res, e);
     return;
   }
   bodies.delete(body);
+  hold?.release();
   // Mounted under a path (`app.use('/files', …)`), the URLs handed out are under it too.
   const mount = mountPrefix(req);
   const files = directory ? [mount + uploadUrl(base, stored[0]!.id)] : stored.map((f) => mount + uploadUrl(base, f.id, f.rel));
-  core.announce(stored, owner, mount);
+  core.announce(stored, { life: terms.granted, owner, mount });
   sendJson(res, 200, { files });
 }
 

@@ -3,6 +3,8 @@
 // touching it. The one implementation is the local disk layout (local-storage.ts).
 import { WharfError, fromFsError } from '../common/errors.js';
 import type { FileSource } from '../static/engine.js';
+import type { Quota } from './quota.js';
+import type { UploadLife } from './upload-meta.js';
 import type { UploadRecord } from './upload-record.js';
 
 /**
@@ -71,7 +73,7 @@ export interface Storage {
   start(): Promise<void>;
   /** Proves storage writable now (a write in this node's area, `f/` writable); rejects with the `fs` error. */
   probe(): Promise<void>;
-  /** Removes this node's staging area: once every staging was settled. */
+  /** Stops its background work (the expiry sweep) and removes this node's staging area: once every staging was settled. */
   close(): Promise<void>;
   stage(): Staging;
   /** Copies the stored file `<id>/<rel>` to the local path `to` (through a temp file next to it, then a rename); resolves with its size. 404 if absent. */
@@ -80,6 +82,13 @@ export interface Storage {
   remove(id: string): Promise<boolean>;
   /** Who upload `id` was recorded as made by (`UploadRecord.owner`); undefined when nobody (or no such upload). */
   owner(id: string): Promise<string | undefined>;
+  /**
+   * Optional: the quota (`limits.storeSize`) uploads are held to while they arrive; without it,
+   * none. Committed and removed bytes are counted by the storage itself.
+   */
+  readonly quota?: Quota;
+  /** Optional: the life (deadline, `once`) of upload `id`; null when there is none or it is gone for readers. */
+  life?(id: string): Promise<UploadLife | null>;
 }
 
 /**

@@ -5,6 +5,7 @@ import type { Limits } from '../common/limits.js';
 import { uploadUrl } from './filenames.js';
 import { createLocalStorage } from './local-storage.js';
 import { storageError, type Staging, type Storage } from './storage.js';
+import { grantLife, withLife, type LifeRequest, type UploadLife } from './upload-meta.js';
 import type { UploadRecord } from './upload-record.js';
 
 export interface UploadedFile {
@@ -25,6 +26,16 @@ export interface UploadEvent {
   files: UploadedFile[];
   /** Who uploaded it, as `authorize` named them (`{ identity }`); absent when it gave no identity. */
   owner?: string;
+  /** When the upload expires (its own `expiresIn` or `limits.uploadTtl`); absent when it does not. */
+  expiresAt?: Date;
+  /** True when it is removed after its first complete download. */
+  once?: boolean;
+}
+
+/** What an upload asks of its life, and, once it is committed, what it was granted (upload-meta.ts). */
+export interface LifeTerms {
+  asked: LifeRequest;
+  granted: UploadLife | undefined;
 }
 
 /** A file staged by a request: under upload id `id` as `rel`. */
@@ -65,12 +76,13 @@ export interface UploadCore {
    * Stages and commits with `record`; any failure removes every staged byte and rethrows. `failed`
    * hears of a failure before the abort, which fails every file still being written.
    */
-  withStaging<T>(record: UploadRecord, fill: (staging: Staging) => Promise<T>, failed?: (err: unknown) => void): Promise<T>;
+  withStaging<T>(record: UploadRecord, fill: (staging: Staging) => Promise<T>, failed?: (err: unknown) => void, terms?: LifeTerms): Promise<T>;
   /**
-   * Tells `onUpload` of each upload id of a committed request (made by `owner`, if named; its paths
-   * under `mount`, the path a host framework mounted wharf under), without waiting for it.
+   * Tells `onUpload` of each upload id of a committed request, without waiting for it: with the life
+   * it was granted, who made it (`owner`, if `authorize` named them), its paths under `mount` (the
+   * path a host framework mounted wharf under).
    */
-  announce(stored: Stored[], owner?: string, mount?: string): void;
+  announce(stored: Stored[], about?: { life?: UploadLife | undefined; owner?: string | undefined; mount?: string }): void;
   /** Stops new work, runs `stop` (to stop what the caller reads), aborts every staging and waits for all work to settle. */
   close(stop: () => void): Promise<void>;
 }
@@ -98,14 +110,17 @@ export function createUploadCore(config: UploadCoreConfig): UploadCore {
       work.then(forget, forget);
       return work;
     },
-    async withStaging(record, fill, failed) {
+    async withStaging(record, fill, failed, terms) {
       if (closed) throw shuttingDown();
       const staging = storage.stage();
       stagings.add(staging);
       try {
         const result = await fill(staging);
         if (closed) throw shuttingDown();
-        await staging.commit(record);
+        // The life counts from the commit, not from the first byte of a long upload.
+        const life = grantLife(terms?.asked ?? {}, limits.uploadTtl, Date.now());
+        await staging.commit(withLife(record, life));
+        if (terms) terms.granted = life;
         return result;
       } catch (err) {
         failed?.(err);
@@ -115,7 +130,7 @@ export function createUploadCore(config: UploadCoreConfig): UploadCore {
         stagings.delete(staging);
       }
     },
-    announce(stored, owner, mount = '') {
+    announce(stored, { life, owner, mount = '' } = {}) {
       const hook = config.onUpload;
       if (!hook) return;
       const byId = new Map<string, UploadedFile[]>();
@@ -125,8 +140,12 @@ export function createUploadCore(config: UploadCoreConfig): UploadCore {
         byId.set(f.id, files);
       }
       for (const [id, files] of byId) {
+        const event: UploadEvent = { id, files };
+        if (owner !== undefined) event.owner = owner;
+        if (life?.expiresAt !== undefined) event.expiresAt = new Date(life.expiresAt);
+        if (life?.once) event.once = true;
         Promise.resolve()
-          .then(() => hook(owner === undefined ? { id, files } : { id, files, owner }))
+          .then(() => hook(event))
           .catch((err: unknown) => warn(`wharf: onUpload hook failed for upload ${id}: ${errorDetail(err)}`));
       }
     },

@@ -17,6 +17,9 @@
 //   `"authorize"` (the host app's hook) or `"anonymous"` (`anonymousUploads`). For the record only.
 // - `owner` (optional): the identity the host app's `authorize` hook gave the uploader
 //   (lib/http/authorize.ts), told to `authorize` when the upload is to be deleted.
+// - `expires` (optional): the upload's deadline, ms since the epoch; past it the upload is gone for
+//   readers and the sweep removes it (expiry.ts). `once` (optional, `true`): removed after its first
+//   complete download (upload-meta.ts).
 //
 // An upload may never hold a file of that name at its top (`checkFilename` refuses it with 400
 // BAD_FILENAME), and the read side never serves it, so no uploader can forge or read one.
@@ -34,6 +37,10 @@ export interface UploadRecord {
   via: UploadVia;
   /** Who uploaded it, as `authorize` named them; absent when it gave no identity. */
   owner?: string;
+  /** The deadline, ms since the epoch (upload-meta.ts). */
+  expires?: number;
+  /** Removed after its first complete download. */
+  once?: true;
 }
 
 /** The record's name, at the top of each upload id's directory. */
