@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { createFileServer } from '../lib/index.js';
 import { connect } from '../lib/client/index.js';
-import { tree } from './helpers/uploads.js';
+import { layout, tree } from './helpers/uploads.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -558,12 +558,12 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     // preflight) is refused on its headers; nothing reaches the data dir either way.
     // A read starts the upload storage, so the data dir is there to be looked at.
     assert.equal((await fetch(`${url}/_f/0b4bd0b6-4f7e-4a53-9d1b-2a2cf2a5f0f0/none`)).status, 404);
-    assert.deepEqual(await tree(dataDir), ['.wharf-tmp/', 'f/']);
+    assert.deepEqual(await layout(dataDir), ['.wharf-tmp/', 'f/']);
     await page.goto(`${strangerUrl}/index.html`);
     assert.match(JSON.stringify(await upload(url, auth)), /"failed":"TypeError: Failed to fetch"/);
     assert.match(JSON.stringify(await upload(url, undefined)), /"failed":"TypeError: Failed to fetch"/);
     assert.deepEqual(answered.filter((a) => a.includes(' /_f/ ')), ['OPTIONS /_f/ 403', 'POST /_f/ 403'], 'the preflight refused; the simple POST reached the server and was refused there');
-    assert.deepEqual(await tree(dataDir), ['.wharf-tmp/', 'f/'], 'nothing stored, nothing staged');
+    assert.deepEqual(await layout(dataDir), ['.wharf-tmp/', 'f/'], 'nothing stored, nothing staged');
 
     // Allowed: the upload goes through its preflight, the page reads the answer and the file.
     await page.goto(`${frontUrl}/index.html`);

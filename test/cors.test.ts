@@ -48,7 +48,7 @@ test('preflight: each route answers with its own methods and the headers those t
   const pub = await tempDir(t);
   const { url } = await serve(t, { ...CORS, publicDirs: [`/pub/@${pub}`] });
   const cases: Array<[string, string, string, string[]]> = [
-    ['/_f/', 'POST', 'POST', ['Authorization', 'Content-Type', 'Wave-Directory-Upload']],
+    ['/_f/', 'POST', 'POST', ['Authorization', 'Content-Type', 'Wave-Directory-Upload', 'Wharf-Expires-In', 'Wharf-Once']],
     ['/_f/0b4bd0b6-4f7e-4a53-9d1b-2a2cf2a5f0f0/a.txt', 'GET', 'GET, HEAD, DELETE', ['Authorization', 'Range', 'If-Range', 'If-None-Match', 'If-Modified-Since']],
     ['/_f/0b4bd0b6-4f7e-4a53-9d1b-2a2cf2a5f0f0/a.txt', 'DELETE', 'GET, HEAD, DELETE', ['Authorization']],
     ['/_m/camera/1', 'POST', 'GET, HEAD, POST, DELETE', ['Authorization', 'Content-Type']],

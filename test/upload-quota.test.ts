@@ -12,7 +12,7 @@ import { runWharf, startWharfProcess } from './helpers/command.js';
 import { eventually } from './helpers/eventually.js';
 import { APP_AUTH, APP_KEY } from './helpers/keys.js';
 import { rawConnect, rawPost } from './helpers/raw-http.js';
-import { MULTIPART, TAIL, form, get, partHead, send, serve, tempDir, upload } from './helpers/uploads.js';
+import { MULTIPART, TAIL, form, get, partHead, send, serve, staged, tempDir, upload } from './helpers/uploads.js';
 
 const QUOTA = 100_000;
 const keyed = { accessKeys: { [APP_KEY.id]: APP_KEY.secret }, limits: { storeSize: QUOTA } };
@@ -33,7 +33,7 @@ test('quota: Content-Length over it is 507 STORE_FULL before a byte of the body 
   assert.equal((await expecting.answer()).status, 507);
   assert.ok(!expecting.received().toString('latin1').includes('100 Continue'));
   assert.deepEqual(await readdir(join(r.dataDir, 'f')), []);
-  assert.deepEqual(await readdir(join(r.dataDir, '.wharf-tmp')), []);
+  assert.deepEqual(await staged(r.dataDir), []);
 });
 
 test('quota: a chunked upload is refused the moment it crosses, and nothing of it stays', async (t) => {
@@ -49,7 +49,7 @@ test('quota: a chunked upload is refused the moment it crosses, and nothing of i
   // The client stopped writing past the quota, before the body's end: the answer came mid-stream.
   assert.ok(a.sent <= 130_000 + 17_000, `${a.sent} bytes sent`);
   assert.ok(a.closed, 'and the connection closed');
-  await eventually(async () => (await readdir(join(r.dataDir, 'f'))).length === 0 && (await readdir(join(r.dataDir, '.wharf-tmp'))).length === 0, 'nothing partial left');
+  await eventually(async () => (await readdir(join(r.dataDir, 'f'))).length === 0 && (await staged(r.dataDir)).length === 0, 'nothing partial left');
   // Room is still there for what fits.
   const ok = await upload(r.url, [{ filename: 'fits.bin', data: randomBytes(10_000) }], { authorization: APP_AUTH });
   assert.equal(ok.status, 200);
