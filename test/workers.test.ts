@@ -68,7 +68,7 @@ async function streamAcross(t: T, child: Child & { url: string; lines(): Array<R
   }
 }
 
-test('--workers 2: uploads and downloads on both workers, streams across them, a killed worker replaced', async (t) => {
+test('--workers 2: uploads and downloads on both workers, streams across them, a killed worker replaced', { timeout: 180_000 }, async (t) => {
   const dataDir = await tempDir(t);
   const child = await startWharfProcess(t, ['--workers', '2', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--log', 'json']);
   assert.equal(child.lines().find((l) => l.event === 'listening')?.workers, 2);
@@ -110,7 +110,7 @@ test('--workers 2: uploads and downloads on both workers, streams across them, a
   for (const pid of await workersOf(primaryPid).catch(() => [])) assert.fail(`worker ${pid} left running`);
 });
 
-test('--redis-url: streams shared by a --workers 2 node and a single-process node on one Redis', async (t) => {
+test('--redis-url: streams shared by a --workers 2 node and a single-process node on one Redis', { timeout: 180_000 }, async (t) => {
   const redis = await startRedis();
   t.after(() => redis.stop());
   const dataDir = await tempDir(t);
@@ -126,7 +126,7 @@ test('--redis-url: streams shared by a --workers 2 node and a single-process nod
   }
 });
 
-test('--redis-url without the redis package installed: one line saying what to install, exit 2', async (t) => {
+test('--redis-url without the redis package installed: one line saying what to install, exit 2', { timeout: 180_000 }, async (t) => {
   // The compiled library alone, where no node_modules can be found: `import('redis')` really fails.
   const dir = await tempDir(t);
   const lib = fileURLToPath(new URL('../lib', import.meta.url));
@@ -144,7 +144,7 @@ test('--redis-url without the redis package installed: one line saying what to i
   }
 });
 
-test('--workers and --redis-url refuse what they cannot use', async (t) => {
+test('--workers and --redis-url refuse what they cannot use', { timeout: 180_000 }, async (t) => {
   const { runWharf } = await import('./helpers/command.js');
   for (const [args, message] of [
     [['--workers', '0'], /--workers: expected a number from 1 to 1024 or auto/],
@@ -158,7 +158,7 @@ test('--workers and --redis-url refuse what they cannot use', async (t) => {
   }
 });
 
-test('--workers 2: the primary\'s answers reach the workers: stream limits, HEAD, an unlink of nothing', async (t) => {
+test('--workers 2: the primary\'s answers reach the workers: stream limits, HEAD, an unlink of nothing', { timeout: 180_000 }, async (t) => {
   const child = await startWharfProcess(t, ['--workers', '2', '--listen', '127.0.0.1:0', '--data-dir', await tempDir(t), '--log', 'json',
     '--limit-streams', '1', '--limit-viewers-per-stream', '1']);
   assert.equal((await post(child.url, 'a', 'image/png', frame(1, 100))).status, 200);
@@ -184,7 +184,7 @@ test('--workers 2: the primary\'s answers reach the workers: stream limits, HEAD
   assert.equal((await child.exited).code, 0);
 });
 
-test('--redis-url to a Redis that is not up yet: a warning without the password, 503 until it is, then streams work', async (t) => {
+test('--redis-url to a Redis that is not up yet: a warning without the password, 503 until it is, then streams work', { timeout: 180_000 }, async (t) => {
   const port = await freePort();
   const child = await startWharfProcess(t, ['--listen', '127.0.0.1:0', '--data-dir', await tempDir(t), '--log', 'json',
     '--redis-url', `redis://default:s3cret-pw@127.0.0.1:${port}`]);
