@@ -44,7 +44,7 @@ async function watch(t: T, url: string): Promise<Viewer> {
 /** The frame numbers a viewer has received, in order (`frame(seq, …)` starts with `seq`). */
 const seqs = (v: Viewer): number[] => v.reader.frames.map((p) => p.body.readUInt32BE(0));
 
-test('three nodes on one Redis: every frame reaches every viewer in order, the latest at once, unlink ends them all', async (t) => {
+test('three nodes on one Redis: every frame reaches every viewer in order, the latest at once, unlink ends them all', { timeout: 180_000 }, async (t) => {
   const r = await redis(t);
   const [a, b, c] = await nodes(t, r, 3);
   const url = (n: Child): string => `${n.url}/_m/cam`;
@@ -93,7 +93,7 @@ test('three nodes on one Redis: every frame reaches every viewer in order, the l
   await eventually(async () => ((await r.command(['PUBSUB', 'NUMSUB', 'wharf:m:cam'])) as unknown[])[1] === 0, 'every node unsubscribed');
 });
 
-test('the idle timeout on any node ends the stream for viewers on every node', async (t) => {
+test('the idle timeout on any node ends the stream for viewers on every node', { timeout: 180_000 }, async (t) => {
   const r = await redis(t);
   const [a, b, c] = await nodes(t, r, 3, { streamIdleTimeout: 1500 });
   assert.equal((await post(a!.url, 'idle', 'image/jpeg', frame(1, 100))).status, 200);
@@ -109,7 +109,7 @@ test('the idle timeout on any node ends the stream for viewers on every node', a
   assert.equal(await r.command(['EXISTS', 'wharf:m-latest:idle']), 0);
 });
 
-test('Redis restarted during a stream: 503 HUB_UNAVAILABLE meanwhile, uploads work, viewers stay and resume', async (t) => {
+test('Redis restarted during a stream: 503 HUB_UNAVAILABLE meanwhile, uploads work, viewers stay and resume', { timeout: 180_000 }, async (t) => {
   const r = await redis(t);
   const [a, b] = await nodes(t, r, 2);
   // The baseline, with both nodes connected to Redis and nothing else open.
@@ -162,7 +162,7 @@ test('Redis restarted during a stream: 503 HUB_UNAVAILABLE meanwhile, uploads wo
 
 const seqs2 = (rd: Viewer['reader']): number[] => rd.frames.map((p) => p.body.readUInt32BE(0));
 
-test('a node whose subscriber Redis dropped for falling behind recovers by itself; its viewers skip to the latest', async (t) => {
+test('a node whose subscriber Redis dropped for falling behind recovers by itself; its viewers skip to the latest', { timeout: 180_000 }, async (t) => {
   const r = await redis(t);
   const [a, b] = await nodes(t, r, 2);
   await r.command(['CONFIG', 'SET', 'client-output-buffer-limit', 'pubsub 64kb 32kb 1']);
@@ -194,7 +194,7 @@ test('a node whose subscriber Redis dropped for falling behind recovers by itsel
   assert.equal(await r.command(['PUBSUB', 'NUMSUB', 'wharf:m:big']).then((x) => (x as unknown[])[1]), 1);
 });
 
-test('redisHub in-process: limits.streams is global across nodes, and bad clients fail fast', async (t) => {
+test('redisHub in-process: limits.streams is global across nodes, and bad clients fail fast', { timeout: 180_000 }, async (t) => {
   const r = await redis(t);
   const { createFileServer } = await import('../lib/http/server.js');
   const clients = await Promise.all([0, 1, 2, 3].map(async () => {

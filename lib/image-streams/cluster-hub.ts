@@ -2,8 +2,9 @@
 // owns the registry of streams (an in-process hub, hub.ts), and each worker is one subscriber of each
 // stream it has viewers of, fed over the cluster's IPC channel; the worker fans out to its viewers
 // (fan-out.ts). Frames travel as Buffers: the primary forks with `serialization: 'advanced'`, so
-// no JSON or base64. A worker whose channel is backed up holds one frame per stream, replaced by
-// the newest (as a slow viewer does): the primary's memory does not grow with a slow worker.
+// no JSON or base64. A worker whose channel is backed up gets a short queue per stream (16 frames,
+// 32 MiB), then skips to the newest frame (as a slow viewer does): the primary's memory does not
+// grow with a slow worker.
 //
 // Limits: `streams` and `streamIdleTimeout` are the primary's, so machine-wide; `viewersPerStream`
 // is each worker's.
@@ -103,19 +104,28 @@ function reply(worker: Worker, m: Tell): void {
   if (worker.isConnected()) worker.send(m, undefined, () => {});
 }
 
-/** One worker as a subscriber of one stream: one frame in flight on the channel, the newest waiting. */
+/**
+ * A worker's channel may be backed up for a moment (a frame bigger than the pipe, a busy worker): so
+ * much queued per worker and stream, in order, before the worker skips to the newest frame.
+ */
+const QUEUE_FRAMES = 16;
+const QUEUE_BYTES = 32 * 1024 * 1024;
+
+/** One worker as a subscriber of one stream: one frame in flight on the channel, a short queue behind it. */
 function workerSubscriber(worker: Worker, name: string, ended: () => void): Subscriber {
   let inFlight = false;
-  let pending: Frame | undefined;
+  const queue: Frame[] = [];
+  let queued = 0;
   const send = (frame: Frame): void => {
     if (!worker.isConnected()) return;
     inFlight = true;
     const m: Tell = { wharfHub: 'frame', name, type: frame.type, data: frame.data };
     worker.send(m, undefined, () => {
       inFlight = false;
-      const next = pending;
-      pending = undefined;
-      if (next) send(next);
+      const next = queue.shift();
+      if (!next) return;
+      queued -= next.data.length;
+      send(next);
     });
   };
   return {
@@ -124,12 +134,19 @@ function workerSubscriber(worker: Worker, name: string, ended: () => void): Subs
         send(frame);
         return true;
       }
-      const fresh = pending === undefined;
-      pending = frame;
-      return fresh;
+      const skipped = queue.length >= QUEUE_FRAMES || queued + frame.data.length > QUEUE_BYTES;
+      if (skipped) {
+        // Far behind: the worker skips to the newest frame, as a slow viewer does.
+        queue.length = 0;
+        queued = 0;
+      }
+      queue.push(frame);
+      queued += frame.data.length;
+      return !skipped;
     },
     end() {
-      pending = undefined;
+      queue.length = 0;
+      queued = 0;
       ended();
       reply(worker, { wharfHub: 'end', name });
     },

@@ -142,21 +142,8 @@ function createRedisHub(o: Required<RedisHubOptions>, limits: HubOptions): Hub {
     },
   }, limits, o.timeout);
 
-  /** A message on a stream's channel: a frame newer than the last one taken, or the end. */
   function onMessage(t: RemoteTopic, message: Buffer): void {
-    const nl = message.indexOf(NL);
-    if (nl < 0) return;
-    if (message[0] === E) {
-      fan.end(t.name);
-      return;
-    }
-    const space = message.indexOf(0x20);
-    if (message[0] !== F || space < 0 || space > nl) return;
-    const seq = Number(message.toString('latin1', 1, space));
-    if (seq <= t.seq) return; // a replay of a frame this node has
-    t.seq = seq;
-    fan.frame(t, { type: message.toString('latin1', space + 1, nl), data: message.subarray(nl + 1) });
-    arrivals.get(t)?.();
+    if (takeMessage(fan, t, message)) arrivals.get(t)?.();
   }
 
   /** No frame for the idle timeout: the stream is over when its latest frame has expired in Redis too. */
@@ -218,4 +205,21 @@ function createRedisHub(o: Required<RedisHubOptions>, limits: HubOptions): Hub {
       fan.close();
     },
   };
+}
+
+/** A message on a stream's channel: true for a frame newer than the last one taken; the end ends the stream. */
+function takeMessage(fan: FanOut, t: RemoteTopic, message: Buffer): boolean {
+  const nl = message.indexOf(NL);
+  if (nl < 0) return false;
+  if (message[0] === E) {
+    fan.end(t.name);
+    return false;
+  }
+  const space = message.indexOf(0x20);
+  if (message[0] !== F || space < 0 || space > nl) return false;
+  const seq = Number(message.toString('latin1', 1, space));
+  if (seq <= t.seq) return false; // a replay of a frame this node has
+  t.seq = seq;
+  fan.frame(t, { type: message.toString('latin1', space + 1, nl), data: message.subarray(nl + 1) });
+  return true;
 }
