@@ -3,7 +3,7 @@
 //   node dist/bench/cluster.js [--quick] [--seconds=8]
 //
 // 1. `wharf serve --workers 2` against `--workers 1` (the real command, both on this machine):
-//    1 KiB static files, req/s through autocannon (64 connections), and 64 concurrent 1 MiB uploads.
+//    1 KiB static files, req/s through wrk (autocannon without it; 64 connections), and 64 concurrent 1 MiB uploads.
 //    The load generator runs on the same cores as the workers: on a 2-core machine it takes a share.
 // 2. Image streams: 100 viewers spread over 3 nodes sharing one redis-server (each node a process of
 //    its own, `redisHub`) against 100 viewers of one node (in-process hub). 50 KiB frames at 30 fps
@@ -69,7 +69,20 @@ async function startCommand(workers: number, dataDir: string, pub: string): Prom
   };
 }
 
+const haveWrk = spawnSync('wrk', ['--version']).error === undefined;
+
+/**
+ * 1 KiB static req/s with 64 connections. wrk when installed: one C thread takes far less of the two
+ * cores than autocannon's Node process, which left two workers less CPU than one had had.
+ */
 function staticReqPerSec(url: string, secs: number): number {
+  if (haveWrk) {
+    const r = spawnSync('wrk', ['-t1', '-c64', `-d${secs}s`, url], { encoding: 'utf8' });
+    const rps = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout ?? '');
+    if (!rps) throw new Error(`cannot parse wrk output:\n${r.stdout}\n${r.stderr}`);
+    if (/Non-2xx or 3xx responses/.test(r.stdout)) throw new Error(`static load: non-2xx answers\n${r.stdout}`);
+    return Number(rps[1]);
+  }
   const cli = fileURLToPath(new URL('../../node_modules/autocannon/autocannon.js', import.meta.url));
   const r = spawnSync(process.execPath, [cli, '-c', '64', '-d', String(secs), '--json', url], { encoding: 'utf8', maxBuffer: 64 << 20 });
   const j = JSON.parse(r.stdout) as { requests: { average: number }; non2xx: number; errors: number };
