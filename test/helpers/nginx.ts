@@ -3,10 +3,11 @@
 // foreground by the test and stopped after it.
 import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { eventually } from './eventually.js';
 import { tempDir } from './temp-dir.js';
+import { freePort } from './free-port.js';
 
 export const NGINX = '/usr/sbin/nginx';
 
@@ -21,17 +22,6 @@ export interface Nginx {
   upstreams(): Promise<string[]>;
 }
 
-/** A free TCP port on 127.0.0.1 (nginx cannot be told to pick one). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** The config: round robin over `nodes` (`host:port`), request and response bodies streamed, no body size limit. */
 export function nginxConfig(dir: string, port: number, nodes: string[]): string {

@@ -2,9 +2,9 @@
 // hub: on a free port of 127.0.0.1, without persistence, in a temp dir, stopped after. `restart`
 // brings it back on the same port, empty, as a crashed Redis without persistence comes back.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { createClient } from 'redis';
 import { makeTempDir } from './temp-dir.js';
+import { freePort } from './free-port.js';
 
 export interface RedisServer {
   url: string;
@@ -21,16 +21,6 @@ export interface RedisServer {
 
 export const REDIS_SERVER = '/usr/bin/redis-server';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * On `port` when given (a port a test has already told a wharf node about), else on a free one;
