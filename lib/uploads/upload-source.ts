@@ -23,6 +23,8 @@ const RECORD_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
 interface Known {
   trust: Trust;
   life: UploadLife;
+  /** Who made it, as `authorize` named them (upload-record.ts). */
+  owner: string | undefined;
   /** A `once` upload downloaded whole by this process: gone for readers here, whatever the disk says. */
   consumed: boolean;
 }
@@ -55,13 +57,20 @@ export function createUploadSource(filesDir: string, unrecorded: Trust, syncIo: 
     const hit = known.get(id);
     if (hit !== undefined) return hit;
     const text = await readRecord(join(filesDir, id, RECORD_NAME)).then((t) => t ?? null, () => undefined);
-    if (text === undefined) return { trust: 'user', life: NO_LIFE, consumed: false };
-    const k: Known = { trust: trustOf(text ?? undefined, unrecorded), life: lifeOfRecord(text ?? undefined), consumed: false };
+    if (text === undefined) return { trust: 'user', life: NO_LIFE, owner: undefined, consumed: false };
+    const k: Known = { trust: trustOf(text ?? undefined, unrecorded), life: lifeOfRecord(text ?? undefined), owner: ownerOf(text ?? undefined), consumed: false };
     // Only an upload that is there is remembered: requests for absent ids do not fill the cache.
     if (!(await there)) return k;
     if (known.size >= TRUST_CACHE) known.delete(known.keys().next().value!);
     known.set(id, k);
     return k;
+  };
+  /** What is known of upload `id` when it is there, else null. */
+  const present = async (id: string): Promise<Known | null> => {
+    if (!isUploadId(id)) return null;
+    const there = stat(join(filesDir, id)).then((st) => st.isDirectory(), () => false);
+    const [isThere, k] = await Promise.all([there, recall(id, there)]);
+    return isThere ? k : null;
   };
   const idOf = (rel: string): string => {
     const slash = rel.indexOf('/');
@@ -100,12 +109,11 @@ export function createUploadSource(filesDir: string, unrecorded: Trust, syncIo: 
     source,
     forget: (id) => void known.delete(id),
     async life(id) {
-      if (!isUploadId(id)) return null;
-      const there = stat(join(filesDir, id)).then((st) => st.isDirectory(), () => false);
-      const [present, k] = await Promise.all([there, recall(id, there)]);
-      return !present || gone(k) ? null : k.life;
+      const k = await present(id);
+      return k === null || gone(k) ? null : k.life;
     },
-    owner: async (id) => (isUploadId(id) ? ownerOf(await readRecord(join(filesDir, id, RECORD_NAME))) : undefined),
+    // The record is read once per id, as for trust and life: it never changes after the commit.
+    owner: async (id) => (await present(id))?.owner,
   };
 }
 
