@@ -15,6 +15,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { createFileServer } from '../lib/index.js';
 import { connect } from '../lib/client/index.js';
 import { layout, tree } from './helpers/uploads.js';
+import { defer } from './helpers/defer.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -168,9 +169,9 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
   test('upload page: pick two, drop one, size, percent and speed to 100%, names as uploaded, an error inside its card, links, previews, unload', async (t) => {
     const dataDir = join(tmp, 'upload-data');
     const app = await startExample('upload-page/server.mjs', { WHARF_DATA_DIR: dataDir, WHARF_LIMIT_FILE_SIZE: String(4 * 1024 * 1024) });
-    t.after(() => app.stop());
+    defer(t, () => app.stop());
     const page = await context.newPage();
-    t.after(() => page.close());
+    defer(t, () => page.close());
 
     // A real PNG (from the live-stream example's encoder) and a tiny but valid PDF.
     const { bouncingSquare } = (await import(join(ROOT, 'examples/live-stream/png.mjs'))) as { bouncingSquare: (n: number) => Buffer };
@@ -260,9 +261,9 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
   test('live stream: successive frames show, the caption counts them, and says when the stream ends on unlink', async (t) => {
     const secret = randomBytes(12).toString('hex');
     const pub = await startExample('live-stream/publish.mjs', { WHARF_DATA_DIR: join(tmp, 'live-data'), WHARF_DEMO_SECRET: secret }, ['--fps', '20']);
-    t.after(() => pub.stop());
+    defer(t, () => pub.stop());
     const page = await context.newPage();
-    t.after(() => page.close());
+    defer(t, () => page.close());
     // Wait for the first frame to be published before the page opens the stream.
     for (let i = 0; i < 100 && !pub.output().includes('first frame published'); i++) await new Promise((r) => setTimeout(r, 50));
     await page.goto(pub.url + '/live/index.html');
@@ -327,12 +328,12 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
   test('a single published frame shows at once, with no follow-up frame', async (t) => {
     const files = createFileServer({ dataDir: join(tmp, 'single-data'), accessKeys: { app: 'app-secret' } });
     const { url } = await files.listen({ port: 0, host: '127.0.0.1' });
-    t.after(() => files.close());
+    defer(t, () => files.close());
     const { bouncingSquare } = (await import(join(ROOT, 'examples/live-stream/png.mjs'))) as { bouncingSquare: (n: number) => Buffer };
     const site = connect(url, { accessKeyId: 'app', accessKeySecret: 'app-secret' });
     const path = await site.uplink('single', 'image/png', bouncingSquare(1));
     const page = await context.newPage();
-    t.after(() => page.close());
+    defer(t, () => page.close());
     await page.setContent(`<img id="one" src="${url}${path}">`);
     // With Wave's framing this never happens: Chromium waits for the next part's headers.
     await page.waitForFunction(() => document.getElementById('one').naturalWidth === 320, undefined, { timeout: 5_000 });
@@ -350,9 +351,9 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     await writeFile(join(dir, 'index.html'), NAMES_PAGE);
     const files = createFileServer({ dataDir: join(tmp, 'names-data'), anonymousUploads: true, publicDirs: [`/page/@${dir}`] });
     const { url } = await files.listen({ port: 0, host: '127.0.0.1' });
-    t.after(() => files.close());
+    defer(t, () => files.close());
     const page = await context.newPage();
-    t.after(() => page.close());
+    defer(t, () => page.close());
 
     await page.goto(`${url}/page/index.html`);
     await page.setInputFiles('#picker', names.map((name, i) => ({ name, mimeType: 'text/plain', buffer: datas[i]! })));
@@ -368,7 +369,7 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
 
     // Following each link shows that file's own bytes.
     const viewer = await context.newPage();
-    t.after(() => viewer.close());
+    defer(t, () => viewer.close());
     for (const [i, item] of items.entries()) {
       const res = await viewer.goto(item.href);
       assert.equal(res?.status(), 200, item.href);
@@ -442,7 +443,7 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
 
     const files = createFileServer({ dataDir: join(root, 'data'), publicDirs: [`/page/@${pageDir}`], anonymousUploads: true, accessKeys: { app: 'app-secret' }, warn: () => {} });
     const { url } = await files.listen({ port: 0, host: '127.0.0.1' });
-    t.after(() => files.close());
+    defer(t, () => files.close());
     // End users: anonymous uploads from a browser-like client, no key.
     const anonymous = async (names: string[], dir: string, directory = false): Promise<string[]> => {
       const form = new FormData();
@@ -465,10 +466,10 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
       if (m) seen.add(m[1]!);
     };
     context.on('request', onRequest);
-    t.after(() => context.off('request', onRequest));
+    defer(t, () => context.off('request', onRequest));
     await context.addCookies([{ name: 'session', value: 'victim-secret', url }]);
     const page = await context.newPage();
-    t.after(() => page.close());
+    defer(t, () => page.close());
     const waitFor = async (tags: string[]): Promise<void> => {
       for (let i = 0; i < 300 && !tags.every((tag) => seen.has(tag)); i++) await new Promise((r) => setTimeout(r, 50));
       assert.deepEqual(tags.filter((tag) => !seen.has(tag)), [], 'the app\'s own scripts ran');
@@ -519,7 +520,7 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     const stranger = createFileServer({ dataDir: join(root, 'stranger-data'), publicDirs: [`/@${pageDir}`] });
     const frontUrl = (await front.listen({ port: 0, host: '127.0.0.1' })).url;
     const strangerUrl = (await stranger.listen({ port: 0, host: '127.0.0.1' })).url;
-    t.after(() => Promise.all([front.close(), stranger.close()]));
+    defer(t, () => Promise.all([front.close(), stranger.close()]));
     // The page holds a key its app gave it and sends it itself (`Authorization`, so every upload is
     // preflighted): no cookie, no credentials mode.
     const dataDir = join(root, 'data');
@@ -533,7 +534,7 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     });
     await new Promise<void>((ok) => api.listen(0, '127.0.0.1', ok));
     const url = `http://127.0.0.1:${(api.address() as { port: number }).port}`;
-    t.after(async () => {
+    defer(t, async () => {
       await files.close();
       api.closeAllConnections();
       await new Promise((ok) => api.close(ok));
@@ -542,7 +543,7 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
     const { bouncingSquare } = (await import(join(ROOT, 'examples/live-stream/png.mjs'))) as { bouncingSquare: (n: number) => Buffer };
     await connect(url, { accessKeyId: 'page', accessKeySecret: 'page-secret' }).uplink('cam', 'image/png', bouncingSquare(2));
     const page = await context.newPage();
-    t.after(() => page.close());
+    defer(t, () => page.close());
     const upload = (api: string, key: string | undefined): Promise<unknown> => page.evaluate(async ({ api, key }) => {
       const body = new FormData();
       body.append('files', new File(['hello from another origin'], 'hello.txt', { type: 'text/plain' }));
@@ -599,9 +600,9 @@ describe('in a real browser', { skip, timeout: 240_000 }, () => {
 
   test('express example: wharf behind the app\'s own session', async (t) => {
     const app = await startExample('express/app.mjs', { WHARF_DATA_DIR: join(tmp, 'express-data') });
-    t.after(() => app.stop());
+    defer(t, () => app.stop());
     const page = await context.newPage();
-    t.after(() => page.close());
+    defer(t, () => page.close());
     await context.clearCookies();
 
     // Without a session: the app's page offers sign-in, and wharf refuses uploads.

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import test from 'node:test';
 import { eventually, fetchRaw, tempDir } from './helpers/client.js';
 import { runWharf, spawnWharf, startWharfProcess } from './helpers/command.js';
+import { defer } from './helpers/defer.js';
 
 const PNG = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(64, 1)]);
 
@@ -101,7 +102,7 @@ test('Ctrl+C during a transfer reads "interrupted" and exits 130', async (t) => 
     res.write(Buffer.alloc(512 * 1024));
   });
   await new Promise<void>((ok) => stalled.listen(0, '127.0.0.1', ok));
-  t.after(() => new Promise((ok) => { stalled.closeAllConnections(); stalled.close(ok); }));
+  defer(t, () => new Promise((ok) => { stalled.closeAllConnections(); stalled.close(ok); }));
   const url = `http://127.0.0.1:${(stalled.address() as { port: number }).port}`;
   const child = spawnWharf(t, ['download', '/slow.bin', dir, '--server', url]);
   assert.ok(await eventually(async () => (await readdir(dir)).length > 0), 'the download is under way');

@@ -11,6 +11,7 @@ import { main } from '../lib/cli/command.js';
 import { formatFlags, parseArgs, parseBoolean, parseCount, parseDuration, parseSize, splitList, UsageError, type FlagSpec } from '../lib/cli/flags.js';
 import { createBar, formatBytes, formatEta, renderBar } from '../lib/cli/progress-bar.js';
 import { eventually, fetchRaw, startWharf, tempDir, KEY } from './helpers/client.js';
+import { defer } from './helpers/defer.js';
 
 test('sizes: IEC and SI units, fractions, plain bytes; nonsense is a UsageError', () => {
   assert.equal(parseSize('512MiB'), 512 * 1024 ** 2);
@@ -171,7 +172,7 @@ test('main in-process: a progress bar on a terminal, quiet otherwise; paths on s
     res.write(Buffer.alloc(1 << 19), () => res.destroy());
   });
   await new Promise<void>((resolve) => cut.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise((resolve) => { cut.closeAllConnections(); cut.close(resolve); }));
+  defer(t, () => new Promise((resolve) => { cut.closeAllConnections(); cut.close(resolve); }));
   const err6 = terminal(true);
   const cutUrl = `http://127.0.0.1:${(cut.address() as { port: number }).port}/half.bin`;
   assert.equal(await main(['download', cutUrl, join(dir, 'into')], { stdout: terminal(false), stderr: err6, env: {}, signals: new EventEmitter() }), 1);

@@ -8,6 +8,7 @@ import { DEFAULT_LIMITS } from '../lib/common/limits.js';
 import { RECORD_NAME } from '../lib/uploads/upload-record.js';
 import { eventually, fetchRaw, filesUnder, sha256, sha256File, tempDir, UUID } from './helpers/client.js';
 import { runWharf, spawnWharf, startWharfProcess } from './helpers/command.js';
+import { defer } from './helpers/defer.js';
 
 const ID = 'cli-app';
 const SECRET = 'cli-secret-Zx81';
@@ -88,7 +89,7 @@ test('refuses to start with Wave\'s default keys on a non-loopback address, and 
   if (process.getuid?.() !== 0) {
     const ro = join(dir, 'read-only');
     await mkdir(ro, { mode: 0o500 });
-    t.after(() => chmod(ro, 0o700));
+    defer(t, () => chmod(ro, 0o700));
     const denied = await runWharf(t, ['--listen', '127.0.0.1:0', '--data-dir', ro]);
     assert.equal(denied.code, 2);
     assert.match(denied.stderr, /is not writable: permission denied \(EACCES\)/);
@@ -353,7 +354,7 @@ test('SIGINT during a transfer aborts it: exit 130, nothing half-written', async
     res.write(Buffer.alloc(512 * 1024));
   });
   await new Promise<void>((resolve) => stalled.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise((resolve) => { stalled.closeAllConnections(); stalled.close(resolve); }));
+  defer(t, () => new Promise((resolve) => { stalled.closeAllConnections(); stalled.close(resolve); }));
   const url = `http://127.0.0.1:${(stalled.address() as { port: number }).port}`;
   const into = join(dir, 'into');
   await mkdir(into);

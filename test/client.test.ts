@@ -8,6 +8,7 @@ import { connect, WharfError, type Site } from '../lib/client/index.js';
 import { createFileServer } from '../lib/http/server.js';
 import { KEY, UUID, eventually, fetchRaw, filesUnder, sha256, sha256File, startWharf, tempDir } from './helpers/client.js';
 import { layout } from './helpers/uploads.js';
+import { defer } from './helpers/defer.js';
 
 const isWharfError = (code: string, status?: number) => (err: unknown): boolean => {
   assert.ok(err instanceof WharfError, `expected a WharfError, got ${String(err)}`);
@@ -27,7 +28,7 @@ test('upload, download and unload over HTTP: bytes equal, names kept, layout as 
   const contents = [Buffer.from('hello wharf\n'), Buffer.from('ünïcödé'), randomBytes(1000), randomBytes(3 * 1024 * 1024 + 7)];
   for (const [i, name] of names.entries()) await writeFile(join(dir, name), contents[i]!);
   const site = connect(url, KEY);
-  t.after(() => site.close());
+  defer(t, () => site.close());
 
   const paths = await site.upload(names.map((n) => join(dir, n)));
   assert.equal(paths.length, names.length);
@@ -70,12 +71,12 @@ test('download and unload take the path as returned, fully percent-encoded, or h
     files.handle(req, res);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(async () => {
+  defer(t, async () => {
     await files.close();
     await new Promise((resolve) => server.close(resolve));
   });
   const site = connect(`http://127.0.0.1:${(server.address() as { port: number }).port}`, KEY);
-  t.after(() => site.close());
+  defer(t, () => site.close());
   // No sub-delims in these names: what goes on the wire is then exactly encodeURIComponent(name).
   const names = ['ünïcødé 名前 €.txt', '100% #1 ?.txt', '%2e%2e%2f', '100% sure.txt'];
   for (const n of names) await writeFile(join(dir, n), `bytes of ${n}`);
@@ -173,7 +174,7 @@ test('uplink and unlink: the viewer path, the frame on the wire, the end of the 
 test('100 uplinks reuse one or two keep-alive connections', async (t) => {
   const { url, connections } = await startWharf(t, {}, true);
   const site = connect(url, KEY);
-  t.after(() => site.close());
+  defer(t, () => site.close());
   for (let i = 0; i < 100; i++) await site.uplink('loop', 'image/jpeg', Buffer.from(`frame ${i}`));
   await site.unlink('loop');
   const n = connections();
@@ -334,7 +335,7 @@ async function flakyServer(t: test.TestContext, data: Buffer, opts: { cuts?: num
     res.end(body);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }));
+  defer(t, () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }));
   return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, seen };
 }
 
@@ -439,7 +440,7 @@ test('answers that are not the protocol are BAD_RESPONSE', async (t) => {
     } else res.writeHead(500).end(JSON.stringify({ error: 'BOOM', message: 'it broke' }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }));
+  defer(t, () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }));
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   const dir = await tempDir(t);
   await writeFile(join(dir, 'x.txt'), 'x');
@@ -529,7 +530,7 @@ test('the temp file of a download lives next to the target and is hidden', async
     res.end(data.subarray(1000));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise((resolve) => server.close(resolve)));
+  defer(t, () => new Promise((resolve) => server.close(resolve)));
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   const written = await connect(url).download('/m.bin', join(dir, 'model.bin'));
   assert.equal(seenTemp.length, 1);
@@ -553,7 +554,7 @@ test('a streamed upload waits for 100 Continue: a refusal from the headers costs
     req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ files: ['/_f/x/a.bin'] })));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }));
+  defer(t, () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }));
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   const dir = await tempDir(t);
   await writeFile(join(dir, 'a.bin'), randomBytes(4 * 1024 * 1024));
@@ -570,7 +571,7 @@ test('a connection cut while the upload is sent is a NETWORK error that says the
     req.once('data', () => req.socket.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }));
+  defer(t, () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }));
   const dir = await tempDir(t);
   await writeFile(join(dir, 'a.bin'), randomBytes(8 * 1024 * 1024));
   const site = connect(`http://127.0.0.1:${(server.address() as { port: number }).port}`, KEY);

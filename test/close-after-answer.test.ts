@@ -10,15 +10,16 @@ import { join } from 'node:path';
 import { createFileServer } from '../lib/index.js';
 import { connect } from '../lib/client/index.js';
 import { APP_CLIENT_KEY } from './helpers/keys.js';
+import { defer } from './helpers/defer.js';
 
 const KEY = APP_CLIENT_KEY;
 
 test('a limit crossed mid-upload: every client gets the 413, not a connection reset', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'wharf-linger-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  defer(t, () => rm(dir, { recursive: true, force: true }));
   const files = createFileServer({ dataDir: join(dir, 'data'), accessKeys: { app: 'app-secret' }, limits: { fileSize: 1 << 20 } });
   const { url } = await files.listen({ port: 0 });
-  t.after(() => files.close());
+  defer(t, () => files.close());
   const big = join(dir, 'big.bin');
   await writeFile(big, Buffer.alloc(48 << 20, 7));
   const site = connect(url, KEY);
@@ -32,10 +33,10 @@ test('a limit crossed mid-upload: every client gets the 413, not a connection re
 
 test('an early refusal without Expect: the client still sending reads the 401, and the server cuts it off after a bounded drain', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'wharf-linger-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  defer(t, () => rm(dir, { recursive: true, force: true }));
   const files = createFileServer({ dataDir: join(dir, 'data'), accessKeys: { app: 'app-secret' } });
   const { port } = await files.listen({ port: 0 });
-  t.after(() => files.close());
+  defer(t, () => files.close());
 
   // A client announcing 1 GiB and writing without pause, never stopping by itself.
   const sock = tcpConnect(port, '127.0.0.1');
@@ -68,13 +69,13 @@ test('an early refusal without Expect: the client still sending reads the 401, a
 
 test('the staged close drains what the client still sends (up to its budget) and closes once the client is done', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'wharf-linger-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  defer(t, () => rm(dir, { recursive: true, force: true }));
   const files = createFileServer({ dataDir: join(dir, 'data'), accessKeys: { app: 'app-secret' } });
   const server = createServer((req, res) => files.handle(req, res));
   const read = new Promise<number>((ok) => server.once('connection', (socket) => socket.once('close', () => ok(socket.bytesRead))));
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  t.after(() => new Promise<void>((ok) => { server.close(() => ok()); server.closeAllConnections(); }));
-  t.after(() => files.close());
+  defer(t, () => new Promise<void>((ok) => { server.close(() => ok()); server.closeAllConnections(); }));
+  defer(t, () => files.close());
   const port = (server.address() as AddressInfo).port;
 
   // Refused at its headers (no key), then 6 MiB of body, then the client half-closes and waits.

@@ -23,34 +23,12 @@ import { eventually, formBody, matchesPattern, patternBytes, send, settledFds, s
 import { APP_KEY } from './helpers/keys.js';
 import { staged } from './helpers/uploads.js';
 import { rawConnect, type RawConnection } from './helpers/raw-http.js';
+import { defer } from './helpers/defer.js';
 
 const run = promisify(execFile);
 const KEY = APP_KEY;
 const AUTH = basicAuth(KEY.id, KEY.secret);
 const MiB = 1024 * 1024;
-
-/**
- * Cleanups of a test, run last-in first-out (node:test runs `t.after` hooks in the order they were
- * added): the server stops before its tmpfs is unmounted, which happens before the dir is removed.
- */
-const cleanups = new WeakMap<TestContext, Array<() => Promise<unknown> | unknown>>();
-function defer(t: TestContext, fn: () => Promise<unknown> | unknown): void {
-  let list = cleanups.get(t);
-  if (!list) {
-    const fresh: Array<() => Promise<unknown> | unknown> = [];
-    cleanups.set(t, (list = fresh));
-    t.after(async () => {
-      for (const f of fresh.reverse()) {
-        try {
-          await f();
-        } catch (err) {
-          console.error('cleanup failed:', err);
-        }
-      }
-    });
-  }
-  list.push(fn);
-}
 
 async function tempRoot(t: TestContext): Promise<string> {
   const root = await mkdtemp(join(tmpdir(), 'wharf-faults-'));

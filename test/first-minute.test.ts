@@ -11,6 +11,7 @@ import { createFileServer } from '../lib/index.js';
 import { runWharf, spawnWharf, startWharfProcess } from './helpers/command.js';
 import { eventually } from './helpers/eventually.js';
 import { get, send, serve, tempDir } from './helpers/uploads.js';
+import { defer } from './helpers/defer.js';
 
 const run = promisify(execFile);
 const CLIENT = new URL('../lib/client/index.js', import.meta.url).href;
@@ -90,8 +91,8 @@ test("GET / is not wharf's page when a mapping serves / or wharf is the host app
   const files = createFileServer({ dataDir: await tempDir(t) });
   const host = createServer((req, res) => files.handle(req, res, () => res.end('the host app')));
   await new Promise<void>((ok) => host.listen(0, '127.0.0.1', ok));
-  t.after(() => new Promise<void>((ok) => host.close(() => ok())));
-  t.after(() => files.close());
+  defer(t, () => new Promise<void>((ok) => host.close(() => ok())));
+  defer(t, () => files.close());
   const port = (host.address() as { port: number }).port;
   assert.equal((await get(`http://127.0.0.1:${port}`, '/')).body.toString(), 'the host app');
 });

@@ -15,6 +15,7 @@ import { WharfError } from '../lib/common/errors.js';
 import { DEFAULT_FUZZ, describe } from './helpers/fuzz-gen.js';
 import { runCase } from './helpers/fuzz-oracle.js';
 import { watchLoop } from './helpers/loop-watchdog.js';
+import { defer } from './helpers/defer.js';
 
 const CASES = 10_000;
 const FIRST_SEED = Number(process.env.FUZZ_SEED ?? 1);
@@ -28,8 +29,8 @@ test(`fuzz: ${CASES} mutated multipart bodies against busboy`, async (t) => {
   process.on('uncaughtException', onError);
   // A case that starves the event loop (the 'staged' consumer's storage) would stop every timer,
   // the per-case timeout's too: only a watchdog on another thread can fail it.
-  t.after(watchLoop('the fuzzer', 15_000));
-  t.after(() => {
+  defer(t, watchLoop('the fuzzer', 15_000));
+  defer(t, () => {
     process.off('unhandledRejection', onError);
     process.off('uncaughtException', onError);
   });

@@ -10,6 +10,7 @@ import { createFileServer } from '../lib/index.js';
 import { createHealth, HEALTH_CACHE_MS, type HealthParts } from '../lib/http/health.js';
 import { createLocalStorage } from '../lib/uploads/local-storage.js';
 import { get, send, serve, tempDir } from './helpers/uploads.js';
+import { defer } from './helpers/defer.js';
 
 test('health: open to anyone under the base URL, whatever authorize says; nothing else there', async (t) => {
   const { url } = await serve(t, { baseUrl: '/app/', authorize: () => false, anonymousUploads: false });
@@ -33,7 +34,7 @@ test('health: in middleware mode the first probe starts storage', async (t) => {
     res.end();
   }));
   await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  t.after(async () => {
+  defer(t, async () => {
     await files.close();
     await new Promise((resolve) => srv.close(resolve));
   });
@@ -58,7 +59,7 @@ test('health: a hub with a health check is asked, at most once a second; false, 
   const dataDir = await tempDir(t);
   const storage = createLocalStorage(dataDir);
   await storage.start();
-  t.after(() => storage.close());
+  defer(t, () => storage.close());
   let asked = 0;
   let answer: () => Promise<boolean> = async () => true;
   const hub: NonNullable<HealthParts['hub']> = {
@@ -70,7 +71,7 @@ test('health: a hub with a health check is asked, at most once a second; false, 
   const health = createHealth({ storage: () => storage.probe(), hub });
   const srv = createServer((req, res) => void health.respond(req, res));
   await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise((resolve) => srv.close(resolve)));
+  defer(t, () => new Promise((resolve) => srv.close(resolve)));
   const url = `http://127.0.0.1:${(srv.address() as { port: number }).port}`;
 
   const polls = await Promise.all([1, 2, 3].map(() => get(url, '/')));

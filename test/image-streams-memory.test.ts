@@ -4,6 +4,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { view, stalledViewer } from './helpers/mixed-replace.js';
 import { eventually, frame, start } from './helpers/streams.js';
+import { defer } from './helpers/defer.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -14,9 +15,9 @@ test('a viewer that stops reading holds at most one pending frame and is dropped
   const s = await start(t, { frameSize: 2 * MiB, viewerStallTimeout: 1500 });
   await s.site.uplink('big', 'image/jpeg', frame(0, MiB));
   const stalled = await stalledViewer(`${s.url}/_m/big`);
-  t.after(() => stalled.destroy());
+  defer(t, () => stalled.destroy());
   const fast = await view(`${s.url}/_m/big`, { keep: 1 });
-  t.after(() => fast.close());
+  defer(t, () => fast.close());
   await eventually(() => s.stats()[0]?.viewers === 2, 'two viewers');
 
   gc();

@@ -9,6 +9,7 @@ import { createFileServer } from '../lib/http/server.js';
 import type { IncomingMessage } from 'node:http';
 import { MixedReplaceReader, boundaryOf, view } from './helpers/mixed-replace.js';
 import { AUTH, eventually, frame, post, request, start, waveForm } from './helpers/streams.js';
+import { defer } from './helpers/defer.js';
 
 const isCode = (code: string) => (e: unknown) => e instanceof WharfError && e.code === code;
 
@@ -17,7 +18,7 @@ test('a fast viewer gets every frame byte-exact and in order, each shown on arri
   const sent = [frame(0, 1000)];
   assert.equal((await post(s.url, 'cam', 'image/jpeg', sent[0]!)).status, 200);
   const v = await view(`${s.url}/_m/cam`);
-  t.after(() => v.close());
+  defer(t, () => v.close());
   assert.equal(v.status, 200);
   assert.match(String(v.headers['content-type']), /^multipart\/x-mixed-replace; boundary=[0-9a-f]{32}$/);
   assert.equal(v.headers['cache-control'], 'no-store');
@@ -44,7 +45,7 @@ test('one published frame is delivered whole and followed by the next part\'s he
   const data = frame(1, 5000);
   await s.site.uplink('single', 'image/png', data);
   const v = await view(`${s.url}/_m/single`);
-  t.after(() => v.close());
+  defer(t, () => v.close());
   // What makes a browser show the lone frame: nothing else is ever published here.
   await v.until((r) => r.parts.length === 1 && r.announced !== undefined, 'first frame shown');
   assert.ok(v.reader.parts[0]!.body.equals(data));
@@ -58,7 +59,7 @@ test('a late viewer gets the latest frame first; two viewers see the same frames
   for (let i = 0; i < 5; i++) await s.site.uplink('late', 'image/jpeg', frame(i, 300));
   const a = await view(`${s.url}/_m/late`);
   const b = await view(`${s.url}/_m/late`);
-  t.after(() => (a.close(), b.close()));
+  defer(t, () => (a.close(), b.close()));
   for (const v of [a, b]) await v.until((r) => r.parts.length === 1, 'latest frame');
   for (const v of [a, b]) assert.ok(v.reader.parts[0]!.body.equals(frame(4, 300)));
   await s.site.uplink('late', 'image/jpeg', frame(5, 300));
@@ -71,7 +72,7 @@ test('a frame of another type closes the announced part empty and opens one of i
   const s = await start(t);
   await s.site.uplink('mixed', 'image/jpeg', frame(1, 100));
   const v = await view(`${s.url}/_m/mixed`);
-  t.after(() => v.close());
+  defer(t, () => v.close());
   await v.until((r) => r.parts.length === 1 && r.announced !== undefined, 'jpeg frame');
   await s.site.uplink('mixed', 'image/png', frame(2, 100));
   await v.until((r) => r.parts.length === 3 && r.announced !== undefined, 'png frame');
@@ -173,7 +174,7 @@ test('Wave\'s multipart form publishes the part with its own type', async (t) =>
   const res = await request(`${s.url}/_m/wave`, { method: 'POST', headers: { Authorization: AUTH, 'Content-Type': form.contentType }, body: form.body });
   assert.equal(res.status, 200);
   const v = await view(`${s.url}/_m/wave`);
-  t.after(() => v.close());
+  defer(t, () => v.close());
   await v.until((r) => r.parts.length === 1, 'frame');
   assert.ok(v.reader.parts[0]!.body.equals(data));
   assert.equal(v.reader.parts[0]!.headers['content-type'], 'image/png');
@@ -252,7 +253,7 @@ test('a missing or malformed frame type is 400 INVALID_CONTENT_TYPE', async (t) 
     assert.equal((await post(s.url, 't', type, frame(1, 10))).status, 200, type);
   }
   const v = await view(`${s.url}/_m/t`);
-  t.after(() => v.close());
+  defer(t, () => v.close());
   await v.until((r) => r.parts.length === 1, 'frame');
   assert.equal(v.reader.parts[0]!.headers['content-type'], 'image/png ; name="a b\\"c"');
 });
@@ -317,7 +318,7 @@ test('limits.streams and limits.viewersPerStream: 503 past them', async (t) => {
   assert.equal(two.status, 503);
   assert.equal(two.json?.error, 'TOO_MANY_STREAMS');
   const v = await view(`${s.url}/_m/one`);
-  t.after(() => v.close());
+  defer(t, () => v.close());
   const second = await request(`${s.url}/_m/one`);
   assert.equal(second.status, 503);
   assert.equal(second.json?.error, 'TOO_MANY_VIEWERS');
@@ -350,7 +351,7 @@ test('site.unlink of an unknown stream resolves, as DELETE answers 200; aborted 
   await s.site.uplink('copy', 'image/jpeg', mine);
   mine.fill(0);
   const v = await view(`${s.url}/_m/copy`);
-  t.after(() => v.close());
+  defer(t, () => v.close());
   await v.until((r) => r.parts.length === 1, 'frame');
   assert.ok(v.reader.parts[0]!.body.equals(frame(1, 100)));
 });
@@ -405,7 +406,7 @@ test('a viewer gone before an async authorize answers is never subscribed', asyn
     },
   });
   const { url } = await files.listen({ port: 0, host: '127.0.0.1' });
-  t.after(async () => {
+  defer(t, async () => {
     await files.close();
     await rm(dataDir, { recursive: true, force: true });
   });
@@ -423,7 +424,7 @@ test('a viewer gone before an async authorize answers is never subscribed', asyn
   assert.equal(files.streamStats()[0]!.viewers, 0);
   // A viewer that stays is subscribed as usual.
   const v = await view(`${url}/_m/late`);
-  t.after(() => v.close());
+  defer(t, () => v.close());
   await v.until((r) => r.parts.length === 1, 'frame');
   assert.equal(files.streamStats()[0]!.viewers, 1);
 });
@@ -492,7 +493,7 @@ test('on the wire: a well-formed chunked body that ends where it says, the conne
   const sent = [frame(1, 70_000), frame(2, 3), frame(3, 4096)];
   await s.site.uplink('wire', 'image/jpeg', sent[0]!);
   const v = rawViewer(s.url, 'GET /_m/wire HTTP/1.1\r\nHost: x\r\n\r\n');
-  t.after(() => v.destroy());
+  defer(t, () => v.destroy());
   await eventually(() => v.bytes().includes('\r\n\r\n'), 'response head');
   await s.site.uplink('wire', 'image/png', sent[1]!); // another type: an empty part, then a png one
   await s.site.uplink('wire', 'image/png', sent[2]!);
@@ -520,7 +521,7 @@ test('on the wire: an HTTP/1.0 viewer gets the parts unchunked, ended by the clo
   const sent = [frame(1, 20_000), frame(2, 50)];
   await s.site.uplink('old', 'image/jpeg', sent[0]!);
   const v = rawViewer(s.url, 'GET /_m/old HTTP/1.0\r\n\r\n');
-  t.after(() => v.destroy());
+  defer(t, () => v.destroy());
   await eventually(() => v.bytes().includes('\r\n\r\n'), 'response head');
   await s.site.uplink('old', 'image/jpeg', sent[1]!);
   await s.site.unlink('old');

@@ -13,6 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JS_SLACK, RSS_SLACK, runLoadScenario } from './helpers/load-scenario.js';
+import { defer } from './helpers/defer.js';
 
 // Twice: as this machine runs it (small file-system calls on the event loop while they are cheap),
 // and with every call forced through the thread pool, as on a slow or network disk — a path the
@@ -20,7 +21,7 @@ import { JS_SLACK, RSS_SLACK, runLoadScenario } from './helpers/load-scenario.js
 for (const syncIo of ['auto', 'off'] as const) {
   test(`load (syncIo ${syncIo}): 200 clients for 10 s — uploads, downloads, ranges, stream viewers`, async (t) => {
     const root = await mkdtemp(join(tmpdir(), 'wharf-load-'));
-    t.after(() => rm(root, { recursive: true, force: true }));
+    defer(t, () => rm(root, { recursive: true, force: true }));
     const r = await runLoadScenario({ root, seconds: 10, clients: 200, syncIo });
     console.log(r.summary);
 

@@ -15,6 +15,7 @@ import { createNodeArea } from '../lib/uploads/lease.js';
 import { layout, staged, tree } from './helpers/uploads.js';
 import { eventually } from './helpers/eventually.js';
 import { tempDir } from './helpers/temp-dir.js';
+import { defer } from './helpers/defer.js';
 
 // Every test of the write path runs twice: as this machine runs it (small writes on the event loop
 // while they are cheap) and with the slow path forced (every write a batch through the thread
@@ -52,7 +53,7 @@ test('storage: start() creates the layout and its node\'s area, and sweeps only 
   await mkdir(temp, { recursive: true });
   const live = createLocalStorage(dataDir, { writeBatch: 16 * 1024, syncWriteBelow: 0, nodeId: 'live' });
   await live.start();
-  t.after(() => live.close());
+  defer(t, () => live.close());
   const [area] = await readdir(temp);
   assert.match(area!, /^live\.[0-9a-f]{8}$/);
   const lease = JSON.parse(await readFile(join(temp, area!, 'lease'), 'utf8'));
@@ -132,10 +133,10 @@ test('storage: a node renews its lease while it runs, and sweeps an area whose l
   const warnings: string[] = [];
   const a = createLocalStorage(dataDir, { nodeId: 'a', leaseInterval: 200, warn: (m) => warnings.push(m) });
   await a.start();
-  t.after(() => a.close());
+  defer(t, () => a.close());
   // b: another process that stages a file and is then killed, its lease no longer renewed.
   const child = spawn(process.execPath, [fileURLToPath(new URL('./helpers/lease-child.js', import.meta.url)), dataDir, 'b', '200'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.after(() => child.kill('SIGKILL'));
+  defer(t, () => child.kill('SIGKILL'));
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
   await eventually(() => out.includes('STAGED'), 'b staged its file');

@@ -14,6 +14,7 @@ import { WharfError } from '../lib/common/errors.js';
 import { sendError } from '../lib/http/answer.js';
 import { DEFAULT_LIMITS } from '../lib/common/limits.js';
 import { rng } from './helpers/fuzz-gen.js';
+import { defer } from './helpers/defer.js';
 
 const B = 'b0undary';
 const CT = `multipart/form-data; boundary=${B}`;
@@ -858,7 +859,7 @@ test('over HTTP: parts stream from a real socket, and a limit is answered with 4
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  t.after(() => server.close());
+  defer(t, () => server.close());
   const { port } = server.address() as AddressInfo;
   const post = (chunks: Buffer[], headers: Record<string, string> = {}): Promise<{ status: number; body: string }> =>
     new Promise((resolve, reject) => {

@@ -13,6 +13,7 @@ import { createFileServer, type FileServer, type FileServerOptions } from '../li
 import { formBuffer } from './helpers/load-gen.js';
 import { makeTempDir } from './helpers/temp-dir.js';
 import { APP_AUTH } from './helpers/keys.js';
+import { defer } from './helpers/defer.js';
 
 const KEY = APP_AUTH;
 
@@ -25,12 +26,12 @@ interface Setup {
 
 async function setup(t: TestContext, options: FileServerOptions = {}, middleware?: (req: IncomingMessage) => void): Promise<Setup> {
   const { dir, cleanup } = await makeTempDir('wharf-pipelining-');
-  t.after(cleanup);
+  defer(t, cleanup);
   await mkdir(join(dir, 'pub'));
   await writeFile(join(dir, 'pub', 'big.bin'), Buffer.alloc(32 << 20, 7));
   const dataDir = join(dir, 'data');
   const files = createFileServer({ dataDir, publicDirs: [`/pub/@${join(dir, 'pub')}`], accessKeys: { app: 'app-secret' }, warn: () => {}, ...options });
-  t.after(() => files.close());
+  defer(t, () => files.close());
   let port: number;
   if (middleware === undefined) {
     ({ port } = await files.listen({ port: 0 }));
@@ -41,7 +42,7 @@ async function setup(t: TestContext, options: FileServerOptions = {}, middleware
       res.end('host app');
     }));
     await new Promise<void>((ok) => host.listen(0, '127.0.0.1', ok));
-    t.after(() => new Promise<void>((ok) => { host.close(() => ok()); host.closeAllConnections(); }));
+    defer(t, () => new Promise<void>((ok) => { host.close(() => ok()); host.closeAllConnections(); }));
     port = (host.address() as AddressInfo).port;
   }
   const upload = async (): Promise<string> => {

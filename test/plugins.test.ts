@@ -17,11 +17,12 @@ import { frame } from './helpers/streams.js';
 import { view } from './helpers/mixed-replace.js';
 import { EMPTY, KEY, get, send, settledTree, tempDir, upload } from './helpers/uploads.js';
 import { connect } from '../lib/client/index.js';
+import { defer } from './helpers/defer.js';
 
 async function files(t: TestContext, options: FileServerOptions = {}): Promise<{ files: FileServer; dataDir: string }> {
   const dataDir = await tempDir(t);
   const f = createFileServer({ dataDir, warn: () => {}, ...options });
-  t.after(() => f.close());
+  defer(t, () => f.close());
   return { files: f, dataDir };
 }
 
@@ -29,7 +30,7 @@ const urlOf = (server: Server): string => `http://127.0.0.1:${(server.address() 
 
 async function listen(t: TestContext, server: Server): Promise<string> {
   if (!server.listening) await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  t.after(() => new Promise<void>((ok) => {
+  defer(t, () => new Promise<void>((ok) => {
     server.closeAllConnections();
     server.close(() => ok());
   }));
@@ -78,7 +79,7 @@ test('Fastify: wharf routes run the app\'s hooks; a preHandler refuses an upload
   const { files: f, dataDir } = await files(t);
   const logged: string[] = [];
   const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => void logged.push(line) } } });
-  t.after(() => app.close());
+  defer(t, () => app.close());
   const seen: string[] = [];
   app.addHook('onRequest', async (req) => void seen.push(`${req.method} ${req.url}`));
   app.addHook('preHandler', async (req, reply) => {
@@ -105,7 +106,7 @@ test('Fastify: wharf routes run the app\'s hooks; a preHandler refuses an upload
 test('Fastify under a prefix: URLs handed out are under it', async (t) => {
   const { files: f } = await files(t);
   const app = Fastify();
-  t.after(() => app.close());
+  defer(t, () => app.close());
   app.get('/hello', async () => 'app');
   await app.register(wharfFastify(f), { prefix: '/files' });
   await app.listen({ port: 0, host: '127.0.0.1' });
@@ -176,7 +177,7 @@ test('Express mounted under /files: answers, onUpload and the client all use /fi
   const { join } = await import('node:path');
   await writeFile(join(dir, 'c.txt'), 'client');
   const site = connect(url, { baseUrl: '/files/' });
-  t.after(() => site.close());
+  defer(t, () => site.close());
   const [uploaded] = await site.upload([join(dir, 'c.txt')]);
   assert.ok(uploaded!.startsWith('/files/_f/'), uploaded);
   const to = await site.download(uploaded!, join(dir, 'back.txt'));

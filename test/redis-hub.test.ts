@@ -14,12 +14,13 @@ import { AUTH, eventually, frame, post, request } from './helpers/streams.js';
 import { KEY } from './helpers/streams.js';
 import { tempDir } from './helpers/temp-dir.js';
 import { form, MULTIPART } from './helpers/uploads.js';
+import { defer } from './helpers/defer.js';
 
 type T = Parameters<NonNullable<Parameters<typeof test>[0]>>[0];
 
 async function redis(t: T): Promise<RedisServer> {
   const r = await startRedis();
-  t.after(() => r.stop());
+  defer(t, () => r.stop());
   return r;
 }
 
@@ -29,7 +30,7 @@ async function nodes(t: T, r: RedisServer, count: number, limits: Partial<Limits
   for (let i = 0; i < count; i++) {
     const dataDir = await tempDir(t, 'wharf-redis-node-');
     const child = await startChild({ dataDir, accessKeys: { [KEY.id]: KEY.secret }, limits }, { redisUrl: r.url });
-    t.after(() => child.stop());
+    defer(t, () => child.stop());
     out.push(child);
   }
   return out;
@@ -37,7 +38,7 @@ async function nodes(t: T, r: RedisServer, count: number, limits: Partial<Limits
 
 async function watch(t: T, url: string): Promise<Viewer> {
   const v = await view(url);
-  t.after(() => v.close());
+  defer(t, () => v.close());
   return v;
 }
 
@@ -76,7 +77,7 @@ test('three nodes on one Redis: every frame reaches every viewer in order, the l
   assert.deepEqual(seqs(late), [60]);
   // HEAD through a node that has no viewer asks Redis.
   const d = await startChild({ dataDir: await tempDir(t), accessKeys: { [KEY.id]: KEY.secret } }, { redisUrl: r.url });
-  t.after(() => d.stop());
+  defer(t, () => d.stop());
   assert.equal((await request(url(d), { method: 'HEAD' })).status, 200);
   assert.equal((await request(`${d.url}/_m/nope`, { method: 'HEAD' })).status, 404);
 
@@ -201,7 +202,7 @@ test('redisHub in-process: limits.streams is global across nodes, and bad client
     const c = createClient({ url: r.url });
     c.on('error', () => {});
     await c.connect();
-    t.after(() => c.destroy());
+    defer(t, () => c.destroy());
     return c;
   }));
   const servers = [0, 1].map((i) => createFileServer({
@@ -210,7 +211,7 @@ test('redisHub in-process: limits.streams is global across nodes, and bad client
     limits: { streams: 2 },
     hub: redisHub({ publisher: clients[2 * i]!, subscriber: clients[2 * i + 1]! }),
   }));
-  t.after(() => Promise.all(servers.map((s) => s.close())));
+  defer(t, () => Promise.all(servers.map((s) => s.close())));
   const [x, y] = servers;
   await x!.site.uplink('one', 'image/png', Buffer.from('1'));
   await y!.site.uplink('two', 'image/png', Buffer.from('2'));

@@ -39,6 +39,7 @@ import { fdsOn } from './helpers/server.js';
 import { APP_KEY } from './helpers/keys.js';
 import { staged } from './helpers/uploads.js';
 import { parseAnswer, rawRequest, rawSend, type RawAnswer, type RawRequest } from './helpers/raw-http.js';
+import { defer } from './helpers/defer.js';
 
 const OUTSIDE = 'OUTSIDE-SECRET-5d1c';
 const DOTFILE = 'DOTFILE-SECRET-77ae';
@@ -1280,12 +1281,12 @@ test('security: a data dir and f/ that were already there keep their modes; an o
 
 test('security: uploads are served at _f/ only — a mapping around the data dir, or a link to it, serves none of them; a mapping in it is refused', async (t) => {
   const site = await mkdtemp(join(tmpdir(), 'wharf-site-'));
-  t.after(() => rm(site, { recursive: true, force: true }));
+  defer(t, () => rm(site, { recursive: true, force: true }));
   await writeFile(join(site, 'index.txt'), 'site');
   const data = join(site, 'data');
   const server = createFileServer({ dataDir: data, publicDirs: [`/site/@${site}`], anonymousUploads: true, warn: () => {} });
   const { port: p } = await server.listen({ port: 0 });
-  t.after(() => server.close());
+  defer(t, () => server.close());
   const form = formBuffer([{ filename: 'evil.html', data: Buffer.from('<script>alert(1)</script>') }]);
   const up = await rawSend(p, rawRequest({ method: 'POST', path: '/_f/', headers: { 'Content-Type': form.contentType }, body: form.body }));
   assert.equal(up.status, 200);

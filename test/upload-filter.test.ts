@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { createFileServer, sniffType, WharfError, type UploadFileInfo } from '../lib/index.js';
 import { EMPTY, MULTIPART, TAIL, form, layout, partHead, serve, settledTree, staged, upload } from './helpers/uploads.js';
 import { eventually } from './helpers/eventually.js';
+import { defer } from './helpers/defer.js';
 
 const PNG = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(100, 7)]);
 const PDF = Buffer.from('%PDF-1.7\n%\xe2\xe3\n1 0 obj\n<<>>\nendobj\n', 'latin1');
@@ -160,7 +161,7 @@ test('filter: while an async filter decides, the body is not read on (backpressu
       req.end(TAIL);
     };
     pump();
-    t.after(() => req.destroy());
+    defer(t, () => req.destroy());
   });
   await eventually(() => asked !== undefined, 'the filter was asked');
   // The client's writes back up: the server reads no more of the socket while the filter decides

@@ -19,6 +19,7 @@ import { APP_AUTH, APP_CLIENT_KEY, APP_KEY } from './helpers/keys.js';
 import { eventually } from './helpers/eventually.js';
 import { rawConnect } from './helpers/raw-http.js';
 import { get, send, serve, sha256, sleep, tempDir, upload, type Running } from './helpers/uploads.js';
+import { defer } from './helpers/defer.js';
 
 const keyed = { accessKeys: { [APP_KEY.id]: APP_KEY.secret } };
 
@@ -106,7 +107,7 @@ test('the read side: an upload past its deadline is 404 at once, from the memory
   const statics = createStatic({ limits: resolveLimits() });
   const server = http.createServer((req, res) => void statics.respond(req, res, storage.source, decodeURIComponent(req.url!.slice(1))));
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  t.after(() => new Promise((ok) => server.close(ok)));
+  defer(t, () => new Promise((ok) => server.close(ok)));
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   for (let i = 0; i < 2; i++) assert.equal((await get(url, `/${id}/a.txt`)).body.toString(), 'soon gone');
   assert.equal((await send(url, 'HEAD', `/${id}/a.txt`)).status, 200);
@@ -296,7 +297,7 @@ test('the client and files.site take expiresIn and once; bad values fail before 
   const file = join(dir, 'c.txt');
   await writeFile(file, 'client');
   const site = connect(r.url, APP_CLIENT_KEY);
-  t.after(() => site.close());
+  defer(t, () => site.close());
   const t0 = Date.now();
   const [viaClient] = await site.upload([file], { expiresIn: 1500, once: true });
   const [viaSite] = await r.files.site.upload([file], { expiresIn: 60_000 });

@@ -13,6 +13,7 @@ import { eventually } from './helpers/eventually.js';
 import { APP_AUTH, APP_KEY } from './helpers/keys.js';
 import { rawConnect, rawPost } from './helpers/raw-http.js';
 import { MULTIPART, TAIL, form, get, partHead, send, serve, staged, tempDir, upload } from './helpers/uploads.js';
+import { defer } from './helpers/defer.js';
 
 const QUOTA = 100_000;
 const keyed = { accessKeys: { [APP_KEY.id]: APP_KEY.secret }, limits: { storeSize: QUOTA } };
@@ -112,7 +113,7 @@ test('quota ledgers: another node\'s change counts from this node\'s start; a le
   await writeFile(join(dir, '1.aaaaaaaa'), '5000\n');
   const quota = createQuota(dataDir, 10_000, () => {});
   await quota.start();
-  t.after(() => quota.stop());
+  defer(t, () => quota.stop());
   quota.scanned(2000);
   assert.equal(quota.used(), 2000, "the other node's earlier change is in this node's scan, not counted again");
   assert.ok(quota.fits(8000) && !quota.fits(8001));

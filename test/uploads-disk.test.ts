@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { WharfError } from '../lib/index.js';
 import { EMPTY, MULTIPART, TAIL, form, get, partHead, pieces, repeat, serve, settledTree, tempDir, tree, upload } from './helpers/uploads.js';
 import { rawPost } from './helpers/raw-http.js';
+import { defer } from './helpers/defer.js';
 
 const root = process.getuid?.() === 0;
 if (!root) console.log('# uploads-disk: the tmpfs (ENOSPC) and read-only (EACCES) tests need root to mount a tmpfs and drop privileges; skipped');
@@ -75,7 +76,7 @@ test('EACCES: a data dir the server may not write to is a clear 500, with nothin
 test('a 1 GiB upload: the server streams it to disk in constant memory (RSS growth under 64 MiB)', async (t) => {
   const dataDir = await tempDir(t);
   const child = spawn(process.execPath, [fileURLToPath(new URL('./helpers/uploads-child.js', import.meta.url)), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.after(() => child.kill('SIGKILL'));
+  defer(t, () => child.kill('SIGKILL'));
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d));
   while (!/PORT \d+/.test(out)) await once(child.stdout!, 'data');

@@ -8,6 +8,7 @@ import { connect } from 'node:net';
 import { RECORD_NAME } from '../lib/uploads/upload-record.js';
 import { EMPTY, KEY, MULTIPART, TAIL, form, get, openFds, partHead, settledFds, pieces, repeat, send, serve, settledTree, sha256, sleep, staged, layout, tempDir, tree, upload, type FormPart } from './helpers/uploads.js';
 import { rawPost } from './helpers/raw-http.js';
+import { defer } from './helpers/defer.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -407,9 +408,9 @@ test('POST _f/: an idle timeout of a month keeps an idle upload waiting quietly 
     if (w.name === 'TimeoutOverflowWarning') overflows++;
   };
   process.on('warning', onWarning);
-  t.after(() => process.off('warning', onWarning));
+  defer(t, () => process.off('warning', onWarning));
   const socket = connect(port, '127.0.0.1');
-  t.after(() => socket.destroy());
+  defer(t, () => socket.destroy());
   socket.write(`POST /_f/ HTTP/1.1\r\nHost: x\r\nContent-Type: ${MULTIPART}\r\nContent-Length: 100000\r\n\r\n`);
   socket.write(partHead({ filename: 'idle.bin' }, true));
   await sleep(500);

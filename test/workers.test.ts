@@ -15,6 +15,7 @@ import { startRedis } from './helpers/redis-server.js';
 import { tempDir } from './helpers/temp-dir.js';
 import { DEFAULT_AUTH } from './helpers/keys.js';
 import { form, MULTIPART, sha256 } from './helpers/uploads.js';
+import { defer } from './helpers/defer.js';
 
 type T = Parameters<NonNullable<Parameters<typeof test>[0]>>[0];
 
@@ -37,7 +38,7 @@ async function watchers(t: T, url: string, count: number): Promise<Viewer[]> {
   for (let i = 0; i < count; i++) {
     // A connection each: the cluster spreads connections over the workers.
     const v = await view(url);
-    t.after(() => v.close());
+    defer(t, () => v.close());
     assert.equal(v.status, 200);
     out.push(v);
   }
@@ -129,7 +130,7 @@ test('--workers 2: uploads and downloads on both workers, streams across them, a
 
 test('--redis-url: streams shared by a --workers 2 node and a single-process node on one Redis', { timeout: 180_000 }, async (t) => {
   const redis = await startRedis();
-  t.after(() => redis.stop());
+  defer(t, () => redis.stop());
   const dataDir = await tempDir(t);
   const env = { WHARF_REDIS_URL: redis.url };
   const cluster = await startWharfProcess(t, ['--workers', '2', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--log', 'json'], env);
@@ -192,7 +193,7 @@ test('--workers 2: the primary\'s answers reach the workers: stream limits, HEAD
   const answers = [];
   for (let i = 0; i < 4; i++) {
     const v = await view(`${child.url}/_m/a`);
-    t.after(() => v.close());
+    defer(t, () => v.close());
     answers.push(v.status);
   }
   assert.ok(answers.filter((s) => s === 200).length >= 1 && answers.filter((s) => s === 200).length <= 2, String(answers));
@@ -212,7 +213,7 @@ test('--redis-url to a Redis that is not up yet: a warning without the password,
   assert.deepEqual([down.status, down.json?.error], [503, 'HUB_UNAVAILABLE']);
   assert.equal((await upload(child.url, Buffer.from('no redis needed'))).startsWith('/_f/'), true);
   const redis = await startRedis(port, 's3cret-pw');
-  t.after(() => redis.stop());
+  defer(t, () => redis.stop());
   await eventually(async () => (await post(child.url, 'cam', 'image/png', frame(2, 100))).status === 200, 'a publish once Redis is up', 15_000);
   await eventually(() => /Redis at .* is back/.test(child.stderr()), 'the warning that Redis is back');
   child.proc.kill('SIGTERM');

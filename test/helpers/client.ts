@@ -7,6 +7,7 @@ import type { TestContext } from 'node:test';
 import { createFileServer, type FileServer, type FileServerOptions } from '../../lib/http/server.js';
 import { tempDir } from './temp-dir.js';
 import { APP_CLIENT_KEY } from './keys.js';
+import { defer } from './defer.js';
 
 export { tempDir };
 
@@ -31,13 +32,13 @@ export async function startWharf(t: TestContext, options: FileServerOptions = {}
   let count = 0;
   if (!middleware) {
     const { url } = await files.listen({ port: 0, host: '127.0.0.1' });
-    t.after(() => files.close());
+    defer(t, () => files.close());
     return { files, url, dataDir, connections: () => Number.NaN };
   }
   const server = http.createServer((req, res) => files.handle(req, res));
   server.on('connection', () => { count++; });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(async () => {
+  defer(t, async () => {
     await files.close();
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));

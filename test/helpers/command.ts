@@ -1,6 +1,7 @@
 // Runs the `wharf` command as a child process: `node -e <runner> <command module URL> args…`.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { TestContext } from 'node:test';
+import { defer } from './defer.js';
 
 /** The compiled command module, next to this compiled test whatever the output directory. */
 export const COMMAND = new URL('../../lib/cli/command.js', import.meta.url).href;
@@ -36,7 +37,12 @@ export function spawnWharf(t: TestContext, args: string[], env: Record<string, s
   const exited = new Promise<Result>((resolve) => {
     proc.on('close', (code, signal) => resolve({ code, signal, stdout: out, stderr: err }));
   });
-  t.after(() => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL'); });
+  // Killed and waited for: a child still running when its data dir is removed writes into it (ENOTEMPTY).
+  defer(t, async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill('SIGKILL');
+    await exited;
+  });
   return { proc, stdout: () => out, stderr: () => err, exited };
 }
 

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { eventually } from './eventually.js';
 import { tempDir } from './temp-dir.js';
 import { freePort } from './free-port.js';
+import { defer } from './defer.js';
 
 export const NGINX = '/usr/sbin/nginx';
 
@@ -73,7 +74,7 @@ export async function startNginx(t: TestContext, nodes: string[]): Promise<Nginx
     exited = true;
     resolve();
   }));
-  t.after(async () => {
+  defer(t, async () => {
     if (!exited) proc.kill('SIGTERM');
     await gone;
   });

@@ -9,6 +9,7 @@ import type { StreamStats } from '../../lib/image-streams/relay.js';
 import type { Limits } from '../../lib/common/limits.js';
 import type { Site } from '../../lib/common/site-api.js';
 import { APP_KEY } from './keys.js';
+import { defer } from './defer.js';
 
 export const KEY = APP_KEY;
 export const AUTH = 'Basic ' + Buffer.from(`${KEY.id}:${KEY.secret}`).toString('base64');
@@ -25,7 +26,7 @@ export async function start(t: TestContext, limits: Partial<Limits> = {}): Promi
   const dataDir = await mkdtemp(join(tmpdir(), 'wharf-streams-'));
   const files = createFileServer({ dataDir, accessKeys: { [KEY.id]: KEY.secret }, limits });
   const { url } = await files.listen({ port: 0, host: '127.0.0.1' });
-  t.after(async () => {
+  defer(t, async () => {
     await files.close();
     await rm(dataDir, { recursive: true, force: true });
   });

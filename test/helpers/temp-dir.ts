@@ -2,11 +2,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { defer } from './defer.js';
 
 /** A fresh temp dir that `t` removes when it ends. */
 export async function tempDir(t: { after(fn: () => Promise<void>): void }, prefix = 'wharf-test-'): Promise<string> {
   const { dir, cleanup } = await makeTempDir(prefix);
-  t.after(cleanup);
+  defer(t, cleanup);
   return dir;
 }
 

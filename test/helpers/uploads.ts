@@ -10,6 +10,7 @@ import { createFileServer, type FileServer, type FileServerOptions } from '../..
 
 import { tempDir } from './temp-dir.js';
 import { DEFAULT_AUTH } from './keys.js';
+import { defer } from './defer.js';
 
 export { tempDir };
 
@@ -36,7 +37,7 @@ export async function serve(t: TestContext, options: FileServerOptions = {}, dat
   const warnings: string[] = [];
   const files = createFileServer({ dataDir: dir, anonymousUploads: true, warn: (m) => warnings.push(m), ...options });
   const { url, port } = await files.listen({ port: 0 });
-  t.after(() => files.close());
+  defer(t, () => files.close());
   return { files, url, port, dataDir: dir, warnings };
 }
 
