@@ -204,7 +204,8 @@ export function createStatic(options: StaticOptions): StaticEngine {
         answer(req, res, entryOf(f, rel, null, f.untrusted === true, f.expiresAt), rel, f, 'no-store', limits.downloadStallTimeout);
         return;
       }
-      if (cacheOn && file.size <= limits.cacheFileSize) {
+      // A file with a `location` is redirected on every GET: its bytes are never kept here.
+      if (cacheOn && file.size <= limits.cacheFileSize && file.location === undefined) {
         const f = file;
         file = null;
         const data = await readWhole(f);

@@ -37,6 +37,8 @@ export interface Visible {
 
 export interface S3Source {
   readonly source: FileSource;
+  /** Upload `id`'s manifest, whatever its life says; null when it has none (or one that is not a manifest). */
+  manifest(id: string): Promise<Manifest | null>;
   /** Upload `id` as readers see it; null when it has no manifest, or it expired, or it was downloaded `once`. */
   visible(id: string): Promise<Visible | null>;
   /** Upload `id` is being removed: a `once` download's mark can go. */
@@ -51,11 +53,20 @@ export function createS3Source(config: S3SourceConfig): S3Source {
   // `once` uploads downloaded whole by this node and not yet removed: gone for readers here.
   const consumed = new Set<string>();
 
-  async function visible(id: string): Promise<Visible | null> {
-    if (!isUploadId(id) || consumed.has(id)) return null;
+  async function manifest(id: string): Promise<Manifest | null> {
+    if (!isUploadId(id)) return null;
     const got = await io.getText(keys.manifest(id), MAX_MANIFEST_BYTES);
-    const manifest = got === undefined ? null : parseManifest(got.text);
-    if (manifest === null) return null;
+    return got === undefined ? null : parseManifest(got.text);
+  }
+
+  async function visible(id: string): Promise<Visible | null> {
+    if (consumed.has(id)) return null;
+    const m = await manifest(id);
+    if (m === null) return null;
+    return visibleOf(m);
+  }
+
+  function visibleOf(manifest: Manifest): Visible | null {
     const life = lifeOfRecord(manifest.text);
     if (life.expiresAt !== undefined && life.expiresAt <= Date.now()) return null;
     return { manifest, life, owner: ownerOf(manifest.text), untrusted: trustOf(manifest.text, 'user') !== 'app' };
@@ -104,7 +115,7 @@ export function createS3Source(config: S3SourceConfig): S3Source {
       return opened;
     },
   };
-  return { source, visible, forget: (id) => void consumed.delete(id) };
+  return { source, manifest, visible, forget: (id) => void consumed.delete(id) };
 }
 
 const infoOf = (f: ManifestFile): FileInfo => ({ size: f.size, mtimeMs: f.mtimeMs, ino: inoOf(f.etag) });

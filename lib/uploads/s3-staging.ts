@@ -44,7 +44,7 @@ export class S3Staging implements Staging {
     const { io, partSize, warn } = this.config;
     const writer = new S3FileWriter(io, key, rel, partSize, drain, warn);
     this.writers.add(writer);
-    this.track(writer.done.then((size) => this.listed(id, rel, { size, etag: writer.etag, mtimeMs: writer.mtimeMs })).finally(() => this.writers.delete(writer)));
+    this.track(writer.done, (size) => this.listed(id, rel, { size, etag: writer.etag, mtimeMs: writer.mtimeMs }), () => this.writers.delete(writer));
     return writer;
   }
 
@@ -56,12 +56,9 @@ export class S3Staging implements Staging {
       return Promise.reject(err);
     }
     const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-    const work = this.config.io.put(key, body, contentTypeFor(rel)).then((etag) => {
-      this.listed(id, rel, { size: body.length, etag, mtimeMs: Date.now() });
-      return body.length;
-    });
-    this.track(work);
-    return work;
+    const work = this.config.io.put(key, body, contentTypeFor(rel));
+    this.track(work, (etag) => this.listed(id, rel, { size: body.length, etag, mtimeMs: Date.now() }));
+    return work.then(() => body.length);
   }
 
   /** Streams the local file `from` into `<id>/<rel>`, as an upload's body would be. */
@@ -131,10 +128,20 @@ export class S3Staging implements Staging {
     this.files.get(id)!.set(rel, file);
   }
 
-  private track(work: Promise<unknown>): void {
-    const tracked = work.then(noop, () => {
+  /**
+   * Follows `work` until it settles: `landed` with its result, or the staging broken. Its handlers
+   * are the first on it, so they have run before any caller awaiting it goes on to `commit`.
+   */
+  private track<T>(work: Promise<T>, landed: (value: T) => void, settled: () => void = noop): void {
+    this.writing.add(work);
+    work.then((value) => {
+      this.writing.delete(work);
+      settled();
+      landed(value);
+    }, () => {
+      this.writing.delete(work);
+      settled();
       this.broken = true;
-    }).finally(() => this.writing.delete(tracked));
-    this.writing.add(tracked);
+    });
   }
 }

@@ -106,19 +106,20 @@ function createS3Storage(options: S3StorageOptions, prefix: string, context: Sto
   const removeLater = (id: string): void => {
     remove(id).catch((err: unknown) => warn(`wharf: could not remove a downloaded once-only upload ${id}: ${String(err)}`));
   };
-  const { source, visible, forget } = createS3Source({ io, keys, onceDone: removeLater, presign: presignOf(io, options.presign) });
+  const { source, visible, forget, manifest } = createS3Source({ io, keys, onceDone: removeLater, presign: presignOf(io, options.presign) });
   const lifecycle = createS3Lifecycle(io, keys, { uploadTtl: limits.uploadTtl, storeSize: limits.storeSize }, { remove: (id) => remove(id), warn, nodeId });
   const sweep = createOrphanSweep(io, keys, { grace: options.orphanGrace ?? DEFAULT_ORPHAN_GRACE, warn });
   const probeKey = `${keys.probeRoot}${nodeId}.${randomBytes(4).toString('hex')}`;
 
   async function remove(id: string): Promise<boolean> {
-    const v = await visible(id);
-    if (v === null) return false;
+    // Expired or downloaded `once`, it is gone for readers but still to be removed.
+    const m = await manifest(id);
+    if (m === null) return false;
     // The manifest first: from that moment the upload is gone for readers, on every node.
     await io.del(keys.manifest(id));
     forget(id);
-    lifecycle.freeing(v.manifest.bytes);
-    await io.delMany([...v.manifest.files.keys()].map((rel) => keys.file(id, rel)));
+    lifecycle.freeing(m.bytes);
+    await io.delMany([...m.files.keys()].map((rel) => keys.file(id, rel)));
     return true;
   }
 
