@@ -7,8 +7,7 @@
 // and removed by the orphan sweep (s3-sweep.ts) once older than `orphanGrace`.
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import { createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { WharfError } from '../common/errors.js';
 import { createS3Io, loadPresigner, type S3ClientLike, type S3Io } from './s3-client.js';
@@ -160,17 +159,23 @@ async function copyOut(io: S3Io, keys: S3Keys, visible: ReturnType<typeof create
   const file = (await visible(id))?.manifest.files.get(rel);
   if (file === undefined) throw new WharfError('NOT_FOUND', 'no such uploaded file', 404);
   const temp = join(dirname(to), `.wharf-${randomBytes(6).toString('hex')}.tmp`);
+  // Opened first: a target that cannot be written fails before S3 is asked for a byte.
+  const handle = await open(temp, 'wx');
   try {
-    const out = createWriteStream(temp, { flags: 'wx' });
-    if (file.size === 0) await new Promise<void>((resolve, reject) => out.end(() => resolve()).once('error', reject));
+    const out = handle.createWriteStream();
+    if (file.size === 0) await new Promise<void>((resolve, reject) => out.once('error', reject).end(() => resolve()));
     else {
-      const body = await io.getRange(keys.file(id, rel), 0, file.size - 1, file.etag, new AbortController().signal);
+      const body = await io.getRange(keys.file(id, rel), 0, file.size - 1, file.etag, new AbortController().signal).catch((err: unknown) => {
+        out.destroy();
+        throw err;
+      });
       await pipeline(body, out).catch((err: unknown) => {
         throw (err as NodeJS.ErrnoException).syscall !== undefined ? err : s3Error(err, 'downloading an upload');
       });
     }
     await rename(temp, to);
   } catch (err) {
+    await handle.close().catch(() => {});
     await rm(temp, { force: true });
     throw err;
   }
