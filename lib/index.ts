@@ -18,3 +18,8 @@ export { sniffType } from './uploads/sniff.js';
 export { redisHub } from './image-streams/redis-hub.js';
 export type { RedisHubOptions, RedisClientLike, RedisSubscriberLike } from './image-streams/redis-hub.js';
 export type { Hub, HubFactory, HubOptions, HubStats, Frame, Subscriber, Subscription } from './image-streams/hub.js';
+export { s3Storage } from './uploads/s3-storage.js';
+export type { S3StorageOptions, S3PresignOptions, S3ClientLike } from './uploads/s3-storage.js';
+export { sweepS3Orphans } from './uploads/s3-sweep.js';
+export type { SweepS3OrphansOptions } from './uploads/s3-sweep.js';
+export type { Storage, StorageFactory, StorageContext, Staging, StagedFile } from './uploads/storage.js';

@@ -4,6 +4,7 @@
  */
 import { DEFAULT_LIMITS, LIMIT_UNITS, type Limits } from '../common/limits.js';
 import { UsageError, type FlagSpec, type Flags } from './flags.js';
+import { S3_FLAGS } from './s3-flags.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:10101';
 export const DEFAULT_SERVER = 'http://127.0.0.1:10101';
@@ -80,6 +81,7 @@ export const LIMIT_FLAGS: FlagSpec[] = LIMIT_KEYS.map((key) => {
 export const SERVE_FLAGS: FlagSpec[] = [
   { name: 'listen', kind: 'string', env: 'WHARF_LISTEN', value: 'HOST:PORT', help: 'address to listen on (:PORT = all interfaces)', defaultText: DEFAULT_LISTEN },
   { name: 'data-dir', kind: 'string', env: 'WHARF_DATA_DIR', value: 'DIR', help: 'where uploads are stored', defaultText: './data' },
+  ...S3_FLAGS,
   { name: 'public-dir', kind: 'list', env: 'WHARF_PUBLIC_DIR', value: 'URL@DIR', help: 'serve DIR at URL to anyone; repeatable' },
   { name: 'private-dir', kind: 'list', env: 'WHARF_PRIVATE_DIR', value: 'URL@DIR', help: 'serve DIR at URL to access keys only; repeatable' },
   ...keyFlags(true),

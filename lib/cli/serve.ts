@@ -24,6 +24,7 @@ import { LOG_FORMATS, startRequestLog, type LogFormat } from './request-log.js';
 import { usage, version } from './usage.js';
 import { connectRedis, loadRedis, type RedisClients } from './redis-clients.js';
 import { runPrimary, tellListening, workerSignals } from './workers.js';
+import { s3Backend, s3Config, s3Where, type S3Config } from './s3-flags.js';
 
 interface Listen { host: string; port: number }
 
@@ -120,6 +121,8 @@ interface ServeConfig {
   /** Processes (`--workers`); 1 = no cluster. */
   workers: number;
   redisUrl: string | undefined;
+  /** `--s3-bucket` and its companions: uploads in S3, not in the data dir. */
+  s3: S3Config | undefined;
 }
 
 /** `--workers N|auto`. */
@@ -197,16 +200,16 @@ function serveConfig(flags: Flags, io: CommandIo): ServeConfig {
   if (privateCacheControl !== undefined) options.privateCacheControl = privateCacheControl;
   const startFormat = logFormat === 'off' ? (io.stdout.isTTY ? 'text' : 'json') : logFormat;
   const workers = parseWorkers(flags.str('workers'));
-  return { listen, options, dataDir, nodeId, baseUrl, publicDirs, privateDirs, defaultKeys, logFormat, startFormat, workers, redisUrl: parseRedisUrl(flags.str('redis-url')) };
+  return { listen, options, dataDir, nodeId, baseUrl, publicDirs, privateDirs, defaultKeys, logFormat, startFormat, workers, redisUrl: parseRedisUrl(flags.str('redis-url')), s3: s3Config(flags, io.env) };
 }
 
 /** The start-up lines: where the server listens, what it serves, and the warnings held until now. */
-function startBanner(url: string, { options, dataDir, nodeId, baseUrl, publicDirs, privateDirs, defaultKeys, startFormat, workers, redisUrl }: ServeConfig, warnings: readonly string[]): string {
+function startBanner(url: string, { options, dataDir, nodeId, baseUrl, publicDirs, privateDirs, defaultKeys, startFormat, workers, redisUrl, s3 }: ServeConfig, warnings: readonly string[]): string {
   // As the server normalised it (createFileServer has accepted it, so this cannot throw).
   const base = canonicalPrefix(baseUrl, 'baseUrl');
   const lines: Array<Record<string, unknown>> = [
     { event: 'listening', url, version: version(), node: nodeId, keys: defaultKeys ? 'default' : 'configured', anonymousUploads: options.anonymousUploads, workers },
-    { event: 'serving', kind: 'uploads', url: `${url}${base}_f/`, path: join(dataDir, 'f') },
+    { event: 'serving', kind: 'uploads', url: `${url}${base}_f/`, path: s3 === undefined ? join(dataDir, 'f') : s3Where(s3) },
     { event: 'serving', kind: 'streams', url: `${url}${base}_m/`, hub: redisUrl ? 'redis' : workers > 1 ? 'workers' : 'local' },
   ];
   for (const [list, isPrivate] of [[publicDirs, false], [privateDirs, true]] as const) {
@@ -284,12 +287,19 @@ export async function serve(argv: string[], io: CommandIo): Promise<number> {
     redis = await connectRedis(config.redisUrl, warnings.warn);
     config.options.hub = redisHub(redis);
   } else if (inWorker) config.options.hub = clusterHub();
+  let s3: Awaited<ReturnType<typeof s3Backend>> | undefined;
   try {
+    // With S3 the data dir holds nothing of uploads: the store is proved usable by the server's start.
+    if (config.s3) {
+      s3 = await s3Backend(config.s3);
+      config.options.storage = s3.storage;
+    }
     const files = fileServer(config.options);
-    const unwritable = await probeDataDir(config.dataDir, storageModes(config.options.groupReadable).dir);
+    const unwritable = config.s3 ? undefined : await probeDataDir(config.dataDir, storageModes(config.options.groupReadable).dir);
     if (unwritable) throw new UsageError(unwritable);
     return await runServer(files, config, warnings, runIo, inWorker);
   } finally {
+    s3?.client.destroy();
     await redis?.close();
   }
 }
@@ -333,7 +343,9 @@ async function runServer(files: FileServer, config: ServeConfig, warnings: Retur
 /** `--workers N` in the primary: checks what a worker would refuse, then runs the cluster (workers.ts). */
 async function primary(argv: string[], config: ServeConfig, warnings: ReturnType<typeof createWarnings>, io: CommandIo): Promise<number> {
   fileServer(config.options);
-  const unwritable = await probeDataDir(config.dataDir, storageModes(config.options.groupReadable).dir);
+  // Said once here rather than by every worker in a loop of restarts.
+  if (config.s3) (await s3Backend(config.s3)).client.destroy();
+  const unwritable = config.s3 ? undefined : await probeDataDir(config.dataDir, storageModes(config.options.groupReadable).dir);
   if (unwritable) throw new UsageError(unwritable);
   // Said once here rather than by every worker in a loop of restarts.
   if (config.redisUrl) await loadRedis();

@@ -17,7 +17,7 @@ export type WharfErrorCode =
   | 'INVALID_STREAM_NAME' | 'INVALID_CONTENT_TYPE' | 'EMPTY_FRAME' | 'LIMIT_FRAME_SIZE' | 'BODY_TIMEOUT'
   | 'TOO_MANY_STREAMS' | 'TOO_MANY_VIEWERS' | 'HUB_UNAVAILABLE'
   // storage
-  | 'STORAGE_FULL' | 'STORE_FULL' | 'STORAGE_DENIED' | 'STORAGE_ERROR' | 'READ_ONLY' | 'BUSY'
+  | 'STORAGE_FULL' | 'STORE_FULL' | 'STORAGE_DENIED' | 'STORAGE_ERROR' | 'STORAGE_UNAVAILABLE' | 'READ_ONLY' | 'BUSY'
   // the server's life
   | 'SHUTTING_DOWN' | 'NOT_READY' | 'CLOSED' | 'ALREADY_LISTENING' | 'LISTEN_FAILED' | 'DEFAULT_KEYS_OFF_LOOPBACK' | 'INVALID_OPTION' | 'INTERNAL'
   // the client: its own, and those it names after the status of a server that sent no code (Wave)
@@ -31,12 +31,15 @@ export type WharfErrorCode =
 export class WharfError extends Error {
   readonly code: WharfErrorCode;
   readonly status: number;
+  /** Seconds after which the request may succeed if tried again: answered as `Retry-After` (a 503 of a store that is away). */
+  readonly retryAfter: number | undefined;
 
-  constructor(code: WharfErrorCode, message: string, status = 400, options?: { cause?: unknown }) {
+  constructor(code: WharfErrorCode, message: string, status = 400, options?: { cause?: unknown; retryAfter?: number }) {
     super(message, options);
     this.name = 'WharfError';
     this.code = code;
     this.status = status;
+    this.retryAfter = options?.retryAfter;
   }
 
   toJSON(): { error: string; message: string } {

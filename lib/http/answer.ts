@@ -28,6 +28,7 @@ export function sendError(res: ServerResponse, err: unknown, extraHeaders?: Reco
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.setHeader('Cache-Control', 'no-store');
   res.setHeader('X-Content-Type-Options', 'nosniff');
+  if (e.retryAfter !== undefined) res.setHeader('Retry-After', String(e.retryAfter));
   if (extraHeaders) for (const [k, v] of Object.entries(extraHeaders)) res.setHeader(k, v);
   res.end(res.req?.method === 'HEAD' ? undefined : body);
 }

@@ -7,6 +7,7 @@ import { isNodeId } from '../common/node-id.js';
 import type { Site } from '../common/site-api.js';
 import type { HubFactory } from '../image-streams/hub.js';
 import type { InProcessSite } from '../uploads/in-process-site.js';
+import type { StorageFactory } from '../uploads/storage.js';
 import type { StreamStats } from '../image-streams/relay.js';
 import type { SyncIo } from '../static/sync-io.js';
 import type { UploadEvent } from '../uploads/route.js';
@@ -55,6 +56,13 @@ export interface DirMapping {
 export interface FileServerOptions {
   /** Where uploads live (`<dataDir>/f/<id>/<name>`). Default `./data`, resolved against the working directory. */
   dataDir?: string;
+  /**
+   * Where uploads live instead of `dataDir`: `s3Storage({ client, bucket, prefix })` keeps them in an
+   * S3-compatible store (docs/protocol.md §8), with every promise uploads make on disk (atomic per
+   * id, streamed, limits, expiry, the quota, several nodes). Called once, by `createFileServer`, with
+   * what the storage needs to know (limits, node id, `warn`). Default: the local layout under `dataDir`.
+   */
+  storage?: StorageFactory;
   /** URL prefix of `_f/` and `_m/`. Default `/`. Mapping URLs are absolute, not under it. */
   baseUrl?: string;
   /**
@@ -220,7 +228,7 @@ export const MIN_LEASE_INTERVAL = 50;
 export const DEFAULT_HOST = '127.0.0.1';
 
 const KNOWN_OPTIONS = new Set([
-  'dataDir', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads', 'accept', 'filter', 'cors',
+  'dataDir', 'storage', 'baseUrl', 'publicDirs', 'privateDirs', 'accessKeys', 'authorize', 'anonymousUploads', 'accept', 'filter', 'cors',
   'dotfiles', 'indexPages', 'groupReadable', 'cacheControl', 'privateCacheControl', 'trustUnrecordedUploads', 'syncIo', 'nodeId', 'leaseInterval', 'limits', 'onUpload', 'warn', 'hub',
 ]);
 
@@ -232,7 +240,7 @@ export function checkOptions(o: FileServerOptions): void {
   if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === '')) throw invalid('dataDir: expected a non-empty path');
   if (o.baseUrl !== undefined && typeof o.baseUrl !== 'string') throw invalid('baseUrl: expected a string such as "/"');
   if (o.accept !== undefined) parseAccept(o.accept);
-  for (const f of ['authorize', 'onUpload', 'warn', 'filter', 'hub'] as const) {
+  for (const f of ['authorize', 'onUpload', 'warn', 'filter', 'hub', 'storage'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'function') throw invalid(`${f}: expected a function`);
   }
   for (const f of ['anonymousUploads', 'dotfiles', 'indexPages', 'trustUnrecordedUploads', 'groupReadable'] as const) {

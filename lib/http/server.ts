@@ -9,6 +9,7 @@ import { WharfError } from '../common/errors.js';
 import { resolveLimits } from '../common/limits.js';
 import { missingDirWarnings, parseMappings } from '../static/mappings.js';
 import { createLocalStorage } from '../uploads/local-storage.js';
+import { defaultNodeId } from '../common/node-id.js';
 import { createStatic } from '../static/engine.js';
 import { createStreams } from '../image-streams/relay.js';
 import { createLocalHub } from '../image-streams/hub.js';
@@ -49,15 +50,18 @@ export function createFileServer(options: FileServerOptions = {}): FileServer {
     ...(options.privateCacheControl === undefined ? {} : { privateCacheControl: options.privateCacheControl }),
   });
   const syncIo = options.syncIo ?? 'auto';
-  const storage = createLocalStorage(dataDir, {
-    syncIo,
-    unrecorded: options.trustUnrecordedUploads === true ? 'app' : 'user',
-    groupReadable: options.groupReadable ?? false,
-    ...(options.nodeId === undefined ? {} : { nodeId: options.nodeId }),
-    ...(options.leaseInterval === undefined ? {} : { leaseInterval: options.leaseInterval }),
-    warn,
-    lifecycle: { uploadTtl: limits.uploadTtl, storeSize: limits.storeSize },
-  });
+  const unrecorded = options.trustUnrecordedUploads === true ? 'app' : 'user';
+  const storage = options.storage !== undefined
+    ? options.storage({ limits, nodeId: options.nodeId ?? defaultNodeId(), unrecorded, syncIo, warn })
+    : createLocalStorage(dataDir, {
+      syncIo,
+      unrecorded,
+      groupReadable: options.groupReadable ?? false,
+      ...(options.nodeId === undefined ? {} : { nodeId: options.nodeId }),
+      ...(options.leaseInterval === undefined ? {} : { leaseInterval: options.leaseInterval }),
+      warn,
+      lifecycle: { uploadTtl: limits.uploadTtl, storeSize: limits.storeSize },
+    });
   const uploads = createUploads({
     dataDir, base, limits, statics, warn, storage,
     ...(options.onUpload === undefined ? {} : { onUpload: options.onUpload }),

@@ -98,6 +98,32 @@ export function answer(req: IncomingMessage, res: ServerResponse, e: Representat
   sendFile(req, res, file, status, headers, start, end, stallMs);
 }
 
+/**
+ * Answers a GET of `file` (which has a `location`) with a 302 to that URL, carrying the type and
+ * disposition this answer would have had; a 304 or 412 is answered here, as by `answer`.
+ */
+export async function redirect(req: IncomingMessage, res: ServerResponse, e: Representation, rel: string, file: OpenFile, cacheControl: string): Promise<void> {
+  const h = req.headers;
+  const cond = h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['if-match'] !== undefined || h['if-unmodified-since'] !== undefined
+    ? precondition(h, e.etag, e.mtimeMs)
+    : 0;
+  if (cond !== 0) {
+    void file.close();
+    answerPrecondition(res, e, cond, cacheControl);
+    return;
+  }
+  const name = downloadName(req.url ?? '', rel);
+  let url: string;
+  try {
+    url = await file.location!({ type: e.type, disposition: name !== undefined ? attachment(name) : e.disposition });
+  } finally {
+    void file.close();
+  }
+  // The URL is short-lived and signed for this file: no cache may keep the redirect.
+  res.writeHead(302, { Location: url, 'Cache-Control': 'no-store', 'Content-Length': '0', 'X-Content-Type-Options': 'nosniff' });
+  res.end();
+}
+
 /** The 304 or 412 that `precondition` decided. */
 function answerPrecondition(res: ServerResponse, e: Representation, cond: number, cacheControl: string): void {
   if (cond === 304) {

@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WharfError, fromFsError } from '../common/errors.js';
 import { sendError } from '../http/answer.js';
 import type { Limits } from '../common/limits.js';
-import { answer, precondition } from './answer.js';
+import { answer, precondition, redirect } from './answer.js';
 import { createMemoryCache, entryOf, sameFile, type Entry } from './memory-cache.js';
 import type { Readable } from 'node:stream';
 
@@ -37,6 +37,12 @@ export interface OpenFile extends FileInfo {
    * kept in the memory cache (each download must open it) and is answered `Cache-Control: no-store`.
    */
   onComplete?: () => void;
+  /**
+   * Optional: a URL the same bytes can be fetched from with these response headers (a presigned S3
+   * GET): a GET that would be answered 200 or 206 is answered `302` to it instead, the file closed.
+   * Conditionals are still answered here (304, 412).
+   */
+  location?(headers: { type: string; disposition: string | undefined }): Promise<string>;
   /** Bytes `start`..`end` inclusive; the stream owns the descriptor and closes it on end, error or destroy. */
   stream(start: number, end: number): Readable;
   /**
@@ -185,6 +191,12 @@ export function createStatic(options: StaticOptions): StaticEngine {
         missing(req, res);
         return;
       }
+      if (file.location !== undefined && req.method === 'GET') {
+        const f = file;
+        file = null;
+        await redirect(req, res, entryOf(f, rel, null, f.untrusted === true, f.expiresAt), rel, f, isPrivate ? privateCacheControl : publicCacheControl);
+        return;
+      }
       if (file.onComplete !== undefined) {
         // Downloaded once: never from memory, never stored by a cache on the way.
         const f = file;
@@ -192,7 +204,8 @@ export function createStatic(options: StaticOptions): StaticEngine {
         answer(req, res, entryOf(f, rel, null, f.untrusted === true, f.expiresAt), rel, f, 'no-store', limits.downloadStallTimeout);
         return;
       }
-      if (cacheOn && file.size <= limits.cacheFileSize) {
+      // A file with a `location` is redirected on every GET: its bytes are never kept here.
+      if (cacheOn && file.size <= limits.cacheFileSize && file.location === undefined) {
         const f = file;
         file = null;
         const data = await readWhole(f);

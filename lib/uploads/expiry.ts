@@ -20,8 +20,11 @@
 //
 // Several nodes sweeping one data dir race for the same marks: removal is a rename that one wins
 // (storage.ts `remove`), the loser sees ENOENT, and a mark or bucket already gone is no error.
+//
+// The index is kept by a `MarkStore`: directories and files on disk (here), or keys
+// `<prefix>x/<bucket>/<mark>` in an S3 bucket (s3-lifecycle.ts), with the same sweep.
 import { mkdir, readdir, readFile, rmdir, unlink, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { errorMessage } from '../common/errors.js';
 import { eachEntry } from './census.js';
 import { isUploadId } from './filenames.js';
@@ -46,14 +49,56 @@ export interface ExpiryIndex {
   sweep(now?: number): Promise<number>;
 }
 
+/** Where the index's marks are kept: each mark a name (and, for a request of several ids, a text) in a bucket. */
+export interface MarkStore {
+  /** The buckets there are (in any order); none when the index is not there yet. */
+  buckets(): Promise<number[]>;
+  /** Writes mark `name` holding `text` into bucket `b`. */
+  write(b: number, name: string, text: string): Promise<void>;
+  /** Runs `work` for each mark of bucket `b`, at most `width` at once, until `stopped()`; rejects when the bucket cannot be read. */
+  each(b: number, width: number, stopped: () => boolean, work: (name: string) => Promise<void>): Promise<void>;
+  /** The text of mark `name` of bucket `b` ('' when it cannot be read). */
+  read(b: number, name: string): Promise<string>;
+  /** Removes mark `name` of bucket `b`; one already gone is no error. */
+  drop(b: number, name: string): Promise<void>;
+  /** Removes bucket `b` if it is empty; never rejects. */
+  dropBucket(b: number): Promise<void>;
+}
+
+/** The index on disk: `<dataDir>/.wharf-expiry/<bucket>/<mark>`. */
+export function diskMarks(dataDir: string): MarkStore {
+  const dir = join(dataDir, EXPIRY_DIR);
+  const at = (b: number, name?: string): string => (name === undefined ? join(dir, String(b)) : join(dir, String(b), name));
+  return {
+    buckets: async () => (await readdir(dir).catch(() => [] as string[])).filter((n) => /^\d{1,15}$/.test(n)).map(Number),
+    async write(b, name, text) {
+      const write = async (): Promise<void> => {
+        await mkdir(at(b), { recursive: true, mode: 0o700 });
+        await writeFile(at(b, name), text, { mode: 0o600 });
+      };
+      // Once more if a node whose clock is ahead removed the bucket between the two.
+      await write().catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        return write();
+      });
+    },
+    each: (b, width, stopped, work) => eachEntry(at(b), width, stopped, (e) => work(e.name)),
+    read: (b, name) => readFile(at(b, name), 'utf8').catch(() => ''),
+    drop: (b, name) => unlink(at(b, name)).catch(() => {}),
+    // ENOTEMPTY (a mark left for later, or written meanwhile by a node whose clock is behind) and ENOENT are fine.
+    dropBucket: (b) => rmdir(at(b)).catch(() => {}),
+  };
+}
+
 export interface ExpiryOptions {
   /** Removes upload `id` whole; false when it was not there (another node won). */
   remove(id: string): Promise<boolean>;
   warn(message: string): void;
 }
 
-export function createExpiryIndex(dataDir: string, options: ExpiryOptions): ExpiryIndex {
-  const dir = join(dataDir, EXPIRY_DIR);
+/** The expiry index of the data dir `where`, or of the marks it is. */
+export function createExpiryIndex(where: string | MarkStore, options: ExpiryOptions): ExpiryIndex {
+  const marks = typeof where === 'string' ? diskMarks(where) : where;
   // Buckets known to exist (listed, or marked by this node) that are not swept yet, ascending.
   let pending: number[] = [];
   const add = (b: number): void => {
@@ -75,7 +120,7 @@ export function createExpiryIndex(dataDir: string, options: ExpiryOptions): Expi
 
   async function list(): Promise<void> {
     lastList = Date.now();
-    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^\d{1,15}$/.test(n)).map(Number);
+    const names = await marks.buckets();
     pending = [...new Set([...pending, ...names])].sort((x, y) => x - y);
   }
 
@@ -84,7 +129,7 @@ export function createExpiryIndex(dataDir: string, options: ExpiryOptions): Expi
     const due = bucketOf(now) - 1;
     for (; next <= due; next++) add(next);
     let removed = 0;
-    while (pending.length > 0 && pending[0]! <= due && !stopped) removed += await sweepBucket(join(dir, String(pending.shift()!)), options, () => stopped);
+    while (pending.length > 0 && pending[0]! <= due && !stopped) removed += await sweepBucket(marks, pending.shift()!, options, () => stopped);
     return removed;
   }
 
@@ -107,17 +152,7 @@ export function createExpiryIndex(dataDir: string, options: ExpiryOptions): Expi
       if (ids.length === 0) return;
       // Never into a bucket the sweep has passed: an upload due already goes at the next tick.
       const b = Math.max(bucketOf(expiresAt), next);
-      const bucket = join(dir, String(b));
-      const write = async (): Promise<void> => {
-        await mkdir(bucket, { recursive: true, mode: 0o700 });
-        const name = ids.length === 1 ? ids[0]! : `${ids[0]!}+${ids.length}`;
-        await writeFile(join(bucket, name), ids.length === 1 ? '' : `${ids.join('\n')}\n`, { mode: 0o600 });
-      };
-      // Once more if a node whose clock is ahead removed the bucket between the two.
-      await write().catch((err: unknown) => {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        return write();
-      });
+      await marks.write(b, ids.length === 1 ? ids[0]! : `${ids[0]!}+${ids.length}`, ids.length === 1 ? '' : `${ids.join('\n')}\n`);
       add(b);
     },
     async start() {
@@ -134,10 +169,9 @@ export function createExpiryIndex(dataDir: string, options: ExpiryOptions): Expi
   };
 }
 
-/** Removes every upload of the mark file `path`, then the mark. */
-async function sweepMark(path: string, options: ExpiryOptions): Promise<number> {
-  const name = basename(path);
-  const text = isUploadId(name) ? name : await readFile(path, 'utf8').catch(() => '');
+/** Removes every upload of mark `name` of bucket `b`, then the mark. */
+async function sweepMark(marks: MarkStore, b: number, name: string, options: ExpiryOptions): Promise<number> {
+  const text = isUploadId(name) ? name : await marks.read(b, name);
   let removed = 0;
   for (const id of text.split('\n')) {
     if (!isUploadId(id)) continue;
@@ -149,19 +183,18 @@ async function sweepMark(path: string, options: ExpiryOptions): Promise<number> 
       return removed;
     }
   }
-  await unlink(path).catch(() => {});
+  await marks.drop(b, name);
   return removed;
 }
 
-/** Sweeps the bucket `path`: its marks SWEEP_WIDTH at a time, then the bucket itself if empty. */
-async function sweepBucket(path: string, options: ExpiryOptions, stopped: () => boolean): Promise<number> {
+/** Sweeps bucket `b`: its marks SWEEP_WIDTH at a time, then the bucket itself if empty. */
+async function sweepBucket(marks: MarkStore, b: number, options: ExpiryOptions, stopped: () => boolean): Promise<number> {
   let removed = 0;
   try {
-    await eachEntry(path, SWEEP_WIDTH, stopped, (e) => sweepMark(join(path, e.name), options).then((n) => void (removed += n)));
+    await marks.each(b, SWEEP_WIDTH, stopped, (name) => sweepMark(marks, b, name, options).then((n) => void (removed += n)));
   } catch {
     return 0; // no such bucket, or another node removed it
   }
-  // ENOTEMPTY (a mark left for later, or written meanwhile by a node whose clock is behind) and ENOENT are fine.
-  await rmdir(path).catch(() => {});
+  await marks.dropBucket(b);
   return removed;
 }

@@ -5,8 +5,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage } from '../common/errors.js';
 import { censusUploads, treeSize } from './census.js';
-import { createExpiryIndex, type ExpiryIndex } from './expiry.js';
-import { createQuota, type Quota } from './quota.js';
+import { createExpiryIndex, diskMarks, type ExpiryIndex, type MarkStore } from './expiry.js';
+import { createQuota, diskLedgers, type LedgerStore, type Quota } from './quota.js';
 import type { StagedFile, Staging } from './storage.js';
 import { lifeOfRecord } from './upload-meta.js';
 import { RECORD_NAME, type UploadRecord } from './upload-record.js';
@@ -23,33 +23,59 @@ export interface Lifecycle {
   readonly expiry: ExpiryIndex;
   /** `inner`, its commit marking deadlines first and counting its bytes after. */
   stage(inner: Staging): Staging;
-  /** An upload moved out of readers' sight to `grave`, about to be deleted: its bytes leave the quota. */
-  freeing(grave: string): Promise<void>;
+  /** An upload taken out of readers' sight, about to be deleted: its `bytes` leave the quota. */
+  freeing(bytes: number): void;
   /** Starts the quota's ledgers and the sweep; the start scan runs on in the background. */
   start(): Promise<void>;
   stop(): Promise<void>;
 }
 
+/** Where a lifecycle keeps its index and ledgers, and how it looks at the uploads stored. */
+export interface LifecycleStore {
+  marks: MarkStore;
+  ledgers: LedgerStore;
+  /** Calls `visit` for each upload id stored, a few at once, until `stopped()` says so. */
+  census(visit: (id: string) => Promise<void>, stopped: () => boolean): Promise<void>;
+  /** Upload `id`'s bytes (when `bytes`), its record's text, and when it was committed; null when it is gone. */
+  inspect(id: string, bytes: boolean): Promise<{ bytes: number; record: string | undefined; born: number | undefined } | null>;
+}
+
+/** The lifecycle of the local layout: index and ledgers in the data dir, uploads under `filesDir`. */
 export function createLifecycle(dataDir: string, filesDir: string, options: LifecycleOptions, remove: (id: string) => Promise<boolean>, warn: (message: string) => void): Lifecycle {
-  const quota = createQuota(dataDir, options.storeSize, warn);
-  const expiry = createExpiryIndex(dataDir, { remove, warn });
+  const store: LifecycleStore = {
+    marks: diskMarks(dataDir),
+    ledgers: diskLedgers(dataDir),
+    census: (visit, stopped) => censusUploads(filesDir, visit, stopped),
+    async inspect(id, bytes) {
+      const dir = join(filesDir, id);
+      const record = join(dir, RECORD_NAME);
+      // Born when its record was written (at commit), else when its directory was last changed.
+      const [size, text, born] = await Promise.all([
+        bytes ? treeSize(dir) : 0,
+        readFile(record, 'utf8').catch(() => undefined),
+        stat(record).catch(() => stat(dir)).then((s) => s.mtimeMs, () => undefined),
+      ]);
+      return { bytes: size, record: text, born };
+    },
+  };
+  return createLifecycleOf(store, options, remove, warn);
+}
+
+/** The lifecycle of uploads kept in `store` (local-storage.ts, s3-lifecycle.ts). */
+export function createLifecycleOf(store: LifecycleStore, options: LifecycleOptions, remove: (id: string) => Promise<boolean>, warn: (message: string) => void): Lifecycle {
+  const quota = createQuota(store.ledgers, options.storeSize, warn);
+  const expiry = createExpiryIndex(store.marks, { remove, warn });
   let stopped = false;
   let census: Promise<void> = Promise.resolve();
 
   /** The start scan's look at upload `id`: its bytes, and a mark if the TTL reaches it first. */
   async function visit(id: string): Promise<void> {
-    const dir = join(filesDir, id);
-    if (options.storeSize > 0) quota.scanned(await treeSize(dir));
-    if (options.uploadTtl <= 0) return;
-    const record = join(dir, RECORD_NAME);
-    // Born when its record was written (at commit), else when its directory was last changed.
-    const [text, born] = await Promise.all([
-      readFile(record, 'utf8').catch(() => undefined),
-      stat(record).catch(() => stat(dir)).then((s) => s.mtimeMs, () => undefined),
-    ]);
-    if (born === undefined) return;
-    const byTtl = born + options.uploadTtl;
-    const stored = lifeOfRecord(text).expiresAt;
+    const seen = await store.inspect(id, options.storeSize > 0);
+    if (seen === null) return;
+    if (options.storeSize > 0) quota.scanned(seen.bytes);
+    if (options.uploadTtl <= 0 || seen.born === undefined) return;
+    const byTtl = seen.born + options.uploadTtl;
+    const stored = lifeOfRecord(seen.record).expiresAt;
     if (stored === undefined || byTtl < stored) await expiry.mark([id], byTtl);
   }
 
@@ -57,15 +83,15 @@ export function createLifecycle(dataDir: string, filesDir: string, options: Life
     quota,
     expiry,
     stage: (inner) => new LifecycleStaging(inner, quota, expiry),
-    async freeing(grave) {
-      if (options.storeSize > 0) quota.change(-(await treeSize(grave)));
+    freeing(bytes) {
+      if (options.storeSize > 0) quota.change(-bytes);
     },
     async start() {
       stopped = false;
       await quota.start();
       await expiry.start();
       if (options.storeSize > 0 || options.uploadTtl > 0) {
-        census = censusUploads(filesDir, visit, () => stopped).catch((err: unknown) => warn(`wharf: the start scan of the uploads failed: ${errorMessage(err)}`));
+        census = store.census(visit, () => stopped).catch((err: unknown) => warn(`wharf: the start scan of the uploads failed: ${errorMessage(err)}`));
       }
     },
     async stop() {

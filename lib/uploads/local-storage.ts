@@ -26,6 +26,7 @@ import { slownessFor, type SyncIo } from '../static/sync-io.js';
 import type { WriteMemory } from './file-writer.js';
 import { isUploadId } from './filenames.js';
 import { createNodeArea, DEFAULT_LEASE_INTERVAL } from './lease.js';
+import { treeSize } from './census.js';
 import { createLifecycle, type LifecycleOptions } from './lifecycle.js';
 import { LocalStaging } from './staging.js';
 import type { Storage } from './storage.js';
@@ -140,7 +141,7 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
       throw err;
     }
     forget(id);
-    await lifecycle.freeing(grave);
+    if (lifecycle.quota.limit > 0) lifecycle.freeing(await treeSize(grave));
     await rm(grave, { recursive: true, force: true });
     return true;
   }

@@ -15,6 +15,37 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { WharfError } from '../common/errors.js';
 
+/**
+ * Where the nodes' ledgers are kept: files in `<dataDir>/.wharf-usage/` (here), or keys
+ * `<prefix>u/<node>` in an S3 bucket (s3-lifecycle.ts), read and written the same way.
+ */
+export interface LedgerStore {
+  /** Makes the place for them, if need be. */
+  prepare(): Promise<void>;
+  write(name: string, text: string): Promise<void>;
+  /** Every ledger, with when it was last written (ms). */
+  entries(): Promise<Array<{ name: string; mtimeMs: number }>>;
+  /** The ledger's text; '' when it cannot be read. */
+  read(name: string): Promise<string>;
+  remove(name: string): Promise<void>;
+}
+
+/** The ledgers on disk: `<dataDir>/.wharf-usage/<name>`. */
+export function diskLedgers(dataDir: string): LedgerStore {
+  const dir = join(dataDir, USAGE_DIR);
+  return {
+    prepare: () => mkdir(dir, { recursive: true, mode: 0o700 }).then(() => {}),
+    write: (name, text) => writeFile(join(dir, name), text),
+    async entries() {
+      const names = await readdir(dir).catch(() => [] as string[]);
+      const stats = await Promise.all(names.map((name) => stat(join(dir, name)).then((st) => ({ name, mtimeMs: st.mtimeMs }), () => null)));
+      return stats.filter((e) => e !== null);
+    },
+    read: (name) => readFile(join(dir, name), 'utf8').catch(() => ''),
+    remove: (name) => rm(join(dir, name), { force: true }),
+  };
+}
+
 export const USAGE_DIR = '.wharf-usage';
 const LEDGER_WRITE_MS = 1_000;
 const LEDGER_READ_MS = 2_000;
@@ -55,8 +86,9 @@ export interface Quota {
   stop(): Promise<void>;
 }
 
-export function createQuota(dataDir: string, limit: number, warn: (message: string) => void): Quota {
-  const ledgers = createLedgers(join(dataDir, USAGE_DIR), warn);
+/** The quota of `limit` bytes, its ledgers in the data dir `where` or in the store it is. */
+export function createQuota(where: string | LedgerStore, limit: number, warn: (message: string) => void): Quota {
+  const ledgers = createLedgers(typeof where === 'string' ? diskLedgers(where) : where, warn);
   let baseline = 0;
   let mine = 0;
   let held = 0;
@@ -133,8 +165,8 @@ interface Ledgers {
   stop(value: number): Promise<void>;
 }
 
-/** The ledgers of the nodes sharing the data dir, in `dir` (see the module comment). */
-function createLedgers(dir: string, warn: (message: string) => void): Ledgers {
+/** The ledgers of the nodes sharing the data dir (or bucket), in `store` (see the module comment). */
+function createLedgers(store: LedgerStore, warn: (message: string) => void): Ledgers {
   const own = `${process.pid}.${randomBytes(4).toString('hex')}`;
   // Other nodes: their ledger's value when this node's scan began, and the last one read.
   const snapshot = new Map<string, number>();
@@ -149,13 +181,13 @@ function createLedgers(dir: string, warn: (message: string) => void): Ledgers {
   let writing: Promise<unknown> = Promise.resolve();
 
   const writeLedger = (): Promise<unknown> =>
-    (writing = writeFile(join(dir, own), `${value}\n`).catch((err: unknown) => warn(`wharf: could not write the quota ledger: ${String(err)}`)));
+    (writing = store.write(own, `${value}\n`).catch((err: unknown) => warn(`wharf: could not write the quota ledger: ${String(err)}`)));
 
   async function readLedgers(first: boolean): Promise<void> {
-    const names = await readdir(dir).catch(() => [] as string[]);
+    const entries = await store.entries().catch(() => []);
     const now = Date.now();
-    await Promise.all(names.filter((n) => n !== own).map(async (name) => {
-      const v = await readLedger(join(dir, name), now);
+    await Promise.all(entries.filter((e) => e.name !== own).map(async ({ name, mtimeMs }) => {
+      const v = await readLedger(store, name, mtimeMs, now);
       if (v === undefined) return;
       if (first) snapshot.set(name, v);
       seen.set(name, v);
@@ -187,7 +219,7 @@ function createLedgers(dir: string, warn: (message: string) => void): Ledgers {
     },
     async start() {
       stopped = false;
-      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await store.prepare();
       await readLedgers(true);
       await writeLedger();
       scheduleRead();
@@ -207,10 +239,10 @@ function createLedgers(dir: string, warn: (message: string) => void): Ledgers {
   };
 }
 
-/** The value of another node's ledger at `path` (undefined: none); one untouched for LEDGER_DEAD_MS is removed. */
-async function readLedger(path: string, now: number): Promise<number | undefined> {
-  const [text, st] = await Promise.all([readFile(path, 'utf8').catch(() => ''), stat(path).catch(() => null)]);
-  if (st !== null && now - st.mtimeMs > LEDGER_DEAD_MS) await rm(path, { force: true });
+/** The value of another node's ledger `name` (undefined: none); one untouched for LEDGER_DEAD_MS is removed. */
+async function readLedger(store: LedgerStore, name: string, mtimeMs: number, now: number): Promise<number | undefined> {
+  const text = await store.read(name);
+  if (now - mtimeMs > LEDGER_DEAD_MS) await store.remove(name).catch(() => {});
   const value = Number(text.trim());
   return text !== '' && Number.isSafeInteger(value) ? value : undefined;
 }

@@ -2,10 +2,12 @@
 // (route.ts) never touches `fs` for them and an object-store backend can be added later without
 // touching it. The one implementation is the local disk layout (local-storage.ts).
 import { WharfError, fromFsError } from '../common/errors.js';
+import type { Limits } from '../common/limits.js';
 import type { FileSource } from '../static/engine.js';
+import type { SyncIo } from '../static/sync-io.js';
 import type { Quota } from './quota.js';
 import type { UploadLife } from './upload-meta.js';
-import type { UploadRecord } from './upload-record.js';
+import type { Trust, UploadRecord } from './upload-record.js';
 
 /**
  * A staged file being written. Not a stream: the multipart parser hands it slices as it parses them
@@ -90,6 +92,24 @@ export interface Storage {
   /** Optional: the life (deadline, `once`) of upload `id`; null when there is none or it is gone for readers. */
   life?(id: string): Promise<UploadLife | null>;
 }
+
+/** What `createFileServer` tells the storage it builds (`FileServerOptions.storage`). */
+export interface StorageContext {
+  /** The limits in force: `uploadTtl` and `storeSize` are the storage's to keep, `fileSize` sizes its writes. */
+  limits: Limits;
+  /** This process among the nodes sharing the store (`FileServerOptions.nodeId`). */
+  nodeId: string;
+  /** The trust of an upload stored without a record (`trustUnrecordedUploads`). */
+  unrecorded: Trust;
+  syncIo: SyncIo;
+  warn: (message: string) => void;
+}
+
+/**
+ * Builds the storage of a file server, told what the server decided (`FileServerOptions.storage`):
+ * `s3Storage({ client, bucket })`, or the local data dir by default.
+ */
+export type StorageFactory = (context: StorageContext) => Storage;
 
 /**
  * Maps a storage failure to what the uploader is told. Unlike a read, a write that fails for lack of

@@ -123,7 +123,7 @@ function gone(k: Known): boolean {
 }
 
 /** Is `rel` a file of an upload that may be served: under an upload id, and not the id's record? */
-function servable(rel: string): boolean {
+export function servable(rel: string): boolean {
   const slash = rel.indexOf('/');
   if (!isUploadId(slash < 0 ? rel : rel.slice(0, slash))) return false;
   // Every spelling of the record's name starts with a dot: other names cost one comparison.
