@@ -156,7 +156,7 @@ test('S3: a reader polling while a multi-file upload arrives never sees a part o
 });
 
 test('S3: abort mid-upload, a limit crossed, a bad name, a refused file: nothing stored, no unfinished multipart upload', { skip: radosgwSkip() }, async (t) => {
-  const { url, client, bucket } = await s3Serve(t, { limits: { fileSize: 12 * MiB } }, { partSize: 5 * MiB });
+  const { url, client, bucket } = await s3Serve(t, { limits: { fileSize: 12 * MiB } }, { partSize: 5 * MiB, partsInFlight: 1 });
   const sendRaw = async (parts: Buffer[], declared: number, cut: boolean): Promise<string> => {
     const sock = connect(Number(new URL(url).port), '127.0.0.1');
     await new Promise((resolve) => sock.once('connect', resolve));
@@ -296,7 +296,7 @@ test('S3: a missing bucket and refused credentials are refused at start, in one 
   const denied = createFileServer({ storage: s3Storage({ client: wrong, bucket }), warn: () => {} });
   defer(t, () => denied.close());
   await assert.rejects(denied.listen({ port: 0 }), (e: unknown) => e instanceof WharfError && e.code === 'STORAGE_DENIED' && /not writable with these credentials/.test(e.message) && !e.message.includes('not-the-secret'));
-  for (const bad of [{ bucket: '' }, { bucket: 'ok', prefix: '/x' }, { bucket: 'ok', partSize: MiB }, { bucket: 'ok', presign: { redirectAbove: -1 } }, { bucket: 'ok', orphanGrace: 5 }, { bucket: 'ok', client: {} }]) {
+  for (const bad of [{ bucket: '' }, { bucket: 'ok', prefix: '/x' }, { bucket: 'ok', partSize: MiB }, { bucket: 'ok', presign: { redirectAbove: -1 } }, { bucket: 'ok', orphanGrace: 5 }, { bucket: 'ok', partsInFlight: 0 }, { bucket: 'ok', client: {} }]) {
     assert.throws(() => s3Storage({ client: rgw.client(), ...bad } as Parameters<typeof s3Storage>[0]), isWharf('INVALID_OPTION'), JSON.stringify(bad));
   }
   assert.throws(() => createFileServer({ storage: 'nope' as never }), isWharf('INVALID_OPTION'));
