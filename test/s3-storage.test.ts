@@ -86,6 +86,10 @@ test('S3: files at f/<id>/<name>, a manifest at m/<id>; GET, HEAD, ranges, 304; 
   assert.deepEqual(range.body, big.subarray(5 * MiB - 3, 5 * MiB + 3), 'a range across two parts');
   assert.equal((await get(url, bigPath!, { Range: 'bytes=-5' })).body.toString('hex'), big.subarray(-5).toString('hex'));
   assert.equal((await get(url, bigPath!, { Range: `bytes=${big.length}-` })).status, 416);
+  assert.equal((await get(url, bigPath!, { Range: 'bytes=0-9', 'If-Range': etag })).status, 206, 'If-Range with the current ETag');
+  assert.equal((await get(url, bigPath!, { Range: 'bytes=0-9', 'If-Range': '"stale"' })).body.length, big.length, 'a stale If-Range: the whole file');
+  assert.equal((await get(url, bigPath!, { 'If-Match': '"stale"' })).status, 412);
+  assert.equal((await send(url, 'HEAD', bigPath!)).headers.etag, etag, 'the same ETag on every request (from the manifest)');
   assert.equal((await get(url, `/_f/${id}/other.bin`)).status, 404);
   assert.equal((await get(url, `/_f/${randomUUID()}/big.bin`)).status, 404);
 

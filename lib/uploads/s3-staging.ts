@@ -66,9 +66,12 @@ export class S3Staging implements Staging {
     let resume = noop;
     const writer = this.file(id, rel, () => resume());
     const stream = createReadStream(from, { highWaterMark: 1024 * 1024 });
-    const failed = writer.done.then(noop, noop);
+    // Settles before the end only when the file failed: then nothing more is read.
+    let settled = false;
+    const failed = writer.done.then(noop, noop).then(() => void (settled = true));
     try {
       for await (const chunk of stream) {
+        if (settled) break;
         if (writer.write(chunk as Buffer)) continue;
         await Promise.race([new Promise<void>((resolve) => (resume = resolve)), failed]);
       }
