@@ -192,7 +192,7 @@ export function createStatic(options: StaticOptions): StaticEngine {
         answer(req, res, entryOf(f, rel, null, f.untrusted === true, f.expiresAt), rel, f, 'no-store', limits.downloadStallTimeout);
         return;
       }
-      if (cacheOn && file.size <= limits.cacheFileSize) {
+      if (cacheOn && cache.admits(file.size, hit !== undefined)) {
         const f = file;
         file = null;
         const data = await readWhole(f);
