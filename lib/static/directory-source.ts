@@ -358,7 +358,7 @@ async function openConfined(r: Root, rel: string): Promise<OpenFile | null> {
   directorySeams.afterOpen?.(real);
   try {
     const st = await fstatFile(fd);
-    if (st.isFile() && (await confined(r, fd, st, real))) return openFileOf(fd, st, null);
+    if (st.isFile() && (await confined(r, fd, st, real))) return openFileOf(fd, st, false);
   } catch (err) {
     await closeQuietly(fd);
     throw err;
@@ -404,7 +404,7 @@ function openConfinedSync(r: Root, rel: string): OpenFile | null | undefined {
     closeSyncQuietly(fd);
     throw err;
   }
-  if (ok === true) return openFileOf(fd, st, r.slowness);
+  if (ok === true) return openFileOf(fd, st, true);
   closeSyncQuietly(fd);
   // undefined: outside the root as last resolved; the thread-pool path re-resolves it and decides.
   return ok === false ? null : undefined;

@@ -1,7 +1,6 @@
 // Descriptors a directory source opened, as `OpenFile`s: reading, streaming and closing them.
-import { close as closeFd, closeSync, constants, createReadStream, fstat, open as openFd, read as readFd, readSync, type Stats } from 'node:fs';
+import { close as closeFd, closeSync, constants, createReadStream, fstat, open as openFd, read as readFd, type Stats } from 'node:fs';
 import type { FileInfo, OpenFile } from './engine.js';
-import type { Slowness } from './sync-io.js';
 
 /**
  * Read size of file streams: fewer, larger reads cost less CPU per MiB (fewer thread-pool round
@@ -10,14 +9,6 @@ import type { Slowness } from './sync-io.js';
  * buffer and the socket's pending write), ~1 MiB.
  */
 const STREAM_CHUNK = 512 * 1024;
-
-/**
- * Reads up to this size of a file opened on the event loop are made there too, as small writes are
- * (local-storage.ts): from the page cache a few µs, where a thread-pool round trip costs ~20 µs of
- * CPU (bench/static, Range rows). Timed by the source's slowness detector: a file whose bytes are
- * not in memory (a cold disk) makes them slow, and the source then goes back to the thread pool.
- */
-const SYNC_READ = 64 * 1024;
 
 /** Errors that mean "no file there" (404), as opposed to a failure worth reporting. */
 const GONE = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG']);
@@ -43,12 +34,10 @@ export function orNotFile(err: unknown): null {
 }
 
 /**
- * The OpenFile for an open descriptor of a regular file; it owns `fd` from here on. `sync`: the
- * file was opened synchronously (fast local storage) under this detector, so closing it is too, and
- * a small read is while the detector allows it; null: opened through the thread pool.
+ * The OpenFile for an open descriptor of a regular file; it owns `fd` from here on. `syncClose`:
+ * the file was opened synchronously (fast local storage), so closing it after a small read is too.
  */
-export function openFileOf(fd: number, st: FileInfo, sync: Slowness | null): OpenFile {
-  const syncClose = sync !== null;
+export function openFileOf(fd: number, st: FileInfo, syncClose: boolean): OpenFile {
   let used = false;
   const use = (): void => {
     if (used) throw new Error('OpenFile already used');
@@ -65,7 +54,6 @@ export function openFileOf(fd: number, st: FileInfo, sync: Slowness | null): Ope
     read(start, end) {
       use();
       const buf = Buffer.allocUnsafe(end - start + 1);
-      if (sync !== null && !sync.slow && buf.length <= SYNC_READ) return readHere(fd, buf, start, sync);
       return new Promise((ok, fail) => {
         readFd(fd, buf, 0, buf.length, start, (err, n) => {
           if (syncClose) closeSyncQuietly(fd);
@@ -83,21 +71,6 @@ export function openFileOf(fd: number, st: FileInfo, sync: Slowness | null): Ope
       return Promise.resolve();
     },
   };
-}
-
-/** `read` on the event loop, timed: `buf.length` bytes from `start`, then the descriptor is closed. */
-function readHere(fd: number, buf: Buffer, start: number, sync: Slowness): Promise<Buffer> {
-  const t0 = performance.now();
-  let n: number;
-  try {
-    n = readSync(fd, buf, 0, buf.length, start);
-  } catch (err) {
-    return Promise.reject(err as Error);
-  } finally {
-    sync.timed(t0);
-    closeSyncQuietly(fd);
-  }
-  return Promise.resolve(n === buf.length ? buf : buf.subarray(0, n));
 }
 
 export function closeSyncQuietly(fd: number): void {
