@@ -4,7 +4,7 @@
 // answer), on the same files, interleaved. nginx and Wave are left out, with a note, when absent.
 //
 //   node dist/bench/static.js [--quick] [--only=<case name part, e.g. 304>[,<another>…]]
-//                             [--servers=wharf,nginx,wave,bare,…] [--also=LABEL=PATH/lib/index.js]
+//                             [--servers=wharf,nginx,wave,bare,…] [--also=LABEL=PATH/lib/index.js] [--cycles=N]
 //
 // `--also` runs another build of wharf (e.g. a previous commit's, built elsewhere) as one more
 // server of the same run, so a change is measured before and after under the same load.
@@ -183,6 +183,8 @@ const CASES: Case[] = [
   { name: '1 MiB file', path: '/1m.bin', connections: 64, unit: 'mib', status: 200, headers: () => ({}), servers: SERVERS },
   { name: '100 MiB file', path: '/100m.bin', connections: 4, unit: 'mib', status: 200, headers: () => ({}), servers: SERVERS },
   { name: 'Range (1 KiB of 1 MiB)', path: '/1m.bin', connections: 64, unit: 'req', status: 206, headers: () => ({ Range: 'bytes=4096-5119' }), servers: without('bare') },
+  // A file too big for the memory cache: one read per request (lib/static/open-file.ts).
+  { name: 'Range (1 KiB of 100 MiB)', path: '/100m.bin', connections: 64, unit: 'req', status: 206, headers: () => ({ Range: 'bytes=4096-5119' }), servers: without('bare') },
   // The same a directory down: wharf then checks each descriptor it opens (lib/static/directory-source.ts).
   { name: 'Range, one directory down', path: '/sub/1m.bin', connections: 64, unit: 'req', status: 206, headers: () => ({ Range: 'bytes=4096-5119' }), servers: without('bare', 'memory') },
   { name: '304 revalidation (1 KiB)', path: '/1k.bin', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: without('memory') },
@@ -199,6 +201,7 @@ const TARGETS: Record<string, Array<[ServerKind, number]>> = {
   '1 MiB file': [['wave', 1], ['serve-static', 1.2], ['bare', 1]],
   '100 MiB file': [['wave', 1], ['bare', 0.95]],
   'Range (1 KiB of 1 MiB)': [['wave', 1], ['nginx', 0.5], ['sirv', 1]],
+  'Range (1 KiB of 100 MiB)': [['wave', 1]],
   'Range, one directory down': [['wave', 1]],
   '304 revalidation (1 KiB)': [['sirv', 1], ['serve-static', 2]],
 };
@@ -434,7 +437,8 @@ async function main(): Promise<void> {
   // --only=<text>: run only the cases whose name contains it (e.g. --only=304), to iterate quickly.
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
   const cases = (only === undefined ? CASES : CASES.filter((c) => only.split(',').some((o) => c.name.includes(o)))).filter((c) => c.servers.length > 0);
-  const cycles = quick ? 1 : 3;
+  const cyclesArg = process.argv.find((a) => a.startsWith('--cycles='));
+  const cycles = cyclesArg !== undefined ? Number(cyclesArg.slice('--cycles='.length)) : quick ? 1 : 3;
   const seconds = quick ? 1 : 3;
   const dir = await mkdtemp(join(tmpdir(), 'wharf-bench-static-'));
   const run: Run = { cases, servers: new Map(), etags: new Map(), skip: new Map(), results: new Map(), cpuPerReq: new Map() };
