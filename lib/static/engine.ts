@@ -113,6 +113,10 @@ function readWhole(file: OpenFile): Promise<Buffer> {
   });
 }
 
+/** Is `hit` (cached, without bytes) the representation of `file`, just opened? */
+const describes = (hit: Entry, file: OpenFile): boolean =>
+  hit.data === null && sameFile(file, hit) && hit.untrusted === (file.untrusted === true) && hit.expiresAt === file.expiresAt;
+
 const notFound = (): WharfError => new WharfError('NOT_FOUND', 'file not found', 404);
 
 export function createStatic(options: StaticOptions): StaticEngine {
@@ -201,8 +205,15 @@ export function createStatic(options: StaticOptions): StaticEngine {
         send(req, res, e, rel, null, isPrivate);
         return;
       }
-      const e = entryOf(file, rel, null, file.untrusted === true, file.expiresAt);
-      if (cacheOn) cache.remember(map, rel, e);
+      let e: Entry;
+      if (hit !== undefined && map.get(rel) === hit && describes(hit, file)) {
+        // Still cached, and the same file as last time: its validators, type and headers are made.
+        e = hit;
+        cache.touch(hit);
+      } else {
+        e = entryOf(file, rel, null, file.untrusted === true, file.expiresAt);
+        if (cacheOn) cache.remember(map, rel, e);
+      }
       const f = file;
       file = null;
       send(req, res, e, rel, f, isPrivate);
