@@ -185,7 +185,7 @@ const CASES: Case[] = [
   { name: 'Range (1 KiB of 1 MiB)', path: '/1m.bin', connections: 64, unit: 'req', status: 206, headers: () => ({ Range: 'bytes=4096-5119' }), servers: without('bare') },
   // A file too big for the memory cache: one read per request (lib/static/open-file.ts).
   { name: 'Range (1 KiB of 100 MiB)', path: '/100m.bin', connections: 64, unit: 'req', status: 206, headers: () => ({ Range: 'bytes=4096-5119' }), servers: without('bare') },
-  // The same a directory down: wharf then checks each descriptor it opens (lib/static/directory-source.ts).
+  // The same a directory down: wharf revalidates with one lstat per level (lib/static/directory-source.ts).
   { name: 'Range, one directory down', path: '/sub/1m.bin', connections: 64, unit: 'req', status: 206, headers: () => ({ Range: 'bytes=4096-5119' }), servers: without('bare', 'memory') },
   { name: '304 revalidation (1 KiB)', path: '/1k.bin', connections: 64, unit: 'req', status: 304, headers: (etag) => ({ 'If-None-Match': etag }), servers: without('memory') },
   // The floor of a 304 that revalidates (one lstat per request, no other work): bare only.
