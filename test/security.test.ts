@@ -554,7 +554,7 @@ function keys(): Row[] {
 // holds files of the same names full of the OUTSIDE marker.
 
 const SWAP_DIR = 'swap';
-const BIG = 100 * 1024; // over limits.cacheFileSize: cached as validators only, reopened per GET
+const BIG = 1024 * 1024 + 100 * 1024; // over limits.cacheFileSize: cached as validators only, reopened per GET
 let outsideSwap: string;
 /** The real path of each root's `swap/`, and of the second upload whose id directory is swapped whole. */
 const swapDirs = new Map<string, string>();

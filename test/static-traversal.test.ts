@@ -129,7 +129,7 @@ describe('path traversal', () => {
     const pub = join(tmp, 'pub');
     await mkdir(join(pub, 'swap'));
     await writeFile(join(pub, 'swap', 'secret.txt'), 'inside small');
-    await writeFile(join(pub, 'swap', 'big.bin'), Buffer.alloc(200_000, 105)); // over cacheFileSize
+    await writeFile(join(pub, 'swap', 'big.bin'), Buffer.alloc(1_200_000, 105)); // over cacheFileSize
     for (let i = 0; i < 2; i++) {
       assert.equal((await rawGet(port, '/pub/swap/secret.txt')).status, 200);
       assert.equal((await rawGet(port, '/pub/swap/big.bin', { 'If-None-Match': '"x"' })).status, 200);
@@ -139,7 +139,7 @@ describe('path traversal', () => {
     await writeFile(join(tmp, 'outside', 'swap', 'big.bin'), `${OUTSIDE}`.repeat(20_000));
     // and files swapped for symlinks themselves
     await writeFile(join(pub, 'small-swap.txt'), 'inside small');
-    await writeFile(join(pub, 'big-swap.bin'), Buffer.alloc(200_000, 105));
+    await writeFile(join(pub, 'big-swap.bin'), Buffer.alloc(1_200_000, 105));
     for (let i = 0; i < 2; i++) {
       assert.equal((await rawGet(port, '/pub/small-swap.txt')).status, 200);
       assert.equal((await rawGet(port, '/pub/big-swap.bin', { 'If-None-Match': '"x"' })).status, 200);

@@ -10,7 +10,7 @@ import { connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createFileServer, type FileServer } from '../lib/http/server.js';
-import { createDirectorySource, createStatic, type FileSource, type OpenFile } from '../lib/static/engine.js';
+import { createDirectorySource, createStatic, directorySeams, type FileSource, type OpenFile } from '../lib/static/engine.js';
 import { resolveLimits } from '../lib/common/limits.js';
 import { contentTypeFor } from '../lib/common/mime.js';
 import { attachment } from '../lib/static/disposition.js';
@@ -295,6 +295,37 @@ describe('static engine over HTTP', () => {
     assert.equal(head.headers['content-length'], '200001');
     await rm(p);
     assert.equal((await request(url, '/pub/bigfresh.bin', { method: 'HEAD' })).status, 404);
+  });
+
+  test('a hot file over 64 KiB is answered from memory from its second read, and never stale', async () => {
+    const p = join(root, 'pub', 'hot.bin');
+    const size = 300_000;
+    await writeFile(p, Buffer.alloc(size, 1));
+    let opens = 0;
+    directorySeams.beforeOpen = (path) => {
+      if (path.endsWith('hot.bin')) opens++;
+    };
+    try {
+      for (let i = 0; i < 4; i++) assert.ok((await request(url, '/pub/hot.bin')).body.equals(Buffer.alloc(size, 1)));
+      assert.equal(opens, 2, 'opened for its first answer and, hot, to be kept; then answered from memory');
+      const range = await request(url, '/pub/hot.bin', { headers: { range: 'bytes=1000-1999' } });
+      assert.equal(range.status, 206);
+      assert.ok(range.body.equals(Buffer.alloc(1000, 1)));
+      assert.equal(opens, 2, 'a Range of it too');
+      // Rewritten in place: the same size and inode, only the mtime tells.
+      await writeFile(p, Buffer.alloc(size, 2));
+      const later = new Date(Date.now() + 5000);
+      await utimes(p, later, later);
+      assert.ok((await request(url, '/pub/hot.bin')).body.equals(Buffer.alloc(size, 2)));
+      await writeFile(`${p}.new`, Buffer.alloc(size, 3));
+      await utimes(`${p}.new`, later, later);
+      await rename(`${p}.new`, p);
+      assert.ok((await request(url, '/pub/hot.bin')).body.equals(Buffer.alloc(size, 3)), 'renamed over, same size and mtime: a new inode');
+      await rm(p);
+      assert.equal((await request(url, '/pub/hot.bin')).status, 404);
+    } finally {
+      directorySeams.beforeOpen = undefined;
+    }
   });
 
   test('directories, the mapping root, dotfiles: 404', async () => {

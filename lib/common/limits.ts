@@ -37,7 +37,11 @@ export interface Limits {
   uploadIdleTimeout: number;
   /** ms a client has to send its request headers (slowloris). Default 10 s. */
   headersTimeout: number;
-  /** Files up to this size are kept in the static engine's memory cache (revalidated by `stat` on every request). 0 turns the cache off. Default 64 KiB. */
+  /**
+   * Files up to this size are kept in the static engine's memory cache (revalidated by `stat` on
+   * every request): those up to 64 KiB from their first read, bigger ones once asked for again
+   * while still remembered (hot). 0 turns the cache off. Default 1 MiB.
+   */
   cacheFileSize: number;
   /** Total bytes in the static engine's memory cache. Default 32 MiB. */
   cacheSize: number;
@@ -78,7 +82,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   streamIdleTimeout: 600_000,
   uploadIdleTimeout: 60_000,
   headersTimeout: 10_000,
-  cacheFileSize: 64 * KiB,
+  cacheFileSize: MiB,
   cacheSize: 32 * MiB,
   closeGrace: 5_000,
   downloadStallTimeout: 60_000,

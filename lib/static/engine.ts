@@ -119,6 +119,10 @@ function readWhole(file: OpenFile): Promise<Buffer> {
   });
 }
 
+/** Is `hit` (cached, without bytes) the representation of `file`, just opened? */
+const describes = (hit: Entry, file: OpenFile): boolean =>
+  hit.data === null && sameFile(file, hit) && hit.untrusted === (file.untrusted === true) && hit.expiresAt === file.expiresAt;
+
 const notFound = (): WharfError => new WharfError('NOT_FOUND', 'file not found', 404);
 
 export function createStatic(options: StaticOptions): StaticEngine {
@@ -205,7 +209,7 @@ export function createStatic(options: StaticOptions): StaticEngine {
         return;
       }
       // A file with a `location` is redirected on every GET: its bytes are never kept here.
-      if (cacheOn && file.size <= limits.cacheFileSize && file.location === undefined) {
+      if (cacheOn && file.location === undefined && cache.admits(file.size, hit !== undefined)) {
         const f = file;
         file = null;
         const data = await readWhole(f);
@@ -214,8 +218,15 @@ export function createStatic(options: StaticOptions): StaticEngine {
         send(req, res, e, rel, null, isPrivate);
         return;
       }
-      const e = entryOf(file, rel, null, file.untrusted === true, file.expiresAt);
-      if (cacheOn) cache.remember(map, rel, e);
+      let e: Entry;
+      if (hit !== undefined && map.get(rel) === hit && describes(hit, file)) {
+        // Still cached, and the same file as last time: its validators, type and headers are made.
+        e = hit;
+        cache.touch(hit);
+      } else {
+        e = entryOf(file, rel, null, file.untrusted === true, file.expiresAt);
+        if (cacheOn) cache.remember(map, rel, e);
+      }
       const f = file;
       file = null;
       send(req, res, e, rel, f, isPrivate);

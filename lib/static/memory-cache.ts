@@ -19,6 +19,14 @@ export interface Entry extends Representation {
 /** Bookkeeping charged per entry on top of its bytes, so many tiny or data-less entries stay bounded too. */
 const ENTRY_OVERHEAD = 256;
 
+/**
+ * Files up to this size are kept in memory the first time they are read; bigger ones (up to
+ * `limits.cacheFileSize`) only once hot: asked for again while their validators are still cached.
+ * A hot 1 MiB file answered from memory costs no open, read or close (bench/static, 1 MiB and
+ * Range rows), while a scan through many files read once each does not push them out.
+ */
+export const FIRST_READ_SIZE = 64 * 1024;
+
 export function entryOf(info: FileInfo, rel: string, data: Buffer | null, untrusted: boolean, expiresAt?: number): Entry {
   const r = representationOf(info, rel, data, untrusted, expiresAt);
   // One literal with every field, not a spread: a spread plus added fields made entries slow
@@ -54,6 +62,8 @@ export interface MemoryCache {
   remember(map: Map<string, Entry>, rel: string, e: Entry): void;
   /** Marks `e` as just used. */
   touch(e: Entry): void;
+  /** Are the bytes of a file of `size` to be kept? `hot`: its validators are cached (it was asked for recently). */
+  admits(size: number, hot: boolean): boolean;
 }
 
 export function createMemoryCache(limits: Limits): MemoryCache {
@@ -110,5 +120,7 @@ export function createMemoryCache(limits: Limits): MemoryCache {
     e.gen = ++inserts;
   }
 
-  return { on, of, forget, remember, touch };
+  const admits = (size: number, hot: boolean): boolean => on && size <= limits.cacheFileSize && (hot || size <= FIRST_READ_SIZE);
+
+  return { on, of, forget, remember, touch, admits };
 }

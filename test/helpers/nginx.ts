@@ -24,22 +24,31 @@ export interface Nginx {
 }
 
 
-/** The config: round robin over `nodes` (`host:port`), request and response bodies streamed, no body size limit. */
-export function nginxConfig(dir: string, port: number, nodes: string[]): string {
+/**
+ * A whole config for one nginx in the foreground, without a master, its pid, logs and temp files
+ * in `dir`; `http` is the rest of its `http` block.
+ */
+export function nginxConfigOf(dir: string, http: string): string {
   return `daemon off;
 master_process off;
 worker_processes 1;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
-events { worker_connections 1024; }
+events { worker_connections 4096; }
 http {
-  log_format upstream '$request_method $uri $status $upstream_addr';
-  access_log ${dir}/access.log upstream;
   client_body_temp_path ${dir}/client_body;
   proxy_temp_path ${dir}/proxy;
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
+${http}}
+`;
+}
+
+/** The config: round robin over `nodes` (`host:port`), request and response bodies streamed, no body size limit. */
+export function nginxConfig(dir: string, port: number, nodes: string[]): string {
+  return nginxConfigOf(dir, `  log_format upstream '$request_method $uri $status $upstream_addr';
+  access_log ${dir}/access.log upstream;
   client_max_body_size 0;
   upstream wharf {
 ${nodes.map((n) => `    server ${n};`).join('\n')}
@@ -56,8 +65,7 @@ ${nodes.map((n) => `    server ${n};`).join('\n')}
       proxy_buffering off;
     }
   }
-}
-`;
+`);
 }
 
 /** Starts nginx in front of `nodes` and resolves once it accepts connections; stopped when `t` ends. */
