@@ -226,23 +226,30 @@ interface Row {
   hwm: number;
   /** Every measured run's rate, in the order run. */
   runs: number[];
+  /** The server's CPU time over the wall time of a run (median): under 1 when it waited (for the client, the disk, or the CPU). */
+  busy: number;
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Runs `scenario` against `servers`, taking turns run by run; one row per server. */
 async function measure(scenario: Scenario, servers: Running[], runs: number): Promise<Row[]> {
+  const busy = servers.map(() => [] as number[]);
   const attempt = async (s: Running): Promise<number> => {
+    const c0 = procStats(s.pid).cpu;
     const t0 = performance.now();
     const units = await scenario.run(s.port).catch((err: Error) => {
       throw new Error(`${s.kind}: ${scenario.name}: ${err.message}`);
     });
-    const rate = units / ((performance.now() - t0) / 1000);
+    const wall = (performance.now() - t0) / 1000;
+    const rate = units / wall;
+    busy[servers.indexOf(s)]!.push((procStats(s.pid).cpu - c0) / wall);
     await clear(s.disk.dir);
     s.disk.settle();
     return rate;
   };
   for (let i = 0; i < scenario.warmups; i++) for (const s of servers) await attempt(s);
+  for (const b of busy) b.length = 0;
   const cpu0 = servers.map((s) => procStats(s.pid).cpu);
   const rates = servers.map(() => [] as number[]);
   // A rotating order, so that a burst of load elsewhere on the machine hits them all alike.
@@ -256,7 +263,7 @@ async function measure(scenario: Scenario, servers: Running[], runs: number): Pr
     const { hwm, cpu } = procStats(s.pid);
     const r = rates[k]!;
     const mid = median(r);
-    return { scenario: scenario.name, key: scenario.key, unit: scenario.unit, kind: s.kind, rate: mid, spread: (Math.max(...r) - Math.min(...r)) / mid, cpuPerGiB: (cpu - cpu0[k]!) / ((runs * scenario.bytes) / GiB), hwm, runs: r };
+    return { scenario: scenario.name, key: scenario.key, unit: scenario.unit, kind: s.kind, rate: mid, spread: (Math.max(...r) - Math.min(...r)) / mid, cpuPerGiB: (cpu - cpu0[k]!) / ((runs * scenario.bytes) / GiB), hwm, runs: r, busy: median(busy[k]!) };
   });
 }
 
@@ -350,7 +357,7 @@ async function main(): Promise<void> {
   const loadAfter = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   console.log(`\n${table(together)}\n\n${summary(together)}`);
   if (alone.length) console.log(`\neach server alone (a fresh process and file system, no other server alive):\n${table(alone)}\n\n${summary(alone)}`);
-  if (args.includes('--verbose')) for (const r of [...together, ...alone]) console.log(`${r.scenario}, ${r.kind}: ${r.runs.map((x) => x.toFixed(0)).join(' ')} ${r.unit}`);
+  if (args.includes('--verbose')) for (const r of [...together, ...alone]) console.log(`${r.scenario}, ${r.kind}: ${r.runs.map((x) => x.toFixed(0)).join(' ')} ${r.unit}; CPU/wall ${r.busy.toFixed(2)}`);
   console.log(`\nload average after: ${loadAfter}`);
   const json = arg('json');
   if (json) writeFileSync(json, JSON.stringify({ load: [load, loadAfter], together, alone }, null, 1));
