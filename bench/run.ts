@@ -2,10 +2,13 @@
 // benchmark's heap and JIT state cannot skew the next one's figures.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { WAVE_RUN, WAVE_SKIPPED, waveAvailable } from './wave.js';
 
 const ALL = ['multipart', 'static', 'uploads', 'streams', 'cluster', 'sweep'];
 const chosen = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const names = chosen.length ? chosen : ALL;
+// Wave's own server is a row of static, uploads and streams when the peer is there (bench/wave.ts).
+console.log(waveAvailable() ? `Wave: ${WAVE_RUN} (its rows are in static, uploads and streams)` : WAVE_SKIPPED);
 let failed = 0;
 for (const name of names) {
   if (!ALL.includes(name)) {

@@ -160,7 +160,13 @@ class ResponseReader {
 /** One read buffer for every viewer: each read is handed to its viewer's reader before the next. */
 const readBuffer = Buffer.allocUnsafe(64 * 1024);
 
-export function openViewer(port: number, path: string, meter: Meter): Promise<net.Socket> {
+/**
+ * A viewer of `path` on a raw socket. Resolves once the response's status line says 200, or, with
+ * `early`, as soon as the request is sent: for a server that sends nothing, not even its status,
+ * until it has a frame for the viewer (Wave's, which buffers ~4 KiB before its first write); a
+ * status other than 200 then destroys the socket with an error.
+ */
+export function openViewer(port: number, path: string, meter: Meter, early = false): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const reader = new ResponseReader((b) => meter.push(b));
     let answered = false;
@@ -174,14 +180,17 @@ export function openViewer(port: number, path: string, meter: Meter): Promise<ne
           if (answered || reader.status === 0) return true;
           answered = true;
           if (reader.status === 200) resolve(socket);
+          else if (early) socket.destroy(new Error(`GET ${path}: ${reader.status}`));
           else reject(new Error(`GET ${path}: ${reader.status}`));
           return true;
         },
       },
     });
     socket.setNoDelay(true);
-    socket.on('error', (err) => (answered ? undefined : reject(err)));
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+    socket.on('error', (err) => (answered || early ? undefined : reject(err)));
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`, () => {
+      if (early) resolve(socket);
+    });
   });
 }
 

@@ -1,10 +1,18 @@
-// bench/streams: wharf's image streams against a relay built the way Wave's Go server does it
+// bench/streams: wharf's image streams against H2O Wave's own Go server (bench/wave.ts, when
+// ../shared/peers/wave/run exists), a relay built the way Wave's server does it
 // (bench/streams-baseline.ts: a 256-frame queue per viewer), in the same run, and against a floor
 // (the same file: each frame framed once, one socket write per viewer, no backpressure) that shows
 // what the machine allows.
 //
 //   node dist/bench/streams.js [--quick] [--viewers=1,10,100,500] [--seconds=10] [--no-stall]
-//                              [--servers=wharf,baseline,floor] [--harness=raw|http] [--also=LABEL=PATH/lib/index.js]
+//                              [--servers=wharf,wave,baseline,floor] [--harness=raw|http] [--also=LABEL=PATH/lib/index.js]
+//
+// Wave is published to as its client does (a multipart form of one part), and sends a viewer
+// nothing, not even its status line, until ~4 KiB of frames are buffered for it (Go's buffered
+// response writer): a frame arrives whole (its 50 KiB overflow the buffer), but the delimiter after
+// it waits in the buffer for the next frame, so a Wave frame is *shown* a frame later (~33 ms at 30
+// fps). Its CPU and peak RSS are read from /proc (the peak reset per case through clear_refs); its
+// stalled-viewer row has no retained-buffers figure (no GC to ask).
 //
 // Each server runs in a child process of its own (pinned to CPU 0 with taskset when there are two or
 // more CPUs), so CPU time and RSS are the server's alone. 50 KiB frames are published at 30 fps over
@@ -20,22 +28,23 @@
 // Then a stalled-viewer case: one viewer that never reads while 300 frames are published as fast as
 // the server takes them; the memory the server keeps for it is measured after a GC.
 import { fork, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { FRAME, makeFrame, Meter, now, openViewer, pct, stamp } from './stream-meter.js';
+import { startWave, waveAvailable, WAVE_SKIPPED } from './wave.js';
 
 const FPS = 30;
 const KEY = { id: 'bench', secret: 'bench-secret' };
 const AUTH = 'Basic ' + Buffer.from(`${KEY.id}:${KEY.secret}`).toString('base64');
-const SERVERS = ['wharf', 'baseline', 'floor'] as const;
+const SERVERS = ['wharf', 'wave', 'baseline', 'floor'] as const;
 /** The floor only when asked for (`--servers=…,floor`): the default run stays within three minutes. */
-const DEFAULT_SERVERS = ['wharf', 'baseline'];
-/** 'wharf', 'baseline', or the label of another build of wharf given with `--also`. */
+const DEFAULT_SERVERS = ['wharf', 'wave', 'baseline'];
+/** 'wharf', 'wave', 'baseline', 'floor', or the label of another build of wharf given with `--also`. */
 type Kind = string;
 const MiB = 1024 * 1024;
 
@@ -92,13 +101,13 @@ async function serve(kind: Kind, serverModule: string | undefined): Promise<void
 
 function publisher(): void {
   const frame = makeFrame();
-  process.on('message', async (m: { port: number; path: string; seconds: number; seq: number }) => {
+  process.on('message', async (m: { port: number; path: string; seconds: number; seq: number; form: boolean }) => {
     let seq = m.seq;
     const t0 = performance.now();
     const interval = 1000 / FPS;
     let due = t0;
     while (performance.now() - t0 < m.seconds * 1000) {
-      await send(m.port, 'POST', m.path, stamp(frame, seq++));
+      await publish(m.port, m.path, stamp(frame, seq++), m.form);
       due += interval;
       const wait = due - performance.now();
       if (wait > 0) await sleep(wait);
@@ -111,7 +120,7 @@ function publisher(): void {
 }
 
 interface Publisher {
-  run(port: number, path: string, seconds: number, seq: number): Promise<{ last: number; elapsed: number }>;
+  run(port: number, path: string, seconds: number, seq: number, form: boolean): Promise<{ last: number; elapsed: number }>;
   stop(): void;
 }
 
@@ -121,9 +130,9 @@ async function startPublisher(): Promise<Publisher> {
   if (availableParallelism() >= 2) spawnSync('taskset', ['-cp', '0', String(child.pid)], { stdio: 'ignore' });
   await new Promise((resolve) => child.once('message', resolve));
   return {
-    run: (port, path, seconds, seq) => new Promise((resolve) => {
+    run: (port, path, seconds, seq, form) => new Promise((resolve) => {
       child.once('message', resolve);
-      child.send({ port, path, seconds, seq });
+      child.send({ port, path, seconds, seq, form });
     }),
     stop: () => child.disconnect(),
   };
@@ -135,8 +144,41 @@ async function startPublisher(): Promise<Publisher> {
 interface Server {
   kind: Kind;
   port: number;
+  /** Frames go to it as Wave's client sends them, a multipart form of one part (Wave takes nothing else). */
+  form: boolean;
+  /** Opens a viewer; `early` for a server that sends nothing until it has a frame (see `openViewer`). */
+  early: boolean;
   ask(cmd: 'usage' | 'gc'): Promise<Usage>;
-  stop(): void;
+  stop(): void | Promise<void>;
+}
+
+/** Wave as a server of this bench; its usage read from /proc, its peak RSS reset per ask (clear_refs). */
+async function startWaveServer(): Promise<Server> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'wharf-bench-streams-wave-'));
+  const wave = await startWave({ dataDir, accessKey: KEY, cpu: 0 });
+  const usage = (): Usage => {
+    const status = readFileSync(`/proc/${wave.pid}/status`, 'utf8');
+    const kB = (name: string): number => Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
+    const stat = readFileSync(`/proc/${wave.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime (fields 14 and 15) in clock ticks of 10 ms.
+    const cpu = { user: Number(fields[11]) * 1e4, system: Number(fields[12]) * 1e4 };
+    const u: Usage = { cpu, rss: kB('VmRSS'), peakRss: kB('VmHWM'), arrayBuffers: NaN, heapUsed: NaN };
+    try {
+      writeFileSync(`/proc/${wave.pid}/clear_refs`, '5'); // the peak from here on
+    } catch {
+      // Not ours to reset (not root): the peak is then the process's whole life's.
+    }
+    return u;
+  };
+  return {
+    kind: 'wave',
+    port: wave.port,
+    form: true,
+    early: true,
+    ask: async () => usage(),
+    stop: () => wave.stop().finally(() => rm(dataDir, { recursive: true, force: true })),
+  };
 }
 
 async function startServer(kind: Kind, serverModule?: string): Promise<Server> {
@@ -154,6 +196,8 @@ async function startServer(kind: Kind, serverModule?: string): Promise<Server> {
   return {
     kind,
     port,
+    form: false,
+    early: false,
     ask: (cmd) => new Promise((resolve) => {
       const id = next++;
       waiting.set(id, (u) => (waiting.delete(id), resolve(u)));
@@ -175,6 +219,26 @@ function send(port: number, method: string, path: string, body?: Buffer): Promis
     });
     req.on('error', reject);
     req.end(body);
+  });
+}
+
+const FORM_BOUNDARY = 'wharfbenchframe';
+const FORM_HEAD = Buffer.from(`--${FORM_BOUNDARY}\r\nContent-Disposition: form-data; name="f"; filename="f"\r\nContent-Type: image/jpeg\r\n\r\n`);
+const FORM_TAIL = Buffer.from(`\r\n--${FORM_BOUNDARY}--\r\n`);
+
+/** Publishes one frame: its raw body, or (`form`) a multipart form of one part, as Wave's client sends it. */
+function publish(port: number, path: string, frame: Buffer, form: boolean): Promise<number> {
+  if (!form) return send(port, 'POST', path, frame);
+  return new Promise((resolve, reject) => {
+    const headers = { Authorization: AUTH, 'Content-Type': `multipart/form-data; boundary=${FORM_BOUNDARY}`, 'Content-Length': FORM_HEAD.length + frame.length + FORM_TAIL.length };
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path, headers, agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.write(FORM_HEAD);
+    req.write(frame);
+    req.end(FORM_TAIL);
   });
 }
 
@@ -215,26 +279,28 @@ async function fanOut(server: Server, pub: Publisher, viewers: number, seconds: 
   const frame = makeFrame();
   let seq = 0;
   let from = Number.MAX_SAFE_INTEGER; // warm-up frames do not count
-  await send(server.port, 'POST', path, stamp(frame, seq++));
+  await publish(server.port, path, stamp(frame, seq++), server.form);
   const meters = Array.from({ length: viewers }, () => new Meter(() => from));
   const reqs: { destroy(): void }[] = [];
-  const open = harness === 'http' ? openHttpViewer : openViewer;
+  const open = harness === 'http' ? openHttpViewer : (port: number, p: string, m: Meter) => openViewer(port, p, m, server.early);
   for (let i = 0; i < viewers; i += 50) {
     reqs.push(...(await Promise.all(meters.slice(i, i + 50).map((m) => open(server.port, path, m)))));
   }
-  // Warm up until every viewer has a frame (the baseline sends nothing until the next publish).
+  // Warm up until every viewer has a frame (the baseline and Wave send nothing until the next publish).
+  const t0 = performance.now();
   while (meters.some((m) => m.lastSeq < 0)) {
-    await send(server.port, 'POST', path, stamp(frame, seq++));
+    if (performance.now() - t0 > 20_000) throw new Error(`${server.kind}: ${meters.filter((m) => m.lastSeq < 0).length} of ${viewers} viewers got no frame in 20 s`);
+    await publish(server.port, path, stamp(frame, seq++), server.form);
     await sleep(1000 / FPS);
   }
   // Then a second of the real load, unmeasured, so that neither server (nor the publisher and the
   // viewers) is measured while its code is still being compiled: without it the first ~5 frames
   // of a run took 5-10x the steady latency and alone made the p99 at 100-500 viewers.
-  seq = (await pub.run(server.port, path, 1, seq)).last + 1;
+  seq = (await pub.run(server.port, path, 1, seq, server.form)).last + 1;
   await sleep(200);
   from = seq;
   const before = await server.ask('usage');
-  const { last, elapsed } = await pub.run(server.port, path, seconds, seq);
+  const { last, elapsed } = await pub.run(server.port, path, seconds, seq, server.form);
   const after = await server.ask('usage');
   const settle = performance.now();
   while (meters.some((m) => m.lastSeq < last) && performance.now() - settle < 3000) await sleep(20);
@@ -278,7 +344,7 @@ async function stalled(server: Server): Promise<StallRow> {
   const frame = makeFrame();
   let seq = 0;
   // The same work once without the stalled viewer, so that heap growth and JIT are not counted.
-  for (let i = 0; i < 300; i++) await send(server.port, 'POST', path, stamp(frame, seq++));
+  for (let i = 0; i < 300; i++) await publish(server.port, path, stamp(frame, seq++), server.form);
   const socket = await new Promise<net.Socket>((resolve, reject) => {
     const s = net.connect({ host: '127.0.0.1', port: server.port }, () => {
       s.pause();
@@ -288,7 +354,7 @@ async function stalled(server: Server): Promise<StallRow> {
   });
   await sleep(100);
   const before = await server.ask('gc');
-  for (let i = 0; i < 300; i++) await send(server.port, 'POST', path, stamp(frame, seq++));
+  for (let i = 0; i < 300; i++) await publish(server.port, path, stamp(frame, seq++), server.form);
   await sleep(200);
   const after = await server.ask('gc');
   socket.destroy();
@@ -321,7 +387,9 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const stalls: StallRow[] = [];
   const kinds = arg('servers')?.split(',') ?? DEFAULT_SERVERS;
-  const servers = await Promise.all(SERVERS.filter((k) => kinds.includes(k)).map((k) => startServer(k)));
+  if (kinds.includes('wave') && !waveAvailable()) console.log(WAVE_SKIPPED);
+  const chosen = SERVERS.filter((k) => kinds.includes(k) && (k !== 'wave' || waveAvailable()));
+  const servers = await Promise.all(chosen.map((k) => (k === 'wave' ? startWaveServer() : startServer(k))));
   // `--also=LABEL=PATH`: another build of wharf (PATH: its lib/index.js), e.g. a previous commit's.
   const also = arg('also');
   if (also) servers.splice(1, 0, await startServer(also.slice(0, also.indexOf('=')), pathToFileURL(resolve(also.slice(also.indexOf('=') + 1))).href));
@@ -332,7 +400,7 @@ async function main(): Promise<void> {
     // The floor keeps no bound on what a viewer has not read: it has no stalled-viewer case.
     if (!noStall) for (const server of servers) if (server.kind !== 'floor') stalls.push(await stalled(server));
   } finally {
-    for (const server of servers) server.stop();
+    await Promise.all(servers.map((server) => server.stop()));
     pub.stop();
   }
   const ms = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(1));
@@ -347,9 +415,11 @@ async function main(): Promise<void> {
   console.log('\nstalled viewer (never reads), 300 frames published back to back; memory after GC:');
   console.log(table(
     ['server', 'frames', 'retained buffers MiB', 'RSS growth MiB', 'RSS MiB'],
-    stalls.map((s) => [s.server, String(s.published), s.retained.toFixed(2), s.rssGrowth.toFixed(1), s.rss.toFixed(0)]),
+    stalls.map((s) => [s.server, String(s.published), Number.isNaN(s.retained) ? '-' : s.retained.toFixed(2), s.rssGrowth.toFixed(1), s.rss.toFixed(0)]),
   ));
   const w = stalls.find((s) => s.server === 'wharf');
+  const wave = stalls.find((s) => s.server === 'wave');
+  if (w && wave) console.log(`RSS growth for the stalled viewer: wharf ${w.rssGrowth.toFixed(1)} MiB vs Wave ${wave.rssGrowth.toFixed(1)} MiB`);
   const b = stalls.find((s) => s.server === 'baseline');
   if (w && b) console.log(`\nretained for the stalled viewer: wharf ${w.retained.toFixed(2)} MiB vs baseline ${b.retained.toFixed(2)} MiB` +
     ` (${(w.retained / b.retained).toFixed(3)}x); RSS growth ${w.rssGrowth.toFixed(1)} vs ${b.rssGrowth.toFixed(1)} MiB`);

@@ -1,186 +1,50 @@
-// Uploads over loopback into a data dir: wharf against node:http + busboy + fs.createWriteStream,
-// formidable and multer (Express), plus a server that parses nothing and drops the body (the
-// ceiling) and `floor`: no parsing, only the syscalls wharf's layout needs (the most any server
-// storing that layout could reach). Each server runs in a child process of its own (pinned to CPU 1 with `taskset` when
-// there is one, the client pinned to CPU 0), one fresh process per scenario, so each peak RSS
-// (VmHWM) belongs to one scenario. Bodies are generated on the fly, never held whole.
+// Uploads over loopback into a data dir: wharf against H2O Wave's own Go server (when
+// ../shared/peers/wave/run exists), node:http + busboy + fs.createWriteStream, formidable and
+// multer (Express), plus `discard` (node:http dropping the body: Node's own floor, in speed and in
+// peak RSS) and `floor` (no parsing, only the syscalls wharf's atomic layout needs). The servers
+// are in bench/upload-servers.ts and bench/wave.ts, where they store in bench/upload-disk.ts.
 //
-//   node dist/bench/uploads.js [--quick] [--only=wharf,busboy] [--scenarios=big,small,concurrent] [--data-dir=/somewhere]
-//                              [--also=LABEL=PATH/lib/index.js]   (another build of wharf, e.g. a previous commit's)
+//   node dist/bench/uploads.js [--quick] [--runs=N] [--only=wharf,wave,busboy] [--scenarios=big,small,concurrent]
+//                              [--alone] [--data-dir=/somewhere] [--also=LABEL=PATH/lib/index.js] [--json=FILE]
 //
 // Scenarios: one big file (MiB/s), 1,000 files of 10 KiB in one request (files/s), 64 concurrent
-// 1 MiB uploads (req/s). Figures are medians of the runs; "CPU" is the server's user+system time
-// per run, a steadier yardstick than throughput on a busy machine. Small files are kept until the
-// end: on ext4, creating an inode gets slower the more inodes were deleted in the last seconds
-// (`recently_deleted`), so deleting between runs would measure the cleanup, not the servers.
+// 1 MiB uploads (req/s). Each server is a process of its own (pinned to CPU 1 with taskset when
+// there is one, this client to CPU 0), fresh for each scenario, storing into a fresh file system of
+// its own (upload-disk.ts) from which what each run stored is removed right after it: every server's
+// files handled the same way. Servers take turns run by run, in a rotating order; median of the
+// runs after unmeasured warm-up runs. Beside each rate: the server's CPU seconds (user + system,
+// /proc) per GiB of file bytes stored, its peak RSS (VmHWM) in the scenario, and the spread of the
+// runs. `--alone`: afterwards each scenario again for each server alone — a fresh server process
+// and file system, no other server alive — its runs back to back.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { closeSync, createWriteStream, mkdirSync, openSync, readFileSync, renameSync, writevSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
-import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
+import { request, type IncomingMessage } from 'node:http';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
+import { createDisks, type Disk, type Disks } from './upload-disk.js';
+import { serve, type ScenarioKey } from './upload-servers.js';
+import { startWave, waveAvailable, WAVE_SKIPPED } from './wave.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const args = process.argv.slice(2);
+const arg = (name: string): string | undefined => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const quick = args.includes('--quick');
-const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',');
-const dataRoot = args.find((a) => a.startsWith('--data-dir='))?.slice(11) ?? tmpdir();
-const pick = args.find((a) => a.startsWith('--scenarios='))?.slice(12).split(',');
-const alsoArg = args.find((a) => a.startsWith('--also='))?.slice(7);
+const only = arg('only')?.split(',');
+const pick = arg('scenarios')?.split(',');
+const alsoArg = arg('also');
 const also = alsoArg === undefined ? undefined : { label: alsoArg.slice(0, alsoArg.indexOf('=')), path: resolve(alsoArg.slice(alsoArg.indexOf('=') + 1)) };
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
 
-// A kind not listed here is the label of the build given with `--also`.
-type Kind = string;
-const KINDS: Kind[] = ['wharf', 'busboy', 'formidable', 'multer', 'discard', 'floor'];
-// Rows that are no peer: left out of the peak RSS summary.
-const NOT_PEERS: Kind[] = ['discard', 'floor'];
-type ScenarioKey = 'big' | 'small' | 'concurrent';
+/** A kind not listed here is the label of the build given with `--also`. */
+const KINDS = ['wharf', 'wave', 'busboy', 'formidable', 'multer', 'discard', 'floor'];
 
-// ---- servers (child mode) --------------------------------------------------------------------
-
-async function serve(kind: Kind, dataDir: string, scenario: ScenarioKey, wharfAt?: string): Promise<void> {
-  const json = (res: ServerResponse, status: number, value: unknown): void => {
-    res.writeHead(status, { 'Content-Type': 'application/json' });
-    res.end(JSON.stringify(value));
-  };
-  let port: number;
-  if (kind === 'wharf' || wharfAt !== undefined) {
-    const { createFileServer } = (await import(wharfAt === undefined ? '../lib/index.js' : pathToFileURL(wharfAt).href)) as typeof import('../lib/index.js');
-    const files = createFileServer({ dataDir, anonymousUploads: true, warn: () => {} });
-    port = (await files.listen({ port: 0 })).port;
-  } else if (kind === 'busboy') {
-    const { default: busboy } = await import('busboy');
-    const srv = createServer((req, res) => {
-      const bb = busboy({ headers: req.headers, limits: { files: 100_000 } });
-      const names: string[] = [];
-      let writing = 0;
-      let parsed = false;
-      const done = (): void => {
-        if (parsed && writing === 0) json(res, 200, { files: names });
-      };
-      bb.on('file', (_name, stream, info) => {
-        const id = randomUUID();
-        names.push(`${id}/${info.filename}`);
-        writing++;
-        const out = createWriteStream(join(dataDir, id));
-        stream.pipe(out);
-        out.on('close', () => {
-          writing--;
-          done();
-        });
-      });
-      bb.on('close', () => {
-        parsed = true;
-        done();
-      });
-      bb.on('error', (err: Error) => json(res, 400, { error: err.message }));
-      req.pipe(bb);
-    });
-    srv.listen(0, '127.0.0.1');
-    await once(srv, 'listening');
-    port = (srv.address() as { port: number }).port;
-  } else if (kind === 'formidable') {
-    const { default: formidable } = await import('formidable');
-    const srv = createServer((req, res) => {
-      const form = formidable({ uploadDir: dataDir, maxFileSize: 2 ** 40, maxTotalFileSize: 2 ** 40, maxFiles: 100_000, allowEmptyFiles: true, minFileSize: 0 });
-      form.parse(req).then(
-        ([, files]) => json(res, 200, { files: (files['files'] ?? []).map((f) => f.newFilename) }),
-        (err: Error) => json(res, 400, { error: err.message }),
-      );
-    });
-    srv.listen(0, '127.0.0.1');
-    await once(srv, 'listening');
-    port = (srv.address() as { port: number }).port;
-  } else if (kind === 'multer') {
-    const { default: express } = await import('express');
-    const { default: multer } = await import('multer');
-    const upload = multer({
-      storage: multer.diskStorage({ destination: dataDir, filename: (_req, _file, cb) => cb(null, randomUUID()) }),
-      limits: { files: 100_000 },
-    });
-    const app = express();
-    app.post('/_f/', upload.array('files', 100_000), (req, res) => {
-      res.json({ files: ((req as unknown as { files: Array<{ filename: string }> }).files ?? []).map((f) => f.filename) });
-    });
-    const srv = app.listen(0, '127.0.0.1');
-    await once(srv, 'listening');
-    port = (srv.address() as { port: number }).port;
-  } else if (kind === 'floor') {
-    // The least any server can do to store a scenario in wharf's layout (docs/protocol.md §1,
-    // atomic). Small files: the body is read unparsed, its parts only counted by their delimiters, then each part
-    // costs the layout's syscalls, on the event loop with no stream or promise: mkdir a temp
-    // directory, open, one 10 KiB writev, close, rename the directory to f/<id>. No check, no
-    // cleanup: what is left is the file system's price for two inodes and a rename per file. That
-    // price swings with the disk's state (ext4 skips inodes deleted in the last seconds when it
-    // allocates one, and anyone's deletes make that scan longer): read it against the same run only.
-    const temp = join(dataDir, '.wharf-tmp');
-    const files = join(dataDir, 'f');
-    mkdirSync(temp, { recursive: true });
-    mkdirSync(files, { recursive: true });
-    const data = Buffer.alloc(10 * KiB, 1);
-    let seq = 0;
-    // One streamed file (the other scenarios): the raw body, never parsed, goes to a staged file as
-    // it arrives, one writev per socket read on the event loop (wharf's own way for a file's first
-    // MiB), then close and rename the staged directory to f/<id>.
-    const streamed = (req: IncomingMessage, res: ServerResponse): void => {
-      const dir = join(temp, String(++seq));
-      mkdirSync(dir);
-      const fd = openSync(join(dir, 'body.bin'), 'wx');
-      req.on('data', (chunk: Buffer) => writevSync(fd, [chunk]));
-      req.on('end', () => {
-        closeSync(fd);
-        const id = randomUUID();
-        renameSync(dir, join(files, id));
-        json(res, 200, { files: [`${id}/body.bin`] });
-      });
-    };
-    const srv = createServer(scenario !== 'small' ? streamed : (req, res) => {
-      const delimiter = Buffer.from(`\r\n--${/boundary=(\S+)/.exec(req.headers['content-type'] ?? '')?.[1] ?? ''}`);
-      let carry = Buffer.alloc(2);
-      carry.write('\r\n');
-      let parts = -1; // the closing delimiter is no part
-      req.on('data', (chunk: Buffer) => {
-        const text = Buffer.concat([carry, chunk]);
-        for (let at = text.indexOf(delimiter); at >= 0; at = text.indexOf(delimiter, at + delimiter.length)) parts++;
-        carry = text.subarray(Math.max(0, text.length - delimiter.length + 1));
-      });
-      req.on('end', () => {
-        const names: string[] = [];
-        for (let i = 0; i < parts; i++) {
-          const dir = join(temp, String(++seq));
-          mkdirSync(dir);
-          const fd = openSync(join(dir, `f${i}.bin`), 'wx');
-          writevSync(fd, [data]);
-          closeSync(fd);
-          const id = randomUUID();
-          renameSync(dir, join(files, id));
-          names.push(`${id}/f${i}.bin`);
-        }
-        json(res, 200, { files: names });
-      });
-    });
-    srv.listen(0, '127.0.0.1');
-    await once(srv, 'listening');
-    port = (srv.address() as { port: number }).port;
-  } else {
-    const srv = createServer((req, res) => {
-      req.resume();
-      req.on('end', () => json(res, 200, { files: [] }));
-    });
-    srv.listen(0, '127.0.0.1');
-    await once(srv, 'listening');
-    port = (srv.address() as { port: number }).port;
-  }
-  process.stdout.write(`PORT ${port}\n`);
-}
-
-// ---- client (parent mode) --------------------------------------------------------------------
+// ---- client ----------------------------------------------------------------------------------
 
 const BOUNDARY = '----wharfbench' + randomBytes(8).toString('hex');
 const head = (name: string): Buffer =>
@@ -194,13 +58,37 @@ interface Body {
   length: number;
 }
 
+/** Pieces smaller than this are copied together into buffers of about this size. */
+const COALESCE = 256 * KiB;
+
 function bodyOf(files: Array<{ name: string; data: Buffer[] }>): Body {
-  const pieces: Buffer[] = [];
+  const raw: Buffer[] = [];
   files.forEach((f, i) => {
-    if (i > 0) pieces.push(CRLF);
-    pieces.push(head(f.name), ...f.data);
+    if (i > 0) raw.push(CRLF);
+    raw.push(head(f.name), ...f.data);
   });
-  pieces.push(TAIL);
+  raw.push(TAIL);
+  // A write per small piece (2,001 of them for 1,000 small files) would make this client, not the
+  // server, what a run measures: small pieces go out in buffers of COALESCE bytes.
+  const pieces: Buffer[] = [];
+  let run: Buffer[] = [];
+  let size = 0;
+  const flush = (): void => {
+    if (run.length) pieces.push(run.length === 1 ? run[0]! : Buffer.concat(run, size));
+    run = [];
+    size = 0;
+  };
+  for (const piece of raw) {
+    if (piece.length >= COALESCE) {
+      flush();
+      pieces.push(piece);
+      continue;
+    }
+    run.push(piece);
+    size += piece.length;
+    if (size >= COALESCE) flush();
+  }
+  flush();
   return { pieces, length: pieces.reduce((n, p) => n + p.length, 0) };
 }
 
@@ -223,18 +111,23 @@ function post(port: number, body: Body): Promise<void> {
   });
 }
 
-interface Server {
-  child: ChildProcess;
+// ---- servers ---------------------------------------------------------------------------------
+
+interface Running {
+  kind: string;
   port: number;
-  dir: string;
+  pid: number;
+  disk: Disk;
+  stop(): Promise<void>;
 }
 
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 
-async function startServer(kind: Kind, dir: string, scenario: ScenarioKey): Promise<Server> {
+async function startNode(kind: string, disk: Disk, scenario: ScenarioKey): Promise<Running> {
   const cmd = hasTaskset ? 'taskset' : process.execPath;
-  const argv = [...(hasTaskset ? ['-c', '1', process.execPath] : []), SELF, '--serve', kind, dir, scenario, ...(kind === also?.label ? [also.path] : [])];
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const argv = [...(hasTaskset ? ['-c', '1', process.execPath] : []), SELF, '--serve', kind, disk.dir, scenario, ...(kind === also?.label ? [also.path] : [])];
+  const child: ChildProcess = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = once(child, 'exit');
   let out = '';
   const port = await new Promise<number>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
@@ -244,7 +137,22 @@ async function startServer(kind: Kind, dir: string, scenario: ScenarioKey): Prom
     });
     child.once('exit', (code) => reject(new Error(`${kind} server exited ${code}`)));
   });
-  return { child, port, dir };
+  return { kind, port, pid: child.pid!, disk, stop: async () => void (child.kill('SIGKILL'), await exited) };
+}
+
+/** Wave spools a big part to a temp file first (Go's multipart): its TMPDIR is on its own disk, as everyone's temp files are. */
+async function startWaveOn(disk: Disk): Promise<Running> {
+  const tmp = join(disk.dir, 'tmp');
+  mkdirSync(tmp);
+  const before = process.env['TMPDIR'];
+  process.env['TMPDIR'] = tmp;
+  try {
+    const wave = await startWave({ dataDir: disk.dir, cpu: 1 });
+    return { kind: 'wave', port: wave.port, pid: wave.pid, disk, stop: wave.stop };
+  } finally {
+    if (before === undefined) delete process.env['TMPDIR'];
+    else process.env['TMPDIR'] = before;
+  }
 }
 
 function procStats(pid: number): { hwm: number; cpu: number } {
@@ -256,40 +164,35 @@ function procStats(pid: number): { hwm: number; cpu: number } {
   return { hwm, cpu: ticks / 100 };
 }
 
-async function stopServer(s: Server): Promise<void> {
-  const exited = once(s.child, 'exit');
-  s.child.kill('SIGKILL');
-  await exited;
-}
+// What servers keep there that is not an upload: the file system's own, and their own state.
+const KEEP = new Set(['lost+found', '.wharf-tmp', '.wharf-usage', '.wharf-expiry']);
+const EMPTY = new Set(['f', 'tmp']);
 
+/** Removes what a run stored: everything but the servers' own state (f/ and Wave's tmp/ emptied). */
 async function clear(dir: string): Promise<void> {
   for (const name of await readdir(dir)) {
-    if (name === 'f' || name === '.wharf-tmp') {
-      for (const inner of await readdir(join(dir, name))) await rm(join(dir, name, inner), { recursive: true, force: true });
-    } else await rm(join(dir, name), { recursive: true, force: true });
+    if (KEEP.has(name)) continue;
+    if (!EMPTY.has(name)) await rm(join(dir, name), { recursive: true, force: true });
+    else for (const inner of await readdir(join(dir, name))) await rm(join(dir, name, inner), { recursive: true, force: true });
   }
 }
+
+// ---- scenarios -------------------------------------------------------------------------------
 
 interface Scenario {
   key: ScenarioKey;
   name: string;
   unit: string;
-  /** Remove what each run stored right after it (big files); otherwise only at the very end. */
-  clearEachRun: boolean;
   /** Unmeasured runs first: a server runs for days, so its JIT warm-up is not what is measured. */
   warmups: number;
-  /** One measured run; resolves with how many units it moved. */
+  /** File bytes one run stores, and the most its server may hold on disk at once (Wave spools a big file before it copies it). */
+  bytes: number;
+  disk: number;
+  /** One run; resolves with how many units it moved. */
   run(port: number): Promise<number>;
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
-
-async function main(): Promise<void> {
-  if (hasTaskset) spawnSync('taskset', ['-cp', '0', String(process.pid)], { stdio: 'ignore' });
-  const runs = quick ? 1 : 7;
+function scenarios(): Scenario[] {
   const bigSize = quick ? 64 * MiB : 512 * MiB;
   const smallCount = quick ? 200 : 1000;
   const concurrent = quick ? 16 : 64;
@@ -297,77 +200,167 @@ async function main(): Promise<void> {
   const big = bodyOf([{ name: 'big.bin', data: Array.from({ length: bigSize / MiB }, () => block) }]);
   const small = bodyOf(Array.from({ length: smallCount }, (_, i) => ({ name: `f${i}.bin`, data: [block.subarray(i, i + 10 * KiB)] })));
   const one = bodyOf([{ name: 'one.bin', data: [block] }]);
-  const scenarios: Scenario[] = [
-    { key: 'big', name: `1 file of ${bigSize / MiB} MiB`, unit: 'MiB/s', clearEachRun: true, warmups: 1, run: async (port) => (await post(port, big), bigSize / MiB) },
-    { key: 'small', name: `${smallCount} files of 10 KiB, 1 request`, unit: 'files/s', clearEachRun: false, warmups: quick ? 1 : 5, run: async (port) => (await post(port, small), smallCount) },
+  return [
+    { key: 'big', name: `1 file of ${bigSize / MiB} MiB`, unit: 'MiB/s', warmups: 1, bytes: bigSize, disk: 2 * bigSize, run: async (port) => (await post(port, big), bigSize / MiB) },
     {
-      key: 'concurrent',
-      name: `${concurrent} concurrent 1 MiB uploads`,
-      unit: 'req/s',
-      clearEachRun: false,
-      warmups: quick ? 1 : 3,
+      key: 'small', name: `${smallCount} files of 10 KiB, 1 request`, unit: 'files/s', warmups: quick ? 1 : 5, bytes: smallCount * 10 * KiB, disk: smallCount * 16 * KiB,
+      run: async (port) => (await post(port, small), smallCount),
+    },
+    {
+      key: 'concurrent', name: `${concurrent} concurrent 1 MiB uploads`, unit: 'req/s', warmups: quick ? 1 : 3, bytes: concurrent * MiB, disk: 2 * concurrent * MiB,
       run: async (port) => (await Promise.all(Array.from({ length: concurrent }, () => post(port, one))), concurrent),
     },
   ];
-  const kinds = KINDS.filter((k) => !only || only.includes(k));
-  if (also) kinds.splice(1, 0, also.label);
-  const root = await mkdtemp(join(dataRoot, 'wharf-bench-uploads-'));
-  const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-  console.log(`uploads over loopback into ${dataRoot}, ${runs === 1 ? '1 run' : `median of ${runs} runs`} each, servers taking turns run by run; ` +
-    `servers ${hasTaskset ? 'pinned to CPU 1, client to CPU 0' : 'not pinned (no taskset)'}; load average before: ${load}`);
-  const rows: Array<{ scenario: string; unit: string; kind: Kind; rate: number; cpu: number; hwm: number }> = [];
+}
+
+interface Row {
+  scenario: string;
+  key: ScenarioKey;
+  unit: string;
+  kind: string;
+  rate: number;
+  /** (max − min) / median of the runs. */
+  spread: number;
+  /** Server CPU seconds per GiB of file bytes stored. */
+  cpuPerGiB: number;
+  hwm: number;
+  /** Every measured run's rate, in the order run. */
+  runs: number[];
+  /** The server's CPU time over the wall time of a run (median): under 1 when it waited (for the client, the disk, or the CPU). */
+  busy: number;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Runs `scenario` against `servers`, taking turns run by run; one row per server. */
+async function measure(scenario: Scenario, servers: Running[], runs: number): Promise<Row[]> {
+  const busy = servers.map(() => [] as number[]);
+  const attempt = async (s: Running): Promise<number> => {
+    const c0 = procStats(s.pid).cpu;
+    const t0 = performance.now();
+    const units = await scenario.run(s.port).catch((err: Error) => {
+      throw new Error(`${s.kind}: ${scenario.name}: ${err.message}`);
+    });
+    const wall = (performance.now() - t0) / 1000;
+    const rate = units / wall;
+    busy[servers.indexOf(s)]!.push((procStats(s.pid).cpu - c0) / wall);
+    await clear(s.disk.dir);
+    s.disk.settle();
+    return rate;
+  };
+  for (let i = 0; i < scenario.warmups; i++) for (const s of servers) await attempt(s);
+  for (const b of busy) b.length = 0;
+  const cpu0 = servers.map((s) => procStats(s.pid).cpu);
+  const rates = servers.map(() => [] as number[]);
+  // A rotating order, so that a burst of load elsewhere on the machine hits them all alike.
+  for (let i = 0; i < runs; i++) {
+    for (let k = 0; k < servers.length; k++) {
+      const at = (k + i) % servers.length;
+      rates[at]!.push(await attempt(servers[at]!));
+    }
+  }
+  return servers.map((s, k) => {
+    const { hwm, cpu } = procStats(s.pid);
+    const r = rates[k]!;
+    const mid = median(r);
+    return { scenario: scenario.name, key: scenario.key, unit: scenario.unit, kind: s.kind, rate: mid, spread: (Math.max(...r) - Math.min(...r)) / mid, cpuPerGiB: (cpu - cpu0[k]!) / ((runs * scenario.bytes) / GiB), hwm, runs: r, busy: median(busy[k]!) };
+  });
+}
+
+/** Starts `kinds` (each on a fresh disk), measures `scenario` against them, and stops them. */
+async function round(disks: Disks, scenario: Scenario, kinds: string[], runs: number, tag: string): Promise<Row[]> {
+  const servers: Running[] = [];
   try {
-    for (const [n, scenario] of scenarios.entries()) {
-      if (pick && !pick.includes(scenario.key)) continue;
-      const servers: Server[] = [];
+    for (const kind of kinds) {
+      const disk = await disks.make(`${tag}-${scenario.key}-${kind}`, scenario.disk);
       try {
-        for (const kind of kinds) {
-          const dir = join(root, `${n}-${kind}`);
-          await mkdir(dir, { recursive: true });
-          servers.push(await startServer(kind, dir, scenario.key));
-        }
-        const rates = servers.map(() => [] as number[]);
-        for (let i = 0; i < scenario.warmups; i++) {
-          for (const s of servers) {
-            await scenario.run(s.port);
-            if (scenario.clearEachRun) await clear(s.dir);
-          }
-        }
-        const cpu0 = servers.map((s) => procStats(s.child.pid!).cpu);
-        // Servers take turns, one run each, so a burst of load elsewhere on the machine hits them all alike.
-        for (let i = 0; i < runs; i++) {
-          for (let k = 0; k < servers.length; k++) {
-            const at = (k + i) % servers.length;
-            const s = servers[at]!;
-            const t0 = performance.now();
-            const units = await scenario.run(s.port).catch((err: Error) => {
-              throw new Error(`${kinds[at]}: ${scenario.name}: ${err.message}`);
-            });
-            rates[at]!.push(units / ((performance.now() - t0) / 1000));
-            if (scenario.clearEachRun) await clear(s.dir);
-          }
-        }
-        servers.forEach((s, k) => {
-          const { hwm, cpu } = procStats(s.child.pid!);
-          rows.push({ scenario: scenario.name, unit: scenario.unit, kind: kinds[k]!, rate: median(rates[k]!), cpu: (cpu - cpu0[k]!) / runs, hwm });
-        });
-      } finally {
-        for (const s of servers) await stopServer(s);
+        servers.push(kind === 'wave' ? await startWaveOn(disk) : await startNode(kind, disk, scenario.key));
+      } catch (err) {
+        await disk.dispose();
+        throw err;
       }
     }
+    return await measure(scenario, servers, runs);
   } finally {
-    await rm(root, { recursive: true, force: true });
+    for (const s of servers) {
+      await s.stop();
+      await s.disk.dispose();
+    }
   }
-  const pad = (s: string, n: number): string => s.padStart(n);
-  console.log(`\n${'scenario'.padEnd(34)}${'server'.padEnd(12)}${pad('rate', 16)}${pad('vs busboy', 11)}${pad('CPU s/run', 11)}${pad('CPU vs busboy', 15)}${pad('peak RSS', 11)}`);
-  for (const r of rows) {
-    const ref = rows.find((x) => x.scenario === r.scenario && x.kind === 'busboy');
-    const ratio = ref ? `${(r.rate / ref.rate).toFixed(2)}x` : '-';
-    const cpu = ref ? `${(r.cpu / ref.cpu).toFixed(2)}x` : '-';
-    console.log(`${r.scenario.padEnd(34)}${r.kind.padEnd(12)}${pad(`${r.rate.toFixed(0)} ${r.unit}`, 16)}${pad(ratio, 11)}${pad(r.cpu.toFixed(2), 11)}${pad(cpu, 15)}${pad(`${(r.hwm / MiB).toFixed(0)} MiB`, 11)}`);
+}
+
+// ---- report ----------------------------------------------------------------------------------
+
+/**
+ * `a` against `b` in one scenario: the median of their per-round ratios (run i of one against run i
+ * of the other, minutes apart at most), which a drift of the machine's speed over the rounds
+ * cancels out of; the ratio of the medians would not.
+ */
+function ratioOf(a: Row, b: Row): number {
+  return median(a.runs.map((x, i) => x / b.runs[i]!));
+}
+
+function table(rows: Row[]): string {
+  const ratio = (r: Row, kind: string): string => {
+    const ref = rows.find((x) => x.key === r.key && x.kind === kind);
+    return ref ? `${ratioOf(r, ref).toFixed(2)}x` : '-';
+  };
+  const cells = rows.map((r) => [r.scenario, r.kind, `${r.rate.toFixed(0)} ${r.unit}`, `${(r.spread * 100).toFixed(0)}%`, ratio(r, 'wave'), ratio(r, 'busboy'),
+    r.cpuPerGiB.toFixed(2), `${(r.hwm / MiB).toFixed(0)} MiB`]);
+  const headRow = ['scenario', 'server', 'rate (median)', 'spread', 'vs Wave', 'vs busboy', 'CPU s/GiB', 'peak RSS'];
+  const w = headRow.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: string[]): string => c.map((x, i) => (i < 2 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ');
+  return [line(headRow), ...cells.map(line)].join('\n');
+}
+
+/** The ratios this bench is read by: wharf's rate against each other row, its RSS against Wave's and Node's floor. */
+function summary(rows: Row[]): string {
+  const out: string[] = [];
+  for (const key of new Set(rows.map((r) => r.key))) {
+    const of = (kind: string): Row | undefined => rows.find((r) => r.key === key && r.kind === kind);
+    const wharf = of('wharf');
+    if (!wharf) continue;
+    const others = rows.filter((r) => r.key === key && r.kind !== 'wharf');
+    out.push(`${wharf.scenario}: wharf ÷ ${others.map((r) => `${r.kind} ${ratioOf(wharf, r).toFixed(2)}x`).join(', ')}`);
+    const wave = of('wave');
+    const discard = of('discard');
+    if (key === 'concurrent') {
+      out.push(`  peak RSS: wharf ${(wharf.hwm / MiB).toFixed(0)} MiB` +
+        (wave ? `, ${(wharf.hwm / wave.hwm).toFixed(2)}x Wave's ${(wave.hwm / MiB).toFixed(0)} MiB` : '') +
+        (discard ? `; Node's floor (node:http, body dropped) ${(discard.hwm / MiB).toFixed(0)} MiB${wave ? ` = ${(discard.hwm / wave.hwm).toFixed(2)}x Wave's` : ''}` : ''));
+    }
   }
-  const peak = (k: Kind): number => Math.max(...rows.filter((r) => r.kind === k).map((r) => r.hwm));
-  console.log(`\npeak RSS over all scenarios: ${kinds.filter((k) => !NOT_PEERS.includes(k)).map((k) => `${k} ${(peak(k) / MiB).toFixed(0)} MiB`).join(', ')}`);
+  return out.join('\n');
+}
+
+async function main(): Promise<void> {
+  if (hasTaskset) spawnSync('taskset', ['-cp', '0', String(process.pid)], { stdio: 'ignore' });
+  const runs = Number(arg('runs') ?? (quick ? 1 : 7));
+  const kinds = KINDS.filter((k) => (!only || only.includes(k)) && (k !== 'wave' || waveAvailable()));
+  if (also) kinds.splice(1, 0, also.label);
+  const disks = await createDisks(arg('data-dir'));
+  const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  console.log(`uploads over loopback into ${disks.note}; ${runs === 1 ? '1 run' : `median of ${runs} runs`} each, servers taking turns run by run; ` +
+    `servers ${hasTaskset ? 'pinned to CPU 1, client to CPU 0' : 'not pinned (no taskset)'}; load average before: ${load}`);
+  if (!waveAvailable() && (!only || only.includes('wave'))) console.log(WAVE_SKIPPED);
+  const chosen = scenarios().filter((s) => !pick || pick.includes(s.key));
+  const together: Row[] = [];
+  const alone: Row[] = [];
+  try {
+    for (const scenario of chosen) together.push(...(await round(disks, scenario, kinds, runs, 'together')));
+    if (args.includes('--alone')) {
+      for (const scenario of chosen) for (const kind of kinds) alone.push(...(await round(disks, scenario, [kind], runs, 'alone')));
+    }
+  } finally {
+    await disks.close();
+  }
+  const loadAfter = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  console.log(`\n${table(together)}\n\n${summary(together)}`);
+  if (alone.length) console.log(`\neach server alone (a fresh process and file system, no other server alive):\n${table(alone)}\n\n${summary(alone)}`);
+  if (args.includes('--verbose')) for (const r of [...together, ...alone]) console.log(`${r.scenario}, ${r.kind}: ${r.runs.map((x) => x.toFixed(0)).join(' ')} ${r.unit}; CPU/wall ${r.busy.toFixed(2)}`);
+  console.log(`\nload average after: ${loadAfter}`);
+  const json = arg('json');
+  if (json) writeFileSync(json, JSON.stringify({ load: [load, loadAfter], together, alone }, null, 1));
 }
 
 if (args[0] === '--serve') {
