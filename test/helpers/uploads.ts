@@ -137,7 +137,13 @@ export async function settledFds(want: number, ms = 3000): Promise<number> {
 export async function tree(dir: string): Promise<string[]> {
   const out: string[] = [];
   const walk = async (rel: string): Promise<void> => {
-    for (const e of await readdir(join(dir, rel), { withFileTypes: true })) {
+    // A directory listed a moment ago may be gone by now (an upload committed or cleaned up while
+    // we walk): it is not there, which is no error. The top one must exist.
+    const entries = await readdir(join(dir, rel), { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+      if (rel !== '' && err.code === 'ENOENT') return [];
+      throw err;
+    });
+    for (const e of entries) {
       const r = rel ? `${rel}/${e.name}` : e.name;
       if (e.isDirectory()) {
         out.push(`${r}/`);
