@@ -8,6 +8,7 @@ import { createFileServer, WharfError } from '../lib/index.js';
 import { startWharfProcess } from './helpers/command.js';
 import { rawGet } from './helpers/raw-http.js';
 import { form, get, send, serve, tempDir } from './helpers/uploads.js';
+import { serveOn, storageTest } from './helpers/storages.js';
 
 /** A site: index pages at the top and in guide/, a directory without one, a dot-directory with one. */
 async function site(t: { after(fn: () => Promise<void>): void }): Promise<string> {
@@ -30,8 +31,8 @@ async function site(t: { after(fn: () => Promise<void>): void }): Promise<string
 
 const location = (a: { headers: Record<string, unknown> }): string => String(a.headers.location);
 
-test('a directory upload: <id> redirects to <id>/, which serves its index.html; so does a directory in it', async (t) => {
-  const { url, files } = await serve(t);
+storageTest('a directory upload: <id> redirects to <id>/, which serves its index.html; so does a directory in it', async (t, storage) => {
+  const { url, files } = await serveOn(storage, t);
   const [tree] = await files.site.uploadDir(await site(t));
   const id = tree!.slice('/_f/'.length);
 
@@ -64,8 +65,8 @@ test('a directory upload: <id> redirects to <id>/, which serves its index.html; 
   assert.equal((await get(url, `${plainId}/`)).status, 404);
 });
 
-test("an end user's directory upload: its index page keeps the end user's rules (sandboxed, saved, never rendered)", async (t) => {
-  const { url } = await serve(t);
+storageTest("an end user's directory upload: its index page keeps the end user's rules (sandboxed, saved, never rendered)", async (t, storage) => {
+  const { url } = await serveOn(storage, t);
   const up = await send(url, 'POST', '/_f/', form([{ filename: 'index.html', contentType: 'text/html', data: '<script>alert(1)</script>' }]), {
     'Content-Type': 'multipart/form-data; boundary=----wharf-test-boundary-7MA4YWxkTrZu0gW', 'Wave-Directory-Upload': 'True',
   });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { RECORD_NAME } from '../lib/uploads/upload-record.js';
 import { WharfError } from '../lib/index.js';
 import type { UploadEvent } from '../lib/index.js';
+import { serveOn, storageTest } from './helpers/storages.js';
 import { EMPTY, get, layout, openFds, serve, settledFds, sha256, staged, tempDir, tree, upload } from './helpers/uploads.js';
 
 const isWharf = (code: string, status?: number) => (e: unknown): boolean =>
@@ -16,8 +17,8 @@ const isWharf = (code: string, status?: number) => (e: unknown): boolean =>
 /** `{base}_f/<id>/<rest>` → rest (still encoded): what must be equal between HTTP and site uploads. */
 const shape = (path: string): string => path.replace(/^\/_f\/[0-9a-f-]{36}/, '/_f/<id>');
 
-test('site.upload: the same answer as an HTTP upload of the same files, copies stored whole', async (t) => {
-  const { files, url, dataDir } = await serve(t);
+storageTest('site.upload: the same answer as an HTTP upload of the same files, copies stored whole', async (t, storage) => {
+  const { files, url, dataDir } = await serveOn(storage, t);
   const work = await tempDir(t);
   const names = ['report.csv', 'with space #1?.txt', 'résumé 100%.pdf'];
   const datas = names.map((_, i) => randomBytes(10_000 * (i + 1)));
@@ -29,6 +30,8 @@ test('site.upload: the same answer as an HTTP upload of the same files, copies s
   assert.deepEqual(paths.map(shape), http.json.files.map(shape));
   for (const [i, p] of paths.entries()) assert.equal(sha256((await get(url, p)).body), sha256(datas[i]!));
   assert.equal(progress.at(-1), 1);
+  // With S3 nothing is staged on disk, and the SDK keeps its connections to the store open.
+  if (storage === 's3') return;
   assert.deepEqual(await staged(dataDir), []);
   assert.equal(await settledFds(before), before);
 });
@@ -57,8 +60,8 @@ test('site.uploadDir: the same tree as an HTTP directory upload; a symlinked fil
   assert.equal((await get(url, `${path}/js/lib/x%20y%23.js`)).status, 200);
 });
 
-test('site.download: into a directory (keeping the name) or to a file path, via a temp file next to it', async (t) => {
-  const { files } = await serve(t);
+storageTest('site.download: into a directory (keeping the name) or to a file path, via a temp file next to it', async (t, storage) => {
+  const { files } = await serveOn(storage, t);
   const work = await tempDir(t);
   const data = randomBytes(300_000);
   await writeFile(join(work, 'src name #1.bin'), data);
@@ -90,8 +93,8 @@ test('site.download: into a directory (keeping the name) or to a file path, via 
   await assert.rejects(files.site.download(path!, out, { signal: AbortSignal.abort() }), isWharf('ABORTED'));
 });
 
-test('site.download and site.unload take the path as returned, fully percent-encoded, or hand-built with a stray %', async (t) => {
-  const { files } = await serve(t);
+storageTest('site.download and site.unload take the path as returned, fully percent-encoded, or hand-built with a stray %', async (t, storage) => {
+  const { files } = await serveOn(storage, t);
   const work = await tempDir(t);
   const out = join(work, 'out');
   await mkdir(out);
@@ -118,8 +121,8 @@ test('site.download and site.unload take the path as returned, fully percent-enc
   for (const p of paths.slice(0, 2)) await assert.rejects(files.site.download(p, out), isWharf('NOT_FOUND', 404), p);
 });
 
-test('site.unload: the upload is gone for GET; unloading it again or a foreign URL is a 404 error', async (t) => {
-  const { files, url, dataDir } = await serve(t);
+storageTest('site.unload: the upload is gone for GET; unloading it again or a foreign URL is a 404 error', async (t, storage) => {
+  const { files, url, stored } = await serveOn(storage, t);
   const work = await tempDir(t);
   await writeFile(join(work, 'a.txt'), 'a');
   const [path] = await files.site.upload([join(work, 'a.txt')]);
@@ -132,7 +135,7 @@ test('site.unload: the upload is gone for GET; unloading it again or a foreign U
   const http = await upload(url, [{ filename: 'b.txt', data: 'b' }]);
   await files.site.unload(http.json.files[0]);
   assert.equal((await get(url, http.json.files[0])).status, 404, 'unload works on an HTTP upload');
-  assert.deepEqual(await layout(dataDir), EMPTY);
+  assert.deepEqual(await stored(), []);
 });
 
 test('site.*: the same refusals as HTTP, all-or-nothing', async (t) => {

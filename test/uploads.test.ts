@@ -9,6 +9,7 @@ import { RECORD_NAME } from '../lib/uploads/upload-record.js';
 import { EMPTY, KEY, MULTIPART, TAIL, form, get, openFds, partHead, settledFds, pieces, repeat, send, serve, settledTree, sha256, sleep, staged, layout, tempDir, tree, upload, type FormPart } from './helpers/uploads.js';
 import { rawPost } from './helpers/raw-http.js';
 import { defer } from './helpers/defer.js';
+import { serveOn, settles, storageTest } from './helpers/storages.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -20,8 +21,8 @@ function split(path: string, base = '/'): [string, string] {
   return [rest.slice(0, slash), rest.slice(slash + 1)];
 }
 
-test('POST _f/: each file under a fresh id, answered in order, and every path GETs the file back', async (t) => {
-  const { url, dataDir } = await serve(t);
+storageTest('POST _f/: each file under a fresh id, answered in order, and every path GETs the file back', async (t, storage) => {
+  const { url, dataDir } = await serveOn(storage, t);
   const names = ['plain.txt', 'with space.txt', 'hash#tag.txt', 'what?.txt', '100%.txt', 'résumé 日本語 🚀.txt', 'a+b&c=d;e,f.txt', '.env'];
   const datas = names.map((_, i) => randomBytes(1000 + i * 3000));
   const before = openFds();
@@ -35,7 +36,7 @@ test('POST _f/: each file under a fresh id, answered in order, and every path GE
     assert.match(id, UUID);
     ids.add(id);
     assert.equal(shown, names[i]!.replace(/[%#?]/g, encodeURIComponent), 'the name as stored, as Wave returns it; only %, # and ? escaped');
-    assert.equal(sha256(await readFile(join(dataDir, 'f', id, names[i]!))), sha256(datas[i]!), 'the layout is <dataDir>/f/<id>/<name>');
+    if (storage === 'disk') assert.equal(sha256(await readFile(join(dataDir, 'f', id, names[i]!))), sha256(datas[i]!), 'the layout is <dataDir>/f/<id>/<name>');
     // Requested as a browser requests the returned path, and fully percent-encoded.
     for (const p of [path, `/_f/${id}/${encodeURIComponent(names[i]!)}`]) {
       const back = await get(url, p);
@@ -50,6 +51,7 @@ test('POST _f/: each file under a fresh id, answered in order, and every path GE
   const dl = await get(url, `${res.json.files[5]}?download`);
   assert.equal(dl.status, 200);
   assert.match(String(dl.headers['content-disposition']), /^attachment;.*filename\*=UTF-8''r%C3%A9sum%C3%A9/);
+  if (storage === 's3') return;
   assert.deepEqual(await staged(dataDir), [], 'no temp file left');
   assert.equal(await settledFds(before), before, 'no descriptor leaked');
 });
@@ -79,8 +81,8 @@ test('POST _f/: fields and file inputs with other names are read and dropped; on
   assert.equal(stored.filter((p) => p.endsWith(`/${RECORD_NAME}`)).length, 2, 'each upload id with its record');
 });
 
-test('POST _f/: filename* (RFC 5987) wins over filename; raw UTF-8 filename is accepted; names are stored NFC', async (t) => {
-  const { url } = await serve(t);
+storageTest('POST _f/: filename* (RFC 5987) wins over filename; raw UTF-8 filename is accepted; names are stored NFC', async (t, storage) => {
+  const { url } = await serveOn(storage, t);
   const res = await upload(url, [
     { filename: 'fallback.txt', filenameStar: "UTF-8''r%C3%A9sum%C3%A9%20%231.txt", data: 'star' },
     { filename: 'naïve café.txt', data: 'raw utf-8' },
@@ -93,8 +95,8 @@ test('POST _f/: filename* (RFC 5987) wins over filename; raw UTF-8 filename is a
   assert.equal((await get(url, res.json.files[2])).body.toString(), 'nfd');
 });
 
-test('POST _f/ directory upload: relative paths kept under one id', async (t) => {
-  const { url, dataDir } = await serve(t);
+storageTest('POST _f/ directory upload: relative paths kept under one id', async (t, storage) => {
+  const { url, dataDir } = await serveOn(storage, t);
   const files: Array<[string, Buffer]> = [
     ['index.html', Buffer.from('<script src="js/app.js"></script>')],
     ['js/app.js', Buffer.from('console.log(1)')],
@@ -113,13 +115,14 @@ test('POST _f/ directory upload: relative paths kept under one id', async (t) =>
       assert.equal(back.status, 200, rel);
       assert.equal(sha256(back.body), sha256(data), rel);
     }
+    if (storage === 's3') continue;
     assert.deepEqual(await tree(join(dataDir, 'f', id)), [RECORD_NAME, 'css/', 'css/a.css', 'index.html', 'js/', 'js/app.js', 'js/lib/', 'js/lib/deep er/', 'js/lib/deep er/x #1.js']);
     assert.deepEqual(JSON.parse(await readFile(join(dataDir, 'f', id, RECORD_NAME), 'utf8')), { v: 1, trust: 'user', via: 'anonymous' }, 'an anonymous upload: an end user\'s');
   }
 });
 
-test('POST _f/ directory upload: bad segments, clashing paths and an empty upload are 400 with nothing stored', async (t) => {
-  const { url, dataDir } = await serve(t);
+storageTest('POST _f/ directory upload: bad segments, clashing paths and an empty upload are 400 with nothing stored', async (t, storage) => {
+  const { url, stored } = await serveOn(storage, t);
   const dir = { 'Wave-Directory-Upload': 'True' };
   const cases: Array<[FormPart[], string, RegExp]> = [
     [[{ filename: 'ok.txt', data: 'x' }, { filename: 'a/../b.txt', data: 'x' }], 'BAD_FILENAME', /part 2: filename "a\/\.\.\/b\.txt" has a "\.\." segment/],
@@ -135,7 +138,7 @@ test('POST _f/ directory upload: bad segments, clashing paths and an empty uploa
     assert.equal(res.status, 400, JSON.stringify(parts));
     assert.equal(res.json.error, code);
     assert.match(res.json.message, message);
-    assert.deepEqual(await layout(dataDir), EMPTY, 'nothing stored');
+    assert.deepEqual(await stored(), [], 'nothing stored');
   }
   // Without the header (or with another value) a path is refused as in any plain upload.
   for (const headers of [{}, { 'Wave-Directory-Upload': 'False' }]) {
@@ -145,8 +148,8 @@ test('POST _f/ directory upload: bad segments, clashing paths and an empty uploa
   }
 });
 
-test('POST _f/: refused names are 400 naming the part, and nothing of the request is stored', async (t) => {
-  const { url, dataDir } = await serve(t);
+storageTest('POST _f/: refused names are 400 naming the part, and nothing of the request is stored', async (t, storage) => {
+  const { url, stored } = await serveOn(storage, t);
   const good: FormPart = { filename: 'good.txt', data: randomBytes(200_000) };
   const bad: Array<[FormPart, RegExp]> = [
     [{ filename: '../x', data: 'x' }, /contains "\/"/],
@@ -169,12 +172,12 @@ test('POST _f/: refused names are 400 naming the part, and nothing of the reques
     assert.equal(res.json.error, 'BAD_FILENAME');
     assert.match(res.json.message, /^part 3: filename/);
     assert.match(res.json.message, why);
-    assert.deepEqual(await layout(dataDir), EMPTY, `nothing stored for ${JSON.stringify(part)}`);
+    assert.deepEqual(await stored(), [], `nothing stored for ${JSON.stringify(part)}`);
   }
 });
 
-test('POST _f/: no file at all, a body that is not multipart, a malformed body: precise 4xx, nothing stored', async (t) => {
-  const { url, dataDir } = await serve(t);
+storageTest('POST _f/: no file at all, a body that is not multipart, a malformed body: precise 4xx, nothing stored', async (t, storage) => {
+  const { url, stored } = await serveOn(storage, t);
   let res = await upload(url, [{ name: 'note', data: 'x' }]);
   assert.equal(res.status, 400);
   assert.equal(res.json.error, 'NO_FILES');
@@ -187,7 +190,7 @@ test('POST _f/: no file at all, a body that is not multipart, a malformed body: 
   res = await send(url, 'POST', '/_f/', form([{ filename: 'x' }]), { 'Content-Type': 'multipart/form-data' });
   assert.equal(res.status, 400);
   assert.equal(res.json.error, 'MULTIPART_NO_BOUNDARY');
-  assert.deepEqual(await layout(dataDir), EMPTY);
+  assert.deepEqual(await stored(), []);
 });
 
 // Both write paths: with every write through the thread pool (a slow disk), files are still being
@@ -279,19 +282,20 @@ test('POST _f/: a slow but live upload is not cut off, and nothing of it is visi
   assert.equal(sha256((await get(url, JSON.parse(res.body).files[0])).body), sha256(data));
 });
 
-test('POST _f/: a client that sends half of a 20 MiB body and goes away leaves nothing, and the next upload works', async (t) => {
-  const { port, url, dataDir } = await serve(t);
+storageTest('POST _f/: a client that sends half of a 20 MiB body and goes away leaves nothing, and the next upload works', async (t, storage) => {
+  const { port, url, stored } = await serveOn(storage, t);
   const before = openFds();
   const mib = randomBytes(1024 * 1024);
   const length = 20 * 1024 * 1024 + 1000;
   const res = await rawPost(port, '/_f/', { 'Content-Type': MULTIPART, 'Content-Length': length },
     pieces(partHead({ filename: 'half.bin' }, true), repeat(mib, 20), TAIL), { destroyAfter: 10 * 1024 * 1024 });
   assert.equal(res.status, 0);
-  assert.deepEqual(await settledTree(dataDir), EMPTY, 'no temp file, no f/<id>');
+  await settles(async () => assert.deepEqual(await stored(), [], 'no temp file, no f/<id>, no unfinished multipart upload'));
   const next = await upload(url, [{ filename: 'next.txt', data: 'next' }]);
   assert.equal(next.status, 200);
   assert.equal((await get(url, next.json.files[0])).body.toString(), 'next');
-  assert.equal(await settledFds(before), before);
+  // With S3, the SDK keeps connections to the store open for the next request: not descriptors of the upload.
+  if (storage === 'disk') assert.equal(await settledFds(before), before);
 });
 
 test('POST _f/: 50 concurrent uploads of distinct files all arrive intact', async (t) => {
@@ -307,8 +311,8 @@ test('POST _f/: 50 concurrent uploads of distinct files all arrive intact', asyn
   assert.equal(ids.size, 50);
 });
 
-test('DELETE _f/<id>: needs a key, removes the whole upload, 404 when absent, never touches anything else', async (t) => {
-  const { url, dataDir } = await serve(t);
+storageTest('DELETE _f/<id>: needs a key, removes the whole upload, 404 when absent, never touches anything else', async (t, storage) => {
+  const { url, dataDir } = await serveOn(storage, t);
   const dirUpload = await upload(url, [{ filename: 'a/b.txt', data: 'b' }, { filename: 'c.txt', data: 'c' }], { 'Wave-Directory-Upload': 'True' });
   const plain = await upload(url, [{ filename: 'keep.txt', data: 'keep' }]);
   const id = dirUpload.json.files[0].slice(4);
@@ -321,8 +325,10 @@ test('DELETE _f/<id>: needs a key, removes the whole upload, 404 when absent, ne
   res = await send(url, 'DELETE', `/_f/${id}`, undefined, { Authorization: KEY });
   assert.equal(res.status, 404);
   assert.equal(res.json.error, 'NOT_FOUND');
-  await mkdir(join(dataDir, 'f', 'not-an-id'));
-  await writeFile(join(dataDir, 'f', 'not-an-id', 'x'), 'x');
+  if (storage === 'disk') {
+    await mkdir(join(dataDir, 'f', 'not-an-id'));
+    await writeFile(join(dataDir, 'f', 'not-an-id', 'x'), 'x');
+  }
   for (const bad of ['not-an-id', '..', '%2e%2e', id.toUpperCase(), '.wharf-tmp']) {
     res = await send(url, 'DELETE', `/_f/${bad}`, undefined, { Authorization: KEY });
     assert.equal(res.status, 404, bad);
@@ -336,12 +342,13 @@ test('DELETE _f/<id>: needs a key, removes the whole upload, 404 when absent, ne
     assert.equal(res.json.error, 'BAD_PATH', bad);
   }
   assert.equal((await get(url, plain.json.files[0])).body.toString(), 'keep');
+  if (storage === 's3') return;
   assert.ok((await tree(join(dataDir, 'f'))).includes('not-an-id/x'));
   assert.deepEqual(await staged(dataDir), []);
 });
 
-test('DELETE _f/<id>/<name>: the returned path as a browser sends it or fully percent-encoded; a stray % on the wire is 400 and deletes nothing', async (t) => {
-  const { url } = await serve(t);
+storageTest('DELETE _f/<id>/<name>: the returned path as a browser sends it or fully percent-encoded; a stray % on the wire is 400 and deletes nothing', async (t, storage) => {
+  const { url } = await serveOn(storage, t);
   const names = ['ünïcødé 名前 €.txt', '100% #1 ?.txt', '100% sure.txt'];
   const res = await upload(url, names.map((filename) => ({ filename, data: filename })));
   const paths = res.json.files as string[];

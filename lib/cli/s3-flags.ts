@@ -70,6 +70,16 @@ export async function s3Backend(config: S3Config, from = SDK_MODULE): Promise<{ 
     // every S3-compatible store accepts (some refuse the SDK's default aws-chunked uploads).
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
+    requestHandler: {
+      // An endpoint that does not answer fails in seconds (a start refused, a 503) instead of hanging
+      // on the system's TCP timeout; a socket idle for minutes is a store gone away.
+      connectionTimeout: 10_000,
+      requestTimeout: 300_000,
+      // Uploads keep `partsInFlight` parts of each file on their way: room for many uploads at once
+      // (the SDK's default is 50 sockets, and it warns on stderr when requests queue).
+      httpAgent: { maxSockets: 512 },
+      httpsAgent: { maxSockets: 512 },
+    },
   });
   try {
     return { storage: s3Storage({ client, bucket: config.bucket, prefix: config.prefix }), client };

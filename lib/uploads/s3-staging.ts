@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { WharfError } from '../common/errors.js';
 import { contentTypeFor } from '../common/mime.js';
 import type { S3Io } from './s3-client.js';
-import { S3FileWriter } from './s3-file-writer.js';
+import { S3FileWriter, type PartPlan } from './s3-file-writer.js';
 import { serializeManifest, type ManifestFile, type S3Keys } from './s3-manifest.js';
 import type { StagedFile, Staging } from './storage.js';
 import type { UploadRecord } from './upload-record.js';
@@ -16,8 +16,8 @@ import type { UploadRecord } from './upload-record.js';
 export interface S3StagingConfig {
   io: S3Io;
   keys: S3Keys;
-  /** Bytes of one part of a multipart upload (at least 5 MiB); smaller files are one PutObject. */
-  partSize: number;
+  /** How files are cut into parts (each at least 5 MiB); files smaller than a part are one PutObject. */
+  parts: PartPlan;
   warn: (message: string) => void;
 }
 
@@ -41,8 +41,8 @@ export class S3Staging implements Staging {
 
   file(id: string, rel: string, drain: () => void): StagedFile {
     const key = this.claim(id, rel);
-    const { io, partSize, warn } = this.config;
-    const writer = new S3FileWriter(io, key, rel, partSize, drain, warn);
+    const { io, parts, warn } = this.config;
+    const writer = new S3FileWriter(io, key, rel, parts, drain, warn);
     this.writers.add(writer);
     this.track(writer.done, (size) => this.listed(id, rel, { size, etag: writer.etag, mtimeMs: writer.mtimeMs }), () => this.writers.delete(writer));
     return writer;
@@ -66,9 +66,12 @@ export class S3Staging implements Staging {
     let resume = noop;
     const writer = this.file(id, rel, () => resume());
     const stream = createReadStream(from, { highWaterMark: 1024 * 1024 });
-    const failed = writer.done.then(noop, noop);
+    // Settles before the end only when the file failed: then nothing more is read.
+    let settled = false;
+    const failed = writer.done.then(noop, noop).then(() => void (settled = true));
     try {
       for await (const chunk of stream) {
+        if (settled) break;
         if (writer.write(chunk as Buffer)) continue;
         await Promise.race([new Promise<void>((resolve) => (resume = resolve)), failed]);
       }

@@ -41,11 +41,18 @@ export interface S3StorageOptions {
    */
   prefix?: string;
   /**
-   * Bytes of one part of a multipart upload: a file is sent a part at a time, with at most two
-   * parts of it in memory. Files smaller than one part are a single PutObject. At least 5 MiB (S3's
-   * minimum); raised so that `limits.fileSize` fits in S3's 10,000 parts. Default 8 MiB.
+   * Bytes of one part of a multipart upload. Files smaller than one part are a single PutObject. At
+   * least 5 MiB (S3's minimum); raised so that `limits.fileSize` fits in S3's 10,000 parts. Default 8 MiB.
    */
   partSize?: number;
+  /**
+   * Parts of one file on their way to S3 at once, while the next one fills: a file holds at most
+   * `partsInFlight + 1` parts in memory (24 MiB by default), and the socket is not read while it
+   * does (backpressure). 1 to 16. Default 2: one part in flight left the upload waiting on each
+   * part's round trip (1.25–1.6× the time of the SDK's own `Upload`, which keeps 4 in flight; 2 made
+   * it 1.1–1.3×, measured on radosgw).
+   */
+  partsInFlight?: number;
   /**
    * Answer large downloads with a redirect to a short-lived presigned URL instead of proxying the
    * bytes (needs `@aws-sdk/s3-request-presigner`). Off by default: see docs/protocol.md §8 for
@@ -63,6 +70,7 @@ const MiB = 1024 * 1024;
 export const MIN_PART_SIZE = 5 * MiB;
 const MAX_PART_SIZE = 5 * 1024 * MiB;
 export const DEFAULT_PART_SIZE = 8 * MiB;
+const DEFAULT_PARTS_IN_FLIGHT = 2;
 const MAX_PARTS = 10_000;
 const DEFAULT_ORPHAN_GRACE = 24 * 3_600_000;
 const MAX_PRESIGN_SECONDS = 7 * 86_400;
@@ -79,6 +87,7 @@ function checkOptions(o: S3StorageOptions): string {
     throw invalid('prefix: expected a key prefix such as "wharf/" (no leading slash, no empty segment, no control character)');
   }
   if (o.partSize !== undefined && (!Number.isSafeInteger(o.partSize) || o.partSize < MIN_PART_SIZE || o.partSize > MAX_PART_SIZE)) throw invalid(`partSize: expected bytes from ${MIN_PART_SIZE} (5 MiB) to 5 GiB`);
+  if (o.partsInFlight !== undefined && (!Number.isSafeInteger(o.partsInFlight) || o.partsInFlight < 1 || o.partsInFlight > 16)) throw invalid('partsInFlight: expected 1 to 16');
   if (o.orphanGrace !== undefined && (!Number.isSafeInteger(o.orphanGrace) || o.orphanGrace < 1000)) throw invalid('orphanGrace: expected ms, at least 1000');
   if (o.presign !== undefined) {
     const p = o.presign;
@@ -149,7 +158,7 @@ function createS3Storage(options: S3StorageOptions, prefix: string, context: Sto
       await sweep.stop();
       await lifecycle.stop();
     },
-    stage: () => lifecycle.stage(new S3Staging({ io, keys, partSize, warn })),
+    stage: () => lifecycle.stage(new S3Staging({ io, keys, parts: { size: partSize, inFlight: options.partsInFlight ?? DEFAULT_PARTS_IN_FLIGHT }, warn })),
     copyOut: (id, rel, to) => copyOut(io, keys, visible, id, rel, to),
   };
 }
