@@ -195,7 +195,7 @@ test('s3 faults: the wharf process killed -9 mid-upload → nothing visible thro
   const live = await uploadWhole(second, 'live.bin', 1);
 
   // The bucket's own rule (docs/protocol.md §8) aborts the unfinished upload with no node's help
-  // (this test cluster's lifecycle "day" is 10 s: test/helpers/radosgw-cluster.ts).
+  // (this test cluster's lifecycle "day" is 5 s: test/helpers/radosgw-cluster.ts).
   await s3.send(new PutBucketLifecycleConfigurationCommand({
     Bucket: bucket,
     LifecycleConfiguration: { Rules: [{ ID: 'wharf-abort-unfinished', Status: 'Enabled', Filter: { Prefix: `${S3_PREFIX}f/` }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }] },

@@ -152,7 +152,7 @@ async function writeCluster(dir: string, ports: { mon: number; gateway: number }
  * its control objects would otherwise hold every metadata change (a bucket created or removed), which
  * notifies all watchers, for 30 s after the gateway comes back.
  * For the gateway: deleted objects'
- * tails collected after `gcSeconds` (not 2 h: memstore holds them in RAM), and a lifecycle "day" of 10 s
+ * tails collected after `gcSeconds` (not 2 h: memstore holds them in RAM), and a lifecycle "day" of 5 s
  * (`rgw lc debug interval`), so a bucket lifecycle rule (AbortIncompleteMultipartUpload after 1 day)
  * acts within a test; buckets without rules are not touched by it.
  */
@@ -201,7 +201,7 @@ rgw frontends = beast endpoint=127.0.0.1:${ports.gateway}
 rgw data = ${dir}/rgw
 rgw gc obj min wait = ${gcSeconds}
 rgw gc processor period = ${Math.max(1, Math.ceil(gcSeconds / 2))}
-rgw lc debug interval = 10
+rgw lc debug interval = 5
 `;
 }
 
