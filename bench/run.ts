@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const ALL = ['multipart', 'static', 'uploads', 'streams', 'cluster', 'sweep'];
+const ALL = ['multipart', 'static', 'uploads', 'streams', 'cluster', 'sweep', 's3'];
 const chosen = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const names = chosen.length ? chosen : ALL;
 let failed = 0;
