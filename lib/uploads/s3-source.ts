@@ -45,9 +45,6 @@ export interface S3Source {
   forget(id: string): void;
 }
 
-/** Bytes of S3's body one download holds ahead of its client (see `ObjectStream`). */
-const OBJECT_STREAM_BUFFER = 256 * 1024;
-
 /** Bytes of a small answer read in one GetObject (the engine's `read`). */
 const SMALL_READ = 64 * 1024;
 
@@ -169,10 +166,7 @@ class ObjectStream extends Readable {
     private readonly end: number,
     private readonly etag: string,
   ) {
-    // 256 KiB, not 64: with a buffer about one socket read deep, nearly every chunk of S3's body
-    // filled it, pausing and resuming the body (and its socket) per chunk; bench/s3 measured a 512
-    // MiB download at 0.75x the CPU with 256 KiB. Still a bounded amount per download.
-    super({ highWaterMark: OBJECT_STREAM_BUFFER });
+    super({ highWaterMark: 64 * 1024 });
   }
 
   override _read(): void {
