@@ -433,7 +433,7 @@ async function main(): Promise<void> {
     const runs = Number.isSafeInteger(runsArg) && runsArg > 0 ? runsArg : quick ? 1 : 5;
     const sizes = quick ? [16, 64] : [64, 512];
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-    console.log(`wharf (s3Storage, its defaults: 8 MiB parts, 2 in flight per file), proxy (busboy into the SDK's Upload) and the floor (the SDK's Upload: 5 MiB parts, ` +
+    console.log(`wharf (s3Storage with its defaults), proxy (busboy into the SDK's Upload) and the floor (the SDK's Upload: 5 MiB parts, ` +
       `4 at once; GetObject) into radosgw (memstore) over loopback; ${runs === 1 ? '1 run' : `median of ${runs} runs`}, taking turns; ` +
       `${hasTaskset ? 'contenders pinned to CPU 1, the load generator to CPU 0, Ceph unpinned' : 'nothing pinned (no taskset)'}; load average before: ${load}`);
     const rows: Row[] = [];

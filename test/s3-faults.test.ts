@@ -125,7 +125,7 @@ test('s3 faults: the client goes away mid-upload → nothing stored, its multipa
 
   const head = partHead('cut.bin', true);
   const up = openUpload(wharf.url, '/_f/', { 'Content-Type': MULTIPART, 'Content-Length': head.length + 64 * MiB + TAIL.length });
-  // Mid-upload for S3 too: its multipart upload has begun (8 MiB parts).
+  // Mid-upload for S3 too: its multipart upload has begun (5 MiB parts).
   await sendUntil(up, head, async () => (await unfinishedUnder(rgw, bucket)).length > 0, 40);
   up.destroy();
 
