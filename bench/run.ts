@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { WAVE_RUN, WAVE_SKIPPED, waveAvailable } from './wave.js';
 
-const ALL = ['multipart', 'static', 'uploads', 'streams', 'cluster', 'sweep'];
+const ALL = ['multipart', 'static', 'uploads', 'streams', 'cluster', 'sweep', 's3'];
 const chosen = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const names = chosen.length ? chosen : ALL;
 // Wave's own server is a row of static, uploads and streams when the peer is there (bench/wave.ts).

@@ -53,7 +53,7 @@ async function twoNodes(t: Parameters<typeof startWharfOnS3>[0]): Promise<{ a: W
 
 test('s3 cluster: an upload through one node downloads through the other, the same bytes and validators, ranges and 304s too', { skip }, async (t) => {
   const { a, b } = await twoNodes(t);
-  // Over one part (8 MiB): a multipart upload on one node, ranged reads on the other.
+  // Over one part (5 MiB): a multipart upload on one node, ranged reads on the other.
   const big = randomBytes(9 * 1024 * 1024 + 17);
   const [path] = await upload(a, [{ name: 'big.bin', data: big }]);
   const fromB = await call(b, path!);

@@ -101,8 +101,23 @@ test('S3: files at f/<id>/<name>, a manifest at m/<id>; GET, HEAD, ranges, 304; 
   assert.equal((await send(url, 'DELETE', bigPath!, undefined, { Authorization: KEY })).status, 404);
 });
 
-test('S3: a directory upload keeps its tree; index pages; once-only uploads go after their download', { skip: radosgwSkip() }, async (t) => {
-  const { url, client, bucket } = await s3Serve(t);
+test('S3: a directory upload keeps its tree; index pages; manifests revalidated, not sent again; once-only uploads go after their download', { skip: radosgwSkip() }, async (t) => {
+  const rgw = await radosgw();
+  const bucket = await rgw.bucket(t);
+  const client = rgw.client();
+  // The real client, its manifest reads counted: each asked with If-None-Match once known, and S3's 304s.
+  const seen = { conditional: 0, notModified: 0 };
+  const counting = {
+    send(command: { input: { Key?: string; IfNoneMatch?: string } }, options?: unknown) {
+      const manifestRead = command.constructor.name === 'GetObjectCommand' && command.input.Key?.startsWith('m/') === true;
+      if (manifestRead && command.input.IfNoneMatch !== undefined) seen.conditional++;
+      return client.send(command as never, options as never).catch((err: { $metadata?: { httpStatusCode?: number } }) => {
+        if (manifestRead && err.$metadata?.httpStatusCode === 304) seen.notModified++;
+        throw err;
+      });
+    },
+  };
+  const { url } = await serve(t, { storage: s3Storage({ client: counting, bucket }) });
   const res = await upload(url, [
     { filename: 'index.html', data: '<h1>home</h1>' },
     { filename: 'js/app.js', data: 'console.log(1)' },
@@ -115,6 +130,10 @@ test('S3: a directory upload keeps its tree; index pages; once-only uploads go a
   assert.equal((await get(url, `${dir}/js/lib/x.css`)).body.toString(), 'b{}');
   assert.equal((await get(url, `${dir}/`)).body.toString(), '<h1>home</h1>', 'the index page');
   assert.equal((await get(url, `${dir}/js`)).status, 404, 'no listing, no index there');
+  assert.ok(seen.conditional >= 3 && seen.notModified === seen.conditional, `manifest reads: ${JSON.stringify(seen)}`);
+  const other = await serve(t, { storage: s3Storage({ client: rgw.client(), bucket }) });
+  assert.equal((await send(other.url, 'DELETE', dir!, undefined, { Authorization: KEY })).status, 200);
+  assert.equal((await get(url, `${dir}/js/app.js`)).status, 404, 'removed through another node: gone here at once');
 
   const once = await upload(url, [{ filename: 'secret.txt', data: 'read me once' }], { 'Wharf-Once': '1' });
   const path = once.json.files[0] as string;

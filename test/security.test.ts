@@ -40,6 +40,7 @@ import { APP_KEY } from './helpers/keys.js';
 import { staged } from './helpers/uploads.js';
 import { parseAnswer, rawRequest, rawSend, type RawAnswer, type RawRequest } from './helpers/raw-http.js';
 import { defer } from './helpers/defer.js';
+import { serveOn, storageTest } from './helpers/storages.js';
 
 const OUTSIDE = 'OUTSIDE-SECRET-5d1c';
 const DOTFILE = 'DOTFILE-SECRET-77ae';
@@ -1306,4 +1307,43 @@ test('security: uploads are served at _f/ only — a mapping around the data dir
   for (const inside of [data, join(data, 'f'), join(data, 'f', id)]) {
     assert.throws(() => createFileServer({ dataDir: data, publicDirs: [`/x/@${inside}`] }), (e: unknown) => e instanceof Error && (e as { code?: string }).code === 'INVALID_OPTION', inside);
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// The same rules whatever keeps the uploads: on disk and in S3 (lib/uploads/s3-storage.ts), an end
+// user's upload is sandboxed (and inert when active), the app's is served as it is, through GET,
+// HEAD, a Range, a 304 and an index page, and the record's name is never an upload's nor served.
+
+storageTest("security: end users' uploads never run script, the app's are served as they are, whatever keeps them", async (t, storage) => {
+  const running = await serveOn(storage, t, {
+    accessKeys: { [KEY.id]: KEY.secret },
+    anonymousUploads: false,
+    authorize: (req) => (req.headers.cookie === SESSION.Cookie ? { identity: 'end-user' } : false),
+  });
+  const at = Number(new URL(running.url).port);
+  const send = (req: RawRequest): Promise<RawAnswer> => rawSend(at, rawRequest(req));
+  const fetchAs = (path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<RawAnswer> => send({ method, path, headers: { ...SESSION, ...headers } });
+  for (const [name, data, appType, userType, attached] of SCRIPTED) {
+    const user = await send(uploadReq([{ filename: name, data }], { auth: '', headers: SESSION }));
+    assert.equal(user.status, 200, name);
+    const path = answerJson(user).files[0]!;
+    const g = await fetchAs(path);
+    assert.equal(g.body.toString('latin1'), data, name);
+    assertProtected(g, userType, attached ? name : undefined);
+    assertProtected(await fetchAs(path, {}, 'HEAD'), userType, attached ? name : undefined);
+    const r = await fetchAs(path, { Range: 'bytes=0-3' });
+    assert.equal(r.status, 206, name);
+    assertProtected(r, userType, attached ? name : undefined);
+    assert.equal((await fetchAs(path, { 'If-None-Match': one(g, 'etag')! })).status, 304, name);
+    const app = await send(uploadReq([{ filename: name, data }]));
+    assertAsIs(await fetchAs(answerJson(app).files[0]!), appType);
+  }
+  // An end user's directory upload: its index page is theirs too.
+  const site = await send(uploadReq([{ filename: 'index.html', data: `<script>${SCRIPT}</script>` }], { auth: '', headers: SESSION, directory: true }));
+  assertProtected(await fetchAs(`${answerJson(site).files[0]!}/`), INERT, 'index.html');
+  // The record's name: refused as a file, never served, in any spelling.
+  const forged = await send(uploadReq([{ filename: RECORD_NAME, data: '{"v":1,"trust":"app","via":"key"}' }], { auth: '', headers: SESSION }));
+  assert.equal(forged.status, 400);
+  const id = idOf(answerJson(site).files[0]!);
+  for (const spelling of [RECORD_NAME, RECORD_NAME.toUpperCase(), `${RECORD_NAME}.`]) assert.equal((await fetchAs(`/_f/${id}/${spelling}`)).status, 404, spelling);
 });

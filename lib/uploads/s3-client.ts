@@ -4,7 +4,10 @@
 // program without the SDK still loads and type-checks wharf.
 import type { Readable } from 'node:stream';
 import { WharfError, errorMessage } from '../common/errors.js';
-import { isMissing, s3Error } from './s3-errors.js';
+import { isMissing, s3Error, statusOf } from './s3-errors.js';
+
+/** `getText`'s answer when the object is still the one of the ETag given. */
+export const NOT_MODIFIED = Symbol('not modified');
 
 /** The one call of an `S3Client` used here (`client.send(command, { abortSignal })`). */
 export interface S3ClientLike {
@@ -101,8 +104,11 @@ export interface S3Io {
   sdk(): Promise<S3Sdk>;
   headBucket(): Promise<void>;
   put(key: string, body: Buffer | string, contentType?: string): Promise<string>;
-  /** The object's text (at most `maxBytes`) and ETag; undefined when there is none. */
-  getText(key: string, maxBytes: number): Promise<{ text: string; etag: string } | undefined>;
+  /**
+   * The object's text (at most `maxBytes`) and ETag; undefined when there is none; `NOT_MODIFIED`
+   * when its ETag is still `ifNoneMatch` (S3's 304: no body sent).
+   */
+  getText(key: string, maxBytes: number, ifNoneMatch?: string): Promise<{ text: string; etag: string } | undefined | typeof NOT_MODIFIED>;
   /** Bytes `start`..`end` of `key` as a stream (it must be the object of ETag `etag`). */
   getRange(key: string, start: number, end: number, etag: string, signal: AbortSignal): Promise<Readable>;
   /** The object's ETag. */
@@ -153,12 +159,13 @@ export function createS3Io(client: S3ClientLike, bucket: string, load: () => Pro
       const out = await send<{ ETag?: string }>('PutObjectCommand', { Key: key, Body: body, ContentLength: Buffer.byteLength(body), ...(contentType ? { ContentType: contentType } : {}) }, 'storing a file');
       return out.ETag ?? '';
     },
-    async getText(key, maxBytes) {
+    async getText(key, maxBytes, ifNoneMatch) {
       let out: { Body?: Readable; ETag?: string };
       try {
-        out = await send('GetObjectCommand', { Key: key }, 'reading an upload');
+        out = await send('GetObjectCommand', { Key: key, ...(ifNoneMatch ? { IfNoneMatch: ifNoneMatch } : {}) }, 'reading an upload');
       } catch (err) {
         if ((err as WharfError).code === 'NOT_FOUND') return undefined;
+        if (statusOf((err as WharfError).cause) === 304) return NOT_MODIFIED;
         throw err;
       }
       const chunks: Buffer[] = [];

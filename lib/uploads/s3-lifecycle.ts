@@ -34,7 +34,7 @@ export function createS3Lifecycle(io: S3Io, keys: S3Keys, options: LifecycleOpti
       }),
     async inspect(id) {
       const got = await io.getText(keys.manifest(id), MAX_MANIFEST_BYTES);
-      const manifest = got === undefined ? null : parseManifest(got.text);
+      const manifest = typeof got === 'object' ? parseManifest(got.text) : null;
       return manifest && { bytes: manifest.bytes, record: manifest.text, born: manifest.committed };
     },
   };
@@ -82,7 +82,7 @@ function s3Marks(io: S3Io, root: string): MarkStore {
     },
     write: async (b, name, text) => void (await io.put(at(b, name), text)),
     each: (b, width, stopped, work) => eachListed(io, at(b), width, stopped, (key) => work(key.slice(at(b).length))),
-    read: async (b, name) => (await io.getText(at(b, name), SMALL_TEXT).catch(() => undefined))?.text ?? '',
+    read: (b, name) => textOf(io, at(b, name)),
     drop: (b, name) => io.del(at(b, name)).catch(() => {}),
     // S3 has no directories: a bucket is gone with its last mark.
     dropBucket: () => Promise.resolve(),
@@ -104,7 +104,13 @@ function s3Ledgers(io: S3Io, root: string): LedgerStore {
       } while (token !== undefined);
       return out;
     },
-    read: async (name) => (await io.getText(`${root}${name}`, SMALL_TEXT).catch(() => undefined))?.text ?? '',
+    read: (name) => textOf(io, `${root}${name}`),
     remove: (name) => io.del(`${root}${name}`),
   };
+}
+
+/** The text of a small object (a mark, a ledger); '' when it cannot be read. */
+async function textOf(io: S3Io, key: string): Promise<string> {
+  const got = await io.getText(key, SMALL_TEXT).catch(() => undefined);
+  return typeof got === 'object' ? got.text : '';
 }

@@ -2,13 +2,13 @@
 // (s3-manifest.ts) lists it. `stat` answers from the manifest alone (so ETag, Last-Modified and 304
 // cost one small GET, never the object); `open` streams a ranged GetObject with backpressure, or,
 // for a large download with `presign` on, hands the engine a short-lived presigned URL to redirect
-// to. No manifest is remembered between requests: a DELETE through any node is a 404 through every
-// node at once.
+// to. Every request asks S3 for the manifest (a manifest read before, with `If-None-Match`: a 304
+// without its body), so a DELETE through any node is a 404 through every node at once.
 import { Readable } from 'node:stream';
 import { WharfError } from '../common/errors.js';
 import type { FileInfo, FileSource, OpenFile } from '../static/engine.js';
 import { isUploadId } from './filenames.js';
-import type { S3Io } from './s3-client.js';
+import { NOT_MODIFIED, type S3Io } from './s3-client.js';
 import { s3Error } from './s3-errors.js';
 import { MAX_MANIFEST_BYTES, inoOf, parseManifest, type Manifest, type ManifestFile, type S3Keys } from './s3-manifest.js';
 import { lifeOfRecord, type UploadLife } from './upload-meta.js';
@@ -53,10 +53,25 @@ export function createS3Source(config: S3SourceConfig): S3Source {
   // `once` uploads downloaded whole by this node and not yet removed: gone for readers here.
   const consumed = new Set<string>();
 
+  const known = createManifestCache();
+
+  /**
+   * Upload `id`'s manifest, asked of S3 on every call: a manifest known here is asked for with
+   * `If-None-Match`, and S3's 304 (no body) means it is still there, the same. So a removal through
+   * any node is seen at once, and a directory upload's large manifest is not sent for each file.
+   */
   async function manifest(id: string): Promise<Manifest | null> {
     if (!isUploadId(id)) return null;
-    const got = await io.getText(keys.manifest(id), MAX_MANIFEST_BYTES);
-    return got === undefined ? null : parseManifest(got.text);
+    const hit = known.get(id);
+    const got = await io.getText(keys.manifest(id), MAX_MANIFEST_BYTES, hit?.etag);
+    if (got === NOT_MODIFIED && hit !== undefined) return hit.manifest;
+    if (typeof got !== 'object') {
+      known.forget(id);
+      return null;
+    }
+    const parsed = parseManifest(got.text);
+    if (parsed !== null && got.etag !== '') known.remember(id, got.etag, parsed);
+    return parsed;
   }
 
   async function visible(id: string): Promise<Visible | null> {
@@ -190,4 +205,50 @@ class ObjectStream extends Readable {
       if (!this.readableEnded && !this.destroyed && this.bytesRead !== want) this.destroy(new WharfError('STORAGE_UNAVAILABLE', 'the S3 store closed the download', 503));
     });
   }
+}
+
+/** Bytes of manifests remembered (their text's length), least recently used out first. */
+const MANIFEST_CACHE_BYTES = 8 * 1024 * 1024;
+
+interface ManifestCache {
+  get(id: string): { etag: string; manifest: Manifest } | undefined;
+  remember(id: string, etag: string, manifest: Manifest): void;
+  forget(id: string): void;
+}
+
+/**
+ * Manifests read lately, with their ETags: never answered from without asking S3 (see
+ * `manifest`), only spared the transfer and the parse. A Map keeps insertion order: its first
+ * entry is the least recently used.
+ */
+function createManifestCache(): ManifestCache {
+  const entries = new Map<string, { etag: string; manifest: Manifest }>();
+  let bytes = 0;
+  const forget = (id: string): void => {
+    const e = entries.get(id);
+    if (e === undefined) return;
+    entries.delete(id);
+    bytes -= e.manifest.text.length;
+  };
+  return {
+    get(id) {
+      const e = entries.get(id);
+      if (e !== undefined) {
+        entries.delete(id);
+        entries.set(id, e);
+      }
+      return e;
+    },
+    remember(id, etag, manifest) {
+      forget(id);
+      if (manifest.text.length > MANIFEST_CACHE_BYTES / 8) return;
+      entries.set(id, { etag, manifest });
+      bytes += manifest.text.length;
+      for (const old of entries.keys()) {
+        if (bytes <= MANIFEST_CACHE_BYTES) break;
+        forget(old);
+      }
+    },
+    forget,
+  };
 }

@@ -57,8 +57,17 @@ export interface RadosgwCluster {
 const STEP_TIMEOUT = 120_000;
 const GATEWAY_TIMEOUT = 120_000;
 
+export interface RadosgwOptions {
+  /**
+   * Seconds before the tail of a deleted or overwritten object is freed (60 by default: a download
+   * under way keeps reading it meanwhile). The benchmark, storing 512 MiB objects over and over in
+   * an OSD that keeps them in RAM, wants them gone sooner.
+   */
+  gcSeconds?: number;
+}
+
 /** Starts a cluster and its gateway, with an S3 user; resolves once the gateway answers. */
-export async function startRadosgw(): Promise<RadosgwCluster> {
+export async function startRadosgw(options: RadosgwOptions = {}): Promise<RadosgwCluster> {
   if (!radosgwAvailable()) throw new Error(`radosgw is not installed (need ${CEPH_BINARIES.join(', ')}): ${CEPH_INSTALL}`);
   const { dir, cleanup } = await makeTempDir('wharf-rgw-');
   leftDirs.add(dir);
@@ -73,7 +82,7 @@ export async function startRadosgw(): Promise<RadosgwCluster> {
   };
   try {
     const ports = { mon: await freePort(), gateway: await freePort() };
-    const conf = await writeCluster(dir, ports);
+    const conf = await writeCluster(dir, ports, options.gcSeconds ?? 60);
     daemons.push(await startMon(dir, conf));
     daemons.push(await startOsd(dir, conf));
     const endpoint = `http://127.0.0.1:${ports.gateway}`;
@@ -123,11 +132,11 @@ export async function startRadosgw(): Promise<RadosgwCluster> {
 }
 
 /** The config, the monitor's map and the data dirs. Returns the config's path. */
-async function writeCluster(dir: string, ports: { mon: number; gateway: number }): Promise<string> {
+async function writeCluster(dir: string, ports: { mon: number; gateway: number }, gcSeconds: number): Promise<string> {
   for (const d of ['mon', 'osd/osd.0', 'run', 'log', 'rgw', 'crash']) await mkdir(join(dir, d), { recursive: true });
   const fsid = randomUUID();
   const conf = join(dir, 'ceph.conf');
-  await writeFile(conf, cephConf(dir, fsid, ports));
+  await writeFile(conf, cephConf(dir, fsid, ports, gcSeconds));
   const monmap = join(dir, 'monmap');
   await run('/usr/bin/monmaptool', ['--create', '--fsid', fsid, '--addv', 'a', `[v2:127.0.0.1:${ports.mon}]`, monmap]);
   await run('/usr/bin/ceph-mon', ['--mkfs', '-c', conf, '-i', 'a', '--monmap', monmap]);
@@ -143,11 +152,11 @@ async function writeCluster(dir: string, ports: { mon: number; gateway: number }
  * its control objects would otherwise hold every metadata change (a bucket created or removed), which
  * notifies all watchers, for 30 s after the gateway comes back.
  * For the gateway: deleted objects'
- * tails collected after 60 s (not 2 h: memstore holds them in RAM), and a lifecycle "day" of 10 s
+ * tails collected after `gcSeconds` (not 2 h: memstore holds them in RAM), and a lifecycle "day" of 5 s
  * (`rgw lc debug interval`), so a bucket lifecycle rule (AbortIncompleteMultipartUpload after 1 day)
  * acts within a test; buckets without rules are not touched by it.
  */
-export function cephConf(dir: string, fsid: string, ports: { mon: number; gateway: number }): string {
+export function cephConf(dir: string, fsid: string, ports: { mon: number; gateway: number }, gcSeconds: number): string {
   return `[global]
 fsid = ${fsid}
 mon host = [v2:127.0.0.1:${ports.mon}]
@@ -190,9 +199,9 @@ memstore device bytes = ${8 * 1024 ** 3}
 [client.rgw]
 rgw frontends = beast endpoint=127.0.0.1:${ports.gateway}
 rgw data = ${dir}/rgw
-rgw gc obj min wait = 60
-rgw gc processor period = 30
-rgw lc debug interval = 10
+rgw gc obj min wait = ${gcSeconds}
+rgw gc processor period = ${Math.max(1, Math.ceil(gcSeconds / 2))}
+rgw lc debug interval = 5
 `;
 }
 

@@ -59,27 +59,34 @@ export async function bucketState(s3: S3Client, bucket: string, prefix = S3_PREF
 /**
  * The descriptors of process `pid`: its TCP connections to `port` (the gateway: the SDK's pool,
  * idle ones included) counted apart from everything else (files, pipes, listeners, clients'
- * connections), which is listed.
+ * connections), which is listed. `unread`: those of the connections to the gateway with bytes
+ * received that nobody has read (a response body left paused: an idle pooled connection has none).
  */
-export async function descriptors(pid: number, port: number): Promise<{ other: string[]; gateway: number }> {
-  const toPort = new Set<string>();
+export async function descriptors(pid: number, port: number): Promise<{ other: string[]; gateway: number; unread: number }> {
+  // socket inode → bytes waiting in its receive queue, for the connections to `port`
+  const toPort = new Map<string, number>();
   for (const table of ['tcp', 'tcp6']) {
     const text = await readFile(`/proc/${pid}/net/${table}`, 'utf8').catch(() => '');
     for (const line of text.split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
       const remote = f[2]?.split(':')[1];
-      if (remote !== undefined && parseInt(remote, 16) === port) toPort.add(f[9]!);
+      if (remote !== undefined && parseInt(remote, 16) === port) toPort.set(f[9]!, parseInt(f[4]?.split(':')[1] ?? '0', 16));
     }
   }
   const other: string[] = [];
   let gateway = 0;
+  let unread = 0;
   for (const fd of await readdir(`/proc/${pid}/fd`)) {
     const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => undefined);
     if (target === undefined) continue;
-    if (toPort.has(/^socket:\[(\d+)\]$/.exec(target)?.[1] ?? '')) gateway++;
-    else other.push(target);
+    const queued = toPort.get(/^socket:\[(\d+)\]$/.exec(target)?.[1] ?? '');
+    if (queued === undefined) other.push(target);
+    else {
+      gateway++;
+      if (queued > 0) unread++;
+    }
   }
-  return { other: other.sort(), gateway };
+  return { other: other.sort(), gateway, unread };
 }
 
 /** An upload sent a piece at a time by the test, its answer read whenever it comes (a refusal mid-body). */
