@@ -24,6 +24,7 @@ import { request, type IncomingMessage } from 'node:http';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { sessionPriority } from './priority.js';
 import { createDisks, type Disk, type Disks } from './upload-disk.js';
 import { serve, type ScenarioKey } from './upload-servers.js';
 import { startWave, waveAvailable, WAVE_SKIPPED } from './wave.js';
@@ -335,13 +336,14 @@ function summary(rows: Row[]): string {
 
 async function main(): Promise<void> {
   if (hasTaskset) spawnSync('taskset', ['-cp', '0', String(process.pid)], { stdio: 'ignore' });
+  const priority = sessionPriority();
   const runs = Number(arg('runs') ?? (quick ? 1 : 7));
   const kinds = KINDS.filter((k) => (!only || only.includes(k)) && (k !== 'wave' || waveAvailable()));
   if (also) kinds.splice(1, 0, also.label);
   const disks = await createDisks(arg('data-dir'));
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   console.log(`uploads over loopback into ${disks.note}; ${runs === 1 ? '1 run' : `median of ${runs} runs`} each, servers taking turns run by run; ` +
-    `servers ${hasTaskset ? 'pinned to CPU 1, client to CPU 0' : 'not pinned (no taskset)'}; load average before: ${load}`);
+    `servers ${hasTaskset ? 'pinned to CPU 1, client to CPU 0' : 'not pinned (no taskset)'}; ${priority}; load average before: ${load}`);
   if (!waveAvailable() && (!only || only.includes('wave'))) console.log(WAVE_SKIPPED);
   const chosen = scenarios().filter((s) => !pick || pick.includes(s.key));
   const together: Row[] = [];
