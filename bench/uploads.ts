@@ -202,13 +202,13 @@ function scenarios(): Scenario[] {
   const small = bodyOf(Array.from({ length: smallCount }, (_, i) => ({ name: `f${i}.bin`, data: [block.subarray(i, i + 10 * KiB)] })));
   const one = bodyOf([{ name: 'one.bin', data: [block] }]);
   return [
-    { key: 'big', name: `1 file of ${bigSize / MiB} MiB`, unit: 'MiB/s', warmups: 1, bytes: bigSize, disk: 2 * bigSize, run: async (port) => (await post(port, big), bigSize / MiB) },
+    { key: 'big', name: `1 file of ${bigSize / MiB} MiB`, unit: 'MiB/s', warmups: quick ? 1 : 2, bytes: bigSize, disk: 2 * bigSize, run: async (port) => (await post(port, big), bigSize / MiB) },
     {
-      key: 'small', name: `${smallCount} files of 10 KiB, 1 request`, unit: 'files/s', warmups: quick ? 1 : 5, bytes: smallCount * 10 * KiB, disk: smallCount * 16 * KiB,
+      key: 'small', name: `${smallCount} files of 10 KiB, 1 request`, unit: 'files/s', warmups: quick ? 1 : 10, bytes: smallCount * 10 * KiB, disk: smallCount * 16 * KiB,
       run: async (port) => (await post(port, small), smallCount),
     },
     {
-      key: 'concurrent', name: `${concurrent} concurrent 1 MiB uploads`, unit: 'req/s', warmups: quick ? 1 : 3, bytes: concurrent * MiB, disk: 2 * concurrent * MiB,
+      key: 'concurrent', name: `${concurrent} concurrent 1 MiB uploads`, unit: 'req/s', warmups: quick ? 1 : 10, bytes: concurrent * MiB, disk: 2 * concurrent * MiB,
       run: async (port) => (await Promise.all(Array.from({ length: concurrent }, () => post(port, one))), concurrent),
     },
   ];
