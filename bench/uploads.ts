@@ -12,7 +12,8 @@
 // there is one, this client to CPU 0), fresh for each scenario, storing into a fresh file system of
 // its own (upload-disk.ts) from which what each run stored is removed right after it: every server's
 // files handled the same way. Servers take turns run by run, in a rotating order; median of the
-// runs after unmeasured warm-up runs. Beside each rate: the server's CPU seconds (user + system,
+// runs after unmeasured warm-up runs, in a session whose autogroup has the bench's nice when it
+// leads its session (priority.ts). Beside each rate: the server's CPU seconds (user + system,
 // /proc) per GiB of file bytes stored, its peak RSS (VmHWM) in the scenario, and the spread of the
 // runs. `--alone`: afterwards each scenario again for each server alone — a fresh server process
 // and file system, no other server alive — its runs back to back.
