@@ -1,6 +1,9 @@
 // `npm run bench [name…]`: every benchmark, one after another, each in a process of its own so one
-// benchmark's heap and JIT state cannot skew the next one's figures.
-import { spawnSync } from 'node:child_process';
+// benchmark's heap and JIT state cannot skew the next one's figures, and in a session of its own
+// (`detached`), so that the nice it was started with ranks it against other sessions' processes
+// too (bench/priority.ts).
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { WAVE_RUN, WAVE_SKIPPED, waveAvailable } from './wave.js';
 
@@ -17,10 +20,16 @@ for (const name of names) {
   }
   console.log(`\n=== bench/${name} ===`);
   const file = fileURLToPath(new URL(`./${name}.js`, import.meta.url));
-  const r = spawnSync(process.execPath, ['--expose-gc', file, ...process.argv.slice(2).filter((a) => a.startsWith('-'))], { stdio: 'inherit' });
-  if (r.status !== 0) {
+  const child = spawn(process.execPath, ['--expose-gc', file, ...process.argv.slice(2).filter((a) => a.startsWith('-'))], { stdio: 'inherit', detached: true });
+  // Its own session has its own process group, out of reach of the terminal's Ctrl-C: passed on
+  // to the group, so that its servers stop with it.
+  const forward = (signal: NodeJS.Signals): void => void process.kill(-child.pid!, signal);
+  process.on('SIGINT', forward).on('SIGTERM', forward);
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  process.off('SIGINT', forward).off('SIGTERM', forward);
+  if (code !== 0) {
     failed++;
-    console.error(`bench/${name} failed (exit ${r.status ?? r.signal})`);
+    console.error(`bench/${name} failed (exit ${code ?? signal})`);
   }
 }
 process.exit(failed ? 1 : 0);

@@ -36,6 +36,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { FRAME, makeFrame, Meter, now, openViewer, pct, stamp } from './stream-meter.js';
+import { sessionPriority } from './priority.js';
 import { startWave, waveAvailable, WAVE_SKIPPED } from './wave.js';
 
 const FPS = 30;
@@ -383,7 +384,7 @@ async function main(): Promise<void> {
   const harness = arg('harness') === 'http' ? 'http' : 'raw';
   if (availableParallelism() >= 2) spawnSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' });
   console.log(`image streams: ${FRAME / 1024} KiB frames at ${FPS} fps for ${seconds} s per case, loopback; ` +
-    `server in a child process; viewers read ${harness === 'http' ? "through node:http's client" : 'raw sockets'}; load avg ${spawnSync('cat', ['/proc/loadavg']).stdout.toString().split(' ').slice(0, 3).join(' ')}`);
+    `server in a child process; viewers read ${harness === 'http' ? "through node:http's client" : 'raw sockets'}; ${sessionPriority()}; load avg ${spawnSync('cat', ['/proc/loadavg']).stdout.toString().split(' ').slice(0, 3).join(' ')}`);
   const rows: Row[] = [];
   const stalls: StallRow[] = [];
   const kinds = arg('servers')?.split(',') ?? DEFAULT_SERVERS;

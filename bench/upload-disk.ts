@@ -62,8 +62,8 @@ export async function createDisks(dataDir: string | undefined, shm = '/dev/shm')
       const image = join(root, `${label}.img`);
       const dir = join(root, label);
       // Sparse: the tmpfs holds only the blocks written. At least 2 GiB, with a 128 MiB journal, as
-      // a real data disk has (mkfs gives a small image a 4 MiB journal, and a run of 1,000 files,
-      // each a directory, a file and a rename, then waited on its commits: wharf at 12–42% of a core).
+      // a real data disk has (mkfs would give a small image 4 MiB, which a run of 1,000 files, each
+      // a directory, a file and a rename, fills many times over).
       const size = Math.max(2048 * MiB, Math.ceil(bytes * 1.25 + 256 * MiB));
       run('truncate', ['-s', `${Math.ceil(size / MiB)}M`, image]);
       run('mkfs.ext4', ['-q', '-F', '-i', '8192', '-J', 'size=128', '-E', 'lazy_itable_init=0,lazy_journal_init=0', image]);

@@ -12,7 +12,8 @@
 // there is one, this client to CPU 0), fresh for each scenario, storing into a fresh file system of
 // its own (upload-disk.ts) from which what each run stored is removed right after it: every server's
 // files handled the same way. Servers take turns run by run, in a rotating order; median of the
-// runs after unmeasured warm-up runs. Beside each rate: the server's CPU seconds (user + system,
+// runs after unmeasured warm-up runs, in a session whose autogroup has the bench's nice when it
+// leads its session (priority.ts). Beside each rate: the server's CPU seconds (user + system,
 // /proc) per GiB of file bytes stored, its peak RSS (VmHWM) in the scenario, and the spread of the
 // runs. `--alone`: afterwards each scenario again for each server alone — a fresh server process
 // and file system, no other server alive — its runs back to back.
@@ -24,6 +25,7 @@ import { request, type IncomingMessage } from 'node:http';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { sessionPriority } from './priority.js';
 import { createDisks, type Disk, type Disks } from './upload-disk.js';
 import { serve, type ScenarioKey } from './upload-servers.js';
 import { startWave, waveAvailable, WAVE_SKIPPED } from './wave.js';
@@ -201,13 +203,13 @@ function scenarios(): Scenario[] {
   const small = bodyOf(Array.from({ length: smallCount }, (_, i) => ({ name: `f${i}.bin`, data: [block.subarray(i, i + 10 * KiB)] })));
   const one = bodyOf([{ name: 'one.bin', data: [block] }]);
   return [
-    { key: 'big', name: `1 file of ${bigSize / MiB} MiB`, unit: 'MiB/s', warmups: 1, bytes: bigSize, disk: 2 * bigSize, run: async (port) => (await post(port, big), bigSize / MiB) },
+    { key: 'big', name: `1 file of ${bigSize / MiB} MiB`, unit: 'MiB/s', warmups: quick ? 1 : 2, bytes: bigSize, disk: 2 * bigSize, run: async (port) => (await post(port, big), bigSize / MiB) },
     {
-      key: 'small', name: `${smallCount} files of 10 KiB, 1 request`, unit: 'files/s', warmups: quick ? 1 : 5, bytes: smallCount * 10 * KiB, disk: smallCount * 16 * KiB,
+      key: 'small', name: `${smallCount} files of 10 KiB, 1 request`, unit: 'files/s', warmups: quick ? 1 : 10, bytes: smallCount * 10 * KiB, disk: smallCount * 16 * KiB,
       run: async (port) => (await post(port, small), smallCount),
     },
     {
-      key: 'concurrent', name: `${concurrent} concurrent 1 MiB uploads`, unit: 'req/s', warmups: quick ? 1 : 3, bytes: concurrent * MiB, disk: 2 * concurrent * MiB,
+      key: 'concurrent', name: `${concurrent} concurrent 1 MiB uploads`, unit: 'req/s', warmups: quick ? 1 : 10, bytes: concurrent * MiB, disk: 2 * concurrent * MiB,
       run: async (port) => (await Promise.all(Array.from({ length: concurrent }, () => post(port, one))), concurrent),
     },
   ];
@@ -335,13 +337,14 @@ function summary(rows: Row[]): string {
 
 async function main(): Promise<void> {
   if (hasTaskset) spawnSync('taskset', ['-cp', '0', String(process.pid)], { stdio: 'ignore' });
+  const priority = sessionPriority();
   const runs = Number(arg('runs') ?? (quick ? 1 : 7));
   const kinds = KINDS.filter((k) => (!only || only.includes(k)) && (k !== 'wave' || waveAvailable()));
   if (also) kinds.splice(1, 0, also.label);
   const disks = await createDisks(arg('data-dir'));
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   console.log(`uploads over loopback into ${disks.note}; ${runs === 1 ? '1 run' : `median of ${runs} runs`} each, servers taking turns run by run; ` +
-    `servers ${hasTaskset ? 'pinned to CPU 1, client to CPU 0' : 'not pinned (no taskset)'}; load average before: ${load}`);
+    `servers ${hasTaskset ? 'pinned to CPU 1, client to CPU 0' : 'not pinned (no taskset)'}; ${priority}; load average before: ${load}`);
   if (!waveAvailable() && (!only || only.includes('wave'))) console.log(WAVE_SKIPPED);
   const chosen = scenarios().filter((s) => !pick || pick.includes(s.key));
   const together: Row[] = [];
