@@ -1,13 +1,18 @@
 // The store quota, `limits.storeSize` (docs/protocol.md §1, "Expiry, once and the quota"), and the
 // command's lifecycle flags: `wharf serve --limit-upload-ttl --limit-store-size`, `wharf upload --expires --once`.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'node:test';
 import type { WharfError } from '../lib/common/errors.js';
-import { createQuota, USAGE_DIR } from '../lib/uploads/quota.js';
+import { censusUploads, treeSize } from '../lib/uploads/census.js';
+import { diskMarks } from '../lib/uploads/expiry.js';
+import { createLifecycleOf, type LifecycleStore } from '../lib/uploads/lifecycle.js';
+import { createQuota, diskLedgers, USAGE_DIR } from '../lib/uploads/quota.js';
+import type { Staging } from '../lib/uploads/storage.js';
+import type { UploadRecord } from '../lib/uploads/upload-record.js';
 import { runWharf, startWharfProcess } from './helpers/command.js';
 import { eventually } from './helpers/eventually.js';
 import { APP_AUTH, APP_KEY } from './helpers/keys.js';
@@ -170,4 +175,49 @@ test('wharf serve --limit-upload-ttl --limit-store-size; wharf upload --expires 
   const help = await runWharf(t, ['serve', '--help']);
   assert.match(help.stdout, /--limit-upload-ttl/);
   assert.match(help.stdout, /--limit-store-size/);
+});
+
+// The start scan runs in the background while uploads come and go: forced here by holding the scan
+// back until uploads were committed and removed under it (a busy machine did it by chance: one
+// upload counted by both its commit and the scan filled the quota's test by half).
+test('quota: uploads committed or removed while the start scan runs are counted once, or not at all', async (t) => {
+  const dataDir = await tempDir(t);
+  const filesDir = join(dataDir, 'f');
+  const put = async (id: string, bytes: number): Promise<void> => {
+    await mkdir(join(filesDir, id), { recursive: true });
+    await writeFile(join(filesDir, id, 'x.bin'), Buffer.alloc(bytes));
+  };
+  const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+  await put(a, 100);
+  await put(b, 200);
+  let openGate!: () => void;
+  const gate = new Promise<void>((resolve) => { openGate = resolve; });
+  let scanned: Promise<void> | undefined;
+  const store: LifecycleStore = {
+    marks: diskMarks(dataDir),
+    ledgers: diskLedgers(dataDir),
+    census: (visit, stopped) => (scanned = gate.then(() => censusUploads(filesDir, visit, stopped))),
+    // Read as the scan would have read it before a removal landed: b's bytes still there.
+    inspect: async (id) => ({ bytes: id === b ? 200 : await treeSize(join(filesDir, id)), record: undefined, born: undefined }),
+  };
+  const lifecycle = createLifecycleOf(store, { uploadTtl: 0, storeSize: 10_000 }, async () => true, () => {});
+  await lifecycle.start();
+  // c committed while the scan waits: its commit counts it, and the scan lists it later.
+  const inner: Staging = {
+    file: () => { throw new Error('not used'); },
+    put: async (id, _rel, chunks) => { await put(id, Buffer.concat(chunks).length); return Buffer.concat(chunks).length; },
+    copy: () => { throw new Error('not used'); },
+    commit: async () => {},
+    abort: async () => {},
+  };
+  const staging = lifecycle.stage(inner);
+  await staging.put(c, 'x.bin', [Buffer.alloc(50)]);
+  await staging.commit({ v: 1, trust: 'app', via: 'key' } as UploadRecord);
+  // b removed before the scan reached it: nothing had counted it.
+  lifecycle.freeing(b, 200);
+  assert.equal(lifecycle.quota.used(), 50, 'only c, by its commit, so far');
+  openGate();
+  await scanned;
+  assert.equal(lifecycle.quota.used(), 150, 'a by the scan and c by its commit, once each; b by nothing');
+  await lifecycle.stop();
 });

@@ -23,8 +23,8 @@ export interface Lifecycle {
   readonly expiry: ExpiryIndex;
   /** `inner`, its commit marking deadlines first and counting its bytes after. */
   stage(inner: Staging): Staging;
-  /** An upload taken out of readers' sight, about to be deleted: its `bytes` leave the quota. */
-  freeing(bytes: number): void;
+  /** Upload `id`, taken out of readers' sight and about to be deleted: its `bytes` leave the quota. */
+  freeing(id: string, bytes: number): void;
   /** Starts the quota's ledgers and the sweep; the start scan runs on in the background. */
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -65,6 +65,7 @@ export function createLifecycle(dataDir: string, filesDir: string, options: Life
 export function createLifecycleOf(store: LifecycleStore, options: LifecycleOptions, remove: (id: string) => Promise<boolean>, warn: (message: string) => void): Lifecycle {
   const quota = createQuota(store.ledgers, options.storeSize, warn);
   const expiry = createExpiryIndex(store.marks, { remove, warn });
+  const scan = new ScanTally();
   let stopped = false;
   let census: Promise<void> = Promise.resolve();
 
@@ -72,7 +73,7 @@ export function createLifecycleOf(store: LifecycleStore, options: LifecycleOptio
   async function visit(id: string): Promise<void> {
     const seen = await store.inspect(id, options.storeSize > 0);
     if (seen === null) return;
-    if (options.storeSize > 0) quota.scanned(seen.bytes);
+    if (options.storeSize > 0 && scan.claim(id)) quota.scanned(seen.bytes);
     if (options.uploadTtl <= 0 || seen.born === undefined) return;
     const byTtl = seen.born + options.uploadTtl;
     const stored = lifeOfRecord(seen.record).expiresAt;
@@ -82,16 +83,19 @@ export function createLifecycleOf(store: LifecycleStore, options: LifecycleOptio
   return {
     quota,
     expiry,
-    stage: (inner) => new LifecycleStaging(inner, quota, expiry),
-    freeing(bytes) {
-      if (options.storeSize > 0) quota.change(-bytes);
+    stage: (inner) => new LifecycleStaging(inner, quota, expiry, scan),
+    freeing(id, bytes) {
+      if (options.storeSize > 0 && scan.counts(id)) quota.change(-bytes);
     },
     async start() {
       stopped = false;
       await quota.start();
       await expiry.start();
       if (options.storeSize > 0 || options.uploadTtl > 0) {
-        census = store.census(visit, () => stopped).catch((err: unknown) => warn(`wharf: the start scan of the uploads failed: ${errorMessage(err)}`));
+        scan.begin();
+        census = store.census(visit, () => stopped)
+          .catch((err: unknown) => warn(`wharf: the start scan of the uploads failed: ${errorMessage(err)}`))
+          .finally(() => scan.end());
       }
     },
     async stop() {
@@ -104,6 +108,53 @@ export function createLifecycleOf(store: LifecycleStore, options: LifecycleOptio
 
 const noop = (): void => {};
 
+/**
+ * What the start scan may count. It runs in the background while uploads come and go, so without
+ * this an upload committed before the scan listed it was counted twice, by its commit and by the
+ * scan (under load, the quota's test saw a store half full with one upload in it), and one removed
+ * before the scan reached it had its bytes taken off a total that never held them.
+ */
+export class ScanTally {
+  private running = false;
+  /** Counted by the scan: removing one takes its bytes off. */
+  private readonly seen = new Set<string>();
+  /** Committed by this process while the scan runs: counted by the commit, not the scan. */
+  private readonly committed = new Set<string>();
+  /** Removed before the scan reached them: counted by neither, and the scan must not count them. */
+  private readonly gone = new Set<string>();
+
+  begin(): void {
+    this.running = true;
+  }
+
+  end(): void {
+    this.running = false;
+    this.seen.clear();
+    this.committed.clear();
+    this.gone.clear();
+  }
+
+  /** Uploads this process has just committed (and counted). */
+  commit(ids: Iterable<string>): void {
+    if (!this.running) return;
+    for (const id of ids) this.committed.add(id);
+  }
+
+  /** Whether the scan counts upload `id`: false for one committed or removed meanwhile. */
+  claim(id: string): boolean {
+    if (this.committed.has(id) || this.gone.has(id)) return false;
+    this.seen.add(id);
+    return true;
+  }
+
+  /** Whether removing upload `id` takes bytes off the total: false when nothing counted it yet. */
+  counts(id: string): boolean {
+    if (!this.running || this.seen.has(id) || this.committed.has(id)) return true;
+    this.gone.add(id);
+    return false;
+  }
+}
+
 /** A staging whose commit marks the deadline before publishing and counts the bytes after. */
 class LifecycleStaging implements Staging {
   private readonly ids = new Set<string>();
@@ -113,6 +164,7 @@ class LifecycleStaging implements Staging {
     private readonly inner: Staging,
     private readonly quota: Quota,
     private readonly expiry: ExpiryIndex,
+    private readonly scan: ScanTally,
   ) {}
 
   file(id: string, rel: string, drain: () => void): StagedFile {
@@ -134,6 +186,8 @@ class LifecycleStaging implements Staging {
 
   async commit(record: UploadRecord): Promise<void> {
     if (record.expires !== undefined) await this.expiry.mark([...this.ids], record.expires);
+    // Told before it is published: the scan may list an id the moment it is.
+    this.scan.commit(this.ids);
     await this.inner.commit(record);
     this.quota.change(this.bytes);
   }

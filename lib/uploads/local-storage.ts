@@ -141,7 +141,7 @@ export function createLocalStorage(dataDir: string, options: LocalStorageOptions
       throw err;
     }
     forget(id);
-    if (lifecycle.quota.limit > 0) lifecycle.freeing(await treeSize(grave));
+    if (lifecycle.quota.limit > 0) lifecycle.freeing(id, await treeSize(grave));
     await rm(grave, { recursive: true, force: true });
     return true;
   }

@@ -127,7 +127,7 @@ function createS3Storage(options: S3StorageOptions, prefix: string, context: Sto
     // The manifest first: from that moment the upload is gone for readers, on every node.
     await io.del(keys.manifest(id));
     forget(id);
-    lifecycle.freeing(m.bytes);
+    lifecycle.freeing(id, m.bytes);
     await io.delMany([...m.files.keys()].map((rel) => keys.file(id, rel)));
     return true;
   }
