@@ -149,7 +149,8 @@ export interface Viewer {
   headers: http.IncomingHttpHeaders;
   reader: MixedReplaceReader;
   /** Resolves once `check(reader)` holds (checked on every chunk); rejects if the response ends first. */
-  until(check: (r: MixedReplaceReader) => boolean, what?: string): Promise<void>;
+  /** Resolves once `check` holds; rejects when the answer ends first or after `ms` (a skipped frame must fail, not hang the test). */
+  until(check: (r: MixedReplaceReader) => boolean, what?: string, ms?: number): Promise<void>;
   /** Resolves when the response has ended (cleanly or not); `complete` tells which. */
   ended: Promise<{ complete: boolean }>;
   close(): void;
@@ -185,25 +186,26 @@ export function view(url: string, options: { keep?: number } = {}): Promise<View
         reader,
         ended,
         close: () => req.destroy(),
-        until(check, what = 'condition') {
+        until(check, what = 'condition', ms = 30_000) {
           return new Promise((ok, fail) => {
+            const settle = (err?: Error): void => {
+              waiters.delete(w);
+              clearTimeout(timer);
+              if (err) fail(err);
+              else ok();
+            };
             const w = (): void => {
               let hit = false;
               try {
                 hit = check(reader);
               } catch (err) {
-                waiters.delete(w);
-                fail(err);
+                settle(err as Error);
                 return;
               }
-              if (hit) {
-                waiters.delete(w);
-                ok();
-              } else if (over) {
-                waiters.delete(w);
-                fail(new Error(`response ended before: ${what} (${reader.parts.length} parts)`));
-              }
+              if (hit) settle();
+              else if (over) settle(new Error(`response ended before: ${what} (${reader.parts.length} parts)`));
             };
+            const timer = setTimeout(() => settle(new Error(`${ms} ms without: ${what} (${reader.parts.length} parts)`)), ms);
             waiters.add(w);
             w();
           });
