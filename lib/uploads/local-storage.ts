@@ -1,6 +1,5 @@
-// The storage seam: every read and write of uploaded bytes goes through `Storage`, so the HTTP layer
-// (route.ts) never touches `fs` for them and an object-store backend can be added later without
-// touching it. The one implementation here is the local disk layout of docs/protocol.md §1:
+// The local disk's `Storage` (storage.ts; the other is s3-storage.ts): the layout of
+// docs/protocol.md §1:
 //
 //   <dataDir>/f/<id>/<path>            committed uploads (the layout Wave's client copies into)
 //   <dataDir>/f/<id>/.wharf-upload.json

@@ -1,6 +1,6 @@
 // The storage seam: every read and write of uploaded bytes goes through `Storage`, so the HTTP layer
-// (route.ts) never touches `fs` for them and an object-store backend can be added later without
-// touching it. The one implementation is the local disk layout (local-storage.ts).
+// (route.ts) never touches `fs` for them. Two implementations: the local disk layout
+// (local-storage.ts, docs/protocol.md §1) and an S3-compatible store (s3-storage.ts, §8).
 import { WharfError, fromFsError } from '../common/errors.js';
 import type { Limits } from '../common/limits.js';
 import type { FileSource } from '../static/engine.js';
