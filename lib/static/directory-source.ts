@@ -329,8 +329,10 @@ function statFileSync(r: Root, rel: string): FileInfo | null | undefined {
   if (!r.dotfiles && hasDotSegment(rel)) return null;
   const t0 = ++r.stats % STAT_SAMPLE === 0 ? performance.now() : -1;
   try {
-    // With a directory excluded inside the root, its real path decides (it may be reached by a link).
-    let st = r.excluded.length > 0 ? SYMLINK : plainSync(r, rel, true);
+    // Excluded directories need no realpath here, unlike in `locate`: this only revalidates a file
+    // the engine holds, whose bytes were read from a descriptor the checks admitted, and a plain
+    // path (no symlink below the root) to the same inode, size and mtime is that file still.
+    let st = plainSync(r, rel, true);
     if (st === SYMLINK) {
       const real = locateSync(r, rel);
       if (real === undefined || real === null) return real;
