@@ -60,9 +60,7 @@ export function representationOf(info: FileInfo, rel: string, data: Buffer | nul
  */
 export function answer(req: IncomingMessage, res: ServerResponse, e: Representation, rel: string, file: OpenFile | null, cacheControl: string, stallMs: number): void {
   const h = req.headers;
-  const cond = h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['if-match'] !== undefined || h['if-unmodified-since'] !== undefined
-    ? precondition(h, e.etag, e.mtimeMs)
-    : 0;
+  const cond = isConditional(h) ? precondition(h, e.etag, e.mtimeMs) : 0;
   if (cond !== 0) {
     void file?.close();
     answerPrecondition(res, e, cond, cacheControl);
@@ -71,7 +69,7 @@ export function answer(req: IncomingMessage, res: ServerResponse, e: Representat
   let start = 0;
   let end = e.size - 1;
   let status = 200;
-  const span = requestedSpan(req, e);
+  const span = spanOf(req, e);
   if (span === UNSATISFIABLE) {
     void file?.close();
     sendError(res, new WharfError('RANGE_NOT_SATISFIABLE', 'range not satisfiable', 416), { 'Content-Range': `bytes */${e.size}` });
@@ -104,9 +102,7 @@ export function answer(req: IncomingMessage, res: ServerResponse, e: Representat
  */
 export async function redirect(req: IncomingMessage, res: ServerResponse, e: Representation, rel: string, file: OpenFile, cacheControl: string): Promise<void> {
   const h = req.headers;
-  const cond = h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['if-match'] !== undefined || h['if-unmodified-since'] !== undefined
-    ? precondition(h, e.etag, e.mtimeMs)
-    : 0;
+  const cond = isConditional(h) ? precondition(h, e.etag, e.mtimeMs) : 0;
   if (cond !== 0) {
     void file.close();
     answerPrecondition(res, e, cond, cacheControl);
@@ -137,8 +133,23 @@ function answerPrecondition(res: ServerResponse, e: Representation, cond: number
   sendError(res, new WharfError('PRECONDITION_FAILED', 'precondition failed', 412), { ETag: e.etag });
 }
 
+/**
+ * Answers a GET for bytes `start`..`end` (`span`, from `spanOf`) of `e` with a 206 from `block`,
+ * bytes of the file from `blockStart` on that hold them. The caller checked that the request has no
+ * precondition (`isConditional`) to answer first.
+ */
+export function answerFromBlock(req: IncomingMessage, res: ServerResponse, e: Representation, rel: string, span: Span, block: Buffer, blockStart: number, cacheControl: string): void {
+  const [start, end] = span;
+  res.writeHead(206, headersOf(req, e, rel, cacheControl, start, end, 206));
+  res.end(block.subarray(start - blockStart, end + 1 - blockStart));
+}
+
+/** Does the request carry a precondition (RFC 9110 §13.1) besides `If-Range`? */
+export const isConditional = (h: IncomingHttpHeaders): boolean =>
+  h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['if-match'] !== undefined || h['if-unmodified-since'] !== undefined;
+
 /** The range to answer: null for the whole file (no Range, or one that does not apply). */
-function requestedSpan(req: IncomingMessage, e: Representation): Span | typeof UNSATISFIABLE | null {
+export function spanOf(req: IncomingMessage, e: Representation): Span | typeof UNSATISFIABLE | null {
   const range = req.method === 'GET' ? req.headers.range : undefined; // §14.2: Range is defined for GET only
   if (range === undefined) return null;
   const ifRange = req.headers['if-range'] as string | undefined;
@@ -280,8 +291,8 @@ export function precondition(h: IncomingHttpHeaders, etag: string, mtimeMs: numb
   return 0;
 }
 
-type Span = readonly [start: number, end: number];
-const UNSATISFIABLE = 'unsatisfiable';
+export type Span = readonly [start: number, end: number];
+export const UNSATISFIABLE = 'unsatisfiable';
 
 /**
  * One `Range: bytes=a-b` (RFC 9110 §14.1.2). `null` means "answer 200 with the whole file": no or

@@ -1,6 +1,9 @@
 // Shared helpers of the server, static and auth tests: temp dirs, raw HTTP over real sockets.
-import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
 import { readdir, readlink } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { FileSource, StaticEngine } from '../../lib/static/engine.js';
+import { defer } from './defer.js';
 import { DEFAULT_AUTH } from './keys.js';
 
 /** Wave's default key, valid on loopback. */
@@ -62,3 +65,14 @@ export async function fdsOn(path: string): Promise<number> {
 }
 
 export { eventually } from './eventually.js';
+
+/**
+ * A plain node:http server on a free port answering `/x/<rel>` with `engine` from `source` (the
+ * static engine alone, no routes in front); stopped by `t`'s cleanups.
+ */
+export async function serveEngine(t: Parameters<typeof defer>[0], engine: StaticEngine, source: FileSource): Promise<string> {
+  const server = createServer((req, res) => void engine.respond(req, res, source, (req.url ?? '').slice(3).split('?')[0]!));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  defer(t, () => new Promise<void>((r) => server.close(() => r())));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
