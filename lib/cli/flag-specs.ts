@@ -52,7 +52,7 @@ const LIMIT_HELP: Partial<Record<keyof Limits, string>> = {
   streamIdleTimeout: 'a stream without a frame this long is ended',
   uploadIdleTimeout: 'an upload body that sends nothing this long fails',
   headersTimeout: 'time a client has to send its request headers',
-  cacheFileSize: 'files up to this size are cached in memory, those over 64 KiB once asked for twice (0: no cache)',
+  cacheFileSize: 'files up to this size are cached in memory, those over 64 KiB once asked for twice; of bigger files, 64 KiB blocks a Range asked for twice, up to this size per file (0: no cache)',
   cacheSize: 'bytes in the memory cache',
   closeGrace: 'time downloads get to finish on shutdown',
   downloadStallTimeout: 'a download whose client takes nothing this long is cut',

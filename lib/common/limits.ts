@@ -40,7 +40,8 @@ export interface Limits {
   /**
    * Files up to this size are kept in the static engine's memory cache (revalidated by `stat` on
    * every request): those up to 64 KiB from their first read, bigger ones once asked for again
-   * while still remembered (hot). 0 turns the cache off. Default 1 MiB.
+   * while still remembered (hot). Of bigger files, the aligned 64 KiB blocks that a Range asked
+   * for again falls within, up to this size per file. 0 turns the cache off. Default 1 MiB.
    */
   cacheFileSize: number;
   /** Total bytes in the static engine's memory cache. Default 32 MiB. */
