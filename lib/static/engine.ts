@@ -5,8 +5,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WharfError, fromFsError } from '../common/errors.js';
 import { sendError } from '../http/answer.js';
 import type { Limits } from '../common/limits.js';
-import { answer, answerFromBlock, isConditional, precondition, redirect, spanOf, UNSATISFIABLE, type Span } from './answer.js';
-import { BLOCK_SIZE, blockOf, createMemoryCache, entryOf, sameFile, type Entry } from './memory-cache.js';
+import { answer, precondition, redirect } from './answer.js';
+import { answeredFromBlocks, answeredFromKeptBlock, blockSpan } from './hot-blocks.js';
+import { createMemoryCache, entryOf, sameFile, type Entry } from './memory-cache.js';
 import type { Readable } from 'node:stream';
 
 export { createDirectorySource, directorySeams, type DirectorySourceOptions } from './directory-source.js';
@@ -125,17 +126,6 @@ const describes = (hit: Entry, file: OpenFile): boolean =>
 
 const notFound = (): WharfError => new WharfError('NOT_FOUND', 'file not found', 404);
 
-/**
- * The span of a plain ranged GET of `e` (no precondition but `If-Range`) when it falls within one
- * block (memory-cache.ts, `BLOCK_SIZE`); null otherwise.
- */
-function blockSpan(req: IncomingMessage, e: Entry): Span | null {
-  if (req.headers.range === undefined || req.method !== 'GET' || isConditional(req.headers)) return null;
-  const span = spanOf(req, e);
-  if (span === null || span === UNSATISFIABLE) return null;
-  return blockOf(span[0], span[1]) >= 0 ? span : null;
-}
-
 export function createStatic(options: StaticOptions): StaticEngine {
   const { limits } = options;
   const publicCacheControl = options.cacheControl ?? DEFAULT_CACHE_CONTROL;
@@ -165,12 +155,7 @@ export function createStatic(options: StaticOptions): StaticEngine {
         return load(req, res, source, rel, map, hit, false, isPrivate, missing);
       }
       // A Range within a hot block of a big file: one stat, no open.
-      const span = hit?.blocks != null ? blockSpan(req, hit) : null;
-      const block = span !== null ? hit!.blocks!.get(blockOf(span[0], span[1])) : undefined;
-      if (block != null) {
-        const info = source.statSync?.(rel);
-        if (info !== undefined && answeredFromBlock(req, res, map, hit!, info, rel, span!, block, isPrivate, missing)) return undefined;
-      }
+      if (hit?.blocks != null && answeredFromKeptBlock(cache, req, res, source, map, hit, rel, isPrivate ? privateCacheControl : publicCacheControl, missing)) return undefined;
     } catch (err) {
       sendError(res, fromFsError(err));
       return undefined;
@@ -178,22 +163,9 @@ export function createStatic(options: StaticOptions): StaticEngine {
     return load(req, res, source, rel, map, hit, false, isPrivate, missing);
   }
 
-  /**
-   * What `info`, a fresh stat of `rel`, says of `hit`: the same file (`hit` touched), changed or
-   * gone (`hit` forgotten either way).
-   */
-  function recheck(map: Map<string, Entry>, hit: Entry, info: FileInfo | null, rel: string): 'same' | 'changed' | 'gone' {
-    if (info !== null && sameFile(info, hit)) {
-      cache.touch(hit);
-      return 'same';
-    }
-    cache.forget(map, rel);
-    return info === null ? 'gone' : 'changed';
-  }
-
   /** Answers from `hit` when `info` shows the file unchanged (true); else forgets it (false: open it). */
   function revalidated(req: IncomingMessage, res: ServerResponse, map: Map<string, Entry>, hit: Entry, info: FileInfo | null, rel: string, isPrivate: boolean, missing: Missing): boolean {
-    const state = recheck(map, hit, info, rel);
+    const state = cache.recheck(map, hit, info, rel);
     if (state === 'gone') {
       missing(req, res);
       return true;
@@ -204,38 +176,6 @@ export function createStatic(options: StaticOptions): StaticEngine {
     }
     if (state === 'same') cache.forget(map, rel);
     return false;
-  }
-
-  /** `revalidated` for `span` of `hit`, held in `block`: false when the file changed (open it). */
-  function answeredFromBlock(req: IncomingMessage, res: ServerResponse, map: Map<string, Entry>, hit: Entry, info: FileInfo | null, rel: string, span: Span, block: Buffer, isPrivate: boolean, missing: Missing): boolean {
-    const state = recheck(map, hit, info, rel);
-    if (state === 'gone') missing(req, res);
-    else if (state === 'same') answerFromBlock(req, res, hit, rel, span, block, blockOf(span[0], span[1]) * BLOCK_SIZE, isPrivate ? privateCacheControl : publicCacheControl);
-    return state !== 'changed';
-  }
-
-  /**
-   * Answers `span` of `e` (just opened as `file`) from a block in memory: kept, or read whole now
-   * because it was asked for before. False, `file` untouched, when that block is not hot (yet).
-   */
-  async function answeredFromBlocks(req: IncomingMessage, res: ServerResponse, e: Entry, rel: string, file: OpenFile, span: Span, isPrivate: boolean): Promise<boolean> {
-    const index = blockOf(span[0], span[1]);
-    const start = index * BLOCK_SIZE;
-    let block = e.blocks?.get(index);
-    if (block == null) {
-      if (file.read === undefined || !cache.blockWanted(e, index)) return false;
-      const end = Math.min(start + BLOCK_SIZE, e.size) - 1;
-      block = await file.read(start, end);
-      if (block.length !== end - start + 1) {
-        sendError(res, new WharfError('FILE_CHANGED', 'the file changed while it was read; try again', 503));
-        return true;
-      }
-      cache.keepBlock(e, index, block);
-    } else {
-      void file.close();
-    }
-    answerFromBlock(req, res, e, rel, span, block, start, isPrivate ? privateCacheControl : publicCacheControl);
-    return true;
   }
 
   /**
@@ -290,7 +230,7 @@ export function createStatic(options: StaticOptions): StaticEngine {
       const f = file;
       file = null;
       const span = blockSpan(req, e);
-      if (span !== null && (await answeredFromBlocks(req, res, e, rel, f, span, isPrivate))) return;
+      if (span !== null && (await answeredFromBlocks(cache, req, res, e, rel, f, span, isPrivate ? privateCacheControl : publicCacheControl))) return;
       send(req, res, e, rel, f, isPrivate);
     } catch (err) {
       if (file !== null) void file.close();

@@ -90,6 +90,11 @@ export interface MemoryCache {
   remember(map: Map<string, Entry>, rel: string, e: Entry): void;
   /** Marks `e` as just used. */
   touch(e: Entry): void;
+  /**
+   * What `info`, a fresh stat of `rel`, says of `e` (its entry in `map`): the same file (`e`
+   * touched), changed or gone (`e` forgotten either way).
+   */
+  recheck(map: Map<string, Entry>, e: Entry, info: FileInfo | null, rel: string): 'same' | 'changed' | 'gone';
   /** Are the bytes of a file of `size` to be kept? `hot`: its validators are cached (it was asked for recently). */
   admits(size: number, hot: boolean): boolean;
   /**
@@ -168,6 +173,15 @@ export function createMemoryCache(limits: Limits): MemoryCache {
     e.gen = ++inserts;
   }
 
+  function recheck(map: Map<string, Entry>, e: Entry, info: FileInfo | null, rel: string): 'same' | 'changed' | 'gone' {
+    if (info !== null && sameFile(info, e)) {
+      touch(e);
+      return 'same';
+    }
+    forget(map, rel);
+    return info === null ? 'gone' : 'changed';
+  }
+
   const admits = (size: number, hot: boolean): boolean => on && size <= limits.cacheFileSize && (hot || size <= FIRST_READ_SIZE);
 
   // A file's blocks together get no more room than one file kept whole (`cacheFileSize`).
@@ -205,5 +219,5 @@ export function createMemoryCache(limits: Limits): MemoryCache {
     }
   }
 
-  return { on, of, forget, remember, touch, admits, blockWanted, keepBlock };
+  return { on, of, forget, remember, touch, recheck, admits, blockWanted, keepBlock };
 }
