@@ -111,7 +111,7 @@ export class FileWriter implements StagedFile {
   /**
    * Whether what is held makes a write, on the event loop or through the thread pool: a batch, or
    * less once all writers together hold the budget. On the event loop too: a `writev` per 64 KiB
-   * (one socket read) made 64 uploads of 1 MiB at once cost 1.3x the CPU of batches (bench/README.md,
+   * (one socket read) made 64 uploads of 1 MiB at once cost 1.2x the CPU of batches (bench/README.md,
    * "What cut upload CPU"): each write of a file costs far more than its bytes' copy.
    */
   private batchFull(): boolean {

@@ -52,7 +52,7 @@ export interface LocalStorageOptions {
    * per batch, close), the rest through the thread pool, in the same batches (`writeBatch`, less
    * once `writeBuffer` is full). A page-cache write costs less CPU than the thread-pool round trip
    * that would carry it (two thread wake-ups, an eventfd, an epoll turn). Batches rather than a
-   * write per socket read: written 64 KiB at a time, 64 uploads of 1 MiB at once cost 1.2–1.3x the
+   * write per socket read: written 64 KiB at a time, 64 uploads of 1 MiB at once cost ~1.2x the
    * CPU, though they peaked 10–20 MiB lower (bench/README.md, "What cut upload CPU").
    * The loop is held for one write at a time, as nginx holds it to write a request body to its
    * temp file; should those writes turn out slow (slowness.ts: a throttled or network disk), every
