@@ -102,6 +102,10 @@ async function uploadPlanned(url: string, p: Planned): Promise<Stored> {
   return { files: p.files.map((f, j) => ({ path: paths[j]!, sha: sha256(f.data) })) };
 }
 
+// Bytes of a file to send before holding it: a server writes a file in batches of `writeBatch`
+// (1 MiB), so past the first one its staged file is on disk.
+const HELD = MiB + 256 * 1024;
+
 /** An upload of one file of `data` sent to `port` up to `first` bytes of the file and held there, the body unfinished. */
 async function holdUpload(port: number, name: string, data: Buffer, first: number): Promise<{ conn: RawConnection; finish(): Promise<RawAnswer> }> {
   const head = partHead({ filename: name }, true);
@@ -186,13 +190,13 @@ test('cluster: kill -9 of a node mid-upload leaves nothing visible, spares the o
 
   // Two uploads to a, held mid-body: their files are in a's staging area.
   const aData = [randomBytes(2 * MiB), randomBytes(3 * MiB + 17)];
-  const held = await Promise.all(aData.map((d, i) => holdUpload(a.port, `a${i}.bin`, d, 512 * 1024)));
+  const held = await Promise.all(aData.map((d, i) => holdUpload(a.port, `a${i}.bin`, d, HELD)));
   const aStaged = await Promise.all(aData.map((_, i) => stagedFile(dataDir, `a${i}.bin`)));
   const areaA = (await areaOf(dataDir, 'a'))!;
   for (const p of aStaged) assert.ok(p.startsWith(`${areaA}/`), `${p} is in a's area`);
 
   // A slow upload straight to b, then b killed under it.
-  const slow = await holdUpload(b.port, 'b.bin', randomBytes(4 * MiB), 768 * 1024);
+  const slow = await holdUpload(b.port, 'b.bin', randomBytes(4 * MiB), HELD);
   const bStaged = await stagedFile(dataDir, 'b.bin');
   const areaB = (await areaOf(dataDir, 'b'))!;
   assert.ok(bStaged.startsWith(`${areaB}/`));
@@ -241,8 +245,8 @@ test('cluster: nodes starting side by side on one data dir never remove each oth
     }
     for (const n of pair) {
       const name = `${n.id}.bin`;
-      const data = randomBytes(MiB + round);
-      holds.push({ name, data, hold: await holdUpload(n.port, name, data, 256 * 1024) });
+      const data = randomBytes(2 * MiB + round);
+      holds.push({ name, data, hold: await holdUpload(n.port, name, data, HELD) });
       await stagedFile(dataDir, name);
     }
   }

@@ -380,33 +380,61 @@ for (const syncIo of SYNC_IO) {
   });
 }
 
-/** The bytes of the one staged file under `dataDir`'s temp area, or null while it has none. */
-async function stagedBytes(dataDir: string): Promise<Buffer | null> {
-  const files = (await tree(join(dataDir, TEMP_DIR))).filter((p) => p.endsWith('.bin'));
+/** The bytes of the staged file `name` (the one `.bin` file when not given) under `dataDir`'s temp area, or null while there is none. */
+async function stagedBytes(dataDir: string, name = '.bin'): Promise<Buffer | null> {
+  const files = (await tree(join(dataDir, TEMP_DIR))).filter((p) => p.endsWith(name));
   return files.length === 0 ? null : readFile(join(dataDir, TEMP_DIR, files[0]!));
 }
 
-test('storage: a file\'s first syncWriteBelow bytes are on disk when their write is acknowledged, the rest goes in batches', async (t) => {
+test('storage: a file\'s first syncWriteBelow bytes go down in batches on the event loop, each on disk when the write completing it is acknowledged; the rest through the thread pool', async (t) => {
   const dataDir = await tempDir(t);
-  const storage = createLocalStorage(dataDir, { syncWriteBelow: 256 * 1024, writeBatch: 1024 * 1024 });
+  const storage = createLocalStorage(dataDir, { syncWriteBelow: 256 * 1024, writeBatch: 128 * 1024 });
   await storage.start();
   const data = randomBytes(512 * 1024);
   const staging = storage.stage();
   const w = staging.file(randomUUID(), 'a.bin', () => {});
   const write = (from: number, to: number): void => assert.equal(w.write(data.subarray(from, to)), true);
-  // Slices below one socket read are gathered first: nothing is written for them yet.
+  // Slices are gathered into a batch: nothing is written for them yet, not even a whole socket read.
   write(0, 1000);
   assert.equal(await stagedBytes(dataDir), null);
   write(1000, 64 * 1024);
-  assert.equal(sha((await stagedBytes(dataDir))!), sha(data.subarray(0, 64 * 1024)), 'the first 64 KiB went down at once, in write()');
-  write(64 * 1024, 256 * 1024);
+  assert.equal(await stagedBytes(dataDir), null, 'one socket read is less than a batch');
+  write(64 * 1024, 128 * 1024);
+  assert.equal(sha((await stagedBytes(dataDir))!), sha(data.subarray(0, 128 * 1024)), 'the first batch went down at once, in write()');
+  write(128 * 1024, 256 * 1024);
   assert.equal((await stagedBytes(dataDir))!.length, 256 * 1024);
-  // Past syncWriteBelow bytes are gathered into a batch, written when the file ends.
-  write(256 * 1024, 512 * 1024);
+  // Past syncWriteBelow bytes are gathered into batches written through the thread pool: less than one waits.
+  write(256 * 1024, 320 * 1024);
   assert.equal((await stagedBytes(dataDir))!.length, 256 * 1024);
+  write(320 * 1024, 512 * 1024);
   w.end();
   assert.equal(await w.done, 512 * 1024);
   assert.equal(sha((await stagedBytes(dataDir))!), sha(data));
+  await staging.commit(RECORD);
+});
+
+test('storage: once the files being written hold writeBuffer bytes together, the one taking a chunk writes what it holds, on the event loop too', async (t) => {
+  const dataDir = await tempDir(t);
+  const storage = createLocalStorage(dataDir, { syncWriteBelow: 1024 * 1024, writeBatch: 1024 * 1024, writeBuffer: 96 * 1024 });
+  await storage.start();
+  const data = randomBytes(256 * 1024);
+  const staging = storage.stage();
+  const a = staging.file(randomUUID(), 'a.bin', () => {});
+  const b = staging.file(randomUUID(), 'b.bin', () => {});
+  assert.equal(a.write(data.subarray(0, 64 * 1024)), true);
+  assert.equal(await stagedBytes(dataDir, 'a.bin'), null, 'under the budget: gathered');
+  // 128 KiB held together: b, taking the chunk that passes the budget, writes its 64 KiB now.
+  assert.equal(b.write(data.subarray(0, 64 * 1024)), true);
+  assert.equal((await stagedBytes(dataDir, 'b.bin'))!.length, 64 * 1024);
+  assert.equal(await stagedBytes(dataDir, 'a.bin'), null, 'a file not taking a chunk keeps what it holds');
+  assert.equal(a.write(data.subarray(64 * 1024, 65 * 1024)), true);
+  assert.equal(await stagedBytes(dataDir, 'a.bin'), null, 'back under the budget: gathered again');
+  assert.equal(a.write(data.subarray(65 * 1024, 128 * 1024)), true);
+  assert.equal(sha((await stagedBytes(dataDir, 'a.bin'))!), sha(data.subarray(0, 128 * 1024)));
+  a.end();
+  b.end();
+  assert.equal(await a.done, 128 * 1024);
+  assert.equal(await b.done, 64 * 1024);
   await staging.commit(RECORD);
 });
 

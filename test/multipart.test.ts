@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { collectPart, parseMultipart, sinkPart, type Part, type PartSink, type MultipartLimits } from '../lib/multipart/parser.js';
+import { indexOfDelimiter, shiftTable } from '../lib/multipart/scanner.js';
 import { WharfError } from '../lib/common/errors.js';
 import { sendError } from '../lib/http/answer.js';
 import { DEFAULT_LIMITS } from '../lib/common/limits.js';
@@ -190,6 +191,37 @@ test('data ending in a delimiter prefix, and data that is nothing but delimiter 
     got.map((p) => p.data),
     [value, value + '\r'],
   );
+});
+
+test('the delimiter search finds the first delimiter wherever it is: either half of a chunk, both, across the middle, none', () => {
+  // indexOfDelimiter searches both halves of a chunk at once: it must agree with Buffer#indexOf.
+  const r = rng(21);
+  for (const boundary of ['b', B, '----WebKitFormBoundary7MA4YWxkTrZu0gW', 'x'.repeat(70)]) {
+    const d = Buffer.from(`\r\n--${boundary}`, 'latin1');
+    const shift = shiftTable(d);
+    for (let round = 0; round < 400; round++) {
+      const n = Math.floor(r() * 300);
+      // Mostly bytes of the delimiter itself (so prefixes and near misses abound), some random ones.
+      const c = Buffer.alloc(n);
+      for (let i = 0; i < n; i++) c[i] = r() < 0.7 ? d[Math.floor(r() * d.length)]! : Math.floor(r() * 256);
+      const plants = Math.floor(r() * 3);
+      for (let k = 0; k < plants && n >= d.length; k++) d.copy(c, Math.floor(r() * (n - d.length + 1)));
+      const from = Math.floor(r() * (n + 1));
+      assert.equal(indexOfDelimiter(c, from, d, shift), c.indexOf(d, from), `${boundary} n=${n} from=${from}`);
+    }
+    // A delimiter ending just before the middle, at it, and just after it, alone and with one after it.
+    for (let n = d.length * 2; n < d.length * 2 + 8; n++) {
+      for (let at = 0; at + d.length <= n; at++) {
+        const c = Buffer.alloc(n, 'a');
+        d.copy(c, at);
+        assert.equal(indexOfDelimiter(c, 0, d, shift), at, `${boundary} n=${n} at=${at}`);
+        if (at + 2 * d.length <= n) {
+          d.copy(c, n - d.length);
+          assert.equal(indexOfDelimiter(c, 0, d, shift), at, `${boundary} n=${n} at=${at}, one more at the end`);
+        }
+      }
+    }
+  }
 });
 
 test('empty parts, an empty body part list, and parts with no data before the close', async () => {

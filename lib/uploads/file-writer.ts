@@ -9,8 +9,6 @@ import type { StagedFile } from './storage.js';
 // Bytes a file accepts past a batch being written before it pushes back: one socket read. More
 // would only move data from the kernel's socket buffer (not our memory) into ours.
 const WRITING_AHEAD = 64 * 1024;
-// Bytes gathered for one write on the event loop: one socket read, whatever slices it came in.
-const SYNC_WRITE = 64 * 1024;
 
 /** Write batching shared by the files of one storage. */
 export interface WriteMemory {
@@ -52,13 +50,13 @@ const DONE: WriterState = { kind: 'done' };
 function noop(): void {}
 
 /**
- * A file written with as few syscalls and as little held as possible. Its first `memory.syncBelow`
- * bytes go down on the event loop, a `writev` per SYNC_WRITE bytes gathered, the file opened (and
- * its directory made) at the first. Past that, or while a directory is being made through the
- * thread pool, or once the storage proved slow: chunks (slices of socket reads, 16–64 KiB) are
- * gathered into batches, each batch one `writev` through the thread pool. While a batch is on its
- * way, up to `WRITING_AHEAD` more bytes are taken before `write` says to wait (backpressure). A
- * batch is `memory.batch` bytes, or less once all writers together hold `memory.budget`.
+ * A file written with as few syscalls and as little held as possible. Chunks (slices of socket
+ * reads, 16–64 KiB) are gathered into batches, each batch one `writev`; a batch is `memory.batch`
+ * bytes, or less once all writers together hold `memory.budget`. The batches of a file's first
+ * `memory.syncBelow` bytes are written on the event loop, the file opened (and its directory made)
+ * at the first; past that, or while a directory is being made through the thread pool, or once the
+ * storage proved slow, through the thread pool. While a batch is on its way there, up to
+ * `WRITING_AHEAD` more bytes are taken before `write` says to wait (backpressure).
  */
 export class FileWriter implements StagedFile {
   readonly done: Promise<number>;
@@ -110,6 +108,16 @@ export class FileWriter implements StagedFile {
     this.fail(err);
   }
 
+  /**
+   * Whether what is held makes a write, on the event loop or through the thread pool: a batch, or
+   * less once all writers together hold the budget. On the event loop too: a `writev` per 64 KiB
+   * (one socket read) made 64 uploads of 1 MiB at once cost 1.2x the CPU of batches (bench/README.md,
+   * "What cut upload CPU"): each write of a file costs far more than its bytes' copy.
+   */
+  private batchFull(): boolean {
+    return this.heldBytes >= this.memory.batch || this.memory.held >= this.memory.budget;
+  }
+
   /** False while a batch is on its way and a socket read more is held behind it: backpressure. */
   private takesMore(): boolean {
     return this.state.kind !== 'writing' || this.heldBytes < WRITING_AHEAD;
@@ -122,7 +130,7 @@ export class FileWriter implements StagedFile {
   private advance(ending: boolean): void {
     try {
       if (this.bytes <= this.memory.syncBelow && !this.memory.slowness.slow) {
-        if (!ending && this.heldBytes < SYNC_WRITE) return;
+        if (!ending && !this.batchFull()) return;
         if (this.flushSync()) {
           if (ending) this.closeSync();
           return;
@@ -137,7 +145,7 @@ export class FileWriter implements StagedFile {
             return closeFd(open);
           })
           .then(() => this.landed(), (err: unknown) => this.lost(err));
-      } else if (this.heldBytes > 0 && (this.heldBytes >= this.memory.batch || this.memory.held >= this.memory.budget)) {
+      } else if (this.heldBytes > 0 && this.batchFull()) {
         // Never a batch of nothing: with the file already open it would land in a microtask with
         // no I/O, and while other files keep the budget full this would start the next one at once,
         // for ever, starving the event loop (so no socket is read and the budget never comes down).

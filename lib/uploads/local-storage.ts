@@ -37,7 +37,10 @@ import { defaultNodeId } from '../common/node-id.js';
 export { storageError, type StagedFile, type Staging, type Storage } from './storage.js';
 
 export interface LocalStorageOptions {
-  /** Bytes of one file gathered before one `writev` to disk. Default 1 MiB: 512 syscalls for 512 MiB. */
+  /**
+   * Bytes of one file gathered before one `writev` to disk, on the event loop as through the thread
+   * pool. Default 1 MiB: 512 syscalls for 512 MiB, one for an upload of 1 MiB.
+   */
   writeBatch?: number;
   /**
    * Bytes all files being written may hold, together, while they gather batches; past it each
@@ -45,11 +48,12 @@ export interface LocalStorageOptions {
    */
   writeBuffer?: number;
   /**
-   * The first this many bytes of each file are written on the event loop as they arrive (mkdir,
-   * open, one `writev` per 64 KiB, close), the rest in batches through the thread pool. A
-   * page-cache write of 64 KiB costs less CPU than the thread-pool round trip that would carry it
-   * (two thread wake-ups, an eventfd, an epoll turn), and a chunk written at once is a chunk no
-   * longer held: 64 uploads of 1 MiB at once peak ~15 MiB lower than with batches (bench/uploads).
+   * The first this many bytes of each file are written on the event loop (mkdir, open, a `writev`
+   * per batch, close), the rest through the thread pool, in the same batches (`writeBatch`, less
+   * once `writeBuffer` is full). A page-cache write costs less CPU than the thread-pool round trip
+   * that would carry it (two thread wake-ups, an eventfd, an epoll turn). Batches rather than a
+   * write per socket read: written 64 KiB at a time, 64 uploads of 1 MiB at once cost ~1.2x the
+   * CPU, though they peaked 10–20 MiB lower (bench/README.md, "What cut upload CPU").
    * The loop is held for one write at a time, as nginx holds it to write a request body to its
    * temp file; should those writes turn out slow (slowness.ts: a throttled or network disk), every
    * write goes through the thread pool for a while (a back-off that grows while they stay slow).
