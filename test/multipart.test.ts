@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { collectPart, parseMultipart, sinkPart, type Part, type PartSink, type MultipartLimits } from '../lib/multipart/parser.js';
-import { indexOfDelimiter, shiftTable } from '../lib/multipart/scanner.js';
+import { indexOfDelimiter, shiftTable, TWO_SEARCHES } from '../lib/multipart/scanner.js';
 import { WharfError } from '../lib/common/errors.js';
 import { sendError } from '../lib/http/answer.js';
 import { DEFAULT_LIMITS } from '../lib/common/limits.js';
@@ -194,32 +194,40 @@ test('data ending in a delimiter prefix, and data that is nothing but delimiter 
 });
 
 test('the delimiter search finds the first delimiter wherever it is: either half of a chunk, both, across the middle, none', () => {
-  // indexOfDelimiter searches both halves of a chunk at once: it must agree with Buffer#indexOf.
+  // indexOfDelimiter searches both halves of a chunk at once from TWO_SEARCHES bytes on, and once
+  // below: both must agree with Buffer#indexOf.
   const r = rng(21);
   for (const boundary of ['b', B, '----WebKitFormBoundary7MA4YWxkTrZu0gW', 'x'.repeat(70)]) {
     const d = Buffer.from(`\r\n--${boundary}`, 'latin1');
     const shift = shiftTable(d);
-    for (let round = 0; round < 400; round++) {
-      const n = Math.floor(r() * 300);
+    for (let round = 0; round < 300; round++) {
+      // Small chunks (one search), and chunks over the threshold with a busy stretch of 300 bytes at
+      // their start, around their middle or at their end (two searches).
+      const small = round % 4 === 0;
+      const n = small ? Math.floor(r() * 300) : TWO_SEARCHES + Math.floor(r() * 600);
+      const c = Buffer.alloc(n, 'a');
+      const busy = small ? 0 : [0, (n >> 1) - 150, n - 300][round % 3]!;
+      const len = Math.min(300, n);
       // Mostly bytes of the delimiter itself (so prefixes and near misses abound), some random ones.
-      const c = Buffer.alloc(n);
-      for (let i = 0; i < n; i++) c[i] = r() < 0.7 ? d[Math.floor(r() * d.length)]! : Math.floor(r() * 256);
+      for (let i = busy; i < busy + len; i++) c[i] = r() < 0.7 ? d[Math.floor(r() * d.length)]! : Math.floor(r() * 256);
       const plants = Math.floor(r() * 3);
-      for (let k = 0; k < plants && n >= d.length; k++) d.copy(c, Math.floor(r() * (n - d.length + 1)));
-      const from = Math.floor(r() * (n + 1));
+      for (let k = 0; k < plants && len >= d.length; k++) d.copy(c, busy + Math.floor(r() * (len - d.length + 1)));
+      const from = small || r() < 0.2 ? Math.floor(r() * (n + 1)) : Math.floor(r() * 300);
       assert.equal(indexOfDelimiter(c, from, d, shift), c.indexOf(d, from), `${boundary} n=${n} from=${from}`);
     }
-    // A delimiter ending just before the middle, at it, and just after it, alone and with one after it.
-    for (let n = d.length * 2; n < d.length * 2 + 8; n++) {
-      for (let at = 0; at + d.length <= n; at++) {
+    // A delimiter ending just before the middle of the two searches, at it, and just after it,
+    // alone and with one after it; and in a chunk of nothing else.
+    for (const n of [TWO_SEARCHES, TWO_SEARCHES + 1, TWO_SEARCHES + d.length]) {
+      const mid = d.length - 1 + ((n - d.length + 1) >> 1);
+      for (let delta = -d.length - 1; delta <= d.length + 1; delta++) {
+        const at = mid + delta - (d.length - 1);
         const c = Buffer.alloc(n, 'a');
         d.copy(c, at);
         assert.equal(indexOfDelimiter(c, 0, d, shift), at, `${boundary} n=${n} at=${at}`);
-        if (at + 2 * d.length <= n) {
-          d.copy(c, n - d.length);
-          assert.equal(indexOfDelimiter(c, 0, d, shift), at, `${boundary} n=${n} at=${at}, one more at the end`);
-        }
+        d.copy(c, n - d.length);
+        assert.equal(indexOfDelimiter(c, 0, d, shift), at, `${boundary} n=${n} at=${at}, one more at the end`);
       }
+      assert.equal(indexOfDelimiter(Buffer.alloc(n, 'a'), 0, d, shift), -1, 'none');
     }
   }
 });
