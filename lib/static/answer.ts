@@ -8,6 +8,7 @@ import { sendError } from '../http/answer.js';
 import { UNTRUSTED_CSP, untrustedView } from '../uploads/upload-record.js';
 import { attachment } from './disposition.js';
 import type { FileInfo, OpenFile } from './engine.js';
+import { pumpFile, type PumpedFile } from './file-pump.js';
 
 /** Answers up to this many bytes from a file not in memory are read in one go instead of streamed. */
 const SMALL_READ = 64 * 1024;
@@ -219,6 +220,11 @@ function sendFile(req: IncomingMessage, res: ServerResponse, file: OpenFile, sta
     return;
   }
   res.writeHead(status, headers);
+  watchStall(res, stallMs);
+  if (file.readAt !== undefined) {
+    pumpFile(req, res, file as PumpedFile, start, end);
+    return;
+  }
   const body = file.stream(start, end);
   // pipe() rather than pipeline(): measurably cheaper per response (no AbortController/eos
   // bookkeeping), with the two teardown paths pipeline would give wired by hand.
@@ -237,7 +243,6 @@ function sendFile(req: IncomingMessage, res: ServerResponse, file: OpenFile, sta
   res.once('close', stop);
   req.once('close', stop);
   body.pipe(res);
-  watchStall(res, stallMs);
 }
 
 // ---------------------------------------------------------------------------------------------

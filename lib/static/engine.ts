@@ -19,7 +19,10 @@ export interface FileInfo {
   ino: number;
 }
 
-/** A regular file opened for reading; exactly one of `stream`, `read` or `close` must be called, once. */
+/**
+ * A regular file opened for reading; exactly one of `stream`, `read` or `close` must be called, once
+ * (`close` after any number of `readAt`s).
+ */
 export interface OpenFile extends FileInfo {
   /**
    * Written by someone not trusted to run script on this origin (an end user's upload, trust.ts):
@@ -51,6 +54,12 @@ export interface OpenFile extends FileInfo {
    * the descriptor is closed. The engine uses it for small answers only.
    */
   read?(start: number, end: number): Promise<Buffer>;
+  /**
+   * Optional: reads up to `length` bytes at `position` into `buf` (a positional read, the
+   * descriptor left open), any number of times, then `close` once. The engine sends big answers
+   * with it through reused buffers (file-pump.ts) instead of `stream`.
+   */
+  readAt?(buf: Buffer, length: number, position: number, done: (err: Error | null, bytesRead: number) => void): void;
   close(): Promise<void>;
 }
 

@@ -1,14 +1,7 @@
 // Descriptors a directory source opened, as `OpenFile`s: reading, streaming and closing them.
 import { close as closeFd, closeSync, constants, createReadStream, fstat, open as openFd, read as readFd, type Stats } from 'node:fs';
 import type { FileInfo, OpenFile } from './engine.js';
-
-/**
- * Read size of file streams: fewer, larger reads cost less CPU per MiB (fewer thread-pool round
- * trips and socket writes; 512 KiB measured cheapest of 64 KiB…1 MiB in bench/static). Memory stays
- * bounded whatever the client's speed: a download holds at most about two chunks (the stream's
- * buffer and the socket's pending write), ~1 MiB.
- */
-const STREAM_CHUNK = 512 * 1024;
+import { PUMP_CHUNK } from './file-pump.js';
 
 /** Errors that mean "no file there" (404), as opposed to a failure worth reporting. */
 const GONE = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG']);
@@ -49,7 +42,11 @@ export function openFileOf(fd: number, st: FileInfo, syncClose: boolean): OpenFi
     ino: st.ino,
     stream(start, end) {
       use();
-      return createReadStream('', { fd, start, end, autoClose: true, emitClose: true, highWaterMark: STREAM_CHUNK });
+      return createReadStream('', { fd, start, end, autoClose: true, emitClose: true, highWaterMark: PUMP_CHUNK });
+    },
+    readAt(buf, length, position, done) {
+      if (used) throw new Error('OpenFile already used');
+      readFd(fd, buf, 0, length, position, (err, n) => done(err, n));
     },
     read(start, end) {
       use();

@@ -73,6 +73,9 @@ export { eventually } from './eventually.js';
 export async function serveEngine(t: Parameters<typeof defer>[0], engine: StaticEngine, source: FileSource): Promise<string> {
   const server = createServer((req, res) => void engine.respond(req, res, source, (req.url ?? '').slice(3).split('?')[0]!));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  defer(t, () => new Promise<void>((r) => server.close(() => r())));
+  defer(t, () => new Promise<void>((r) => {
+    server.close(() => r());
+    server.closeAllConnections(); // a download a failed test left running must not hold the close
+  }));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
