@@ -2,7 +2,7 @@
 // from a small shared pool, each written to the response and given back to the pool only once that
 // write is done. A read stream allocates a fresh buffer for every read instead; copying from the
 // page cache into memory the CPU has not touched yet cost 12–15% more CPU per 100 MiB download
-// (bench/README.md, "Static files: pooled buffers").
+// (bench/README.md, "Pooled buffers for big answers").
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { OpenFile } from './engine.js';
 
