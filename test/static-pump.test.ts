@@ -15,6 +15,18 @@ import { makeTempDir } from './helpers/temp-dir.js';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
+/** The files of `dir`, each opened file given what `change` returns in place of its own methods. */
+function reopened(dir: string, change: (f: OpenFile) => Partial<OpenFile>): FileSource {
+  const inner = createDirectorySource(dir);
+  return {
+    stat: (rel) => inner.stat(rel),
+    open: async (rel) => {
+      const f = await inner.open(rel);
+      return f === null ? null : Object.assign(f, change(f));
+    },
+  };
+}
+
 /**
  * GETs `path`, reading `pauseAfter` bytes at full speed, then pausing `pauseMs` between chunks
  * (a slow reader, so the server's writes back up); resolves with the body, or 'cut'. `onFirst`
@@ -78,17 +90,11 @@ test('a file truncated while it is sent: the client sees a cut connection, no re
   defer(t, cleanup);
   const path = join(dir, 'shrinks.bin');
   await writeFile(path, randomBytes(8 * PUMP_CHUNK));
-  const inner = createDirectorySource(dir);
   let reads = 0;
-  const source: FileSource = {
-    stat: (rel) => inner.stat(rel),
-    open: async (rel) => {
-      const f = await inner.open(rel);
-      const readAt = f?.readAt?.bind(f);
-      if (f === null || readAt === undefined) return f;
-      return Object.assign(f, { readAt: (...a: Parameters<typeof readAt>) => (reads++, readAt(...a)) });
-    },
-  };
+  const source = reopened(dir, (f) => {
+    const readAt = f.readAt!.bind(f);
+    return { readAt: (...a) => (reads++, readAt(...a)) };
+  });
   // Never cut for stalling: only the short read may end this download.
   const url = await serveEngine(t, createStatic({ limits: resolveLimits({ downloadStallTimeout: 0 }) }), source);
   let poll: NodeJS.Timeout | undefined;
@@ -108,31 +114,25 @@ test('a read that fails mid-way: a cut connection, the file closed once', async 
   const { dir, cleanup } = await makeTempDir();
   defer(t, cleanup);
   await writeFile(join(dir, 'a.bin'), randomBytes(4 * PUMP_CHUNK));
-  const inner = createDirectorySource(dir);
   let closes = 0;
-  const source: FileSource = {
-    stat: (rel) => inner.stat(rel),
-    open: async (rel) => {
-      const f = await inner.open(rel);
-      if (f === null) return null;
-      let reads = 0;
-      const readAt = f.readAt!.bind(f);
-      const close = f.close.bind(f);
-      return Object.assign(f, {
-        readAt: (buf: Buffer, length: number, position: number, done: (err: Error | null, n: number) => void): void => {
-          if (++reads === 3) {
-            setImmediate(() => done(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }), 0));
-            return;
-          }
-          readAt(buf, length, position, done);
-        },
-        close: () => {
-          closes++;
-          return close();
-        },
-      } satisfies Partial<OpenFile>);
-    },
-  };
+  const source = reopened(dir, (f) => {
+    let reads = 0;
+    const readAt = f.readAt!.bind(f);
+    const close = f.close.bind(f);
+    return {
+      readAt: (buf, length, position, done) => {
+        if (++reads === 3) {
+          setImmediate(() => done(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }), 0));
+          return;
+        }
+        readAt(buf, length, position, done);
+      },
+      close: () => {
+        closes++;
+        return close();
+      },
+    };
+  });
   const url = await serveEngine(t, createStatic({ limits: resolveLimits() }), source);
   assert.equal(await download(url, '/x/a.bin', false), 'cut');
   await eventually(() => closes === 1, 'closed once');
