@@ -2,7 +2,7 @@
 // routes), Koa, Hono on @hono/node-server, and Express mounted under a path.
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { Agent, createServer, get as httpGet, type IncomingMessage, type Server } from 'node:http';
 import { test, type TestContext } from 'node:test';
 import express from 'express';
 import Fastify from 'fastify';
@@ -156,7 +156,29 @@ test('Hono on @hono/node-server: wharf answers on the Node response; other route
   const server = honoServe({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }) as Server;
   await new Promise<void>((ok) => (server.listening ? ok() : server.once('listening', () => ok())));
   const url = await listen(t, server);
+  // @hono/node-server must write nothing more after wharf's answer: no error logged for it, and the
+  // connection kept alive for the next request.
+  const errors: unknown[] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => void errors.push(args);
+  defer(t, () => void (console.error = consoleError));
+  let connections = 0;
+  server.on('connection', () => void connections++);
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  defer(t, () => agent.destroy());
+  for (let i = 0; i < 3; i++) {
+    const status = await new Promise<number>((ok, fail) => {
+      httpGet(`${url}/_wharf/health`, { agent }, (res) => {
+        res.resume();
+        res.once('end', () => ok(res.statusCode ?? 0));
+      }).once('error', fail);
+    });
+    assert.equal(status, 200);
+  }
+  assert.equal(connections, 1, 'one keep-alive connection for three answers');
   await exercise(url);
+  assert.deepEqual(errors, [], 'nothing logged by @hono/node-server');
+  console.error = consoleError;
   assert.ok(seen.includes('POST /_f/') && seen.includes('GET /hello'), seen.join(', '));
   const bare = wharfHono(f);
   await assert.rejects(() => bare({ env: {} }, async () => {}), /needs @hono\/node-server/);

@@ -37,6 +37,12 @@ export function wharfHono(files: FileServer): (c: HonoContextLike, next: () => P
       return undefined;
     }
     await settled(env.outgoing);
-    return new Response(null, { headers: { [ALREADY_SENT]: 'true' } });
+    const sent = new Response(null, { headers: { [ALREADY_SENT]: 'true' } });
+    // @hono/node-server 2 replaces the global Response with one it writes out on a fast path that
+    // never looks at ALREADY_SENT (so it wrote a second head: ERR_HTTP_HEADERS_SENT logged, the
+    // connection destroyed). Reading `body` turns it into a plain Response, which goes the path that
+    // honours the header; on a plain Response it is a no-op.
+    void sent.body;
+    return sent;
   };
 }
