@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { collectPart, parseMultipart, sinkPart, type Part, type PartSink, type MultipartLimits } from '../lib/multipart/parser.js';
-import { indexOfDelimiter, shiftTable, TWO_SEARCHES } from '../lib/multipart/scanner.js';
+import { indexOfDelimiter, shiftTable, TWO_SEARCHES } from '../lib/multipart/delimiter-search.js';
 import { WharfError } from '../lib/common/errors.js';
 import { sendError } from '../lib/http/answer.js';
 import { DEFAULT_LIMITS } from '../lib/common/limits.js';
